@@ -1,0 +1,166 @@
+//! The stable error codes every error response carries. Codes never change meaning.
+
+/// An error code of the wire protocol, grouped by thousands: 1xxx framing and protocol,
+/// 2xxx accounts and sessions, 3xxx messages and sync, 5xxx server-side conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ErrorCode {
+    /// The frame's length field is shorter than the header; the connection is closed.
+    BadFrame = 1000,
+    /// The frame exceeds the server's maximum frame length; the connection is closed.
+    FrameTooLarge = 1001,
+    /// The frame's version is newer than the server speaks.
+    UnsupportedVersion = 1002,
+    /// The frame's type is not a known message type.
+    UnknownType = 1003,
+    /// The payload does not decode as the message the type announces.
+    MalformedPayload = 1004,
+    /// The frame sets a reserved or unsupported flag bit.
+    UnsupportedFlags = 1005,
+    /// The frame is a response, or of a type only the server sends.
+    NotARequest = 1006,
+    /// The request needs a logged-in connection.
+    NotLoggedIn = 2000,
+    /// Wrong user id or password. Deliberately does not say which.
+    AuthFailed = 2001,
+    /// The token is unknown, revoked or expired.
+    TokenInvalid = 2002,
+    /// REGISTER with a user id that is taken.
+    UserExists = 2003,
+    /// The user id is empty, too long or has characters outside `[A-Za-z0-9_.@-]`.
+    InvalidUserId = 2004,
+    /// The password is shorter than 8 or longer than 256 bytes.
+    InvalidPassword = 2005,
+    /// LOGIN on a connection that is already logged in.
+    AlreadyLoggedIn = 2006,
+    /// The device id is empty, too long or has characters outside `[A-Za-z0-9_.:-]`.
+    InvalidDevice = 2007,
+    /// The connection did not log in within the login timeout; it is closed.
+    LoginTimeout = 2008,
+    /// The receiving user does not exist.
+    UnknownUser = 3000,
+    /// The content exceeds the server's size limit.
+    ContentTooLarge = 3001,
+    /// The content is missing, empty, or of a kind the server does not accept.
+    InvalidContent = 3002,
+    /// The client message id is empty or longer than 64 bytes.
+    InvalidClientMsgId = 3003,
+    /// The conversation does not exist or the user is not part of it.
+    NotAParticipant = 3004,
+    /// A request field is out of range or missing.
+    InvalidArgument = 3005,
+    /// An unexpected server error; details are in the server's log, never in the response.
+    Internal = 5000,
+    /// The server cannot serve the request right now (for example the store failed); retry.
+    Unavailable = 5001,
+    /// The server is shutting down; reconnect and retry.
+    ShuttingDown = 5002,
+    /// Too many requests in flight on this connection; retry after a pause.
+    Overloaded = 5003,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order (for documentation tests).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownType,
+        ErrorCode::MalformedPayload,
+        ErrorCode::UnsupportedFlags,
+        ErrorCode::NotARequest,
+        ErrorCode::NotLoggedIn,
+        ErrorCode::AuthFailed,
+        ErrorCode::TokenInvalid,
+        ErrorCode::UserExists,
+        ErrorCode::InvalidUserId,
+        ErrorCode::InvalidPassword,
+        ErrorCode::AlreadyLoggedIn,
+        ErrorCode::InvalidDevice,
+        ErrorCode::LoginTimeout,
+        ErrorCode::UnknownUser,
+        ErrorCode::ContentTooLarge,
+        ErrorCode::InvalidContent,
+        ErrorCode::InvalidClientMsgId,
+        ErrorCode::NotAParticipant,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Overloaded,
+    ];
+
+    /// The numeric code on the wire.
+    pub fn as_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The code for a number, if it is one this crate knows.
+    pub fn from_u32(code: u32) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_u32() == code)
+    }
+
+    /// The stable symbolic name on the wire, e.g. `NOT_LOGGED_IN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "BAD_FRAME",
+            ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::UnknownType => "UNKNOWN_TYPE",
+            ErrorCode::MalformedPayload => "MALFORMED_PAYLOAD",
+            ErrorCode::UnsupportedFlags => "UNSUPPORTED_FLAGS",
+            ErrorCode::NotARequest => "NOT_A_REQUEST",
+            ErrorCode::NotLoggedIn => "NOT_LOGGED_IN",
+            ErrorCode::AuthFailed => "AUTH_FAILED",
+            ErrorCode::TokenInvalid => "TOKEN_INVALID",
+            ErrorCode::UserExists => "USER_EXISTS",
+            ErrorCode::InvalidUserId => "INVALID_USER_ID",
+            ErrorCode::InvalidPassword => "INVALID_PASSWORD",
+            ErrorCode::AlreadyLoggedIn => "ALREADY_LOGGED_IN",
+            ErrorCode::InvalidDevice => "INVALID_DEVICE",
+            ErrorCode::LoginTimeout => "LOGIN_TIMEOUT",
+            ErrorCode::UnknownUser => "UNKNOWN_USER",
+            ErrorCode::ContentTooLarge => "CONTENT_TOO_LARGE",
+            ErrorCode::InvalidContent => "INVALID_CONTENT",
+            ErrorCode::InvalidClientMsgId => "INVALID_CLIENT_MSG_ID",
+            ErrorCode::NotAParticipant => "NOT_A_PARTICIPANT",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::Overloaded => "OVERLOADED",
+        }
+    }
+
+    /// Whether the same request may succeed later unchanged.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded
+        )
+    }
+
+    /// Whether the server closes the connection after sending this error.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadFrame | ErrorCode::FrameTooLarge | ErrorCode::LoginTimeout
+        )
+    }
+
+    /// The wire payload for this code with a human-readable message.
+    pub fn to_error(self, message: impl Into<String>) -> crate::pb::Error {
+        crate::pb::Error {
+            code: self.as_u32(),
+            name: self.name().to_owned(),
+            message: message.into(),
+            retryable: self.retryable(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name(), self.as_u32())
+    }
+}
