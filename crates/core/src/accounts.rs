@@ -1,0 +1,244 @@
+//! Accounts: registration with argon2id password hashes, login by password or token, logout.
+
+use std::{sync::Arc, time::Duration};
+
+use argon2::{
+    Algorithm, Argon2, Params, Version,
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
+};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    Clock, ServiceError,
+    ids::{DeviceId, Platform, UserId},
+    store::{AccountStore, TokenRecord},
+};
+
+/// Password length bounds, in bytes.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=256;
+
+/// Settings of the account service.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// How long a token stays valid after it is issued.
+    pub token_ttl: Duration,
+    /// Argon2id memory cost in KiB (OWASP's minimum recommendation is 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+/// How a login proves who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The account's password.
+    Password(String),
+    /// A token from an earlier login of the same device.
+    Token(String),
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The authenticated user.
+    pub user: UserId,
+    /// The device that logged in.
+    pub device: DeviceId,
+    /// Its platform.
+    pub platform: Platform,
+    /// The token to use next time (the same one for token logins).
+    pub token: String,
+    /// SHA-256 of the token, kept by the connection so that logout can revoke it.
+    pub token_hash: String,
+    /// When the token expires.
+    pub expires_ms: i64,
+}
+
+/// Registration, login and logout.
+#[derive(Debug, Clone)]
+pub struct AccountService {
+    store: Arc<dyn AccountStore>,
+    clock: Arc<dyn Clock>,
+    config: AccountConfig,
+    argon2: Argon2<'static>,
+    /// A hash that no password matches, verified when the user is unknown so that the response
+    /// time does not reveal whether a user id exists.
+    decoy_hash: Arc<str>,
+}
+
+impl AccountService {
+    /// A service over `store`.
+    pub fn new(
+        store: Arc<dyn AccountStore>,
+        clock: Arc<dyn Clock>,
+        config: AccountConfig,
+    ) -> Result<Self, ServiceError> {
+        let params = Params::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| ServiceError::InvalidArgument(format!("argon2 parameters: {e}")))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let decoy_hash = argon2
+            .hash_password(b"decoy password that is never accepted", &salt)
+            .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))?
+            .to_string();
+        Ok(Self {
+            store,
+            clock,
+            config,
+            argon2,
+            decoy_hash: Arc::from(decoy_hash),
+        })
+    }
+
+    /// Creates an account.
+    pub async fn register(&self, user: &str, password: &str) -> Result<UserId, ServiceError> {
+        let user = UserId::parse(user)?;
+        if !PASSWORD_LEN.contains(&password.len()) {
+            return Err(ServiceError::InvalidPassword);
+        }
+        // Hashing is the expensive part; skip it for ids that are plainly taken. The insert below
+        // still decides races.
+        if self.store.password_hash(&user).await?.is_some() {
+            return Err(ServiceError::UserExists);
+        }
+        let hash = self.hash_password(password.to_owned()).await?;
+        if self
+            .store
+            .create_user(&user, &hash, self.clock.now_ms())
+            .await?
+        {
+            Ok(user)
+        } else {
+            Err(ServiceError::UserExists)
+        }
+    }
+
+    /// Authenticates a device and issues (or re-confirms) its token.
+    pub async fn login(
+        &self,
+        user: &str,
+        credential: Credential,
+        device: &str,
+        platform: Platform,
+    ) -> Result<Login, ServiceError> {
+        let user = UserId::parse(user).map_err(|_| ServiceError::AuthFailed)?;
+        let device = DeviceId::parse(device)?;
+        match credential {
+            Credential::Password(password) => {
+                let stored = self.store.password_hash(&user).await?;
+                let known = stored.is_some();
+                let hash = stored.unwrap_or_else(|| self.decoy_hash.to_string());
+                let ok = self.verify_password(password, hash).await?;
+                if !(ok && known) {
+                    return Err(ServiceError::AuthFailed);
+                }
+                let token = new_token();
+                let record = TokenRecord {
+                    hash: token_hash(&token),
+                    user: user.clone(),
+                    device: device.clone(),
+                    platform,
+                    issued_ms: self.clock.now_ms(),
+                    expires_ms: self.clock.now_ms() + self.config.token_ttl.as_millis() as i64,
+                };
+                self.store.put_token(&record).await?;
+                Ok(Login {
+                    user,
+                    device,
+                    platform,
+                    token,
+                    token_hash: record.hash,
+                    expires_ms: record.expires_ms,
+                })
+            }
+            Credential::Token(token) => {
+                let hash = token_hash(&token);
+                let record = self
+                    .store
+                    .find_token(&hash)
+                    .await?
+                    .ok_or(ServiceError::TokenInvalid)?;
+                if record.user != user
+                    || record.device != device
+                    || record.expires_ms <= self.clock.now_ms()
+                {
+                    return Err(ServiceError::TokenInvalid);
+                }
+                Ok(Login {
+                    user,
+                    device,
+                    platform,
+                    token,
+                    token_hash: hash,
+                    expires_ms: record.expires_ms,
+                })
+            }
+        }
+    }
+
+    /// Revokes the token with this hash.
+    pub async fn logout(&self, token_hash: &str) -> Result<(), ServiceError> {
+        Ok(self.store.revoke_token(token_hash).await?)
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, ServiceError> {
+        let argon2 = self.argon2.clone();
+        // Argon2 is deliberately slow; it runs off the async workers so it never stalls delivery.
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
+    }
+
+    async fn verify_password(&self, password: String, hash: String) -> Result<bool, ServiceError> {
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(|e| {
+                ServiceError::Store(crate::StoreError::Corrupt(format!("password hash: {e}")))
+            })?;
+            // Verification uses the parameters recorded in the hash, so old hashes keep working
+            // after the configured cost changes.
+            Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
+    }
+}
+
+/// A fresh token: 256 random bits, URL-safe base64.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The stored form of a token. Tokens carry 256 bits of entropy, so a fast hash suffices:
+/// a leaked table cannot be brute-forced back into tokens.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

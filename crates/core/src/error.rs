@@ -1,0 +1,71 @@
+//! The errors of the service layer and of the storage traits beneath it.
+
+use crate::ids::UserId;
+
+/// Why a storage call failed. Backends map their own errors into these two cases; the
+/// services never see a backend's types.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot serve the call now (I/O error, closed, busy). Retrying may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds data the backend cannot read back. Retrying will not help.
+    #[error("store data is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// Why a service refused or failed a request. The gateway maps each case to one wire error
+/// code at its boundary; the messages here are safe to show to the client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServiceError {
+    /// A user id is empty, too long, or uses characters outside `[A-Za-z0-9_.@-]`.
+    #[error("user id must be 1 to 64 characters from [A-Za-z0-9_.@-]")]
+    InvalidUserId,
+    /// A device id is empty, too long, or uses characters outside `[A-Za-z0-9_.:-]`.
+    #[error("device id must be 1 to 64 characters from [A-Za-z0-9_.:-]")]
+    InvalidDevice,
+    /// A password is outside 8..=256 bytes.
+    #[error("password must be 8 to 256 bytes")]
+    InvalidPassword,
+    /// Registration of a user id that exists.
+    #[error("user id is already registered")]
+    UserExists,
+    /// Unknown user or wrong password; deliberately not saying which.
+    #[error("wrong user id or password")]
+    AuthFailed,
+    /// The token is unknown, revoked, expired, or belongs to another user or device.
+    #[error("token is invalid, revoked or expired")]
+    TokenInvalid,
+    /// A message addressed to a user that does not exist.
+    #[error("user {0} does not exist")]
+    UnknownUser(UserId),
+    /// Content whose encoding exceeds the configured limit.
+    #[error("content is {len} bytes; the limit is {max}")]
+    ContentTooLarge {
+        /// The encoded size of the content.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// Content that is missing, empty or malformed.
+    #[error("invalid content: {0}")]
+    InvalidContent(&'static str),
+    /// A client message id outside 1..=64 bytes.
+    #[error("client message id must be 1 to 64 bytes")]
+    InvalidClientMsgId,
+    /// A conversation that does not exist or that the user is not part of.
+    #[error("no such conversation for this user")]
+    NotAParticipant,
+    /// Any other field out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The server is shutting down and takes no new work.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// Storage failed; see [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug or an impossible state; the details go to the log, not to the client.
+    #[error("internal error")]
+    Internal(String),
+}

@@ -1,0 +1,260 @@
+//! Identifiers: users, devices, conversations, messages and connections, validated on entry.
+
+use std::{fmt, sync::Arc};
+
+use crate::ServiceError;
+
+/// The longest user id or device id, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A registered user's id: 1 to 64 characters from `[A-Za-z0-9_.@-]`.
+///
+/// The character set leaves `:` free so that conversation ids can be built from user ids
+/// without escaping. Cloning is cheap: the string is shared.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(Arc<str>);
+
+impl UserId {
+    /// Validates `s` as a user id.
+    pub fn parse(s: &str) -> Result<Self, ServiceError> {
+        if valid_id(s, |c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')
+        }) {
+            Ok(UserId(Arc::from(s)))
+        } else {
+            Err(ServiceError::InvalidUserId)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A device's id, chosen by the client and stable per installation: 1 to 64 characters from
+/// `[A-Za-z0-9_.:-]`. Each device of a user has its own sync cursor.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(Arc<str>);
+
+impl DeviceId {
+    /// Validates `s` as a device id.
+    pub fn parse(s: &str) -> Result<Self, ServiceError> {
+        if valid_id(s, |c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
+        }) {
+            Ok(DeviceId(Arc::from(s)))
+        } else {
+            Err(ServiceError::InvalidDevice)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceId({})", self.0)
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn valid_id(s: &str, allowed: impl Fn(char) -> bool) -> bool {
+    !s.is_empty() && s.len() <= MAX_ID_LEN && s.chars().all(allowed)
+}
+
+/// The kind of device a connection comes from; the kick policy works per platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    /// The client did not say.
+    Unspecified,
+    /// An iPhone or iPad app.
+    Ios,
+    /// An Android app.
+    Android,
+    /// A browser.
+    Web,
+    /// A desktop app.
+    Desktop,
+    /// The command line.
+    Cli,
+}
+
+impl Platform {
+    /// The platform for a wire enum value; unknown values count as unspecified.
+    pub fn from_wire(v: i32) -> Platform {
+        match crate::pb::Platform::try_from(v) {
+            Ok(crate::pb::Platform::Ios) => Platform::Ios,
+            Ok(crate::pb::Platform::Android) => Platform::Android,
+            Ok(crate::pb::Platform::Web) => Platform::Web,
+            Ok(crate::pb::Platform::Desktop) => Platform::Desktop,
+            Ok(crate::pb::Platform::Cli) => Platform::Cli,
+            _ => Platform::Unspecified,
+        }
+    }
+
+    /// The wire enum value.
+    pub fn to_wire(self) -> i32 {
+        let p = match self {
+            Platform::Unspecified => crate::pb::Platform::Unspecified,
+            Platform::Ios => crate::pb::Platform::Ios,
+            Platform::Android => crate::pb::Platform::Android,
+            Platform::Web => crate::pb::Platform::Web,
+            Platform::Desktop => crate::pb::Platform::Desktop,
+            Platform::Cli => crate::pb::Platform::Cli,
+        };
+        p as i32
+    }
+
+    /// A short lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Unspecified => "unspecified",
+            Platform::Ios => "ios",
+            Platform::Android => "android",
+            Platform::Web => "web",
+            Platform::Desktop => "desktop",
+            Platform::Cli => "cli",
+        }
+    }
+
+    /// The platform for a stored name; unknown names count as unspecified.
+    pub fn from_name(s: &str) -> Platform {
+        match s {
+            "ios" => Platform::Ios,
+            "android" => Platform::Android,
+            "web" => Platform::Web,
+            "desktop" => Platform::Desktop,
+            "cli" => Platform::Cli,
+            _ => Platform::Unspecified,
+        }
+    }
+}
+
+/// The id of a conversation: `p:{a}:{b}` for the one-to-one conversation of users `a` and `b`
+/// (the smaller id first, bytewise), so both sides derive the same id without a lookup.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationId(Arc<str>);
+
+/// What a conversation id names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationKind {
+    /// The one-to-one conversation of two users (possibly the same user twice: notes to self).
+    Direct(UserId, UserId),
+}
+
+impl ConversationKind {
+    /// Whether `user` takes part in the conversation.
+    pub fn includes(&self, user: &UserId) -> bool {
+        match self {
+            ConversationKind::Direct(a, b) => a == user || b == user,
+        }
+    }
+}
+
+impl ConversationId {
+    /// The one-to-one conversation of `a` and `b`, in either order.
+    pub fn direct(a: &UserId, b: &UserId) -> Self {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        ConversationId(Arc::from(format!("p:{lo}:{hi}")))
+    }
+
+    /// Parses and validates a conversation id from the wire.
+    pub fn parse(s: &str) -> Result<(Self, ConversationKind), ServiceError> {
+        let bad = || ServiceError::NotAParticipant;
+        let rest = s.strip_prefix("p:").ok_or_else(bad)?;
+        let (a, b) = rest.split_once(':').ok_or_else(bad)?;
+        let (a, b) = (
+            UserId::parse(a).map_err(|_| bad())?,
+            UserId::parse(b).map_err(|_| bad())?,
+        );
+        if a > b {
+            return Err(bad());
+        }
+        Ok((ConversationId(Arc::from(s)), ConversationKind::Direct(a, b)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds an id read back from storage, where it was validated on the way in.
+    pub fn from_stored(s: &str) -> Self {
+        ConversationId(Arc::from(s))
+    }
+}
+
+impl fmt::Debug for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConversationId({})", self.0)
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored message's server-assigned id, unique across all conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+/// A live connection's id within one server process; fan-out uses it to skip the connection
+/// a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_accept_the_documented_characters_only() {
+        assert!(UserId::parse("alice.b-2@x_y").is_ok());
+        for bad in ["", "a:b", "a b", "ä", &"x".repeat(65)] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(UserId::parse(&"x".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn direct_conversation_ids_do_not_depend_on_order() {
+        let (a, b) = (
+            UserId::parse("bob").unwrap(),
+            UserId::parse("alice").unwrap(),
+        );
+        let id = ConversationId::direct(&a, &b);
+        assert_eq!(id, ConversationId::direct(&b, &a));
+        assert_eq!(id.as_str(), "p:alice:bob");
+        let (parsed, kind) = ConversationId::parse("p:alice:bob").unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(kind, ConversationKind::Direct(b, a));
+        assert!(
+            ConversationId::parse("p:bob:alice").is_err(),
+            "non-canonical order"
+        );
+        assert!(ConversationId::parse("g:1").is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! Tern's services: accounts, messages and sync, with the storage and delivery traits they own.
+//!
+//! This is the "service" stage of the pipeline (bytes → frame → command → **service** → store →
+//! fan-out → connection). Services validate, decide and order; they reach storage only through
+//! the traits in [`store`] and connections only through [`Delivery`]. Nothing here opens a
+//! socket or a file, so the same services run over SQLite or PostgreSQL and under any gateway.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod clock;
+mod error;
+pub mod ids;
+pub mod messages;
+pub mod store;
+pub mod sync;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{ServiceError, StoreError};
+pub use ids::{ConnectionId, ConversationId, DeviceId, MessageId, Platform, UserId};
+pub use sync::Delivery;
+
+/// The payload schema is the content model: message content is stored and relayed as the
+/// `Content` message of the wire protocol, validated by [`messages`].
+pub use tern_proto::pb;

@@ -1,0 +1,452 @@
+//! Messages: validation, the commit pipeline (group commit, then ack, then fan-out) and history.
+//!
+//! All sends of the process go through one pipeline task. It takes every send that is waiting,
+//! appends them to the store as one batch (one transaction, one sync), and only then answers
+//! each sender and publishes the new inbox entries, in commit order. One batch is in flight at
+//! a time, so sends that arrive during a commit form the next batch: under load, batches grow
+//! and the cost of the sync is shared.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Clock, ServiceError,
+    ids::{ConnectionId, ConversationId, UserId},
+    pb,
+    store::{
+        AppendOutcome, Direction, HistoryPage, InboxEntry, InboxEvent, MessageStore, NewMessage,
+        StoredMessage,
+    },
+    sync::SyncService,
+};
+
+/// The longest client message id, in bytes.
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
+
+/// Settings of the message service.
+#[derive(Debug, Clone)]
+pub struct MessageConfig {
+    /// The largest content accepted, measured as its protobuf encoding.
+    pub max_content_bytes: usize,
+    /// The most sends committed in one batch.
+    pub max_batch: usize,
+    /// How long the pipeline waits for more sends before committing a batch that is not full.
+    /// Zero commits at once; batches still form from sends that arrive during a commit.
+    pub commit_window: Duration,
+    /// Sends waiting for the pipeline before new sends wait for room.
+    pub queue_capacity: usize,
+    /// Messages per HISTORY response when the client asks for 0.
+    pub default_history_limit: u32,
+    /// The most messages one HISTORY response carries.
+    pub max_history_limit: u32,
+}
+
+impl Default for MessageConfig {
+    fn default() -> Self {
+        Self {
+            max_content_bytes: 32 * 1024,
+            max_batch: 1024,
+            commit_window: Duration::ZERO,
+            queue_capacity: 16 * 1024,
+            default_history_limit: 50,
+            max_history_limit: 500,
+        }
+    }
+}
+
+/// A send request, as the gateway hands it over.
+#[derive(Debug, Clone)]
+pub struct SendInput {
+    /// The receiving user's id, unvalidated.
+    pub to_user: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// The content, unvalidated.
+    pub content: Option<pb::Content>,
+}
+
+/// The answer to a stored (or deduplicated) send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendAck {
+    /// The stored message.
+    pub message: Arc<StoredMessage>,
+    /// True when this answers a retry of a message stored before.
+    pub duplicate: bool,
+}
+
+/// A send accepted by the pipeline; resolves once the message is durable (or failed).
+#[derive(Debug)]
+pub struct PendingSend(oneshot::Receiver<Result<SendAck, ServiceError>>);
+
+impl std::future::Future for PendingSend {
+    type Output = Result<SendAck, ServiceError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ServiceError::ShuttingDown)))
+    }
+}
+
+enum Job {
+    Send {
+        message: NewMessage,
+        origin: Option<ConnectionId>,
+        accepted: Instant,
+        reply: oneshot::Sender<Result<SendAck, ServiceError>>,
+    },
+    /// Answered once every job queued before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Sending and reading messages.
+#[derive(Debug, Clone)]
+pub struct MessageService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn MessageStore>,
+    clock: Arc<dyn Clock>,
+    config: MessageConfig,
+    jobs: mpsc::Sender<Job>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Send { message, .. } => {
+                write!(f, "Send({}/{})", message.sender, message.client_msg_id)
+            }
+            Job::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+impl MessageService {
+    /// Starts the service and its pipeline task on the current Tokio runtime.
+    pub fn start(
+        store: Arc<dyn MessageStore>,
+        sync: Arc<SyncService>,
+        clock: Arc<dyn Clock>,
+        config: MessageConfig,
+    ) -> Self {
+        let (jobs, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let pipeline = Pipeline {
+            store: store.clone(),
+            sync,
+            max_batch: config.max_batch.max(1),
+            commit_window: config.commit_window,
+            metrics: PipelineMetrics::new(),
+        };
+        tokio::spawn(pipeline.run(rx));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                jobs,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Validates a send from `sender` and queues it for the next commit. The returned future
+    /// resolves with the ack once the message is durable.
+    ///
+    /// Queueing happens before this returns, so sends queued one after another from one
+    /// connection are stored in that order.
+    pub async fn send(
+        &self,
+        sender: &UserId,
+        origin: Option<ConnectionId>,
+        input: SendInput,
+    ) -> Result<PendingSend, ServiceError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let to = UserId::parse(&input.to_user)
+            .map_err(|_| ServiceError::UnknownUser(unknown_user(&input.to_user)))?;
+        if input.client_msg_id.is_empty() || input.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+            return Err(ServiceError::InvalidClientMsgId);
+        }
+        let content = input
+            .content
+            .ok_or(ServiceError::InvalidContent("content is missing"))?;
+        validate_content(&content, self.inner.config.max_content_bytes)?;
+        let mut inboxes = vec![sender.clone()];
+        if &to != sender {
+            inboxes.push(to.clone());
+        }
+        let message = NewMessage {
+            conversation: ConversationId::direct(sender, &to),
+            sender: sender.clone(),
+            client_msg_id: input.client_msg_id,
+            server_time_ms: self.inner.clock.now_ms(),
+            content,
+            inboxes,
+        };
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Send {
+            message,
+            origin,
+            accepted: Instant::now(),
+            reply,
+        };
+        self.inner
+            .jobs
+            .send(job)
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        Ok(PendingSend(rx))
+    }
+
+    /// A page of a conversation that `user` is part of.
+    pub async fn history(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        anchor_seq: u64,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<HistoryPage, ServiceError> {
+        let (conversation, kind) = ConversationId::parse(conversation.as_str())?;
+        if !kind.includes(user) {
+            return Err(ServiceError::NotAParticipant);
+        }
+        let limit = if limit == 0 {
+            self.inner.config.default_history_limit
+        } else {
+            limit
+        }
+        .clamp(1, self.inner.config.max_history_limit.max(1));
+        Ok(self
+            .inner
+            .store
+            .history(&conversation, anchor_seq, direction, limit)
+            .await?)
+    }
+
+    /// Refuses new sends and waits until every send queued so far is committed and answered.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self.inner.jobs.send(Job::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn unknown_user(raw: &str) -> UserId {
+    // An unparsable id cannot exist; report it under a placeholder rather than echoing bytes
+    // that may not be printable.
+    UserId::parse(raw).unwrap_or_else(|_| UserId::parse("invalid").expect("valid literal"))
+}
+
+/// Checks that content is present, well-formed and within the size limit.
+pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), ServiceError> {
+    use pb::content::Body;
+    const MAX_FIELD: usize = 2048;
+    let len = content.encoded_len();
+    if len > max_bytes {
+        return Err(ServiceError::ContentTooLarge {
+            len,
+            max: max_bytes,
+        });
+    }
+    let long = |s: &str| s.len() > MAX_FIELD;
+    match &content.body {
+        None => Err(ServiceError::InvalidContent("content has no body")),
+        Some(Body::Text(t)) if t.text.is_empty() => {
+            Err(ServiceError::InvalidContent("text is empty"))
+        }
+        Some(Body::Text(_)) => Ok(()),
+        Some(Body::Image(i)) if i.file_id.is_empty() && i.url.is_empty() => Err(
+            ServiceError::InvalidContent("image needs a file_id or a url"),
+        ),
+        Some(Body::Image(i)) if long(&i.file_id) || long(&i.url) || long(&i.mime) => Err(
+            ServiceError::InvalidContent("image reference field too long"),
+        ),
+        Some(Body::Image(_)) => Ok(()),
+        Some(Body::File(f)) if f.file_id.is_empty() && f.url.is_empty() => Err(
+            ServiceError::InvalidContent("file needs a file_id or a url"),
+        ),
+        Some(Body::File(f))
+            if long(&f.file_id) || long(&f.url) || long(&f.name) || long(&f.mime) =>
+        {
+            Err(ServiceError::InvalidContent(
+                "file reference field too long",
+            ))
+        }
+        Some(Body::File(_)) => Ok(()),
+        Some(Body::Custom(c)) if c.kind.is_empty() || c.kind.len() > 64 => Err(
+            ServiceError::InvalidContent("custom kind must be 1 to 64 bytes"),
+        ),
+        Some(Body::Custom(_)) => Ok(()),
+    }
+}
+
+/// The single task that commits sends in batches and publishes them in commit order.
+struct Pipeline {
+    store: Arc<dyn MessageStore>,
+    sync: Arc<SyncService>,
+    max_batch: usize,
+    commit_window: Duration,
+    metrics: PipelineMetrics,
+}
+
+/// Metric handles resolved once, so the per-batch path does no registry lookups.
+struct PipelineMetrics {
+    stored: metrics::Counter,
+    duplicates: metrics::Counter,
+    batch_size: metrics::Histogram,
+    commit_seconds: metrics::Histogram,
+    ack_seconds: metrics::Histogram,
+}
+
+impl PipelineMetrics {
+    fn new() -> Self {
+        Self {
+            stored: metrics::counter!("tern_messages_stored_total"),
+            duplicates: metrics::counter!("tern_messages_deduplicated_total"),
+            batch_size: metrics::histogram!("tern_store_commit_batch_size"),
+            commit_seconds: metrics::histogram!("tern_store_commit_seconds"),
+            ack_seconds: metrics::histogram!("tern_send_ack_seconds"),
+        }
+    }
+}
+
+impl Pipeline {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.max_batch);
+        loop {
+            if rx.recv_many(&mut jobs, self.max_batch).await == 0 {
+                return;
+            }
+            if !self.commit_window.is_zero() && jobs.len() < self.max_batch {
+                tokio::time::sleep(self.commit_window).await;
+                while jobs.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.commit(&mut jobs).await;
+        }
+    }
+
+    async fn commit(&self, jobs: &mut Vec<Job>) {
+        let mut sends = Vec::with_capacity(jobs.len());
+        let mut batch = Vec::with_capacity(jobs.len());
+        let mut flushes = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Send {
+                    message,
+                    origin,
+                    accepted,
+                    reply,
+                } => {
+                    batch.push(message);
+                    sends.push((origin, accepted, reply));
+                }
+                Job::Flush(done) => flushes.push(done),
+            }
+        }
+        if !batch.is_empty() {
+            let started = Instant::now();
+            self.metrics.batch_size.record(batch.len() as f64);
+            let result = self.store.append(batch).await;
+            self.metrics
+                .commit_seconds
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(outcomes) if outcomes.len() == sends.len() => self.finish(sends, outcomes),
+                Ok(outcomes) => {
+                    tracing::error!(
+                        sent = sends.len(),
+                        got = outcomes.len(),
+                        "store answered a batch with the wrong number of outcomes"
+                    );
+                    for (_, _, reply) in sends {
+                        let _ = reply.send(Err(ServiceError::Internal(
+                            "store outcome count mismatch".into(),
+                        )));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch commit failed; no message of it was stored");
+                    for (_, _, reply) in sends {
+                        let _ = reply.send(Err(ServiceError::Store(e.clone())));
+                    }
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+
+    /// Acks every sender, then publishes the new entries in commit order.
+    fn finish(
+        &self,
+        sends: Vec<(
+            Option<ConnectionId>,
+            Instant,
+            oneshot::Sender<Result<SendAck, ServiceError>>,
+        )>,
+        outcomes: Vec<AppendOutcome>,
+    ) {
+        let mut published = Vec::with_capacity(outcomes.len() * 2);
+        for ((origin, accepted, reply), outcome) in sends.into_iter().zip(outcomes) {
+            let answer = match outcome {
+                AppendOutcome::Stored {
+                    message,
+                    inbox_seqs,
+                } => {
+                    self.metrics.stored.increment(1);
+                    for (user, seq) in inbox_seqs {
+                        let entry = Arc::new(InboxEntry {
+                            seq,
+                            event: InboxEvent::Message(message.clone()),
+                        });
+                        published.push((user, entry, origin));
+                    }
+                    Ok(SendAck {
+                        message,
+                        duplicate: false,
+                    })
+                }
+                AppendOutcome::Duplicate(message) => {
+                    self.metrics.duplicates.increment(1);
+                    Ok(SendAck {
+                        message,
+                        duplicate: true,
+                    })
+                }
+                AppendOutcome::UnknownUser(user) => Err(ServiceError::UnknownUser(user)),
+            };
+            self.metrics
+                .ack_seconds
+                .record(accepted.elapsed().as_secs_f64());
+            // A sender that went away still had its message stored; it learns the outcome by
+            // retrying with the same client message id.
+            let _ = reply.send(answer);
+        }
+        self.sync.publish(&published);
+    }
+}

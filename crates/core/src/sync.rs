@@ -1,0 +1,283 @@
+//! Sync: each user's inbox, served from a bounded in-memory ring when the cursor is recent and
+//! from the store when it is not, and the hand-off of new entries to online devices.
+//!
+//! Every entry reaches the ring and the devices through [`SyncService::publish`], which the
+//! message pipeline calls once per committed batch, in commit order. So a ring is always a
+//! contiguous, gapless tail of its user's inbox, and pushes leave in seq order.
+
+use std::{
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
+};
+
+use lru::LruCache;
+
+use crate::{
+    ServiceError,
+    ids::{ConnectionId, DeviceId, UserId},
+    store::{InboxEntry, InboxPage, MessageStore},
+};
+
+/// The fan-out stage: hands new inbox entries to a user's online connections.
+///
+/// Implementations must not block or await: they queue the entry on each connection and
+/// return. A connection that cannot keep up is told to sync instead (nothing is lost, since
+/// the entry is already stored).
+pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues `entry` for every online connection of `user` except `skip`.
+    fn deliver(&self, user: &UserId, entry: &Arc<InboxEntry>, skip: Option<ConnectionId>);
+}
+
+/// Settings of the sync service.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Entries kept in memory per user.
+    pub ring_capacity: usize,
+    /// Users whose rings are kept; the least recently written ring is dropped beyond this.
+    pub max_rings: usize,
+    /// Entries per SYNC response when the client asks for 0.
+    pub default_limit: u32,
+    /// The most entries one SYNC response carries.
+    pub max_limit: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            ring_capacity: 256,
+            max_rings: 100_000,
+            default_limit: 200,
+            max_limit: 1000,
+        }
+    }
+}
+
+/// A page of sync results.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncPage {
+    /// Contiguous entries from `after + 1`, in seq order.
+    pub entries: Vec<Arc<InboxEntry>>,
+    /// Entries after the last one returned exist.
+    pub has_more: bool,
+    /// The user's newest inbox seq when the page was built.
+    pub head: u64,
+}
+
+/// The newest entries of one user's inbox, contiguous.
+#[derive(Debug)]
+struct Ring {
+    entries: std::collections::VecDeque<Arc<InboxEntry>>,
+}
+
+impl Ring {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.seq)
+    }
+
+    fn last(&self) -> Option<u64> {
+        self.entries.back().map(|e| e.seq)
+    }
+
+    /// The entries after `after`, if the ring alone can answer (it holds `after + 1`, or
+    /// `after` is at or past its end).
+    fn read(&self, after: u64, limit: usize) -> Option<SyncPage> {
+        let (first, last) = (self.first()?, self.last()?);
+        if after + 1 < first {
+            return None;
+        }
+        let skip = (after + 1 - first) as usize;
+        let entries: Vec<_> = self
+            .entries
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .cloned()
+            .collect();
+        let has_more = entries.last().is_some_and(|e| e.seq < last);
+        Some(SyncPage {
+            entries,
+            has_more,
+            head: last,
+        })
+    }
+}
+
+/// Serves inboxes and publishes new entries.
+#[derive(Debug)]
+pub struct SyncService {
+    store: Arc<dyn MessageStore>,
+    delivery: Arc<dyn Delivery>,
+    config: SyncConfig,
+    /// Lock held only for in-memory work, never across `.await`.
+    rings: Mutex<LruCache<UserId, Ring>>,
+}
+
+impl SyncService {
+    /// A service over `store`, handing new entries to `delivery`.
+    pub fn new(
+        store: Arc<dyn MessageStore>,
+        delivery: Arc<dyn Delivery>,
+        config: SyncConfig,
+    ) -> Self {
+        let max_rings = NonZeroUsize::new(config.max_rings.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            store,
+            delivery,
+            rings: Mutex::new(LruCache::new(max_rings)),
+            config,
+        }
+    }
+
+    /// Appends committed entries to their users' rings and hands them to online devices.
+    ///
+    /// Called by the message pipeline only, once per committed batch, in commit order; `skip`
+    /// names the connection each entry came from, which already has it through its ack.
+    pub fn publish(&self, entries: &[(UserId, Arc<InboxEntry>, Option<ConnectionId>)]) {
+        {
+            let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+            for (user, entry, _) in entries {
+                let ring = rings.get_or_insert_mut(user.clone(), || Ring {
+                    entries: std::collections::VecDeque::new(),
+                });
+                match ring.last() {
+                    Some(last) if entry.seq != last + 1 => {
+                        // Cannot happen while this pipeline is the only writer; if it does, the
+                        // ring restarts at this entry and older cursors fall back to the store.
+                        tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
+                        ring.entries.clear();
+                    }
+                    _ => {}
+                }
+                if ring.entries.len() == self.config.ring_capacity.max(1) {
+                    ring.entries.pop_front();
+                }
+                ring.entries.push_back(entry.clone());
+            }
+        }
+        for (user, entry, skip) in entries {
+            self.delivery.deliver(user, entry, *skip);
+        }
+    }
+
+    /// The entries of `user`'s inbox after `after`, at most `limit` (0: the default).
+    pub async fn sync(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: u32,
+    ) -> Result<SyncPage, ServiceError> {
+        let limit = self.clamp_limit(limit);
+        let from_ring = {
+            let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+            rings.peek(user).and_then(|r| r.read(after, limit as usize))
+        };
+        if let Some(page) = from_ring {
+            metrics::counter!("tern_sync_reads_total", "source" => "ring").increment(1);
+            return Ok(page);
+        }
+        metrics::counter!("tern_sync_reads_total", "source" => "store").increment(1);
+        // One extra row tells whether more remain without a second query.
+        let InboxPage { mut entries, head } = self.store.read_inbox(user, after, limit + 1).await?;
+        let has_more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        Ok(SyncPage {
+            entries: entries.into_iter().map(Arc::new).collect(),
+            has_more,
+            head,
+        })
+    }
+
+    /// The newest seq of `user`'s inbox.
+    pub async fn head(&self, user: &UserId) -> Result<u64, ServiceError> {
+        let cached = {
+            let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+            rings.peek(user).and_then(Ring::last)
+        };
+        match cached {
+            Some(head) => Ok(head),
+            None => Ok(self.store.inbox_head(user).await?),
+        }
+    }
+
+    /// Records that `device` has every entry up to `seq`; returns the stored cursor, which never
+    /// moves backwards.
+    pub async fn ack_cursor(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        seq: u64,
+    ) -> Result<u64, ServiceError> {
+        let head = self.head(user).await?;
+        if seq > head {
+            return Err(ServiceError::InvalidArgument(format!(
+                "cursor {seq} is past the inbox head {head}"
+            )));
+        }
+        Ok(self.store.save_cursor(user, device, seq).await?)
+    }
+
+    /// The device's stored cursor.
+    pub async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<u64, ServiceError> {
+        Ok(self.store.load_cursor(user, device).await?)
+    }
+
+    fn clamp_limit(&self, limit: u32) -> u32 {
+        let limit = if limit == 0 {
+            self.config.default_limit
+        } else {
+            limit
+        };
+        limit.clamp(1, self.config.max_limit.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ids::{ConversationId, MessageId},
+        pb,
+        store::{InboxEvent, StoredMessage},
+    };
+
+    fn entry(seq: u64) -> Arc<InboxEntry> {
+        let a = UserId::parse("a").unwrap();
+        Arc::new(InboxEntry {
+            seq,
+            event: InboxEvent::Message(Arc::new(StoredMessage {
+                id: MessageId(seq),
+                conversation: ConversationId::direct(&a, &a),
+                seq,
+                sender: a,
+                client_msg_id: seq.to_string(),
+                server_time_ms: 0,
+                sender_inbox_seq: seq,
+                content: pb::Content::default(),
+            })),
+        })
+    }
+
+    fn ring(seqs: std::ops::RangeInclusive<u64>) -> Ring {
+        Ring {
+            entries: seqs.map(entry).collect(),
+        }
+    }
+
+    #[test]
+    fn a_ring_answers_only_cursors_it_covers() {
+        let r = ring(10..=20);
+        assert!(r.read(8, 100).is_none(), "seq 9 is not in the ring");
+        let page = r.read(9, 100).unwrap();
+        assert_eq!(page.entries.len(), 11);
+        assert_eq!(page.head, 20);
+        assert!(!page.has_more);
+        let page = r.read(12, 3).unwrap();
+        assert_eq!(
+            page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![13, 14, 15]
+        );
+        assert!(page.has_more);
+        let page = r.read(20, 3).unwrap();
+        assert!(page.entries.is_empty() && !page.has_more && page.head == 20);
+    }
+}

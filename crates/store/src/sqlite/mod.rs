@@ -1,0 +1,484 @@
+//! The embedded store: one SQLite database in WAL mode under the data directory.
+
+mod reader;
+mod rows;
+mod schema;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, mpsc},
+    thread,
+};
+
+use async_trait::async_trait;
+use prost::Message as _;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tern_core::{
+    ConversationId, DeviceId, MessageId, Platform, StoreError, UserId,
+    store::{
+        AccountStore, AppendOutcome, Direction, HistoryPage, InboxPage, MessageStore, NewMessage,
+        StoredMessage, TokenRecord,
+    },
+};
+
+use self::{
+    reader::ReaderPool,
+    rows::{MESSAGE_COLUMNS, message_from_row, store_err},
+    writer::{Batch, Command, FnJob, JobError, Writer},
+};
+
+/// How hard SQLite works to make a commit survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit syncs the WAL before it returns: an ack survives power loss. The default.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: an ack survives a crash of Tern but the newest
+    /// commits may be lost on power loss.
+    Normal,
+    /// No syncs at all: for benchmarks and throwaway data only.
+    Off,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Off => "OFF",
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            "off" => Ok(Synchronous::Off),
+            other => Err(format!(
+                "unknown sync policy {other:?}; expected full, normal or off"
+            )),
+        }
+    }
+}
+
+/// Settings of the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The sync policy; `Full` makes every ack durable.
+    pub synchronous: Synchronous,
+    /// Read connections (reads run beside the writer thanks to WAL).
+    pub readers: usize,
+    /// Sequence heads the writer keeps in memory, per kind (users, conversations).
+    pub head_cache: usize,
+    /// The most write jobs committed in one transaction.
+    pub max_jobs_per_commit: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            readers: 4,
+            head_cache: 100_000,
+            max_jobs_per_commit: 4096,
+        }
+    }
+}
+
+/// The embedded SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// `None` once closed. The lock is held only to clone or take the sender.
+    writer: Mutex<Option<mpsc::Sender<Command>>>,
+    readers: ReaderPool,
+}
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "tern.db";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, applies migrations, and starts the writer
+    /// thread. A database left by a crash is recovered from its WAL here.
+    pub fn open(dir: &Path, config: SqliteConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let mut conn = open_connection(&path, config.synchronous, false).map_err(store_err)?;
+        schema::migrate(&mut conn).map_err(store_err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(store_err)?;
+        if version > schema::latest_version() {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {version} is newer than this build understands ({})",
+                schema::latest_version()
+            )));
+        }
+        let readers = ReaderPool::open(&path, config.readers.max(1), config.synchronous)
+            .map_err(store_err)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(conn, config.head_cache, config.max_jobs_per_commit);
+        thread::Builder::new()
+            .name("tern-sqlite-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Some(tx)),
+                readers,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Commits every queued write, checkpoints the WAL and stops the writer. Later writes fail
+    /// with `Unavailable`; reads keep working.
+    pub async fn close(&self) {
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(sender) = sender {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if sender.send(Command::Close(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> Result<T, JobError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Box::new(FnJob::new(f, reply));
+        {
+            let writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = writer
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
+            sender
+                .send(Command::Job(job))
+                .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.readers.run(f).await
+    }
+}
+
+/// Opens one connection with Tern's pragmas.
+fn open_connection(
+    path: &Path,
+    synchronous: Synchronous,
+    read_only: bool,
+) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn dedupe_lookup(
+    conn: &Connection,
+    sender: &UserId,
+    client_msg_id: &str,
+) -> rusqlite::Result<Option<Result<StoredMessage, StoreError>>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.sender = ?1 AND m.client_msg_id = ?2"
+    ))?;
+    stmt.query_row(params![sender.as_str(), client_msg_id], |row| {
+        Ok(message_from_row(row, 0))
+    })
+    .optional()
+}
+
+/// Appends one batch of messages inside the writer's transaction.
+fn append_batch(
+    batch: &mut Batch<'_>,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<AppendOutcome>, JobError> {
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let Some(existing) = dedupe_lookup(batch.conn, &m.sender, &m.client_msg_id)? {
+            outcomes.push(AppendOutcome::Duplicate(Arc::new(existing?)));
+            continue;
+        }
+        let mut heads = Vec::with_capacity(m.inboxes.len());
+        let mut unknown = None;
+        for user in &m.inboxes {
+            match batch.inbox_head(user)? {
+                Some(head) => heads.push(head),
+                None => {
+                    unknown = Some(user.clone());
+                    break;
+                }
+            }
+        }
+        if let Some(user) = unknown {
+            outcomes.push(AppendOutcome::UnknownUser(user));
+            continue;
+        }
+        let seq = batch.conversation_head(&m.conversation)? + 1;
+        let sender_inbox_seq = heads.first().map_or(0, |h| h + 1);
+        let content = m.content.encode_to_vec();
+        batch
+            .conn
+            .prepare_cached(
+                "INSERT INTO messages (conversation, seq, sender, client_msg_id, server_time_ms, sender_inbox_seq, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                m.conversation.as_str(),
+                seq as i64,
+                m.sender.as_str(),
+                m.client_msg_id,
+                m.server_time_ms,
+                sender_inbox_seq as i64,
+                content
+            ])?;
+        let id = batch.conn.last_insert_rowid() as u64;
+        let mut inbox_seqs = Vec::with_capacity(m.inboxes.len());
+        {
+            let mut insert = batch.conn.prepare_cached(
+                "INSERT INTO inbox (user_id, seq, message_id) VALUES (?1, ?2, ?3)",
+            )?;
+            for (user, head) in m.inboxes.iter().zip(&heads) {
+                insert.execute(params![user.as_str(), (head + 1) as i64, id as i64])?;
+                inbox_seqs.push((user.clone(), head + 1));
+            }
+        }
+        for (user, seq) in &inbox_seqs {
+            batch.set_inbox_head(user, *seq);
+        }
+        batch.set_conversation_head(&m.conversation, seq);
+        outcomes.push(AppendOutcome::Stored {
+            message: Arc::new(StoredMessage {
+                id: MessageId(id),
+                conversation: m.conversation,
+                seq,
+                sender: m.sender,
+                client_msg_id: m.client_msg_id,
+                server_time_ms: m.server_time_ms,
+                sender_inbox_seq,
+                content: m.content,
+            }),
+            inbox_seqs,
+        });
+    }
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.write(move |b| append_batch(b, batch)).await
+    }
+
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        anchor_seq: u64,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        let conversation = conversation.clone();
+        self.read(move |conn| reader::history(conn, &conversation, anchor_seq, direction, limit))
+            .await
+    }
+
+    async fn read_inbox(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: u32,
+    ) -> Result<InboxPage, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| reader::inbox(conn, &user, after, limit))
+            .await
+    }
+
+    async fn inbox_head(&self, user: &UserId) -> Result<u64, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| reader::inbox_head(conn, &user)).await
+    }
+
+    async fn save_cursor(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        seq: u64,
+    ) -> Result<u64, StoreError> {
+        let (user, device) = (user.clone(), device.clone());
+        self.write(move |b| {
+            b.conn
+                .prepare_cached(
+                    "INSERT INTO devices (user_id, device_id, cursor) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id, device_id) DO UPDATE SET cursor = max(cursor, excluded.cursor)
+                     RETURNING cursor",
+                )?
+                .query_row(params![user.as_str(), device.as_str(), seq as i64], |r| r.get::<_, i64>(0))
+                .map(|c| c as u64)
+                .map_err(JobError::from)
+        })
+        .await
+    }
+
+    async fn load_cursor(&self, user: &UserId, device: &DeviceId) -> Result<u64, StoreError> {
+        let (user, device) = (user.clone(), device.clone());
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT cursor FROM devices WHERE user_id = ?1 AND device_id = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![user.as_str(), device.as_str()], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                })
+                .map(|c| c.unwrap_or(0) as u64)
+                .map_err(store_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_user(
+        &self,
+        user: &UserId,
+        password_hash: &str,
+        created_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (user, hash) = (user.clone(), password_hash.to_owned());
+        self.write(move |b| {
+            let n = b
+                .conn
+                .prepare_cached(
+                    "INSERT INTO users (id, password_hash, created_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![user.as_str(), hash, created_ms])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn password_hash(&self, user: &UserId) -> Result<Option<String>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT password_hash FROM users WHERE id = ?1")
+                .and_then(|mut s| s.query_row([user.as_str()], |r| r.get(0)).optional())
+                .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let t = token.clone();
+        self.write(move |b| {
+            // REPLACE drops the device's previous token (unique on user and device) with it.
+            b.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO tokens (hash, user_id, device_id, platform, issued_ms, expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    t.hash,
+                    t.user.as_str(),
+                    t.device.as_str(),
+                    t.platform.as_str(),
+                    t.issued_ms,
+                    t.expires_ms
+                ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT user_id, device_id, platform, issued_ms, expires_ms FROM tokens WHERE hash = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([hash.as_str()], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(store_err)?;
+            let Some((user, device, platform, issued_ms, expires_ms)) = row else {
+                return Ok(None);
+            };
+            let corrupt = |what: &str| StoreError::Corrupt(format!("token row has an invalid {what}"));
+            Ok(Some(TokenRecord {
+                hash,
+                user: UserId::parse(&user).map_err(|_| corrupt("user id"))?,
+                device: DeviceId::parse(&device).map_err(|_| corrupt("device id"))?,
+                platform: Platform::from_name(&platform),
+                issued_ms,
+                expires_ms,
+            }))
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.write(move |b| {
+            b.conn
+                .prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
+                .execute([hash.as_str()])?;
+            Ok(())
+        })
+        .await
+    }
+}

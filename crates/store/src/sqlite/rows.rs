@@ -1,0 +1,50 @@
+//! Converting rows to the service's records, and SQLite errors to the store's.
+
+use prost::Message as _;
+use rusqlite::Row;
+use tern_core::{ConversationId, MessageId, StoreError, UserId, pb, store::StoredMessage};
+
+/// The columns [`message_from_row`] reads, in order, for the `messages` table aliased `m`.
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, m.seq, m.sender, m.client_msg_id, m.server_time_ms, m.sender_inbox_seq, m.content";
+
+/// Reads a message from columns `offset..offset + 8`, laid out as [`MESSAGE_COLUMNS`].
+pub(crate) fn message_from_row(row: &Row<'_>, offset: usize) -> Result<StoredMessage, StoreError> {
+    let int = |i: usize| row.get::<_, i64>(offset + i).map_err(store_err);
+    let text = |i: usize| row.get::<_, String>(offset + i).map_err(store_err);
+    let id = int(0)? as u64;
+    let sender = text(3)?;
+    let sender = UserId::parse(&sender).map_err(|_| {
+        StoreError::Corrupt(format!("message {id} has an invalid sender {sender:?}"))
+    })?;
+    let content = row
+        .get_ref(offset + 7)
+        .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
+        .map_err(store_err)?;
+    let content = pb::Content::decode(content)
+        .map_err(|e| StoreError::Corrupt(format!("message {id} content does not decode: {e}")))?;
+    Ok(StoredMessage {
+        id: MessageId(id),
+        conversation: ConversationId::from_stored(&text(1)?),
+        seq: int(2)? as u64,
+        sender,
+        client_msg_id: text(4)?,
+        server_time_ms: int(5)?,
+        sender_inbox_seq: int(6)? as u64,
+        content,
+    })
+}
+
+/// Maps a SQLite error to the store's error type.
+pub(crate) fn store_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}

@@ -1,0 +1,123 @@
+//! The SQLite backend against the conformance suite, including a real crash: a child process
+//! writes, reports what was acknowledged, and aborts without closing the store.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use async_trait::async_trait;
+use tern_store::{
+    SqliteConfig, SqliteStore,
+    conformance::{self, Harness},
+};
+
+struct Sqlite {
+    root: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Harness for Sqlite {
+    type Location = PathBuf;
+    type Store = SqliteStore;
+
+    async fn location(&self) -> PathBuf {
+        tempfile::tempdir_in(self.root.path()).unwrap().keep()
+    }
+
+    async fn open(&self, location: &PathBuf) -> SqliteStore {
+        SqliteStore::open(location, SqliteConfig::default()).unwrap()
+    }
+
+    async fn close(&self, store: SqliteStore) {
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_conformance_suite() {
+    let h = Sqlite {
+        root: tempfile::tempdir().unwrap(),
+    };
+    conformance::run_all(&h).await;
+}
+
+const CHILD_ENV: &str = "TERN_STORE_CRASH_CHILD_DIR";
+
+/// The child half of the crash test: does nothing unless the parent set the directory.
+#[tokio::test]
+async fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = SqliteStore::open(std::path::Path::new(&dir), SqliteConfig::default()).unwrap();
+    use tern_core::store::AccountStore;
+    let _ = store
+        .create_user(&conformance::user("a"), "h", 0)
+        .await
+        .unwrap();
+    let _ = store
+        .create_user(&conformance::user("b"), "h", 0)
+        .await
+        .unwrap();
+    // Acknowledged writes are reported one per line as they complete, then the process dies
+    // mid-stream: the writer thread may be inside a transaction at that moment.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 1000..2000 {
+                use tern_core::store::MessageStore;
+                let _ = store
+                    .append(vec![conformance::text("a", "b", &format!("bg{i}"), "x")])
+                    .await;
+            }
+        })
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for i in 0..200 {
+        let acked = conformance::write_acked_one(&store, "a", "b", &format!("w{i}")).await;
+        writeln!(out, "\nACK {} {}", acked.0, acked.1).unwrap();
+        out.flush().unwrap();
+    }
+    drop(writer);
+    std::process::abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_writes_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the child must die, not exit cleanly"
+    );
+    let mut acked = Vec::new();
+    for line in BufReader::new(out.stdout.as_slice()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            // Each ack is printed on a line of its own, after the harness's own output.
+            let (cmid, seq) = rest.split_once(' ').unwrap();
+            acked.push((cmid.to_owned(), seq.parse::<u64>().unwrap()));
+        }
+    }
+    assert_eq!(
+        acked.len(),
+        200,
+        "the child acknowledged every write before dying"
+    );
+    assert!(
+        dir.path().join("tern.db-wal").exists(),
+        "the crash left the WAL behind"
+    );
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    conformance::verify_acked(&store, "a", "b", &acked).await;
+}
