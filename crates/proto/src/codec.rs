@@ -26,6 +26,15 @@ pub enum FrameError {
         /// The length field as received.
         len: u32,
     },
+    /// A message-framed transport (WebSocket) carried bytes whose length field disagrees with
+    /// the message length: each message must hold exactly one whole frame.
+    #[error("message of {actual} bytes holds a frame whose length field says {len}")]
+    LengthMismatch {
+        /// The length field as received.
+        len: u32,
+        /// The message's length.
+        actual: usize,
+    },
     /// The length field exceeds the configured maximum.
     #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
     TooLarge {
@@ -119,6 +128,48 @@ impl FrameDecoder {
     }
 }
 
+impl FrameDecoder {
+    /// Decodes a message that must hold exactly one frame (one WebSocket message), without
+    /// copying the payload.
+    pub fn decode_exact(&self, message: bytes::Bytes) -> Result<Frame, FrameError> {
+        if message.len() < 4 {
+            return Err(FrameError::TooShort {
+                len: message.len() as u32,
+            });
+        }
+        let len = u32::from_be_bytes([message[0], message[1], message[2], message[3]]);
+        if (len as usize) < HEADER_LEN {
+            return Err(FrameError::TooShort { len });
+        }
+        if len as usize > self.max_frame_len && message.len() >= HEADER_LEN {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_frame_len,
+                kind: u16::from_be_bytes([message[4], message[5]]),
+                packet_id: read_packet_id(&message[12..28]),
+            });
+        }
+        if len as usize != message.len() {
+            return Err(FrameError::LengthMismatch {
+                len,
+                actual: message.len(),
+            });
+        }
+        Ok(Frame {
+            kind: u16::from_be_bytes([message[4], message[5]]),
+            version: u16::from_be_bytes([message[6], message[7]]),
+            flags: Flags::from_bits_retain(u32::from_be_bytes([
+                message[8],
+                message[9],
+                message[10],
+                message[11],
+            ])),
+            packet_id: read_packet_id(&message[12..28]),
+            payload: message.slice(HEADER_LEN..),
+        })
+    }
+}
+
 fn read_packet_id(bytes: &[u8]) -> PacketId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&bytes[..16]);
@@ -172,6 +223,30 @@ mod tests {
             decoder.decode(&mut buf).unwrap(),
             Decoded::Incomplete { needed: 4 }
         );
+    }
+
+    #[test]
+    fn a_message_must_hold_exactly_one_frame() {
+        let decoder = FrameDecoder::default();
+        let bytes = sample().to_bytes();
+        assert_eq!(decoder.decode_exact(bytes.clone()), Ok(sample()));
+        let mut two = BytesMut::from(&bytes[..]);
+        two.extend_from_slice(&bytes);
+        assert!(matches!(
+            decoder.decode_exact(two.freeze()),
+            Err(FrameError::LengthMismatch {
+                len: 30,
+                actual: 60
+            })
+        ));
+        assert!(matches!(
+            decoder.decode_exact(bytes.slice(..20)),
+            Err(FrameError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            decoder.decode_exact(bytes.slice(..3)),
+            Err(FrameError::TooShort { .. })
+        ));
     }
 
     #[test]

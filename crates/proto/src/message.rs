@@ -133,6 +133,12 @@ macro_rules! protocol {
                 const TYPE: MessageType = MessageType::$rname;
                 type Response = pb::$resp;
             }
+
+            impl From<pb::$req> for Request {
+                fn from(m: pb::$req) -> Request {
+                    Request::$rname(m)
+                }
+            }
         )*
 
         /// A decoded client request.
@@ -278,13 +284,24 @@ impl Frame {
     /// The success response to `request`: same type, packet id and encoding.
     pub fn response_to<M: Payload>(request: &Frame, msg: &M) -> Result<Frame, PayloadError> {
         let encoding = request.encoding();
-        Ok(Frame {
-            kind: request.kind,
+        Ok(Frame::response(
+            request.kind,
+            request.packet_id,
+            encoding,
+            encode_payload(msg, encoding)?,
+        ))
+    }
+
+    /// A success response of type `kind` to the request with `packet_id`, around an already
+    /// encoded payload.
+    pub fn response(kind: u16, packet_id: PacketId, encoding: Encoding, payload: Bytes) -> Frame {
+        Frame {
+            kind,
             version: PROTOCOL_VERSION,
             flags: response_flags(encoding, false),
-            packet_id: request.packet_id,
-            payload: encode_payload(msg, encoding)?,
-        })
+            packet_id,
+            payload,
+        }
     }
 
     /// An error response of type `kind` to the request with `packet_id`.

@@ -1,0 +1,678 @@
+//! The high-level client: login, ordered sync, retrying sends, reconnect.
+//!
+//! A supervisor task owns the connection. It logs in, pulls the inbox from the device's cursor
+//! until nothing is left, then follows pushes. Pushes are applied only when they continue the
+//! cursor (seq = cursor + 1); anything else means something was missed, and the client syncs
+//! again from its cursor. So the app sees every inbox entry exactly once, in seq order, across
+//! reconnects — except entries for messages this client sent itself, which it already knows
+//! from their acks.
+
+use std::{
+    collections::{BTreeSet, HashSet, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tern_proto::{Encoding, ErrorCode, ServerEvent, pb};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{ClientError, Connection, CursorStore, Endpoint, MemoryCursorStore, new_client_msg_id};
+
+/// How the client reconnects after losing its connection.
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// Reconnect at all.
+    pub enabled: bool,
+    /// The first delay; it doubles after each failed attempt.
+    pub initial_backoff: Duration,
+    /// The longest delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a client needs to log in and stay connected.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server.
+    pub endpoint: Endpoint,
+    /// Payload encoding for requests (and, chosen at login, for pushes).
+    pub encoding: Encoding,
+    /// The user to log in as.
+    pub user: String,
+    /// The password (used for the first login; reconnects use the token it yields).
+    pub password: Option<String>,
+    /// A token from an earlier login of this device, used when no password is given.
+    pub token: Option<String>,
+    /// This installation's stable device id.
+    pub device_id: String,
+    /// The platform (the kick policy works per platform).
+    pub platform: pb::Platform,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+    /// How long `send` keeps retrying before giving up.
+    pub send_deadline: Duration,
+    /// Reconnection behaviour.
+    pub reconnect: ReconnectPolicy,
+    /// Where the cursor is persisted between runs.
+    pub cursor_store: Arc<dyn CursorStore>,
+    /// Entries per SYNC page.
+    pub sync_page: u32,
+}
+
+impl ClientConfig {
+    /// A configuration with defaults for everything but the essentials.
+    pub fn new(endpoint: Endpoint, user: &str, password: &str, device_id: &str) -> Self {
+        Self {
+            endpoint,
+            encoding: Encoding::Protobuf,
+            user: user.to_owned(),
+            password: Some(password.to_owned()),
+            token: None,
+            device_id: device_id.to_owned(),
+            platform: pb::Platform::Unspecified,
+            request_timeout: Duration::from_secs(10),
+            send_deadline: Duration::from_secs(30),
+            reconnect: ReconnectPolicy::default(),
+            cursor_store: Arc::new(MemoryCursorStore::default()),
+            sync_page: 500,
+        }
+    }
+}
+
+/// What the app receives, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An inbox entry: a message this user received, or sent from another device.
+    Message {
+        /// The entry's seq in this user's inbox.
+        inbox_seq: u64,
+        /// The message.
+        message: pb::Message,
+    },
+    /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
+    Connected {
+        /// The inbox head at login.
+        inbox_head: u64,
+    },
+    /// The connection was lost; the client is reconnecting.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Another login replaced this device; the client stops.
+    Kicked(pb::Kick),
+    /// The client stopped because it cannot continue (for example its token was revoked).
+    Stopped(ClientError),
+}
+
+/// Which page of a conversation to fetch.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// The other user of a one-to-one conversation.
+    pub peer: String,
+    /// Page from this seq (exclusive); 0 with `Backward` means from the newest.
+    pub anchor_seq: u64,
+    /// Which way.
+    pub direction: pb::Direction,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Creates an account (no login needed).
+pub async fn register(endpoint: &Endpoint, user: &str, password: &str) -> Result<(), ClientError> {
+    let (conn, _events) =
+        Connection::connect(endpoint, Encoding::Protobuf, Duration::from_secs(10)).await?;
+    let result = conn
+        .request(pb::RegisterRequest {
+            user_id: user.to_owned(),
+            password: password.to_owned(),
+        })
+        .await;
+    conn.close();
+    result.map(|_| ())
+}
+
+/// A logged-in client. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ClientConfig,
+    /// The live connection, when there is one.
+    current: watch::Receiver<Option<Connection>>,
+    /// Inbox seqs of this client's own sends, reported by their acks.
+    own: mpsc::UnboundedSender<u64>,
+    /// Client message ids of this client's recent sends, to recognise them in sync pages.
+    sent: Mutex<RecentIds>,
+    stop: CancellationToken,
+    token: Mutex<Option<String>>,
+}
+
+/// A bounded set of recent client message ids.
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl RecentIds {
+    const CAP: usize = 4096;
+
+    fn insert(&mut self, id: &str) {
+        if self.set.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            if self.order.len() > Self::CAP
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+impl Client {
+    /// Connects, logs in, and starts following the inbox. Returns once the first login
+    /// succeeded (or failed); events arrive on the returned receiver.
+    pub async fn connect(
+        config: ClientConfig,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), ClientError> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (current_tx, current) = watch::channel(None);
+        let (own_tx, own_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            token: Mutex::new(config.token.clone()),
+            config,
+            current,
+            own: own_tx,
+            sent: Mutex::default(),
+            stop: CancellationToken::new(),
+        });
+        let (ready_tx, ready) = oneshot::channel();
+        let supervisor = Supervisor {
+            shared: shared.clone(),
+            events: events_tx,
+            current: current_tx,
+            own_rx,
+            cursor: 0,
+            acked_cursor: 0,
+            own_seqs: BTreeSet::new(),
+        };
+        tokio::spawn(supervisor.run(ready_tx));
+        match ready.await {
+            Ok(Ok(())) => Ok((Client { shared }, events)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Closed),
+        }
+    }
+
+    /// The token of the current login, for logging in again later without the password.
+    pub fn token(&self) -> Option<String> {
+        self.shared
+            .token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends a text message to `to`.
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<pb::SendAck, ClientError> {
+        let content = pb::Content {
+            body: Some(pb::content::Body::Text(pb::Text {
+                text: text.to_owned(),
+            })),
+        };
+        self.send(to, content, &new_client_msg_id()).await
+    }
+
+    /// Sends a message with the given client message id, retrying (with the same id, so the
+    /// server stores it once) across reconnects until the send deadline.
+    pub async fn send(
+        &self,
+        to: &str,
+        content: pb::Content,
+        client_msg_id: &str,
+    ) -> Result<pb::SendAck, ClientError> {
+        self.shared
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(client_msg_id);
+        let req = pb::SendRequest {
+            target: Some(pb::send_request::Target::ToUser(to.to_owned())),
+            client_msg_id: client_msg_id.to_owned(),
+            content: Some(content),
+        };
+        let ack = self
+            .with_retry(|conn| {
+                let req = req.clone();
+                async move { conn.request(req).await }
+            })
+            .await?;
+        let _ = self.shared.own.send(ack.inbox_seq);
+        Ok(ack)
+    }
+
+    /// A page of the conversation with `query.peer`.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<pb::HistoryResponse, ClientError> {
+        let req = pb::HistoryRequest {
+            target: Some(pb::history_request::Target::Peer(query.peer.clone())),
+            anchor_seq: query.anchor_seq,
+            direction: query.direction as i32,
+            limit: query.limit,
+        };
+        self.with_retry(|conn| {
+            let req = req.clone();
+            async move { conn.request(req).await }
+        })
+        .await
+    }
+
+    /// The whole conversation with `peer`, oldest first, fetched page by page.
+    pub async fn full_history(&self, peer: &str) -> Result<Vec<pb::Message>, ClientError> {
+        let mut out = Vec::new();
+        let mut anchor = 0;
+        loop {
+            let page = self
+                .history(&HistoryQuery {
+                    peer: peer.to_owned(),
+                    anchor_seq: anchor,
+                    direction: pb::Direction::Forward,
+                    limit: 500,
+                })
+                .await?;
+            anchor = page.messages.last().map_or(anchor, |m| m.seq);
+            out.extend(page.messages);
+            if !page.has_more {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The current connection, waiting for one while reconnecting.
+    pub async fn connection(&self) -> Result<Connection, ClientError> {
+        let mut current = self.shared.current.clone();
+        loop {
+            if self.shared.stop.is_cancelled() {
+                return Err(ClientError::Closed);
+            }
+            if let Some(conn) = current.borrow_and_update().clone()
+                && !conn.is_closed()
+            {
+                return Ok(conn);
+            }
+            tokio::select! {
+                _ = self.shared.stop.cancelled() => return Err(ClientError::Closed),
+                changed = current.changed() => if changed.is_err() { return Err(ClientError::Closed) },
+            }
+        }
+    }
+
+    async fn with_retry<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.shared.config.send_deadline;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let attempt = async {
+                let conn = self.connection().await?;
+                f(conn).await
+            };
+            let result = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(r) => r,
+                Err(_) => return Err(ClientError::Timeout),
+            };
+            match result {
+                Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Stops the client and closes its connection.
+    pub fn close(&self) {
+        self.shared.stop.cancel();
+    }
+
+    /// Logs out (revoking the token) and stops the client.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let conn = self.connection().await?;
+        self.shared.stop.cancel();
+        conn.request(pb::LogoutRequest {}).await.map(|_| ())
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Why a connection ended, as the supervisor sees it.
+enum Ended {
+    Lost(String),
+    Kicked(pb::Kick),
+    Stopped,
+    Goodbye(Duration),
+}
+
+struct Supervisor {
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<Event>,
+    current: watch::Sender<Option<Connection>>,
+    own_rx: mpsc::UnboundedReceiver<u64>,
+    /// Every inbox entry up to here was handed to the app (or was this client's own send).
+    cursor: u64,
+    /// The cursor last acknowledged to the server.
+    acked_cursor: u64,
+    /// Inbox seqs of own sends not yet passed by the cursor.
+    own_seqs: BTreeSet<u64>,
+}
+
+impl Supervisor {
+    async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
+        let mut ready = Some(ready);
+        let policy = self.shared.config.reconnect.clone();
+        let mut backoff = policy.initial_backoff;
+        loop {
+            if self.shared.stop.is_cancelled() {
+                break;
+            }
+            match self.establish().await {
+                Ok((conn, server_events, login)) => {
+                    backoff = policy.initial_backoff;
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                    let _ = self.events.send(Event::Connected {
+                        inbox_head: login.inbox_head,
+                    });
+                    let ended = self.follow(&conn, server_events, &login).await;
+                    self.current.send_replace(None);
+                    conn.close();
+                    match ended {
+                        Ended::Stopped => break,
+                        Ended::Kicked(kick) => {
+                            let _ = self.events.send(Event::Kicked(kick));
+                            self.shared.stop.cancel();
+                            break;
+                        }
+                        Ended::Lost(reason) => {
+                            let _ = self.events.send(Event::Disconnected { reason });
+                        }
+                        Ended::Goodbye(after) => {
+                            let _ = self.events.send(Event::Disconnected {
+                                reason: "server is shutting down".into(),
+                            });
+                            backoff = after.max(policy.initial_backoff);
+                        }
+                    }
+                    if !policy.enabled {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Err(e));
+                        self.shared.stop.cancel();
+                        return;
+                    }
+                    if !e.is_retryable() {
+                        let _ = self.events.send(Event::Stopped(e));
+                        self.shared.stop.cancel();
+                        break;
+                    }
+                    if !policy.enabled {
+                        break;
+                    }
+                }
+            }
+            // Jitter spreads reconnects of many clients after a server restart.
+            let jitter =
+                Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+            tokio::select! {
+                _ = self.shared.stop.cancelled() => break,
+                _ = tokio::time::sleep(backoff + jitter) => {}
+            }
+            backoff = (backoff * 2).min(policy.max_backoff);
+        }
+        self.current.send_replace(None);
+    }
+
+    /// Connects and logs in; on success publishes the connection.
+    async fn establish(
+        &mut self,
+    ) -> Result<
+        (
+            Connection,
+            mpsc::UnboundedReceiver<ServerEvent>,
+            pb::LoginResponse,
+        ),
+        ClientError,
+    > {
+        let config = &self.shared.config;
+        let (conn, server_events) =
+            Connection::connect(&config.endpoint, config.encoding, config.request_timeout).await?;
+        let token = self
+            .shared
+            .token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let credential = match (&token, &config.password) {
+            (Some(t), _) => pb::login_request::Credential::Token(t.clone()),
+            (None, Some(p)) => pb::login_request::Credential::Password(p.clone()),
+            (None, None) => {
+                return Err(ClientError::Protocol(
+                    "a password or a token is required".into(),
+                ));
+            }
+        };
+        let login = conn
+            .request(pb::LoginRequest {
+                user_id: config.user.clone(),
+                credential: Some(credential),
+                device_id: config.device_id.clone(),
+                platform: config.platform as i32,
+            })
+            .await;
+        let login = match login {
+            Err(e)
+                if e.code() == Some(ErrorCode::TokenInvalid)
+                    && config.password.is_some()
+                    && token.is_some() =>
+            {
+                // The token expired or was replaced; the password still works.
+                *self.shared.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                conn.close();
+                return Box::pin(self.establish()).await;
+            }
+            other => other?,
+        };
+        *self.shared.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(login.token.clone());
+        if self.cursor == 0 {
+            // A fresh client resumes from the persisted cursor, or else from the server's.
+            self.cursor = config
+                .cursor_store
+                .load(&config.user, &config.device_id)
+                .unwrap_or(login.cursor);
+            self.acked_cursor = login.cursor;
+        }
+        self.current.send_replace(Some(conn.clone()));
+        Ok((conn, server_events, login))
+    }
+
+    /// Follows the inbox on one connection until it ends.
+    async fn follow(
+        &mut self,
+        conn: &Connection,
+        mut server_events: mpsc::UnboundedReceiver<ServerEvent>,
+        login: &pb::LoginResponse,
+    ) -> Ended {
+        if let Err(e) = self.sync(conn).await {
+            return Ended::Lost(e.to_string());
+        }
+        let interval = Duration::from_millis(u64::from(login.heartbeat_interval_ms.max(1000)));
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut ack_timer = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = self.shared.stop.cancelled() => {
+                    let _ = self.ack(conn).await;
+                    return Ended::Stopped;
+                }
+                Some(seq) = self.own_rx.recv() => {
+                    if seq > self.cursor {
+                        self.own_seqs.insert(seq);
+                    }
+                    self.advance_over_own();
+                }
+                event = server_events.recv() => match event {
+                    None => return Ended::Lost("connection closed".into()),
+                    Some(ServerEvent::Push(push)) => {
+                        let Some(entry) = push.entry else { continue };
+                        if !self.apply_push(entry) {
+                            if let Err(e) = self.sync(conn).await {
+                                return Ended::Lost(e.to_string());
+                            }
+                        }
+                    }
+                    Some(ServerEvent::SyncNotify(_)) => {
+                        if let Err(e) = self.sync(conn).await {
+                            return Ended::Lost(e.to_string());
+                        }
+                    }
+                    Some(ServerEvent::Kick(kick)) => return Ended::Kicked(kick),
+                    Some(ServerEvent::Goodbye(g)) => return Ended::Goodbye(Duration::from_millis(u64::from(g.reconnect_after_ms))),
+                },
+                _ = heartbeat.tick() => {
+                    if conn.send_only(&tern_proto::Request::Ping(pb::Ping { client_time_ms: 0 })).is_err() {
+                        return Ended::Lost("connection closed".into());
+                    }
+                }
+                _ = ack_timer.tick() => {
+                    if let Err(e) = self.ack(conn).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a pushed entry if it continues the cursor. Returns `false` when entries are
+    /// missing before it (the caller then syncs).
+    fn apply_push(&mut self, entry: pb::InboxEntry) -> bool {
+        self.advance_over_own();
+        if entry.seq <= self.cursor {
+            return true;
+        }
+        if entry.seq != self.cursor + 1 {
+            return false;
+        }
+        self.deliver(entry);
+        self.advance_over_own();
+        self.save_cursor();
+        true
+    }
+
+    /// Hands an entry that continues the cursor to the app (unless it is this client's own
+    /// send) and moves the cursor.
+    fn deliver(&mut self, entry: pb::InboxEntry) {
+        self.cursor = entry.seq;
+        self.own_seqs.remove(&entry.seq);
+        let Some(pb::inbox_entry::Event::Message(message)) = entry.event else {
+            return;
+        };
+        let own = message.sender == self.shared.config.user
+            && self
+                .shared
+                .sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&message.client_msg_id);
+        if !own {
+            let _ = self.events.send(Event::Message {
+                inbox_seq: entry.seq,
+                message,
+            });
+        }
+    }
+
+    /// Moves the cursor over own sends that directly follow it.
+    fn advance_over_own(&mut self) {
+        while self.own_seqs.first().is_some_and(|s| *s <= self.cursor + 1) {
+            if let Some(s) = self.own_seqs.pop_first() {
+                self.cursor = self.cursor.max(s);
+            }
+        }
+    }
+
+    /// Pulls every entry after the cursor.
+    async fn sync(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        loop {
+            let page = conn
+                .request(pb::SyncRequest {
+                    after: self.cursor,
+                    limit: self.shared.config.sync_page,
+                })
+                .await?;
+            for entry in page.entries {
+                if entry.seq <= self.cursor {
+                    continue;
+                }
+                if entry.seq != self.cursor + 1 {
+                    return Err(ClientError::Protocol(format!(
+                        "sync returned seq {} after cursor {}",
+                        entry.seq, self.cursor
+                    )));
+                }
+                self.deliver(entry);
+            }
+            self.advance_over_own();
+            self.save_cursor();
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    fn save_cursor(&self) {
+        let c = &self.shared.config;
+        c.cursor_store.save(&c.user, &c.device_id, self.cursor);
+    }
+
+    /// Tells the server how far this device has synced, when that moved.
+    async fn ack(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        if self.cursor <= self.acked_cursor {
+            return Ok(());
+        }
+        let resp = conn
+            .request(pb::AckCursorRequest { seq: self.cursor })
+            .await?;
+        self.acked_cursor = resp.cursor;
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! One framed connection to a server, over TCP or WebSocket, with requests paired to their
+//! responses by packet id and server events delivered on a channel.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tern_proto::{
+    Decoded, Encoding, Flags, Frame, FrameDecoder, MessageType, PacketId, Payload, Request,
+    RequestPayload, ServerEvent, pb,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{mpsc, oneshot},
+};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+use crate::ClientError;
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Binary frames over TCP, e.g. `127.0.0.1:7700`.
+    Tcp(String),
+    /// Binary frames over WebSocket, e.g. `ws://127.0.0.1:7701/ws`.
+    WebSocket(String),
+}
+
+impl Endpoint {
+    /// `ws://…` or `wss://…` is a WebSocket URL; `tcp://host:port` or `host:port` is TCP.
+    pub fn parse(s: &str) -> Endpoint {
+        if s.starts_with("ws://") || s.starts_with("wss://") {
+            Endpoint::WebSocket(s.to_owned())
+        } else {
+            Endpoint::Tcp(s.strip_prefix("tcp://").unwrap_or(s).to_owned())
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+            Endpoint::WebSocket(u) => f.write_str(u),
+        }
+    }
+}
+
+type PendingMap = Arc<Mutex<HashMap<PacketId, oneshot::Sender<Frame>>>>;
+
+/// A live connection. Cloning shares it; it closes when every clone is dropped or on
+/// [`Connection::close`].
+#[derive(Debug, Clone)]
+pub struct Connection {
+    outgoing: mpsc::UnboundedSender<Bytes>,
+    pending: PendingMap,
+    encoding: Encoding,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects and starts the connection's I/O task. Server events (pushes, kicks, goodbyes)
+    /// arrive on the returned receiver, which ends when the connection does.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        encoding: Encoding,
+        timeout: Duration,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<ServerEvent>), ClientError> {
+        let err = |reason: String| ClientError::Connect {
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        let transport = match endpoint {
+            Endpoint::Tcp(addr) => {
+                let stream = tokio::time::timeout(timeout, TcpStream::connect(addr.as_str()))
+                    .await
+                    .map_err(|_| err("timed out".into()))?
+                    .map_err(|e| err(e.to_string()))?;
+                let _ = stream.set_nodelay(true);
+                Transport::Tcp(stream, BytesMut::new())
+            }
+            Endpoint::WebSocket(url) => {
+                let (ws, _) =
+                    tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url.as_str()))
+                        .await
+                        .map_err(|_| err("timed out".into()))?
+                        .map_err(|e| err(e.to_string()))?;
+                Transport::Ws(Box::new(ws))
+            }
+        };
+        let (outgoing, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let pending: PendingMap = Arc::default();
+        tokio::spawn(io_loop(transport, rx, pending.clone(), events_tx));
+        Ok((
+            Connection {
+                outgoing,
+                pending,
+                encoding,
+                timeout,
+            },
+            events,
+        ))
+    }
+
+    /// The payload encoding this connection's requests use.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request<R: RequestPayload>(&self, req: R) -> Result<R::Response, ClientError> {
+        let frame = self.call(R::TYPE, req).await?;
+        frame.decode::<R::Response>().map_err(|e| {
+            ClientError::Protocol(format!("undecodable {} response: {e}", R::TYPE.name()))
+        })
+    }
+
+    async fn call<R: Payload>(&self, kind: MessageType, req: R) -> Result<Frame, ClientError> {
+        let packet_id = PacketId(rand::random());
+        let payload = tern_proto::encode_payload(&req, self.encoding)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
+        let frame = Frame::with_payload(kind, Flags::empty(), packet_id, self.encoding, payload);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(packet_id, tx);
+        if self.outgoing.send(frame.to_bytes()).is_err() {
+            self.forget(packet_id);
+            return Err(ClientError::Disconnected("connection closed".into()));
+        }
+        let frame = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(_)) => {
+                return Err(ClientError::Disconnected(
+                    "connection closed before the response".into(),
+                ));
+            }
+            Err(_) => {
+                self.forget(packet_id);
+                return Err(ClientError::Timeout);
+            }
+        };
+        if frame.is_error() {
+            let error: pb::Error = frame
+                .decode()
+                .map_err(|e| ClientError::Protocol(format!("undecodable error response: {e}")))?;
+            return Err(ClientError::from_wire(error));
+        }
+        Ok(frame)
+    }
+
+    /// Sends a request without waiting for (or keeping) its response.
+    pub fn send_only(&self, req: &Request) -> Result<(), ClientError> {
+        let frame = req
+            .to_frame(PacketId(rand::random()), self.encoding)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
+        self.outgoing
+            .send(frame.to_bytes())
+            .map_err(|_| ClientError::Disconnected("connection closed".into()))
+    }
+
+    /// Writes raw bytes as they are (for tests of malformed input).
+    pub fn send_raw(&self, bytes: Bytes) -> Result<(), ClientError> {
+        self.outgoing
+            .send(bytes)
+            .map_err(|_| ClientError::Disconnected("connection closed".into()))
+    }
+
+    /// Whether the I/O task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.outgoing.is_closed()
+    }
+
+    /// Closes the connection; requests in flight fail with `Disconnected`.
+    pub fn close(&self) {
+        // An empty write is the I/O task's signal to shut the socket down.
+        let _ = self.outgoing.send(Bytes::new());
+    }
+
+    fn forget(&self, packet_id: PacketId) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&packet_id);
+    }
+}
+
+enum Transport {
+    Tcp(TcpStream, BytesMut),
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+}
+
+impl Transport {
+    /// The next frame. Cancel-safe: partial reads stay in the buffer.
+    async fn recv(&mut self, decoder: &FrameDecoder) -> Result<Option<Frame>, String> {
+        match self {
+            Transport::Tcp(stream, buf) => loop {
+                if let Decoded::Frame(f) = decoder.decode(buf).map_err(|e| e.to_string())? {
+                    return Ok(Some(f));
+                }
+                buf.reserve(4096);
+                if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Ok(None);
+                }
+            },
+            Transport::Ws(ws) => loop {
+                match ws.next().await {
+                    None | Some(Ok(Message::Close(_))) => return Ok(None),
+                    Some(Err(e)) => return Err(e.to_string()),
+                    Some(Ok(Message::Binary(b))) => {
+                        return decoder.decode_exact(b).map(Some).map_err(|e| e.to_string());
+                    }
+                    Some(Ok(_)) => {}
+                }
+            },
+        }
+    }
+
+    async fn send(&mut self, frames: &[Bytes]) -> Result<(), String> {
+        match self {
+            Transport::Tcp(stream, _) => {
+                let mut joined = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+                for f in frames {
+                    joined.extend_from_slice(f);
+                }
+                stream.write_all(&joined).await.map_err(|e| e.to_string())
+            }
+            Transport::Ws(ws) => {
+                for f in frames {
+                    ws.feed(Message::Binary(f.clone()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                ws.flush().await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        match self {
+            Transport::Tcp(stream, _) => {
+                let _ = stream.shutdown().await;
+            }
+            Transport::Ws(ws) => {
+                let _ = SinkExt::close(ws).await;
+            }
+        }
+    }
+}
+
+async fn io_loop(
+    mut transport: Transport,
+    mut outgoing: mpsc::UnboundedReceiver<Bytes>,
+    pending: PendingMap,
+    events: mpsc::UnboundedSender<ServerEvent>,
+) {
+    // The client accepts frames up to 16 MiB: large sync pages must not break it.
+    let decoder = FrameDecoder::new(16 << 20);
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            n = outgoing.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                let close = batch.iter().any(Bytes::is_empty);
+                batch.retain(|b| !b.is_empty());
+                if !batch.is_empty() && transport.send(&batch).await.is_err() {
+                    break;
+                }
+                batch.clear();
+                if close {
+                    transport.shutdown().await;
+                    break;
+                }
+            }
+            frame = transport.recv(&decoder) => match frame {
+                Ok(Some(frame)) if frame.is_response() => {
+                    let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&frame.packet_id);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(frame);
+                    }
+                }
+                Ok(Some(frame)) if frame.kind == 0 => {
+                    // A connection-level error: the server closes right after it.
+                    if let Ok(e) = frame.decode::<pb::Error>() {
+                        tracing::debug!(code = e.code, name = %e.name, message = %e.message, "connection error from server");
+                    }
+                }
+                Ok(Some(frame)) => match ServerEvent::decode(&frame) {
+                    Ok(Some(event)) => {
+                        let _ = events.send(event);
+                    }
+                    Ok(None) => tracing::debug!(kind = frame.kind, "ignoring an unknown server frame"),
+                    Err(e) => tracing::warn!(error = %e, "undecodable server event"),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection failed");
+                    break;
+                }
+            },
+        }
+    }
+    // Requests still waiting learn that the connection is gone.
+    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}

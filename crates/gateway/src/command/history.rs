@@ -1,0 +1,50 @@
+//! HISTORY: a page of one conversation the caller is part of.
+
+use tern_core::{ConversationId, ServiceError, UserId, store::Direction};
+use tern_proto::pb;
+
+use super::{Caller, message_to_wire};
+use crate::Services;
+
+pub(crate) async fn run(
+    services: &Services,
+    caller: &Caller,
+    req: pb::HistoryRequest,
+) -> Result<pb::HistoryResponse, ServiceError> {
+    let conversation = match req.target {
+        Some(pb::history_request::Target::Peer(peer)) => {
+            let peer = UserId::parse(&peer).map_err(|_| ServiceError::NotAParticipant)?;
+            ConversationId::direct(&caller.user, &peer)
+        }
+        Some(pb::history_request::Target::ConversationId(id)) => ConversationId::parse(&id)?.0,
+        None => {
+            return Err(ServiceError::InvalidArgument(
+                "a peer or a conversation_id is required".into(),
+            ));
+        }
+    };
+    let direction = match pb::Direction::try_from(req.direction) {
+        Ok(pb::Direction::Forward) => Direction::Forward,
+        Ok(pb::Direction::Backward) => Direction::Backward,
+        Err(_) => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "unknown direction {}",
+                req.direction
+            )));
+        }
+    };
+    let page = services
+        .messages
+        .history(
+            &caller.user,
+            &conversation,
+            req.anchor_seq,
+            direction,
+            req.limit,
+        )
+        .await?;
+    Ok(pb::HistoryResponse {
+        messages: page.messages.iter().map(message_to_wire).collect(),
+        has_more: page.has_more,
+    })
+}

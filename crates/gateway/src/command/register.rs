@@ -1,0 +1,19 @@
+//! REGISTER: creates an account. Allowed before login.
+
+use tern_core::ServiceError;
+use tern_proto::pb;
+
+use crate::Services;
+
+pub(crate) async fn run(
+    services: &Services,
+    req: pb::RegisterRequest,
+) -> Result<pb::RegisterResponse, ServiceError> {
+    let user = services
+        .accounts
+        .register(&req.user_id, &req.password)
+        .await?;
+    Ok(pb::RegisterResponse {
+        user_id: user.as_str().to_owned(),
+    })
+}

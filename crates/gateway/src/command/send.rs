@@ -1,0 +1,51 @@
+//! SEND: queues a message for the next commit; the ack follows once it is durable.
+
+use tern_core::{
+    ServiceError,
+    messages::{PendingSend, SendAck, SendInput},
+};
+use tern_proto::pb;
+
+use super::Caller;
+use crate::Services;
+
+/// Validates and queues the message. Returns once it is queued, so consecutive sends of one
+/// connection keep their order.
+pub(crate) async fn submit(
+    services: &Services,
+    caller: &Caller,
+    req: pb::SendRequest,
+) -> Result<PendingSend, ServiceError> {
+    let to_user = match req.target {
+        Some(pb::send_request::Target::ToUser(u)) => u,
+        None => {
+            return Err(ServiceError::InvalidArgument(
+                "a target (to_user) is required".into(),
+            ));
+        }
+    };
+    services
+        .messages
+        .send(
+            &caller.user,
+            Some(caller.connection),
+            SendInput {
+                to_user,
+                client_msg_id: req.client_msg_id,
+                content: req.content,
+            },
+        )
+        .await
+}
+
+pub(crate) fn ack(ack: SendAck) -> pb::SendAck {
+    let m = &ack.message;
+    pb::SendAck {
+        message_id: m.id.0,
+        conversation_id: m.conversation.as_str().to_owned(),
+        seq: m.seq,
+        server_time_ms: m.server_time_ms,
+        inbox_seq: m.sender_inbox_seq,
+        duplicate: ack.duplicate,
+    }
+}

@@ -1,0 +1,37 @@
+//! The one place where service errors become wire errors.
+
+use tern_core::{ServiceError, StoreError};
+use tern_proto::{ErrorCode, pb};
+
+/// The wire error for a service error. Internal details are logged here and never sent.
+pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
+    let code = match err {
+        ServiceError::InvalidUserId => ErrorCode::InvalidUserId,
+        ServiceError::InvalidDevice => ErrorCode::InvalidDevice,
+        ServiceError::InvalidPassword => ErrorCode::InvalidPassword,
+        ServiceError::UserExists => ErrorCode::UserExists,
+        ServiceError::AuthFailed => ErrorCode::AuthFailed,
+        ServiceError::TokenInvalid => ErrorCode::TokenInvalid,
+        ServiceError::UnknownUser(_) => ErrorCode::UnknownUser,
+        ServiceError::ContentTooLarge { .. } => ErrorCode::ContentTooLarge,
+        ServiceError::InvalidContent(_) => ErrorCode::InvalidContent,
+        ServiceError::InvalidClientMsgId => ErrorCode::InvalidClientMsgId,
+        ServiceError::NotAParticipant => ErrorCode::NotAParticipant,
+        ServiceError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
+        ServiceError::Store(StoreError::Unavailable(detail)) => {
+            tracing::warn!(%detail, "store unavailable");
+            return ErrorCode::Unavailable
+                .to_error("the server cannot store or read data right now; retry later");
+        }
+        ServiceError::Store(StoreError::Corrupt(detail)) => {
+            tracing::error!(%detail, "store returned invalid data");
+            return ErrorCode::Internal.to_error("internal error");
+        }
+        ServiceError::Internal(detail) => {
+            tracing::error!(%detail, "internal error");
+            return ErrorCode::Internal.to_error("internal error");
+        }
+    };
+    code.to_error(err.to_string())
+}

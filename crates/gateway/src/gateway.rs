@@ -1,0 +1,199 @@
+//! The gateway: shared state of all connections, the TCP accept loop, the WebSocket upgrade,
+//! and graceful shutdown.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{extract::ws::WebSocketUpgrade, response::Response};
+use tern_core::{
+    Clock, ConnectionId, accounts::AccountService, messages::MessageService, sync::SyncService,
+};
+use tern_proto::FrameDecoder;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    registry::{KickPolicy, Registry},
+    session,
+    transport::{TcpTransport, WsTransport},
+};
+
+/// The services sessions call.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Registration, login, logout.
+    pub accounts: AccountService,
+    /// Sending and history.
+    pub messages: MessageService,
+    /// Inboxes, cursors and publication.
+    pub sync: Arc<SyncService>,
+}
+
+/// Settings of the connection layer.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The largest frame accepted, header included.
+    pub max_frame_len: usize,
+    /// How often clients should send something; silence for twice this closes a connection.
+    pub heartbeat_interval: Duration,
+    /// How long a new connection may stay without logging in.
+    pub login_timeout: Duration,
+    /// What a login does to the user's other connections.
+    pub kick_policy: KickPolicy,
+    /// Requests one connection may have in progress; more are refused with `OVERLOADED`.
+    pub max_inflight: usize,
+    /// Pushes queued per connection before it is considered lagging and told to sync.
+    pub outbox_capacity: usize,
+    /// The reconnect delay suggested to clients in the shutdown notice.
+    pub reconnect_after: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_len: tern_proto::DEFAULT_MAX_FRAME_LEN,
+            heartbeat_interval: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(10),
+            kick_policy: KickPolicy::OnePerPlatform,
+            max_inflight: 256,
+            outbox_capacity: 1024,
+            reconnect_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Metric handles resolved once, so per-frame work does no registry lookups.
+#[derive(Debug)]
+pub(crate) struct GatewayMetrics {
+    pub(crate) connections: metrics::Gauge,
+    pub(crate) frames_in: metrics::Counter,
+    pub(crate) frames_out: metrics::Counter,
+    pub(crate) accepted: metrics::Counter,
+}
+
+/// All connections of this process.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) services: Arc<Services>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: GatewayConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: GatewayMetrics,
+    next_id: AtomicU64,
+    tracker: TaskTracker,
+}
+
+impl Gateway {
+    /// A gateway over `services`, registering connections in `registry` (the same registry the
+    /// fan-out delivers through).
+    pub fn new(
+        services: Services,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        config: GatewayConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            services: Arc::new(services),
+            registry,
+            config,
+            clock,
+            shutdown: CancellationToken::new(),
+            metrics: GatewayMetrics {
+                connections: metrics::gauge!("tern_connections"),
+                frames_in: metrics::counter!("tern_frames_in_total"),
+                frames_out: metrics::counter!("tern_frames_out_total"),
+                accepted: metrics::counter!("tern_connections_accepted_total"),
+            },
+            next_id: AtomicU64::new(1),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    /// The connection registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    fn next_connection_id(&self) -> ConnectionId {
+        ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn decoder(&self) -> FrameDecoder {
+        FrameDecoder::new(self.config.max_frame_len)
+    }
+
+    /// Accepts TCP connections until shutdown begins.
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    // Small frames must leave at once; batching happens in the session.
+                    let _ = stream.set_nodelay(true);
+                    self.spawn_session(TcpTransport::new(stream, self.decoder()), peer);
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    /// Upgrades an HTTP request to a WebSocket session.
+    pub fn upgrade_websocket(self: Arc<Self>, ws: WebSocketUpgrade, peer: SocketAddr) -> Response {
+        if self.is_shutting_down() {
+            return axum::http::Response::builder()
+                .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                .body(axum::body::Body::from("shutting down"))
+                .unwrap_or_default();
+        }
+        let max = self.config.max_frame_len;
+        ws.max_message_size(max)
+            .max_frame_size(max)
+            // Small buffers keep an idle WebSocket near the size of an idle TCP connection.
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .on_upgrade(move |socket| async move {
+                let transport = WsTransport::new(socket, self.decoder());
+                self.spawn_session(transport, peer);
+            })
+    }
+
+    fn spawn_session<T: crate::transport::Transport>(
+        self: &Arc<Self>,
+        transport: T,
+        peer: SocketAddr,
+    ) {
+        let id = self.next_connection_id();
+        self.metrics.accepted.increment(1);
+        self.tracker
+            .spawn(session::run(self.clone(), id, transport, peer));
+    }
+
+    /// Stops accepting, lets every session finish its in-flight requests and say goodbye, and
+    /// waits up to `drain` for them. Returns whether every session ended in time.
+    pub async fn shutdown(&self, drain: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}

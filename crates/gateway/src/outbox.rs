@@ -1,0 +1,163 @@
+//! A connection's outbound queue: where fan-out leaves frames for the connection's task.
+//!
+//! Fan-out must never wait for a slow connection, so pushing is synchronous and bounded. When
+//! the queue is full the frame is dropped and the connection is marked lagged; its task then
+//! tells the client to sync, which recovers the dropped entries from the store. A queue that is
+//! empty holds no heap memory.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use tern_proto::pb;
+use tokio::sync::Notify;
+
+/// Why a connection's task must end, as told by another task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CloseReason {
+    /// Another login replaced this one, or the token was revoked: send the notice, then close.
+    Kick(pb::Kick),
+}
+
+/// The sending side, held by the registry.
+#[derive(Debug, Clone)]
+pub struct Outbox(Arc<Shared>);
+
+/// The receiving side, held by the connection's task.
+#[derive(Debug)]
+pub struct OutboxReceiver(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    notify: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    /// The newest inbox seq among dropped frames, if any were dropped since the last drain.
+    lagged: Option<u64>,
+    close: Option<CloseReason>,
+}
+
+/// What the connection's task takes from its queue in one go.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Frames to write, in the order they were queued.
+    pub frames: Vec<Bytes>,
+    /// Frames were dropped since the last drain: the client must sync up to at least this seq.
+    pub lagged: Option<u64>,
+    /// The connection must close after writing.
+    pub close: Option<CloseReason>,
+}
+
+/// A queue holding at most `capacity` frames.
+pub fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        notify: Notify::new(),
+        capacity: capacity.max(1),
+    });
+    (Outbox(shared.clone()), OutboxReceiver(shared))
+}
+
+impl Outbox {
+    /// Queues the push of inbox entry `seq`; returns `false` (and marks the queue lagged) when
+    /// the queue is full.
+    pub fn push(&self, frame: Bytes, seq: u64) -> bool {
+        let accepted = {
+            let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.close.is_some() {
+                return false;
+            }
+            if state.frames.len() >= self.0.capacity {
+                state.lagged = Some(state.lagged.map_or(seq, |s| s.max(seq)));
+                false
+            } else {
+                state.frames.push_back(frame);
+                true
+            }
+        };
+        self.0.notify.notify_one();
+        accepted
+    }
+
+    /// Asks the connection's task to close for `reason`. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        {
+            let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.close.get_or_insert(reason);
+        }
+        self.0.notify.notify_one();
+    }
+
+    /// Whether both ends are the same queue.
+    pub fn same_queue(&self, receiver: &OutboxReceiver) -> bool {
+        Arc::ptr_eq(&self.0, &receiver.0)
+    }
+}
+
+impl OutboxReceiver {
+    /// Takes everything queued. Never waits.
+    pub fn drain(&self) -> Drained {
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        let frames: Vec<Bytes> = state.frames.drain(..).collect();
+        if state.frames.capacity() > 64 {
+            // Give back the memory of a burst; an idle connection should hold none.
+            state.frames = VecDeque::new();
+        }
+        Drained {
+            frames,
+            lagged: state.lagged.take(),
+            close: state.close.clone(),
+        }
+    }
+
+    /// Waits until something may have been queued since the last drain.
+    ///
+    /// Cancel safety: dropping the future loses no notification for later calls, because
+    /// `Notify` keeps one permit when nobody waits; callers drain after every wake anyway.
+    pub async fn changed(&self) {
+        self.0.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_marks_lagged_until_drained() {
+        let (tx, rx) = outbox(2);
+        assert!(tx.push(Bytes::from_static(b"1"), 1));
+        assert!(tx.push(Bytes::from_static(b"2"), 2));
+        assert!(!tx.push(Bytes::from_static(b"3"), 3));
+        assert!(!tx.push(Bytes::from_static(b"4"), 4));
+        let d = rx.drain();
+        assert_eq!(d.frames.len(), 2);
+        assert_eq!(d.lagged, Some(4));
+        assert!(tx.push(Bytes::from_static(b"5"), 5));
+        let d = rx.drain();
+        assert_eq!(d.frames, vec![Bytes::from_static(b"5")]);
+        assert_eq!(d.lagged, None);
+    }
+
+    #[test]
+    fn a_closed_queue_refuses_frames_and_keeps_the_first_reason() {
+        let (tx, rx) = outbox(8);
+        let kick = |m: &str| {
+            CloseReason::Kick(pb::Kick {
+                reason: pb::KickReason::Replaced as i32,
+                message: m.into(),
+            })
+        };
+        tx.close(kick("first"));
+        tx.close(kick("second"));
+        assert!(!tx.push(Bytes::from_static(b"x"), 1));
+        assert_eq!(rx.drain().close, Some(kick("first")));
+    }
+}

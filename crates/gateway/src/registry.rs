@@ -1,0 +1,332 @@
+//! The connection registry: which connections each user has, and who each connection is.
+//!
+//! It is plain data behind one lock, with two indexes kept in step (user → connections,
+//! connection → entry) and a [`Registry::check_invariants`] that tests call after every step.
+//! The lock guard is `!Send`, so it can never be held across an `.await` in a spawned task.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, MutexGuard},
+};
+
+use tern_core::{ConnectionId, DeviceId, Platform, UserId};
+use tern_proto::Encoding;
+
+use crate::outbox::Outbox;
+
+/// What a new login does to the user's other connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KickPolicy {
+    /// One connection per platform: a login replaces the user's connection on the same platform.
+    #[default]
+    OnePerPlatform,
+    /// Any number of connections per platform.
+    Unlimited,
+}
+
+impl std::str::FromStr for KickPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "one_per_platform" | "one-per-platform" => Ok(KickPolicy::OnePerPlatform),
+            "unlimited" => Ok(KickPolicy::Unlimited),
+            other => Err(format!(
+                "unknown kick policy {other:?}; expected one_per_platform or unlimited"
+            )),
+        }
+    }
+}
+
+/// A logged-in connection.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Whose connection it is.
+    pub user: UserId,
+    /// The device it comes from.
+    pub device: DeviceId,
+    /// The device's platform.
+    pub platform: Platform,
+    /// The encoding its pushes use (the one it logged in with).
+    pub encoding: Encoding,
+    /// Where fan-out leaves frames for it.
+    pub outbox: Outbox,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    connections: HashMap<ConnectionId, Entry>,
+    /// Each user's connections, in login order. A user is present only while it has one.
+    users: HashMap<UserId, Vec<ConnectionId>>,
+}
+
+/// Users ⇄ live connections of this process.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a logged-in connection and removes the connections it replaces under `policy`: any
+    /// other connection of the same device, and with `OnePerPlatform` any other connection of
+    /// the same platform. Returns the removed entries so the caller can kick them.
+    pub fn attach(
+        &self,
+        id: ConnectionId,
+        entry: Entry,
+        policy: KickPolicy,
+    ) -> Vec<(ConnectionId, Entry)> {
+        let mut inner = self.lock();
+        // A connection logs in once; should it ever attach again, its old entry goes first.
+        remove(&mut inner, id);
+        let replaced: Vec<ConnectionId> = inner
+            .users
+            .get(&entry.user)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|c| *c != id)
+            .filter(|c| {
+                inner.connections.get(c).is_some_and(|old| {
+                    old.device == entry.device
+                        || (policy == KickPolicy::OnePerPlatform && old.platform == entry.platform)
+                })
+            })
+            .collect();
+        let mut kicked = Vec::with_capacity(replaced.len());
+        for c in replaced {
+            if let Some(old) = remove(&mut inner, c) {
+                kicked.push((c, old));
+            }
+        }
+        inner.users.entry(entry.user.clone()).or_default().push(id);
+        inner.connections.insert(id, entry);
+        kicked
+    }
+
+    /// Removes a connection (at close). Removing an unknown connection does nothing: a kicked
+    /// connection was removed when it was replaced.
+    pub fn detach(&self, id: ConnectionId) -> Option<Entry> {
+        remove(&mut self.lock(), id)
+    }
+
+    /// Calls `f` with each connection of `user`, under the lock: `f` must not block.
+    pub fn for_each_connection(&self, user: &UserId, mut f: impl FnMut(ConnectionId, &Entry)) {
+        let inner = self.lock();
+        if let Some(ids) = inner.users.get(user) {
+            for id in ids {
+                if let Some(entry) = inner.connections.get(id) {
+                    f(*id, entry);
+                }
+            }
+        }
+    }
+
+    /// The connections of `user`, as `(id, device, platform)`.
+    pub fn connections_of(&self, user: &UserId) -> Vec<(ConnectionId, DeviceId, Platform)> {
+        let mut out = Vec::new();
+        self.for_each_connection(user, |id, e| out.push((id, e.device.clone(), e.platform)));
+        out
+    }
+
+    /// Every logged-in connection's outbox, for broadcasts such as shutdown.
+    pub fn all_outboxes(&self) -> Vec<Outbox> {
+        self.lock()
+            .connections
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect()
+    }
+
+    /// Logged-in connections.
+    pub fn connection_count(&self) -> usize {
+        self.lock().connections.len()
+    }
+
+    /// Users with at least one logged-in connection.
+    pub fn user_count(&self) -> usize {
+        self.lock().users.len()
+    }
+
+    /// Panics if the two indexes disagree. Tests call it after every operation.
+    pub fn check_invariants(&self) {
+        let inner = self.lock();
+        let mut seen = 0;
+        for (user, ids) in &inner.users {
+            assert!(!ids.is_empty(), "user {user} is listed with no connection");
+            for id in ids {
+                let entry = inner
+                    .connections
+                    .get(id)
+                    .unwrap_or_else(|| panic!("user {user} lists {id:?}, which is not registered"));
+                assert_eq!(&entry.user, user, "{id:?} is listed under the wrong user");
+                seen += 1;
+            }
+            let mut unique = ids.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                ids.len(),
+                "user {user} lists a connection twice"
+            );
+        }
+        assert_eq!(
+            seen,
+            inner.connections.len(),
+            "a connection is not listed under its user"
+        );
+    }
+}
+
+fn remove(inner: &mut Inner, id: ConnectionId) -> Option<Entry> {
+    let entry = inner.connections.remove(&id)?;
+    if let Some(ids) = inner.users.get_mut(&entry.user) {
+        ids.retain(|c| *c != id);
+        if ids.is_empty() {
+            inner.users.remove(&entry.user);
+        }
+    }
+    Some(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::outbox;
+    use proptest::prelude::*;
+
+    fn entry(user: &str, device: &str, platform: Platform) -> Entry {
+        Entry {
+            user: UserId::parse(user).unwrap(),
+            device: DeviceId::parse(device).unwrap(),
+            platform,
+            encoding: Encoding::Protobuf,
+            outbox: outbox(4).0,
+        }
+    }
+
+    #[test]
+    fn a_login_on_the_same_platform_replaces_the_old_connection() {
+        let r = Registry::new();
+        assert!(
+            r.attach(
+                ConnectionId(1),
+                entry("a", "phone1", Platform::Ios),
+                KickPolicy::OnePerPlatform
+            )
+            .is_empty()
+        );
+        assert!(
+            r.attach(
+                ConnectionId(2),
+                entry("a", "pc", Platform::Desktop),
+                KickPolicy::OnePerPlatform
+            )
+            .is_empty()
+        );
+        let kicked = r.attach(
+            ConnectionId(3),
+            entry("a", "phone2", Platform::Ios),
+            KickPolicy::OnePerPlatform,
+        );
+        assert_eq!(
+            kicked.iter().map(|k| k.0).collect::<Vec<_>>(),
+            vec![ConnectionId(1)]
+        );
+        r.check_invariants();
+        let ids: Vec<_> = r
+            .connections_of(&UserId::parse("a").unwrap())
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(ids, vec![ConnectionId(2), ConnectionId(3)]);
+        // The kicked connection's own detach at close is harmless.
+        assert!(r.detach(ConnectionId(1)).is_none());
+        r.check_invariants();
+    }
+
+    #[test]
+    fn unlimited_keeps_every_platform_connection_but_not_two_of_one_device() {
+        let r = Registry::new();
+        r.attach(
+            ConnectionId(1),
+            entry("a", "p1", Platform::Ios),
+            KickPolicy::Unlimited,
+        );
+        assert!(
+            r.attach(
+                ConnectionId(2),
+                entry("a", "p2", Platform::Ios),
+                KickPolicy::Unlimited
+            )
+            .is_empty()
+        );
+        let kicked = r.attach(
+            ConnectionId(3),
+            entry("a", "p1", Platform::Ios),
+            KickPolicy::Unlimited,
+        );
+        assert_eq!(kicked.len(), 1);
+        assert_eq!(kicked[0].0, ConnectionId(1));
+        assert_eq!(r.connection_count(), 2);
+        r.check_invariants();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Attach(u64, u8, u8, u8),
+        Detach(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u64..12, 0u8..3, 0u8..4, 0u8..3).prop_map(|(c, u, d, p)| Op::Attach(c, u, d, p)),
+            (0u64..12).prop_map(Op::Detach),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_indexes_agree_after_any_sequence_of_operations(ops in proptest::collection::vec(op(), 1..60), unlimited in any::<bool>()) {
+            let policy = if unlimited { KickPolicy::Unlimited } else { KickPolicy::OnePerPlatform };
+            let platforms = [Platform::Ios, Platform::Android, Platform::Web];
+            let r = Registry::new();
+            // A model: connection → (user, device, platform).
+            let mut model: HashMap<u64, (u8, u8, u8)> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Attach(c, u, d, p) => {
+                        let kicked = r.attach(ConnectionId(c), entry(&format!("u{u}"), &format!("d{d}"), platforms[p as usize]), policy);
+                        let expect: Vec<u64> = model
+                            .iter()
+                            .filter(|(id, (mu, md, mp))| **id != c && *mu == u && (*md == d || (!unlimited && *mp == p)))
+                            .map(|(id, _)| *id)
+                            .collect();
+                        let mut got: Vec<u64> = kicked.iter().map(|k| k.0.0).collect();
+                        got.sort_unstable();
+                        let mut expect = expect;
+                        expect.sort_unstable();
+                        prop_assert_eq!(&got, &expect);
+                        for id in expect { model.remove(&id); }
+                        model.insert(c, (u, d, p));
+                    }
+                    Op::Detach(c) => {
+                        prop_assert_eq!(r.detach(ConnectionId(c)).is_some(), model.remove(&c).is_some());
+                    }
+                }
+                r.check_invariants();
+                prop_assert_eq!(r.connection_count(), model.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! One connection's task: reads frames, runs commands, writes responses and pushes.
+//!
+//! The task owns its transport. Each loop turn it writes what is ready in one batch, then
+//! waits for the first of: shutdown, a finished request, something in its outbox, a frame from
+//! the client, or its timer (login timeout before login, heartbeat timeout after). Requests run
+//! as futures polled by this task, so one connection may have many in flight while needing no
+//! task per request; sends are queued in the order they arrive, so their seqs keep that order.
+
+use std::{net::SocketAddr, pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use tern_core::{ConnectionId, ServiceError, accounts::Login};
+use tern_proto::{
+    Encoding, ErrorCode, Frame, FrameError, PacketId, Payload, Request, ServerEvent, pb,
+};
+use tokio::time::{Instant, sleep_until};
+
+use crate::{
+    command::{self, Caller},
+    errors,
+    gateway::Gateway,
+    outbox::{CloseReason, OutboxReceiver, outbox},
+    registry::Entry,
+    transport::{Transport, TransportError},
+};
+
+/// Why a connection ended; logged once per connection.
+#[derive(Debug)]
+enum CloseCause {
+    /// The client closed the connection.
+    ClientClosed,
+    /// The client logged out.
+    LoggedOut,
+    /// Nothing arrived for two heartbeat periods.
+    HeartbeatTimeout,
+    /// No login within the login timeout.
+    LoginTimeout,
+    /// Another login replaced this one.
+    Kicked,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client broke the framing.
+    ProtocolError(String),
+    /// Reading or writing failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for CloseCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseCause::ClientClosed => f.write_str("client closed the connection"),
+            CloseCause::LoggedOut => f.write_str("client logged out"),
+            CloseCause::HeartbeatTimeout => f.write_str("server closed it: heartbeat timeout"),
+            CloseCause::LoginTimeout => f.write_str("server closed it: login timeout"),
+            CloseCause::Kicked => f.write_str("server closed it: replaced by another login"),
+            CloseCause::Shutdown => f.write_str("server closed it: shutting down"),
+            CloseCause::ProtocolError(e) => write!(f, "server closed it: protocol error: {e}"),
+            CloseCause::Io(e) => write!(f, "connection failed: {e}"),
+        }
+    }
+}
+
+/// Identifies the request a response answers.
+#[derive(Debug, Clone, Copy)]
+struct RequestMeta {
+    kind: u16,
+    packet_id: PacketId,
+    encoding: Encoding,
+}
+
+impl RequestMeta {
+    fn of(frame: &Frame) -> Self {
+        Self {
+            kind: frame.kind,
+            packet_id: frame.packet_id,
+            encoding: frame.encoding(),
+        }
+    }
+
+    fn reply<M: Payload>(&self, msg: &M) -> Bytes {
+        match tern_proto::encode_payload(msg, self.encoding) {
+            Ok(payload) => {
+                Frame::response(self.kind, self.packet_id, self.encoding, payload).to_bytes()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a response");
+                self.error(ErrorCode::Internal.to_error("internal error"))
+            }
+        }
+    }
+
+    fn error(&self, error: pb::Error) -> Bytes {
+        Frame::error(self.kind, self.packet_id, self.encoding, &error).to_bytes()
+    }
+
+    fn result<M: Payload>(&self, result: Result<M, ServiceError>) -> Bytes {
+        match result {
+            Ok(msg) => self.reply(&msg),
+            Err(e) => self.error(errors::to_wire(&e)),
+        }
+    }
+}
+
+/// A request that finished running.
+enum Completion {
+    /// A response ready to write.
+    Reply(Bytes),
+    /// A login finished; the session attaches before answering.
+    LoggedIn(RequestMeta, Result<command::login::LoggedIn, ServiceError>),
+    /// A logout finished; the session answers, then closes.
+    LoggedOut(RequestMeta, Result<pb::LogoutResponse, ServiceError>),
+}
+
+type Pending = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+/// What a session knows about its client.
+enum Phase {
+    /// Not logged in yet; `logging_in` while a LOGIN runs.
+    Anonymous { logging_in: bool },
+    /// Logged in and attached to the registry.
+    Active(Box<Active>),
+}
+
+struct Active {
+    caller: Caller,
+    login: Login,
+    outbox: OutboxReceiver,
+    /// The encoding pushes use: the one the client logged in with.
+    encoding: Encoding,
+}
+
+/// What woke the session.
+enum Wake {
+    Shutdown,
+    Completed(Completion),
+    Outbox,
+    Received(Result<Option<Frame>, TransportError>),
+    Timer,
+}
+
+/// Removes the connection from the registry however the task ends.
+struct Detach<'a> {
+    gateway: &'a Gateway,
+    id: ConnectionId,
+}
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.gateway.registry.detach(self.id);
+        self.gateway.metrics.connections.decrement(1.0);
+    }
+}
+
+/// Runs a connection to its end.
+pub(crate) async fn run<T: Transport>(
+    gateway: Arc<Gateway>,
+    id: ConnectionId,
+    transport: T,
+    peer: SocketAddr,
+) {
+    gateway.metrics.connections.increment(1.0);
+    let _detach = Detach {
+        gateway: &gateway,
+        id,
+    };
+    let mut session = Session {
+        gateway: &gateway,
+        id,
+        phase: Phase::Anonymous { logging_in: false },
+        out: Vec::new(),
+        last_seen: Instant::now(),
+        pending: FuturesUnordered::new(),
+    };
+    let cause = session.run(transport).await;
+    let user = match &session.phase {
+        Phase::Active(a) => Some(a.caller.user.to_string()),
+        Phase::Anonymous { .. } => None,
+    };
+    // Every connection logs who closed it and why.
+    match &cause {
+        CloseCause::Io(_) | CloseCause::ProtocolError(_) => {
+            tracing::info!(conn = id.0, %peer, user, %cause, "connection closed")
+        }
+        _ => tracing::debug!(conn = id.0, %peer, user, %cause, "connection closed"),
+    }
+}
+
+struct Session<'g> {
+    gateway: &'g Gateway,
+    id: ConnectionId,
+    phase: Phase,
+    /// Frames ready to write at the top of the next turn.
+    out: Vec<Bytes>,
+    /// When the client last sent anything.
+    last_seen: Instant,
+    pending: FuturesUnordered<Pending>,
+}
+
+impl Session<'_> {
+    async fn run<T: Transport>(&mut self, mut transport: T) -> CloseCause {
+        let config = &self.gateway.config;
+        let heartbeat_timeout = config.heartbeat_interval * 2;
+        let timer = sleep_until(Instant::now() + config.login_timeout);
+        tokio::pin!(timer);
+        let mut draining = false;
+        loop {
+            if !self.out.is_empty() {
+                let frames = std::mem::take(&mut self.out);
+                self.gateway
+                    .metrics
+                    .frames_out
+                    .increment(frames.len() as u64);
+                if let Err(e) = transport.send(&frames).await {
+                    return CloseCause::Io(e);
+                }
+            }
+            if draining && self.pending.is_empty() {
+                self.say_goodbye(&mut transport).await;
+                return CloseCause::Shutdown;
+            }
+            let outbox = match &self.phase {
+                Phase::Active(a) => Some(&a.outbox),
+                Phase::Anonymous { .. } => None,
+            };
+            let wake = tokio::select! {
+                biased;
+                _ = self.gateway.shutdown.cancelled(), if !draining => Wake::Shutdown,
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => Wake::Completed(done),
+                _ = async { match outbox { Some(o) => o.changed().await, None => std::future::pending().await } } => Wake::Outbox,
+                r = transport.recv(), if !draining => Wake::Received(r),
+                _ = &mut timer => Wake::Timer,
+            };
+            match wake {
+                Wake::Shutdown => draining = true,
+                Wake::Completed(done) => {
+                    if let Some(cause) = self.complete(done) {
+                        self.flush_then(&mut transport).await;
+                        return cause;
+                    }
+                    if matches!(self.phase, Phase::Active(_)) {
+                        timer.as_mut().reset(self.last_seen + heartbeat_timeout);
+                    }
+                }
+                Wake::Outbox => {
+                    if let Some(cause) = self.drain_outbox() {
+                        self.flush_then(&mut transport).await;
+                        return cause;
+                    }
+                }
+                Wake::Received(Ok(Some(frame))) => {
+                    self.last_seen = Instant::now();
+                    self.gateway.metrics.frames_in.increment(1);
+                    self.handle(frame).await;
+                }
+                Wake::Received(Ok(None)) => return CloseCause::ClientClosed,
+                Wake::Received(Err(TransportError::Io(e))) => return CloseCause::Io(e),
+                Wake::Received(Err(TransportError::TextMessage)) => {
+                    let error = ErrorCode::BadFrame
+                        .to_error("frames travel in binary WebSocket messages only");
+                    self.out
+                        .push(Frame::error(0, PacketId::ZERO, Encoding::Json, &error).to_bytes());
+                    self.flush_then(&mut transport).await;
+                    return CloseCause::ProtocolError("text WebSocket message".into());
+                }
+                Wake::Received(Err(TransportError::Frame(e))) => {
+                    self.out.push(framing_error(&e));
+                    self.flush_then(&mut transport).await;
+                    return CloseCause::ProtocolError(e.to_string());
+                }
+                Wake::Timer => match self.phase {
+                    Phase::Anonymous { .. } => {
+                        let error =
+                            ErrorCode::LoginTimeout.to_error("no login within the login timeout");
+                        self.out.push(
+                            Frame::error(0, PacketId::ZERO, Encoding::Protobuf, &error).to_bytes(),
+                        );
+                        self.flush_then(&mut transport).await;
+                        return CloseCause::LoginTimeout;
+                    }
+                    Phase::Active(_) => {
+                        // The timer is re-armed lazily: frames only move `last_seen`.
+                        let deadline = self.last_seen + heartbeat_timeout;
+                        if deadline <= Instant::now() {
+                            return CloseCause::HeartbeatTimeout;
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Writes whatever is ready, ignoring failure: the connection is closing anyway.
+    async fn flush_then<T: Transport>(&mut self, transport: &mut T) {
+        if !self.out.is_empty() {
+            let frames = std::mem::take(&mut self.out);
+            self.gateway
+                .metrics
+                .frames_out
+                .increment(frames.len() as u64);
+            let _ = transport.send(&frames).await;
+        }
+    }
+
+    async fn say_goodbye<T: Transport>(&mut self, transport: &mut T) {
+        let encoding = match &self.phase {
+            Phase::Active(a) => a.encoding,
+            Phase::Anonymous { .. } => Encoding::Protobuf,
+        };
+        let goodbye = ServerEvent::Goodbye(pb::Goodbye {
+            reason: "server is shutting down".into(),
+            reconnect_after_ms: self.gateway.config.reconnect_after.as_millis() as u32,
+        });
+        if let Ok(frame) = goodbye.to_frame(PacketId(rand::random()), encoding) {
+            self.out.push(frame.to_bytes());
+        }
+        self.flush_then(transport).await;
+    }
+
+    fn server_event(&self, event: ServerEvent, encoding: Encoding) -> Option<Bytes> {
+        match event.to_frame(PacketId(rand::random()), encoding) {
+            Ok(frame) => Some(frame.to_bytes()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a server event");
+                None
+            }
+        }
+    }
+
+    /// Moves queued pushes to the write batch; returns a cause if the connection must close.
+    fn drain_outbox(&mut self) -> Option<CloseCause> {
+        let Phase::Active(active) = &self.phase else {
+            return None;
+        };
+        let drained = active.outbox.drain();
+        let encoding = active.encoding;
+        self.out.extend(drained.frames);
+        if let Some(head) = drained.lagged {
+            // Some pushes were dropped: the client recovers them with SYNC from its cursor.
+            if let Some(f) =
+                self.server_event(ServerEvent::SyncNotify(pb::SyncNotify { head }), encoding)
+            {
+                self.out.push(f);
+            }
+        }
+        match drained.close {
+            Some(CloseReason::Kick(kick)) => {
+                if let Some(f) = self.server_event(ServerEvent::Kick(kick), encoding) {
+                    self.out.push(f);
+                }
+                Some(CloseCause::Kicked)
+            }
+            None => None,
+        }
+    }
+
+    /// Applies a finished request; returns a cause if the connection must close.
+    fn complete(&mut self, done: Completion) -> Option<CloseCause> {
+        match done {
+            Completion::Reply(frame) => {
+                self.out.push(frame);
+                None
+            }
+            Completion::LoggedIn(meta, Err(e)) => {
+                self.phase = Phase::Anonymous { logging_in: false };
+                self.out.push(meta.error(errors::to_wire(&e)));
+                None
+            }
+            Completion::LoggedIn(meta, Ok(done)) => {
+                if self.gateway.is_shutting_down() {
+                    self.phase = Phase::Anonymous { logging_in: false };
+                    self.out
+                        .push(meta.error(errors::to_wire(&ServiceError::ShuttingDown)));
+                    return None;
+                }
+                let (tx, rx) = outbox(self.gateway.config.outbox_capacity);
+                let login = done.login.clone();
+                let entry = Entry {
+                    user: login.user.clone(),
+                    device: login.device.clone(),
+                    platform: login.platform,
+                    encoding: meta.encoding,
+                    outbox: tx,
+                };
+                // Attach before answering: whatever is stored after the client sees the
+                // response is pushed to it or found by its next SYNC.
+                let kicked =
+                    self.gateway
+                        .registry
+                        .attach(self.id, entry, self.gateway.config.kick_policy);
+                for (conn, old) in kicked {
+                    tracing::debug!(conn = conn.0, by = self.id.0, user = %old.user, "kicking a replaced connection");
+                    old.outbox.close(CloseReason::Kick(pb::Kick {
+                        reason: pb::KickReason::Replaced as i32,
+                        message: "another login on the same platform replaced this connection"
+                            .into(),
+                    }));
+                }
+                let response = command::login::response(
+                    &done,
+                    self.gateway.config.heartbeat_interval.as_millis() as u32,
+                    self.gateway.clock.now_ms(),
+                );
+                self.phase = Phase::Active(Box::new(Active {
+                    caller: Caller {
+                        connection: self.id,
+                        user: login.user.clone(),
+                        device: login.device.clone(),
+                    },
+                    login,
+                    outbox: rx,
+                    encoding: meta.encoding,
+                }));
+                self.out.push(meta.reply(&response));
+                None
+            }
+            Completion::LoggedOut(meta, result) => {
+                let ok = result.is_ok();
+                self.out.push(meta.result(result));
+                if ok {
+                    self.gateway.registry.detach(self.id);
+                    Some(CloseCause::LoggedOut)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Decodes and dispatches one frame from the client.
+    async fn handle(&mut self, frame: Frame) {
+        let meta = RequestMeta::of(&frame);
+        let request = match Request::decode(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                self.out.push(meta.error(e.code().to_error(e.to_string())));
+                return;
+            }
+        };
+        if self.pending.len() >= self.gateway.config.max_inflight {
+            self.out
+                .push(meta.error(ErrorCode::Overloaded.to_error(format!(
+                    "at most {} requests may be in progress per connection",
+                    self.gateway.config.max_inflight
+                ))));
+            return;
+        }
+        let services = self.gateway.services.clone();
+        match request {
+            Request::Ping(ping) => {
+                let pong = command::ping::run(ping, self.gateway.clock.now_ms());
+                self.out.push(meta.reply(&pong));
+            }
+            Request::Register(req) => self.spawn(async move {
+                Completion::Reply(meta.result(command::register::run(&services, req).await))
+            }),
+            Request::Login(req) => match &mut self.phase {
+                Phase::Active(_) | Phase::Anonymous { logging_in: true } => {
+                    self.out.push(
+                        meta.error(
+                            ErrorCode::AlreadyLoggedIn
+                                .to_error("this connection is logged in or logging in"),
+                        ),
+                    );
+                }
+                Phase::Anonymous { logging_in } => {
+                    *logging_in = true;
+                    self.spawn(async move {
+                        Completion::LoggedIn(meta, command::login::run(&services, req).await)
+                    });
+                }
+            },
+            _ if !matches!(self.phase, Phase::Active(_)) => {
+                self.out
+                    .push(meta.error(ErrorCode::NotLoggedIn.to_error("log in first")));
+            }
+            Request::Logout(_) => {
+                let Phase::Active(active) = &self.phase else {
+                    return;
+                };
+                let token_hash = active.login.token_hash.clone();
+                self.spawn(async move {
+                    Completion::LoggedOut(meta, command::logout::run(&services, &token_hash).await)
+                });
+            }
+            Request::Send(req) => {
+                let Phase::Active(active) = &self.phase else {
+                    return;
+                };
+                // Queued here, inline, so that this connection's sends keep their order.
+                match command::send::submit(&services, &active.caller, req).await {
+                    Ok(pending) => self.spawn(async move {
+                        Completion::Reply(meta.result(pending.await.map(command::send::ack)))
+                    }),
+                    Err(e) => self.out.push(meta.error(errors::to_wire(&e))),
+                }
+            }
+            Request::Sync(req) => {
+                let Phase::Active(active) = &self.phase else {
+                    return;
+                };
+                let caller = active.caller.clone();
+                self.spawn(async move {
+                    Completion::Reply(
+                        meta.result(command::sync::run(&services, &caller, req).await),
+                    )
+                });
+            }
+            Request::AckCursor(req) => {
+                let Phase::Active(active) = &self.phase else {
+                    return;
+                };
+                let caller = active.caller.clone();
+                self.spawn(async move {
+                    Completion::Reply(
+                        meta.result(command::ack_cursor::run(&services, &caller, req).await),
+                    )
+                });
+            }
+            Request::History(req) => {
+                let Phase::Active(active) = &self.phase else {
+                    return;
+                };
+                let caller = active.caller.clone();
+                self.spawn(async move {
+                    Completion::Reply(
+                        meta.result(command::history::run(&services, &caller, req).await),
+                    )
+                });
+            }
+        }
+    }
+
+    fn spawn(&mut self, fut: impl Future<Output = Completion> + Send + 'static) {
+        self.pending.push(Box::pin(fut));
+    }
+}
+
+/// The error frame for a framing failure. Where the header was readable it answers that
+/// request; otherwise it is a connection error with packet id zero.
+fn framing_error(e: &FrameError) -> Bytes {
+    match e {
+        FrameError::TooLarge {
+            kind, packet_id, ..
+        } => Frame::error(
+            *kind,
+            *packet_id,
+            Encoding::Protobuf,
+            &ErrorCode::FrameTooLarge.to_error(e.to_string()),
+        )
+        .to_bytes(),
+        FrameError::TooShort { .. } | FrameError::LengthMismatch { .. } => Frame::error(
+            0,
+            PacketId::ZERO,
+            Encoding::Protobuf,
+            &ErrorCode::BadFrame.to_error(e.to_string()),
+        )
+        .to_bytes(),
+    }
+}

@@ -1,0 +1,142 @@
+//! Transports: TCP byte streams and WebSocket messages, both carrying the same frames.
+
+use std::io;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::{Bytes, BytesMut};
+use futures_util::SinkExt;
+use tern_proto::{Decoded, Frame, FrameDecoder, FrameError};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+/// Why a transport cannot deliver the next frame.
+#[derive(Debug)]
+pub(crate) enum TransportError {
+    /// The bytes do not frame; the stream cannot be trusted further.
+    Frame(FrameError),
+    /// A WebSocket text message: frames travel in binary messages only.
+    TextMessage,
+    /// The connection failed.
+    Io(io::Error),
+}
+
+/// A connection that carries frames.
+pub(crate) trait Transport: Send + 'static {
+    /// The next frame, or `None` when the peer closed the connection.
+    ///
+    /// Cancel safety: cancel-safe; bytes read before cancellation stay buffered.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<Frame>, TransportError>> + Send;
+
+    /// Writes the frames, in order, in as few writes as the transport allows.
+    fn send(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Bytes reserved per read when no partial frame says how many more are needed.
+const READ_CHUNK: usize = 4096;
+
+/// Frames over a TCP stream.
+#[derive(Debug)]
+pub(crate) struct TcpTransport {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    /// Holds a partial frame between reads; empty (and unallocated) while the connection idles.
+    buf: BytesMut,
+}
+
+impl TcpTransport {
+    pub(crate) fn new(stream: TcpStream, decoder: FrameDecoder) -> Self {
+        Self {
+            stream,
+            decoder,
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            let mut needed = 0;
+            if !self.buf.is_empty() {
+                match self
+                    .decoder
+                    .decode(&mut self.buf)
+                    .map_err(TransportError::Frame)?
+                {
+                    Decoded::Frame(frame) => return Ok(Some(frame)),
+                    Decoded::Incomplete { needed: n } => needed = n,
+                }
+            } else if self.buf.capacity() > 0 {
+                // An idle connection keeps no read buffer: memory per connection stays small.
+                self.buf = BytesMut::new();
+            }
+            self.stream.readable().await.map_err(TransportError::Io)?;
+            self.buf.reserve(needed.max(READ_CHUNK));
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(TransportError::Io(e)),
+            }
+        }
+    }
+
+    async fn send(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        match frames {
+            [] => Ok(()),
+            [one] => self.stream.write_all(one).await,
+            many => {
+                // One write for the whole batch: the syscall, not the copy, is the cost.
+                let total = many.iter().map(Bytes::len).sum();
+                let mut joined = BytesMut::with_capacity(total);
+                for f in many {
+                    joined.extend_from_slice(f);
+                }
+                self.stream.write_all(&joined).await
+            }
+        }
+    }
+}
+
+/// Frames over a WebSocket: one frame per binary message.
+#[derive(Debug)]
+pub(crate) struct WsTransport {
+    socket: WebSocket,
+    decoder: FrameDecoder,
+}
+
+impl WsTransport {
+    pub(crate) fn new(socket: WebSocket, decoder: FrameDecoder) -> Self {
+        Self { socket, decoder }
+    }
+}
+
+impl Transport for WsTransport {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        loop {
+            match self.socket.recv().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Err(e)) => return Err(TransportError::Io(io::Error::other(e))),
+                Some(Ok(Message::Binary(bytes))) => {
+                    return self
+                        .decoder
+                        .decode_exact(bytes)
+                        .map(Some)
+                        .map_err(TransportError::Frame);
+                }
+                Some(Ok(Message::Text(_))) => return Err(TransportError::TextMessage),
+                // Control frames are answered by the WebSocket layer itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            }
+        }
+    }
+
+    async fn send(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        for f in frames {
+            self.socket
+                .feed(Message::Binary(f.clone()))
+                .await
+                .map_err(io::Error::other)?;
+        }
+        self.socket.flush().await.map_err(io::Error::other)
+    }
+}

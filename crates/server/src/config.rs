@@ -1,0 +1,308 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `TERN_*` environment
+//! variables, then command-line flags, each overriding the one before.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use tern_core::{accounts::AccountConfig, messages::MessageConfig, sync::SyncConfig};
+use tern_gateway::{GatewayConfig, KickPolicy};
+use tern_store::{SqliteConfig, Synchronous};
+
+/// Every setting of `tern serve`. Each key can be set in the TOML file, as `TERN_<KEY>` in the
+/// environment (e.g. `TERN_DATA_DIR`), and the first three also as flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// The TCP listener for binary frames.
+    pub tcp_addr: SocketAddr,
+    /// The HTTP listener: WebSocket at `/ws`, `/healthz`, `/metrics`.
+    pub http_addr: SocketAddr,
+    /// Clients should send something this often; silence for twice this closes a connection.
+    pub heartbeat_interval_ms: u64,
+    /// How long a connection may stay without logging in.
+    pub login_timeout_ms: u64,
+    /// `one_per_platform` (a login replaces the user's connection on the same platform) or
+    /// `unlimited`.
+    pub kick_policy: String,
+    /// The largest frame accepted, header included.
+    pub max_frame_bytes: usize,
+    /// The largest message content accepted (its protobuf encoding).
+    pub max_content_bytes: usize,
+    /// Requests one connection may have in progress.
+    pub max_inflight_per_connection: usize,
+    /// Pushes queued per connection before it must catch up by sync.
+    pub outbox_capacity: usize,
+    /// SQLite sync policy: `full` (every ack survives power loss), `normal`, or `off`.
+    pub store_sync: String,
+    /// How long the commit pipeline waits to fill a batch (0: commit at once).
+    pub commit_window_us: u64,
+    /// The most messages per commit.
+    pub max_batch: usize,
+    /// Inbox entries kept in memory per user.
+    pub ring_capacity: usize,
+    /// Users whose inbox ring is kept in memory.
+    pub max_rings: usize,
+    /// How long a login token stays valid.
+    pub token_ttl_secs: u64,
+    /// Argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// How long shutdown waits for sessions to finish before exiting anyway.
+    pub shutdown_drain_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let gateway = GatewayConfig::default();
+        let messages = MessageConfig::default();
+        let sync = SyncConfig::default();
+        let accounts = AccountConfig::default();
+        Self {
+            data_dir: PathBuf::from("tern-data"),
+            tcp_addr: SocketAddr::from(([0, 0, 0, 0], 7700)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 7701)),
+            heartbeat_interval_ms: gateway.heartbeat_interval.as_millis() as u64,
+            login_timeout_ms: gateway.login_timeout.as_millis() as u64,
+            kick_policy: "one_per_platform".into(),
+            max_frame_bytes: gateway.max_frame_len,
+            max_content_bytes: messages.max_content_bytes,
+            max_inflight_per_connection: gateway.max_inflight,
+            outbox_capacity: gateway.outbox_capacity,
+            store_sync: "full".into(),
+            commit_window_us: messages.commit_window.as_micros() as u64,
+            max_batch: messages.max_batch,
+            ring_capacity: sync.ring_capacity,
+            max_rings: sync.max_rings,
+            token_ttl_secs: accounts.token_ttl.as_secs(),
+            argon2_memory_kib: accounts.argon2_memory_kib,
+            argon2_iterations: accounts.argon2_iterations,
+            shutdown_drain_ms: 10_000,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// The flags of `tern serve`.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ServeArgs {
+    /// A TOML file with settings (see docs/configuration in the README).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Where the embedded store keeps its files [default: ./tern-data].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// TCP listener for binary frames [default: 0.0.0.0:7700].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_addr: Option<SocketAddr>,
+    /// HTTP listener for WebSocket (/ws), /healthz and /metrics [default: 0.0.0.0:7701].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Defaults, then the file, then `TERN_*` variables, then flags.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        Self::load_from(args, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        args: &ServeArgs,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &args.config {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let known = known_keys();
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("TERN_")?.to_ascii_lowercase();
+                // Other TERN_ variables (the CLI's TERN_USER, say) are not server settings.
+                known.contains(&key).then_some((key, v))
+            })
+            .collect();
+        for (key, value) in env {
+            figment = figment.merge(Serialized::default(&key, parse_env_value(&value)));
+        }
+        figment = figment.merge(Serialized::defaults(args));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.kick_policy()?;
+        self.synchronous()?;
+        if self.heartbeat_interval_ms == 0 || self.login_timeout_ms == 0 {
+            return Err(ConfigError(
+                "heartbeat_interval_ms and login_timeout_ms must be positive".into(),
+            ));
+        }
+        if self.max_frame_bytes < tern_proto::HEADER_LEN + 64 {
+            return Err(ConfigError(format!(
+                "max_frame_bytes must be at least {}",
+                tern_proto::HEADER_LEN + 64
+            )));
+        }
+        Ok(())
+    }
+
+    fn kick_policy(&self) -> Result<KickPolicy, ConfigError> {
+        self.kick_policy.parse().map_err(ConfigError)
+    }
+
+    fn synchronous(&self) -> Result<Synchronous, ConfigError> {
+        self.store_sync.parse().map_err(ConfigError)
+    }
+
+    /// The gateway's part.
+    pub fn gateway(&self) -> GatewayConfig {
+        GatewayConfig {
+            max_frame_len: self.max_frame_bytes,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            login_timeout: Duration::from_millis(self.login_timeout_ms),
+            kick_policy: self.kick_policy().unwrap_or_default(),
+            max_inflight: self.max_inflight_per_connection.max(1),
+            outbox_capacity: self.outbox_capacity.max(1),
+            ..GatewayConfig::default()
+        }
+    }
+
+    /// The message service's part.
+    pub fn messages(&self) -> MessageConfig {
+        MessageConfig {
+            max_content_bytes: self.max_content_bytes,
+            max_batch: self.max_batch.max(1),
+            commit_window: Duration::from_micros(self.commit_window_us),
+            ..MessageConfig::default()
+        }
+    }
+
+    /// The sync service's part.
+    pub fn sync(&self) -> SyncConfig {
+        SyncConfig {
+            ring_capacity: self.ring_capacity.max(1),
+            max_rings: self.max_rings.max(1),
+            ..SyncConfig::default()
+        }
+    }
+
+    /// The account service's part.
+    pub fn accounts(&self) -> AccountConfig {
+        AccountConfig {
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            argon2_memory_kib: self.argon2_memory_kib,
+            argon2_iterations: self.argon2_iterations,
+            ..AccountConfig::default()
+        }
+    }
+
+    /// The store's part.
+    pub fn store(&self) -> SqliteConfig {
+        SqliteConfig {
+            synchronous: self.synchronous().unwrap_or_default(),
+            ..SqliteConfig::default()
+        }
+    }
+}
+
+fn known_keys() -> Vec<String> {
+    match figment::value::Value::serialize(Config::default()) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Environment values are strings; numbers and booleans are given their type so that
+/// `TERN_MAX_BATCH=64` sets a number.
+fn parse_env_value(v: &str) -> figment::value::Value {
+    v.parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(v.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tern.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"from-file\"\nmax_batch = 7\nheartbeat_interval_ms = 1000\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            tcp_addr: Some("127.0.0.1:9000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load_from(
+            &args,
+            env(&[
+                ("TERN_MAX_BATCH", "9"),
+                ("TERN_TCP_ADDR", "127.0.0.1:8000"),
+                ("TERN_USER", "alice"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("from-file"));
+        assert_eq!(c.max_batch, 9, "environment overrides the file");
+        assert_eq!(
+            c.tcp_addr,
+            "127.0.0.1:9000".parse().unwrap(),
+            "flags override the environment"
+        );
+        assert_eq!(c.heartbeat_interval_ms, 1000);
+        assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_message() {
+        let args = ServeArgs::default();
+        let e = Config::load_from(&args, env(&[("TERN_KICK_POLICY", "sometimes")])).unwrap_err();
+        assert!(e.to_string().contains("kick policy"), "{e}");
+        let e = Config::load_from(&args, env(&[("TERN_STORE_SYNC", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("sync policy"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let e = Config::load_from(&args, env(&[])).unwrap_err();
+        assert!(e.to_string().contains("no_such_setting"), "{e}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The Tern server: configuration → store → services → gateway and HTTP, plus shutdown.
+//!
+//! [`Server::start`] binds the listeners and returns a handle with the bound addresses (so
+//! tests can use port 0); [`Server::shutdown`] stops accepting, lets sessions finish their
+//! in-flight requests and say goodbye, commits every queued message, and closes the store.
+#![forbid(unsafe_code)]
+
+mod config;
+mod http;
+mod metrics_setup;
+mod server;
+
+pub use config::{Config, ConfigError, ServeArgs};
+pub use server::{Server, ServerError, wait_for_signal};

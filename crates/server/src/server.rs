@@ -1,0 +1,208 @@
+//! Wiring and lifecycle: store → services → gateway and HTTP; then shutdown in reverse.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tern_core::{
+    Clock, ServiceError, StoreError, SystemClock, accounts::AccountService,
+    messages::MessageService, sync::SyncService,
+};
+use tern_gateway::{Gateway, Services, fanout::Fanout, registry::Registry};
+use tern_store::SqliteStore;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{Config, ConfigError},
+    http::{AppState, app},
+    metrics_setup,
+};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// A service could not be built.
+    #[error("cannot start a service: {0}")]
+    Service(#[from] ServiceError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    tcp_addr: SocketAddr,
+    http_addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    messages: MessageService,
+    store: SqliteStore,
+    http_stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    drain: Duration,
+}
+
+impl Server {
+    /// Opens the store, starts the services, binds both listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Server::start`] with a given clock, for tests of expiry.
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, ServerError> {
+        let metrics = metrics_setup::handle();
+        let store = SqliteStore::open(&config.data_dir, config.store())?;
+        let registry = Arc::new(Registry::new());
+        let fanout = Arc::new(Fanout::new(registry.clone()));
+        let sync = Arc::new(SyncService::new(
+            Arc::new(store.clone()),
+            fanout,
+            config.sync(),
+        ));
+        let messages = MessageService::start(
+            Arc::new(store.clone()),
+            sync.clone(),
+            clock.clone(),
+            config.messages(),
+        );
+        let accounts =
+            AccountService::new(Arc::new(store.clone()), clock.clone(), config.accounts())?;
+        let services = Services {
+            accounts,
+            messages: messages.clone(),
+            sync,
+        };
+        let gateway = Gateway::new(services, registry, clock, config.gateway());
+
+        let tcp = TcpListener::bind(config.tcp_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.tcp_addr,
+                source,
+            })?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let tcp_addr = tcp.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.tcp_addr,
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(gateway.clone().serve_tcp(tcp)));
+        let http_stop = CancellationToken::new();
+        let router = app(AppState {
+            gateway: gateway.clone(),
+            metrics: metrics.clone(),
+        });
+        let stop = http_stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(http, service)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+            {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        }));
+        // Histograms are summarised by the exporter; it needs a periodic turn to drain them.
+        let stop = http_stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => metrics.run_upkeep(),
+                }
+            }
+        }));
+        tracing::info!(%tcp_addr, %http_addr, data_dir = %config.data_dir.display(), "tern is serving");
+        Ok(Server {
+            tcp_addr,
+            http_addr,
+            gateway,
+            messages,
+            store,
+            http_stop,
+            tasks,
+            drain: Duration::from_millis(config.shutdown_drain_ms),
+        })
+    }
+
+    /// The bound TCP address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The gateway, for tests that inspect the connection registry.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Graceful shutdown: stop accepting; let sessions finish in-flight requests and send a
+    /// goodbye (up to the drain deadline); commit every queued message; close the store.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        if !self.gateway.shutdown(self.drain).await {
+            tracing::warn!(
+                drain_ms = self.drain.as_millis() as u64,
+                "some connections did not finish before the drain deadline"
+            );
+        }
+        self.messages.close().await;
+        self.http_stop.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        self.store.close().await;
+        tracing::info!("shut down");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,349 @@
+//! Test kit: start a real server on `127.0.0.1:0` over a temporary data directory, talk to it
+//! with raw frames or with the SDK, and restart it over the same files.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use tern_client::{Client, ClientConfig, Endpoint, Event};
+use tern_proto::{
+    Decoded, Encoding, Frame, FrameDecoder, PacketId, Payload, Request, RequestPayload, pb,
+};
+use tern_server::{Config, Server};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::mpsc,
+};
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A server for one test, over a data directory that outlives restarts.
+#[derive(Debug)]
+pub struct TestServer {
+    server: Option<Server>,
+    config: Config,
+    /// Keeps the data directory alive for the test's duration.
+    _dir: Arc<tempfile::TempDir>,
+}
+
+/// A configuration for tests: loopback on free ports, a temporary directory, and cheap
+/// password hashing (argon2id with 64 KiB and one pass) so tests can register many users.
+pub fn test_config(dir: PathBuf) -> Config {
+    Config {
+        data_dir: dir,
+        tcp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        shutdown_drain_ms: 5_000,
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// A server with the test configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server with the test configuration changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let mut config = test_config(dir.path().to_path_buf());
+        adjust(&mut config);
+        let server = Server::start(config.clone()).await.expect("server starts");
+        // Restarts reuse the ports first bound, so reconnecting clients find the server again.
+        config.tcp_addr = server.tcp_addr();
+        config.http_addr = server.http_addr();
+        TestServer {
+            server: Some(server),
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("server is running")
+    }
+
+    /// The configuration it runs with (ports resolved).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The TCP endpoint.
+    pub fn tcp(&self) -> Endpoint {
+        Endpoint::Tcp(self.config.tcp_addr.to_string())
+    }
+
+    /// The WebSocket endpoint.
+    pub fn ws(&self) -> Endpoint {
+        Endpoint::WebSocket(format!("ws://{}/ws", self.config.http_addr))
+    }
+
+    /// The HTTP base URL.
+    pub fn http_base(&self) -> String {
+        format!("http://{}", self.config.http_addr)
+    }
+
+    /// Shuts the server down gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Shuts down gracefully and starts again over the same data on the same ports.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut attempts = 0;
+        loop {
+            match Server::start(self.config.clone()).await {
+                Ok(server) => {
+                    self.server = Some(server);
+                    return;
+                }
+                Err(e) if attempts < 50 => {
+                    attempts += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("restart failed: {e}"),
+            }
+        }
+    }
+
+    /// Registers users with the password `password-<user>`.
+    pub async fn register(&self, users: &[&str]) {
+        for u in users {
+            tern_client::register(&self.tcp(), u, &password(u))
+                .await
+                .unwrap_or_else(|e| panic!("registering {u}: {e}"));
+        }
+    }
+
+    /// A logged-in SDK client of `user` on `device`, with its event stream.
+    pub async fn client(&self, user: &str, device: &str) -> TestClient {
+        self.client_with(user, device, |_| {}).await
+    }
+
+    /// [`TestServer::client`] with the client configuration changed by `adjust`.
+    pub async fn client_with(
+        &self,
+        user: &str,
+        device: &str,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> TestClient {
+        let mut config = ClientConfig::new(self.tcp(), user, &password(user), device);
+        config.reconnect.initial_backoff = Duration::from_millis(50);
+        config.reconnect.max_backoff = Duration::from_millis(500);
+        adjust(&mut config);
+        let (client, events) = Client::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("{user}/{device} login: {e}"));
+        TestClient { client, events }
+    }
+
+    /// A raw frame connection over TCP.
+    pub async fn raw(&self) -> RawClient {
+        RawClient::connect(self.config.tcp_addr).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A server not stopped by the test is dropped with the runtime; nothing to flush.
+        self.server.take();
+    }
+}
+
+/// The password the kit registers `user` with.
+pub fn password(user: &str) -> String {
+    format!("password-{user}")
+}
+
+/// An SDK client and its events.
+#[derive(Debug)]
+pub struct TestClient {
+    /// The client.
+    pub client: Client,
+    /// Its event stream.
+    pub events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl TestClient {
+    /// Waits for the next event.
+    pub async fn next_event(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event within the wait")
+            .expect("the event stream is open")
+    }
+
+    /// Collects messages until `n` have arrived, skipping connection events. Returns them with
+    /// their inbox seqs, in arrival order.
+    pub async fn messages(&mut self, n: usize) -> Vec<(u64, pb::Message)> {
+        let mut out = Vec::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + WAIT * 4;
+        while out.len() < n {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", out.len()))
+                .expect("the event stream is open");
+            if let Event::Message { inbox_seq, message } = event {
+                out.push((inbox_seq, message));
+            }
+        }
+        out
+    }
+
+    /// Asserts that no message arrives within `quiet`.
+    pub async fn expect_no_message(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) | Ok(None) => return,
+                Ok(Some(Event::Message { inbox_seq, message })) => {
+                    panic!("unexpected message {inbox_seq}: {message:?}")
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+/// The text of a text message.
+pub fn text_of(m: &pb::Message) -> &str {
+    match m.content.as_ref().and_then(|c| c.body.as_ref()) {
+        Some(pb::content::Body::Text(t)) => &t.text,
+        _ => "",
+    }
+}
+
+/// Text content.
+pub fn text(s: &str) -> pb::Content {
+    pb::Content {
+        body: Some(pb::content::Body::Text(pb::Text { text: s.to_owned() })),
+    }
+}
+
+/// A frame-level client: writes exactly the bytes a test gives it and reads frames back.
+#[derive(Debug)]
+pub struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    next_id: u128,
+}
+
+impl RawClient {
+    /// Connects to a TCP listener.
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        RawClient {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(64 << 20),
+            next_id: 1,
+        }
+    }
+
+    /// Writes raw bytes.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Writes a request and returns its packet id.
+    pub async fn send(&mut self, req: Request, encoding: Encoding) -> PacketId {
+        let id = PacketId::from_u128(self.next_id);
+        self.next_id += 1;
+        let frame = req.to_frame(id, encoding).expect("encodable request");
+        self.write(&frame.to_bytes()).await;
+        id
+    }
+
+    /// The next frame, or `None` if the server closed the connection.
+    pub async fn read(&mut self) -> Option<Frame> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Decoded::Frame(f) = self
+                    .decoder
+                    .decode(&mut self.buf)
+                    .expect("server frames decode")
+                {
+                    return Some(f);
+                }
+                self.buf.reserve(4096);
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("a frame or a close within the wait")
+    }
+
+    /// Reads frames until the response to `id`, skipping pushes.
+    pub async fn response(&mut self, id: PacketId) -> Frame {
+        loop {
+            let f = self.read().await.expect("a response before close");
+            if f.is_response() && f.packet_id == id {
+                return f;
+            }
+        }
+    }
+
+    /// Sends a request and decodes its successful response.
+    pub async fn call<R: RequestPayload + Into<Request>>(&mut self, req: R) -> R::Response {
+        let id = self.send(req.into(), Encoding::Protobuf).await;
+        let f = self.response(id).await;
+        assert!(
+            !f.is_error(),
+            "request failed: {:?}",
+            f.decode::<pb::Error>()
+        );
+        f.decode().expect("response decodes")
+    }
+
+    /// Sends a request and returns the error it must fail with.
+    pub async fn call_err<R: RequestPayload + Into<Request>>(&mut self, req: R) -> pb::Error {
+        let id = self.send(req.into(), Encoding::Protobuf).await;
+        let f = self.response(id).await;
+        assert!(f.is_error(), "request unexpectedly succeeded");
+        f.decode().expect("error decodes")
+    }
+
+    /// Logs in with the kit's password for `user`.
+    pub async fn login(&mut self, user: &str, device: &str) -> pb::LoginResponse {
+        self.call(pb::LoginRequest {
+            user_id: user.into(),
+            credential: Some(pb::login_request::Credential::Password(password(user))),
+            device_id: device.into(),
+            platform: pb::Platform::Cli as i32,
+        })
+        .await
+    }
+
+    /// Waits until the server closes the connection, returning the frames it sent first.
+    pub async fn until_closed(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Some(f) = self.read().await {
+            frames.push(f);
+        }
+        frames
+    }
+}
+
+/// Decodes a payload, panicking with context on failure.
+pub fn decode<M: Payload>(f: &Frame) -> M {
+    f.decode()
+        .unwrap_or_else(|e| panic!("frame {f:?} does not decode: {e}"))
+}
+
+/// The bytes of a frame.
+pub fn bytes_of(f: &Frame) -> Bytes {
+    f.to_bytes()
+}
