@@ -158,6 +158,8 @@ struct Shared {
     /// Client message ids of this client's recent sends, to recognise them in sync pages.
     sent: Mutex<RecentIds>,
     stop: CancellationToken,
+    /// Cancelled by the supervisor when it has finished (after its last cursor ack).
+    finished: CancellationToken,
     token: Mutex<Option<String>>,
 }
 
@@ -203,6 +205,7 @@ impl Client {
             own: own_tx,
             sent: Mutex::default(),
             stop: CancellationToken::new(),
+            finished: CancellationToken::new(),
         });
         let (ready_tx, ready) = oneshot::channel();
         let supervisor = Supervisor {
@@ -351,9 +354,15 @@ impl Client {
         }
     }
 
-    /// Stops the client and closes its connection.
+    /// Stops the client and closes its connection, in the background.
     pub fn close(&self) {
         self.shared.stop.cancel();
+    }
+
+    /// Stops the client and waits until it has acknowledged its cursor to the server and closed.
+    pub async fn close_and_wait(&self) {
+        self.shared.stop.cancel();
+        self.shared.finished.cancelled().await;
     }
 
     /// Logs out (revoking the token) and stops the client.
@@ -437,6 +446,7 @@ impl Supervisor {
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(Err(e));
                         self.shared.stop.cancel();
+                        self.shared.finished.cancel();
                         return;
                     }
                     if !e.is_retryable() {
@@ -459,6 +469,7 @@ impl Supervisor {
             backoff = (backoff * 2).min(policy.max_backoff);
         }
         self.current.send_replace(None);
+        self.shared.finished.cancel();
     }
 
     /// Connects and logs in; on success publishes the connection.

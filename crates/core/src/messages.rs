@@ -315,6 +315,7 @@ struct PipelineMetrics {
     batch_size: metrics::Histogram,
     commit_seconds: metrics::Histogram,
     ack_seconds: metrics::Histogram,
+    delivery_seconds: metrics::Histogram,
 }
 
 impl PipelineMetrics {
@@ -325,6 +326,7 @@ impl PipelineMetrics {
             batch_size: metrics::histogram!("tern_store_commit_batch_size"),
             commit_seconds: metrics::histogram!("tern_store_commit_seconds"),
             ack_seconds: metrics::histogram!("tern_send_ack_seconds"),
+            delivery_seconds: metrics::histogram!("tern_delivery_seconds"),
         }
     }
 }
@@ -412,6 +414,7 @@ impl Pipeline {
         outcomes: Vec<AppendOutcome>,
     ) {
         let mut published = Vec::with_capacity(outcomes.len() * 2);
+        let mut delivered = Vec::with_capacity(outcomes.len());
         for ((origin, accepted, reply), outcome) in sends.into_iter().zip(outcomes) {
             let answer = match outcome {
                 AppendOutcome::Stored {
@@ -426,6 +429,7 @@ impl Pipeline {
                         });
                         published.push((user, entry, origin));
                     }
+                    delivered.push(accepted);
                     Ok(SendAck {
                         message,
                         duplicate: false,
@@ -448,5 +452,11 @@ impl Pipeline {
             let _ = reply.send(answer);
         }
         self.sync.publish(&published);
+        // From the send's arrival to its pushes sitting in the receivers' connection queues.
+        for accepted in delivered {
+            self.metrics
+                .delivery_seconds
+                .record(accepted.elapsed().as_secs_f64());
+        }
     }
 }

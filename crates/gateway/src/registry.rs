@@ -18,6 +18,8 @@ use crate::outbox::Outbox;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KickPolicy {
     /// One connection per platform: a login replaces the user's connection on the same platform.
+    /// Connections that state no platform (`Unspecified`, as the one-shot CLI commands do)
+    /// cannot be classified, so they are only replaced by a login of the same device.
     #[default]
     OnePerPlatform,
     /// Any number of connections per platform.
@@ -98,7 +100,9 @@ impl Registry {
             .filter(|c| {
                 inner.connections.get(c).is_some_and(|old| {
                     old.device == entry.device
-                        || (policy == KickPolicy::OnePerPlatform && old.platform == entry.platform)
+                        || (policy == KickPolicy::OnePerPlatform
+                            && old.platform == entry.platform
+                            && entry.platform != Platform::Unspecified)
                 })
             })
             .collect();
@@ -252,6 +256,34 @@ mod tests {
         assert_eq!(ids, vec![ConnectionId(2), ConnectionId(3)]);
         // The kicked connection's own detach at close is harmless.
         assert!(r.detach(ConnectionId(1)).is_none());
+        r.check_invariants();
+    }
+
+    #[test]
+    fn connections_without_a_platform_replace_only_their_own_device() {
+        let r = Registry::new();
+        r.attach(
+            ConnectionId(1),
+            entry("a", "x", Platform::Unspecified),
+            KickPolicy::OnePerPlatform,
+        );
+        assert!(
+            r.attach(
+                ConnectionId(2),
+                entry("a", "y", Platform::Unspecified),
+                KickPolicy::OnePerPlatform
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            r.attach(
+                ConnectionId(3),
+                entry("a", "y", Platform::Unspecified),
+                KickPolicy::OnePerPlatform
+            )
+            .len(),
+            1
+        );
         r.check_invariants();
     }
 

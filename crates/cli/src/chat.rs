@@ -1,0 +1,65 @@
+//! `chat`: an interactive session on the SDK's reconnecting client.
+
+use anyhow::Context;
+use tern_client::{Client, ClientConfig, Endpoint, Event, pb};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::{Login, format::message_line};
+
+pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
+    let mut config = ClientConfig::new(
+        Endpoint::parse(&login.server),
+        &login.user,
+        &login.password,
+        device,
+    );
+    config.platform = pb::Platform::Cli;
+    let (client, mut events) = Client::connect(config)
+        .await
+        .with_context(|| format!("logging in as {}", login.user))?;
+    println!(
+        "logged in as {}; /to USER picks the peer, /quit leaves",
+        login.user
+    );
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut peer: Option<String> = None;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line.context("reading stdin")? else { break };
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                if line == "/quit" {
+                    break;
+                }
+                if let Some(to) = line.strip_prefix("/to ") {
+                    peer = Some(to.trim().to_owned());
+                    println!("now talking to {}", to.trim());
+                    continue;
+                }
+                match &peer {
+                    None => eprintln!("pick a peer first: /to USER"),
+                    Some(to) => match client.send_text(to, line).await {
+                        Ok(ack) => println!("sent seq={} message_id={}", ack.seq, ack.message_id),
+                        Err(e) => eprintln!("error: {e}"),
+                    },
+                }
+            }
+            event = events.recv() => match event {
+                Some(Event::Message { message, .. }) => println!("{}", message_line(&message)),
+                Some(Event::Connected { .. }) => {}
+                Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),
+                Some(Event::Kicked(k)) => {
+                    eprintln!("kicked: {}", k.message);
+                    break;
+                }
+                Some(Event::Stopped(e)) => return Err(e.into()),
+                None => break,
+            },
+        }
+    }
+    client.close();
+    Ok(())
+}

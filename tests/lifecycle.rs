@@ -1,0 +1,205 @@
+//! Connection and server lifecycle: heartbeats, login timeout, kicks, graceful restart.
+//! Timeouts run on paused time: after login the clock is frozen and jumps to the next timer,
+//! so a 2-second silence takes no wall-clock time.
+
+use std::time::Duration;
+
+use tern_client::{Event, pb};
+use tern_proto::ErrorCode;
+use tern_testkit::{TestServer, decode, text_of};
+
+async fn until_registry_holds(server: &TestServer, n: usize) {
+    for _ in 0..1000 {
+        if server.server().gateway().registry().connection_count() == n {
+            server.server().gateway().registry().check_invariants();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "registry holds {} connections, expected {n}",
+        server.server().gateway().registry().connection_count()
+    );
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_two_heartbeat_periods_and_leaves_the_registry() {
+    let server = TestServer::start_with(|c| c.heartbeat_interval_ms = 1000).await;
+    server.register(&["alice"]).await;
+    let mut raw = server.raw().await;
+    let login = raw.login("alice", "phone").await;
+    assert_eq!(login.heartbeat_interval_ms, 1000);
+    until_registry_holds(&server, 1).await;
+
+    tokio::time::pause();
+    let silent_since = tokio::time::Instant::now();
+    assert!(
+        raw.until_closed().await.is_empty(),
+        "a heartbeat timeout closes without a frame"
+    );
+    let waited = silent_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2000) && waited < Duration::from_millis(2100),
+        "closed after {waited:?}"
+    );
+    until_registry_holds(&server, 0).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_keeps_pinging_stays_open() {
+    let server = TestServer::start_with(|c| c.heartbeat_interval_ms = 1000).await;
+    server.register(&["alice"]).await;
+    let mut raw = server.raw().await;
+    raw.login("alice", "phone").await;
+    tokio::time::pause();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let pong = raw.call(pb::Ping { client_time_ms: 7 }).await;
+        assert_eq!(pong.client_time_ms, 7);
+    }
+    // Nine seconds of pings: far past two periods, still connected.
+    until_registry_holds(&server, 1).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_logs_in_is_told_and_closed() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw().await;
+    tokio::time::pause();
+    let since = tokio::time::Instant::now();
+    let frames = raw.until_closed().await;
+    let waited = since.elapsed();
+    assert!(
+        waited > Duration::from_millis(9900) && waited < Duration::from_millis(10100),
+        "closed after {waited:?}; the default login timeout is 10 s"
+    );
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].is_error());
+    let error: pb::Error = decode(&frames[0]);
+    assert_eq!(error.code, ErrorCode::LoginTimeout.as_u32());
+    assert_eq!(error.name, "LOGIN_TIMEOUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_the_same_platform_kicks_the_old_connection_with_a_notice() {
+    let server = TestServer::start().await;
+    server.register(&["alice"]).await;
+    let mut old_phone = server
+        .client_with("alice", "old-phone", |c| c.platform = pb::Platform::Ios)
+        .await;
+    let mut desktop = server
+        .client_with("alice", "desktop", |c| c.platform = pb::Platform::Desktop)
+        .await;
+    assert!(matches!(
+        old_phone.next_event().await,
+        Event::Connected { .. }
+    ));
+    assert!(matches!(
+        desktop.next_event().await,
+        Event::Connected { .. }
+    ));
+
+    let mut new_phone = server
+        .client_with("alice", "new-phone", |c| c.platform = pb::Platform::Ios)
+        .await;
+    assert!(matches!(
+        new_phone.next_event().await,
+        Event::Connected { .. }
+    ));
+    match old_phone.next_event().await {
+        Event::Kicked(kick) => assert_eq!(kick.reason, pb::KickReason::Replaced as i32),
+        other => panic!("expected a kick, got {other:?}"),
+    }
+    until_registry_holds(&server, 2).await;
+    let devices: Vec<String> = server
+        .server()
+        .gateway()
+        .registry()
+        .connections_of(&tern_core_user("alice"))
+        .into_iter()
+        .map(|(_, d, _)| d.to_string())
+        .collect();
+    assert_eq!(devices, vec!["desktop", "new-phone"]);
+    // The desktop, on another platform, was left alone.
+    desktop.expect_no_message(Duration::from_millis(100)).await;
+    assert!(
+        desktop.events.try_recv().is_err(),
+        "the desktop got no kick"
+    );
+}
+
+fn tern_core_user(s: &str) -> tern_core::UserId {
+    tern_core::UserId::parse(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_unlimited_policy_nobody_is_kicked() {
+    let server = TestServer::start_with(|c| c.kick_policy = "unlimited".into()).await;
+    server.register(&["alice"]).await;
+    let _a = server
+        .client_with("alice", "p1", |c| c.platform = pb::Platform::Ios)
+        .await;
+    let _b = server
+        .client_with("alice", "p2", |c| c.platform = pb::Platform::Ios)
+        .await;
+    until_registry_holds(&server, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_cursors_and_tokens_survive_a_graceful_restart() {
+    let mut server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let mut alice = server.client("alice", "phone").await;
+    let mut bob = server.client("bob", "phone").await;
+    for i in 0..10 {
+        alice
+            .client
+            .send_text("bob", &format!("before {i}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(bob.messages(10).await.len(), 10);
+    bob.client.close_and_wait().await;
+    let alice_token = alice.client.token().unwrap();
+
+    server.restart().await;
+
+    // Bob's device resumes at the cursor it acknowledged before the restart.
+    let mut raw = server.raw().await;
+    let login = raw.login("bob", "phone").await;
+    assert_eq!(login.cursor, 10);
+    assert_eq!(login.inbox_head, 10);
+    let page = raw
+        .call(pb::HistoryRequest {
+            target: Some(pb::history_request::Target::Peer("alice".into())),
+            anchor_seq: 0,
+            direction: pb::Direction::Forward as i32,
+            limit: 100,
+        })
+        .await;
+    assert_eq!(page.messages.len(), 10);
+    assert_eq!(text_of(&page.messages[9]), "before 9");
+
+    // Alice's token still logs her in.
+    let mut raw_alice = server.raw().await;
+    let resp = raw_alice
+        .call(pb::LoginRequest {
+            user_id: "alice".into(),
+            credential: Some(pb::login_request::Credential::Token(alice_token)),
+            device_id: "phone".into(),
+            platform: 0,
+        })
+        .await;
+    assert_eq!(resp.inbox_head, 10);
+
+    // Alice's SDK client was told goodbye, reconnected on its own, and keeps sending.
+    loop {
+        match alice.next_event().await {
+            Event::Connected { .. } => break,
+            Event::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let ack = alice.client.send_text("bob", "after").await.unwrap();
+    assert_eq!(ack.seq, 11);
+}
