@@ -12,3 +12,4 @@ mod server;
 
 pub use config::{Config, ConfigError, ServeArgs};
 pub use server::{Server, ServerError, wait_for_signal};
+pub use tern_core::clock::{Clock, ManualClock, SystemClock};

@@ -50,10 +50,20 @@ impl TestServer {
 
     /// A server with the test configuration changed by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with_clock(adjust, Arc::new(tern_server::SystemClock)).await
+    }
+
+    /// [`TestServer::start_with`] on a given clock (a `ManualClock` for expiry tests).
+    pub async fn start_with_clock(
+        adjust: impl FnOnce(&mut Config),
+        clock: Arc<dyn tern_server::Clock>,
+    ) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let mut config = test_config(dir.path().to_path_buf());
         adjust(&mut config);
-        let server = Server::start(config.clone()).await.expect("server starts");
+        let server = Server::start_with_clock(config.clone(), clock)
+            .await
+            .expect("server starts");
         // Restarts reuse the ports first bound, so reconnecting clients find the server again.
         config.tcp_addr = server.tcp_addr();
         config.http_addr = server.http_addr();
