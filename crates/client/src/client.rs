@@ -565,10 +565,10 @@ impl Supervisor {
                     None => return Ended::Lost("connection closed".into()),
                     Some(ServerEvent::Push(push)) => {
                         let Some(entry) = push.entry else { continue };
-                        if !self.apply_push(entry) {
-                            if let Err(e) = self.sync(conn).await {
-                                return Ended::Lost(e.to_string());
-                            }
+                        if !self.apply_push(entry)
+                            && let Err(e) = self.sync(conn).await
+                        {
+                            return Ended::Lost(e.to_string());
                         }
                     }
                     Some(ServerEvent::SyncNotify(_)) => {

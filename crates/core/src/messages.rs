@@ -99,12 +99,24 @@ impl std::future::Future for PendingSend {
     }
 }
 
+type Reply = oneshot::Sender<Result<SendAck, ServiceError>>;
+
+/// A send whose message is in the batch being committed, waiting for its outcome.
+struct Waiting {
+    origin: Option<ConnectionId>,
+    accepted: Instant,
+    reply: Reply,
+}
+
+// Sends are nearly every job; boxing them to shrink the rare `Flush` would cost an allocation
+// per message.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Send {
         message: NewMessage,
         origin: Option<ConnectionId>,
         accepted: Instant,
-        reply: oneshot::Sender<Result<SendAck, ServiceError>>,
+        reply: Reply,
     },
     /// Answered once every job queued before it is committed.
     Flush(oneshot::Sender<()>),
@@ -364,7 +376,11 @@ impl Pipeline {
                     reply,
                 } => {
                     batch.push(message);
-                    sends.push((origin, accepted, reply));
+                    sends.push(Waiting {
+                        origin,
+                        accepted,
+                        reply,
+                    });
                 }
                 Job::Flush(done) => flushes.push(done),
             }
@@ -384,16 +400,16 @@ impl Pipeline {
                         got = outcomes.len(),
                         "store answered a batch with the wrong number of outcomes"
                     );
-                    for (_, _, reply) in sends {
-                        let _ = reply.send(Err(ServiceError::Internal(
+                    for w in sends {
+                        let _ = w.reply.send(Err(ServiceError::Internal(
                             "store outcome count mismatch".into(),
                         )));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "batch commit failed; no message of it was stored");
-                    for (_, _, reply) in sends {
-                        let _ = reply.send(Err(ServiceError::Store(e.clone())));
+                    for w in sends {
+                        let _ = w.reply.send(Err(ServiceError::Store(e.clone())));
                     }
                 }
             }
@@ -404,18 +420,18 @@ impl Pipeline {
     }
 
     /// Acks every sender, then publishes the new entries in commit order.
-    fn finish(
-        &self,
-        sends: Vec<(
-            Option<ConnectionId>,
-            Instant,
-            oneshot::Sender<Result<SendAck, ServiceError>>,
-        )>,
-        outcomes: Vec<AppendOutcome>,
-    ) {
+    fn finish(&self, sends: Vec<Waiting>, outcomes: Vec<AppendOutcome>) {
         let mut published = Vec::with_capacity(outcomes.len() * 2);
         let mut delivered = Vec::with_capacity(outcomes.len());
-        for ((origin, accepted, reply), outcome) in sends.into_iter().zip(outcomes) {
+        for (
+            Waiting {
+                origin,
+                accepted,
+                reply,
+            },
+            outcome,
+        ) in sends.into_iter().zip(outcomes)
+        {
             let answer = match outcome {
                 AppendOutcome::Stored {
                     message,

@@ -1,0 +1,208 @@
+//! The command line against a real server: register, send, history, chat, and the environment
+//! variables that replace the flags.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use tern_testkit::TestServer;
+
+fn tern(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(args)
+        .env("TERN_SERVER", server.config().tcp_addr.to_string())
+        .env_remove("TERN_USER")
+        .env_remove("TERN_PASSWORD")
+        .output()
+        .expect("tern runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_send_and_history_print_what_the_server_stored() {
+    let server = TestServer::start().await;
+    let (ok, out, _) = tern(
+        &server,
+        &["register", "--user", "alice", "--password", "alice-secret"],
+    );
+    assert!(ok);
+    assert_eq!(out.trim(), "registered alice");
+    assert!(
+        tern(
+            &server,
+            &["register", "--user", "bob", "--password", "bob-secret"]
+        )
+        .0
+    );
+    let (ok, _, err) = tern(
+        &server,
+        &["register", "--user", "bob", "--password", "bob-secret"],
+    );
+    assert!(!ok);
+    assert!(err.contains("USER_EXISTS"), "{err}");
+
+    let (ok, out, _) = tern(
+        &server,
+        &[
+            "send",
+            "--user",
+            "alice",
+            "--password",
+            "alice-secret",
+            "--to",
+            "bob",
+            "hello",
+            "bob",
+        ],
+    );
+    assert!(ok);
+    assert!(out.starts_with("seq=1 message_id="), "{out}");
+    let (ok, out, _) = tern(
+        &server,
+        &[
+            "send",
+            "--user",
+            "bob",
+            "--password",
+            "bob-secret",
+            "--to",
+            "alice",
+            "hi alice",
+        ],
+    );
+    assert!(ok);
+    assert!(out.starts_with("seq=2 "), "{out}");
+    let (ok, _, err) = tern(
+        &server,
+        &[
+            "send",
+            "--user",
+            "bob",
+            "--password",
+            "bob-secret",
+            "--to",
+            "nobody",
+            "x",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("UNKNOWN_USER"), "{err}");
+
+    let (ok, out, _) = tern(
+        &server,
+        &[
+            "history",
+            "--user",
+            "alice",
+            "--password",
+            "alice-secret",
+            "--with",
+            "bob",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(out, "1 alice: hello bob\n2 bob: hi alice\n");
+    let (_, out, _) = tern(
+        &server,
+        &[
+            "history",
+            "--user",
+            "bob",
+            "--password",
+            "bob-secret",
+            "--with",
+            "alice",
+            "--limit",
+            "1",
+        ],
+    );
+    assert_eq!(out, "2 bob: hi alice\n");
+
+    // The one-shot commands logged out again: no session is left behind.
+    assert_eq!(server.server().gateway().registry().connection_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_variables_replace_the_flags() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["send", "--to", "bob", "from", "env"])
+        .env("TERN_SERVER", server.config().tcp_addr.to_string())
+        .env("TERN_USER", "alice")
+        .env("TERN_PASSWORD", tern_testkit::password("alice"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("seq=1 "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_sends_lines_to_the_chosen_peer_and_prints_incoming_messages() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let mut bob = server.client("bob", "phone").await;
+    let mut chat = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "chat",
+            "--user",
+            "alice",
+            "--password",
+            &tern_testkit::password("alice"),
+        ])
+        .env("TERN_SERVER", server.config().tcp_addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = chat.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut printed = Vec::new();
+    let mut wait_for = async |wanted: &str| {
+        while !printed.iter().any(|l: &String| l == wanted) {
+            let line = tokio::time::timeout(Duration::from_secs(15), lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("chat never printed {wanted:?}; printed {printed:?}"))
+                .expect("chat's stdout is open");
+            printed.push(line);
+        }
+    };
+    wait_for("logged in as alice; /to USER picks the peer, /quit leaves").await;
+    writeln!(stdin, "/to bob").unwrap();
+    writeln!(stdin, "hello from the terminal").unwrap();
+    wait_for("now talking to bob").await;
+    let got = bob.messages(1).await;
+    assert_eq!(tern_testkit::text_of(&got[0].1), "hello from the terminal");
+    wait_for(&format!("sent seq=1 message_id={}", got[0].1.message_id)).await;
+    bob.client
+        .send_text("alice", "hello terminal")
+        .await
+        .unwrap();
+    wait_for("2 bob: hello terminal").await;
+    writeln!(stdin, "/quit").unwrap();
+    drop(stdin);
+    let status = tokio::task::spawn_blocking(move || chat.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+}
