@@ -203,3 +203,101 @@ async fn history_cursors_and_tokens_survive_a_graceful_restart() {
     let ack = alice.client.send_text("bob", "after").await.unwrap();
     assert_eq!(ack.seq, 11);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_is_removed_from_the_registry() {
+    let server = TestServer::start_with(|c| c.kick_policy = "unlimited".into()).await;
+    server.register(&["alice"]).await;
+    let mut raws = Vec::new();
+    for d in ["a", "b", "c"] {
+        let mut raw = server.raw().await;
+        raw.login("alice", d).await;
+        raws.push(raw);
+    }
+    until_registry_holds(&server, 3).await;
+    // The process holding the sockets dies: the sockets close without a goodbye.
+    raws.truncate(1);
+    until_registry_holds(&server, 1).await;
+    drop(raws);
+    until_registry_holds(&server, 0).await;
+    assert_eq!(server.server().gateway().registry().user_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_commits_the_sends_in_flight_before_it_exits() {
+    let mut server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let alice = server.raw().await;
+    let mut alice = alice;
+    alice.login("alice", "phone").await;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let req = pb::SendRequest {
+            target: Some(pb::send_request::Target::ToUser("bob".into())),
+            client_msg_id: format!("inflight-{i}"),
+            content: Some(tern_testkit::text("x")),
+        };
+        ids.push(
+            alice
+                .send(
+                    tern_proto::Request::Send(req),
+                    tern_proto::Encoding::Protobuf,
+                )
+                .await,
+        );
+    }
+    let stop = tokio::spawn(async move {
+        server.stop().await;
+        server
+    });
+    // Sends the server already took in are committed and answered before the goodbye; frames it
+    // had not read yet get no answer, and the client retries them after reconnecting.
+    let frames = alice.until_closed().await;
+    let goodbye = frames
+        .iter()
+        .position(|f| f.kind == tern_proto::MessageType::Goodbye.as_u16());
+    assert_eq!(goodbye, Some(frames.len() - 1), "the goodbye comes last");
+    let acked: std::collections::HashSet<_> = frames
+        .iter()
+        .filter(|f| f.is_response() && !f.is_error())
+        .map(|f| f.packet_id)
+        .collect();
+    for f in frames.iter().filter(|f| f.is_error()) {
+        let e: pb::Error = decode(f);
+        assert!(
+            e.retryable,
+            "a send refused during shutdown may be retried: {e:?}"
+        );
+    }
+    let mut server = stop.await.unwrap();
+    server.restart().await;
+    let mut bob = server.raw().await;
+    let head = bob.login("bob", "phone").await.inbox_head;
+    assert_eq!(
+        head as usize,
+        acked.len(),
+        "every acked send was committed, and no other"
+    );
+
+    let mut alice = server.raw().await;
+    alice.login("alice", "phone").await;
+    let mut duplicates = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let ack = alice
+            .call(pb::SendRequest {
+                target: Some(pb::send_request::Target::ToUser("bob".into())),
+                client_msg_id: format!("inflight-{i}"),
+                content: Some(tern_testkit::text("x")),
+            })
+            .await;
+        assert_eq!(ack.duplicate, acked.contains(id), "send {i}");
+        duplicates += usize::from(ack.duplicate);
+    }
+    assert_eq!(duplicates, acked.len());
+    let mut bob = server.raw().await;
+    assert_eq!(
+        bob.login("bob", "tablet").await.inbox_head,
+        200,
+        "each send stored exactly once"
+    );
+}

@@ -279,3 +279,41 @@ async fn history_pages_backward_and_forward() {
     assert_eq!(text_of(&all[0]), "n1");
     assert_eq!(all[1].sender, "bob");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_other_devices_get_the_message_but_the_sending_connection_does_not() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let mut phone = server.raw().await;
+    phone.login("alice", "phone").await;
+    let mut desktop = server
+        .client_with("alice", "desktop", |c| c.platform = pb::Platform::Desktop)
+        .await;
+    let ack = phone
+        .call(pb::SendRequest {
+            target: Some(pb::send_request::Target::ToUser("bob".into())),
+            client_msg_id: "from-phone".into(),
+            content: Some(tern_testkit::text("sent from the phone")),
+        })
+        .await;
+    assert_eq!(ack.inbox_seq, 1);
+    let on_desktop = desktop.messages(1).await;
+    assert_eq!(
+        on_desktop[0].0, 1,
+        "the same inbox entry as the ack's inbox_seq"
+    );
+    assert_eq!(on_desktop[0].1.message_id, ack.message_id);
+    assert_eq!(on_desktop[0].1.sender, "alice");
+    // The sending connection got its ack and no push of its own message.
+    let ping = phone
+        .send(
+            tern_proto::Request::Ping(pb::Ping { client_time_ms: 1 }),
+            tern_proto::Encoding::Protobuf,
+        )
+        .await;
+    let next = phone.read().await.unwrap();
+    assert!(
+        next.is_response() && next.packet_id == ping,
+        "got {next:?} before the pong"
+    );
+}
