@@ -27,20 +27,29 @@ async fn a_silent_connection_is_closed_after_two_heartbeat_periods_and_leaves_th
     let server = TestServer::start_with(|c| c.heartbeat_interval_ms = 1000).await;
     server.register(&["alice"]).await;
     let mut raw = server.raw().await;
+    // The server's clock for this connection starts when it reads the login: between these two
+    // instants.
+    let sent = tokio::time::Instant::now();
     let login = raw.login("alice", "phone").await;
+    let answered = tokio::time::Instant::now();
     assert_eq!(login.heartbeat_interval_ms, 1000);
     until_registry_holds(&server, 1).await;
 
     tokio::time::pause();
-    let silent_since = tokio::time::Instant::now();
     assert!(
         raw.until_closed().await.is_empty(),
         "a heartbeat timeout closes without a frame"
     );
-    let waited = silent_since.elapsed();
+    let closed = tokio::time::Instant::now();
     assert!(
-        waited >= Duration::from_millis(2000) && waited < Duration::from_millis(2100),
-        "closed after {waited:?}"
+        closed >= sent + Duration::from_millis(2000),
+        "closed {:?} after the login",
+        closed - sent
+    );
+    assert!(
+        closed <= answered + Duration::from_millis(2050),
+        "closed {:?} after the login's answer",
+        closed - answered
     );
     until_registry_holds(&server, 0).await;
 }
@@ -64,14 +73,23 @@ async fn a_connection_that_keeps_pinging_stays_open() {
 #[tokio::test]
 async fn a_connection_that_never_logs_in_is_told_and_closed() {
     let server = TestServer::start().await;
+    // The server's login clock starts when it accepts: after `before`, and (being on this
+    // runtime) no later than when the clock is frozen.
+    let before = tokio::time::Instant::now();
     let mut raw = server.raw().await;
     tokio::time::pause();
-    let since = tokio::time::Instant::now();
+    let frozen = tokio::time::Instant::now();
     let frames = raw.until_closed().await;
-    let waited = since.elapsed();
+    let closed = tokio::time::Instant::now();
     assert!(
-        waited > Duration::from_millis(9900) && waited < Duration::from_millis(10100),
-        "closed after {waited:?}; the default login timeout is 10 s"
+        closed >= before + Duration::from_secs(10),
+        "closed {:?} after connecting",
+        closed - before
+    );
+    assert!(
+        closed <= frozen + Duration::from_millis(10_050),
+        "closed {:?} after the clock froze; the default login timeout is 10 s",
+        closed - frozen
     );
     assert_eq!(frames.len(), 1);
     assert!(frames[0].is_error());

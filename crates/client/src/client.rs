@@ -67,6 +67,10 @@ pub struct ClientConfig {
     pub cursor_store: Arc<dyn CursorStore>,
     /// Entries per SYNC page.
     pub sync_page: u32,
+    /// How often the cursor is acknowledged to the server when it moved.
+    pub cursor_ack_interval: Duration,
+    /// The local address to connect from (TCP only); `None` lets the system choose.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl ClientConfig {
@@ -85,6 +89,8 @@ impl ClientConfig {
             reconnect: ReconnectPolicy::default(),
             cursor_store: Arc::new(MemoryCursorStore::default()),
             sync_page: 500,
+            cursor_ack_interval: Duration::from_secs(1),
+            local_ip: None,
         }
     }
 }
@@ -484,8 +490,13 @@ impl Supervisor {
         ClientError,
     > {
         let config = &self.shared.config;
-        let (conn, server_events) =
-            Connection::connect(&config.endpoint, config.encoding, config.request_timeout).await?;
+        let (conn, server_events) = Connection::connect_from(
+            &config.endpoint,
+            config.encoding,
+            config.request_timeout,
+            config.local_ip,
+        )
+        .await?;
         let token = self
             .shared
             .token
@@ -548,7 +559,7 @@ impl Supervisor {
         let interval = Duration::from_millis(u64::from(login.heartbeat_interval_ms.max(1000)));
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let mut ack_timer = tokio::time::interval(Duration::from_millis(200));
+        let mut ack_timer = tokio::time::interval(self.shared.config.cursor_ack_interval);
         loop {
             tokio::select! {
                 _ = self.shared.stop.cancelled() => {

@@ -53,6 +53,27 @@ impl std::fmt::Display for Endpoint {
 
 type PendingMap = Arc<Mutex<HashMap<PacketId, oneshot::Sender<Frame>>>>;
 
+async fn tcp_connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = local_ip else {
+        return TcpStream::connect(addr).await;
+    };
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .find(|a| a.is_ipv4() == ip.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{addr} has no address of the local address's family"
+            ))
+        })?;
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(ip, 0))?;
+    socket.connect(target).await
+}
+
 /// A live connection. Cloning shares it; it closes when every clone is dropped or on
 /// [`Connection::close`].
 #[derive(Debug, Clone)]
@@ -71,13 +92,24 @@ impl Connection {
         encoding: Encoding,
         timeout: Duration,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<ServerEvent>), ClientError> {
+        Self::connect_from(endpoint, encoding, timeout, None).await
+    }
+
+    /// [`Connection::connect`] from a chosen local address (TCP only), so that one machine can
+    /// open more connections to one server than a single source address has ports.
+    pub async fn connect_from(
+        endpoint: &Endpoint,
+        encoding: Encoding,
+        timeout: Duration,
+        local_ip: Option<std::net::IpAddr>,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<ServerEvent>), ClientError> {
         let err = |reason: String| ClientError::Connect {
             endpoint: endpoint.to_string(),
             reason,
         };
         let transport = match endpoint {
             Endpoint::Tcp(addr) => {
-                let stream = tokio::time::timeout(timeout, TcpStream::connect(addr.as_str()))
+                let stream = tokio::time::timeout(timeout, tcp_connect(addr, local_ip))
                     .await
                     .map_err(|_| err("timed out".into()))?
                     .map_err(|e| err(e.to_string()))?;

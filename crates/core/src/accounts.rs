@@ -79,6 +79,9 @@ pub struct AccountService {
     /// A hash that no password matches, verified when the user is unknown so that the response
     /// time does not reveal whether a user id exists.
     decoy_hash: Arc<str>,
+    /// Bounds concurrent hashing to the number of cores: hashing is CPU-bound, so more at once
+    /// only adds blocking threads and their memory during a login storm.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AccountService {
@@ -101,12 +104,14 @@ impl AccountService {
             .hash_password(b"decoy password that is never accepted", &salt)
             .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))?
             .to_string();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             store,
             clock,
             config,
             argon2,
             decoy_hash: Arc::from(decoy_hash),
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
@@ -202,6 +207,11 @@ impl AccountService {
     }
 
     async fn hash_password(&self, password: String) -> Result<String, ServiceError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
         let argon2 = self.argon2.clone();
         // Argon2 is deliberately slow; it runs off the async workers so it never stalls delivery.
         tokio::task::spawn_blocking(move || {
@@ -216,6 +226,11 @@ impl AccountService {
     }
 
     async fn verify_password(&self, password: String, hash: String) -> Result<bool, ServiceError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
         let argon2 = self.argon2.clone();
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash).map_err(|e| {

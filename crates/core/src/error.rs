@@ -62,6 +62,9 @@ pub enum ServiceError {
     /// The server is shutting down and takes no new work.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The commit queue is full: the store is not keeping up. Retry after a pause.
+    #[error("the server is overloaded; retry after a pause")]
+    Overloaded,
     /// Storage failed; see [`StoreError`].
     #[error(transparent)]
     Store(#[from] StoreError),

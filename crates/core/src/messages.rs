@@ -179,9 +179,10 @@ impl MessageService {
     /// Validates a send from `sender` and queues it for the next commit. The returned future
     /// resolves with the ack once the message is durable.
     ///
-    /// Queueing happens before this returns, so sends queued one after another from one
-    /// connection are stored in that order.
-    pub async fn send(
+    /// Queueing never waits: when the commit queue is full the send is refused with
+    /// `Overloaded` (retryable). Sends queued one after another from one connection are stored
+    /// in that order.
+    pub fn send(
         &self,
         sender: &UserId,
         origin: Option<ConnectionId>,
@@ -218,12 +219,11 @@ impl MessageService {
             accepted: Instant::now(),
             reply,
         };
-        self.inner
-            .jobs
-            .send(job)
-            .await
-            .map_err(|_| ServiceError::ShuttingDown)?;
-        Ok(PendingSend(rx))
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => Ok(PendingSend(rx)),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(ServiceError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ServiceError::ShuttingDown),
+        }
     }
 
     /// A page of a conversation that `user` is part of.

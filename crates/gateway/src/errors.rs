@@ -19,6 +19,7 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::NotAParticipant => ErrorCode::NotAParticipant,
         ServiceError::InvalidArgument(_) => ErrorCode::InvalidArgument,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
+        ServiceError::Overloaded => ErrorCode::Overloaded,
         ServiceError::Store(StoreError::Unavailable(detail)) => {
             tracing::warn!(%detail, "store unavailable");
             return ErrorCode::Unavailable

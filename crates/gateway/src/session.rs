@@ -10,7 +10,7 @@ use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream::FuturesUnordered};
-use tern_core::{ConnectionId, ServiceError, accounts::Login};
+use tern_core::{ConnectionId, ServiceError};
 use tern_proto::{
     Encoding, ErrorCode, Frame, FrameError, PacketId, Payload, Request, ServerEvent, pb,
 };
@@ -124,7 +124,8 @@ enum Phase {
 
 struct Active {
     caller: Caller,
-    login: Login,
+    /// SHA-256 of the login token, for LOGOUT; the token itself is not kept.
+    token_hash: Box<str>,
     outbox: OutboxReceiver,
     /// The encoding pushes use: the one the client logged in with.
     encoding: Encoding,
@@ -170,7 +171,7 @@ pub(crate) async fn run<T: Transport>(
         phase: Phase::Anonymous { logging_in: false },
         out: Vec::new(),
         last_seen: Instant::now(),
-        pending: FuturesUnordered::new(),
+        pending: None,
     };
     let cause = session.run(transport).await;
     let user = match &session.phase {
@@ -194,7 +195,9 @@ struct Session<'g> {
     out: Vec<Bytes>,
     /// When the client last sent anything.
     last_seen: Instant,
-    pending: FuturesUnordered<Pending>,
+    /// Requests in progress. Created on demand and dropped when empty, so an idle connection
+    /// holds no allocation for it.
+    pending: Option<FuturesUnordered<Pending>>,
 }
 
 impl Session<'_> {
@@ -215,7 +218,14 @@ impl Session<'_> {
                     return CloseCause::Io(e);
                 }
             }
-            if draining && self.pending.is_empty() {
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(FuturesUnordered::is_empty)
+            {
+                self.pending = None;
+            }
+            if draining && self.pending.is_none() {
                 self.say_goodbye(&mut transport).await;
                 return CloseCause::Shutdown;
             }
@@ -226,7 +236,7 @@ impl Session<'_> {
             let wake = tokio::select! {
                 biased;
                 _ = self.gateway.shutdown.cancelled(), if !draining => Wake::Shutdown,
-                Some(done) = self.pending.next(), if !self.pending.is_empty() => Wake::Completed(done),
+                Some(done) = next_completion(&mut self.pending) => Wake::Completed(done),
                 _ = async { match outbox { Some(o) => o.changed().await, None => std::future::pending().await } } => Wake::Outbox,
                 r = transport.recv(), if !draining => Wake::Received(r),
                 _ = &mut timer => Wake::Timer,
@@ -251,7 +261,7 @@ impl Session<'_> {
                 Wake::Received(Ok(Some(frame))) => {
                     self.last_seen = Instant::now();
                     self.gateway.metrics.frames_in.increment(1);
-                    self.handle(frame).await;
+                    self.handle(frame);
                 }
                 Wake::Received(Ok(None)) => return CloseCause::ClientClosed,
                 Wake::Received(Err(TransportError::Io(e))) => return CloseCause::Io(e),
@@ -375,7 +385,7 @@ impl Session<'_> {
                     return None;
                 }
                 let (tx, rx) = outbox(self.gateway.config.outbox_capacity);
-                let login = done.login.clone();
+                let login = &done.login;
                 let entry = Entry {
                     user: login.user.clone(),
                     device: login.device.clone(),
@@ -408,7 +418,7 @@ impl Session<'_> {
                         user: login.user.clone(),
                         device: login.device.clone(),
                     },
-                    login,
+                    token_hash: login.token_hash.as_str().into(),
                     outbox: rx,
                     encoding: meta.encoding,
                 }));
@@ -428,8 +438,9 @@ impl Session<'_> {
         }
     }
 
-    /// Decodes and dispatches one frame from the client.
-    async fn handle(&mut self, frame: Frame) {
+    /// Decodes and dispatches one frame from the client. Never waits: whatever takes time runs
+    /// as a pending request, so the connection's task stays small.
+    fn handle(&mut self, frame: Frame) {
         let meta = RequestMeta::of(&frame);
         let request = match Request::decode(&frame) {
             Ok(r) => r,
@@ -438,7 +449,9 @@ impl Session<'_> {
                 return;
             }
         };
-        if self.pending.len() >= self.gateway.config.max_inflight {
+        if self.pending.as_ref().map_or(0, FuturesUnordered::len)
+            >= self.gateway.config.max_inflight
+        {
             self.out
                 .push(meta.error(ErrorCode::Overloaded.to_error(format!(
                     "at most {} requests may be in progress per connection",
@@ -479,7 +492,7 @@ impl Session<'_> {
                 let Phase::Active(active) = &self.phase else {
                     return;
                 };
-                let token_hash = active.login.token_hash.clone();
+                let token_hash = active.token_hash.clone();
                 self.spawn(async move {
                     Completion::LoggedOut(meta, command::logout::run(&services, &token_hash).await)
                 });
@@ -489,7 +502,7 @@ impl Session<'_> {
                     return;
                 };
                 // Queued here, inline, so that this connection's sends keep their order.
-                match command::send::submit(&services, &active.caller, req).await {
+                match command::send::submit(&services, &active.caller, req) {
                     Ok(pending) => self.spawn(async move {
                         Completion::Reply(meta.result(pending.await.map(command::send::ack)))
                     }),
@@ -533,7 +546,19 @@ impl Session<'_> {
     }
 
     fn spawn(&mut self, fut: impl Future<Output = Completion> + Send + 'static) {
-        self.pending.push(Box::pin(fut));
+        self.pending
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(Box::pin(fut));
+    }
+}
+
+/// The next finished request. Pending forever while none is in progress.
+///
+/// Cancel safety: cancel-safe, as `FuturesUnordered::next` is.
+async fn next_completion(pending: &mut Option<FuturesUnordered<Pending>>) -> Option<Completion> {
+    match pending {
+        Some(p) if !p.is_empty() => p.next().await,
+        _ => std::future::pending().await,
     }
 }
 

@@ -9,9 +9,9 @@ use tern_proto::pb;
 use super::Caller;
 use crate::Services;
 
-/// Validates and queues the message. Returns once it is queued, so consecutive sends of one
-/// connection keep their order.
-pub(crate) async fn submit(
+/// Validates and queues the message, without waiting, so consecutive sends of one connection
+/// keep their order.
+pub(crate) fn submit(
     services: &Services,
     caller: &Caller,
     req: pb::SendRequest,
@@ -24,18 +24,15 @@ pub(crate) async fn submit(
             ));
         }
     };
-    services
-        .messages
-        .send(
-            &caller.user,
-            Some(caller.connection),
-            SendInput {
-                to_user,
-                client_msg_id: req.client_msg_id,
-                content: req.content,
-            },
-        )
-        .await
+    services.messages.send(
+        &caller.user,
+        Some(caller.connection),
+        SendInput {
+            to_user,
+            client_msg_id: req.client_msg_id,
+            content: req.content,
+        },
+    )
 }
 
 pub(crate) fn ack(ack: SendAck) -> pb::SendAck {

@@ -25,6 +25,8 @@ use super::{
 pub(crate) struct ReaderPool {
     conns: Arc<Vec<Mutex<Connection>>>,
     next: AtomicUsize,
+    /// One permit per connection: reads beyond that wait here, not as blocked threads.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReaderPool {
@@ -33,6 +35,7 @@ impl ReaderPool {
             .map(|_| open_connection(path, synchronous, true).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(conns.len())),
             conns: Arc::new(conns),
             next: AtomicUsize::new(0),
         })
@@ -44,9 +47,16 @@ impl ReaderPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         let conns = self.conns.clone();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let n = conns.len();
             // Prefer an idle connection; otherwise queue on the round-robin choice.
             for i in 0..n {

@@ -1,0 +1,451 @@
+//! The two systems the load tool drives: Tern through the SDK, and Mosquitto (MQTT 3.1.1,
+//! QoS 1, persistent sessions) through rumqttc. Both deliver message bodies to a shared
+//! [`Recorder`], which accounts for every message exactly.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use futures_util::{StreamExt, future::BoxFuture, stream};
+use hdrhistogram::Histogram;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tern_client::{Client, ClientConfig, Connection, Encoding, Endpoint, pb};
+use tokio::sync::oneshot;
+
+use crate::{payload, stats};
+
+/// Which system to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// A Tern server.
+    Tern,
+    /// An MQTT broker (Mosquitto).
+    Mqtt,
+}
+
+impl System {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Tern => "tern",
+            System::Mqtt => "mosquitto",
+        }
+    }
+}
+
+/// Per-pair receiving state.
+#[derive(Debug)]
+pub struct PairRecord {
+    /// Exact accounting of this pair's sequence.
+    pub tracker: stats::Tracker,
+    /// send→deliver latency, µs.
+    pub deliver: Histogram<u64>,
+    /// When the last message of the step arrived.
+    pub last_ns: u64,
+}
+
+impl Default for PairRecord {
+    fn default() -> Self {
+        Self {
+            tracker: stats::Tracker::default(),
+            deliver: stats::histogram(),
+            last_ns: 0,
+        }
+    }
+}
+
+/// Where receivers report what arrived.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    step: AtomicU32,
+    /// Messages that arrived in the current step.
+    pub delivered: AtomicU64,
+    /// Messages of earlier steps that arrived late.
+    pub stale: AtomicU64,
+    /// Bodies that did not parse.
+    pub garbled: AtomicU64,
+    pairs: Mutex<Vec<Arc<Mutex<PairRecord>>>>,
+}
+
+impl Recorder {
+    /// Starts step `step` with fresh records for `n` pairs.
+    pub fn reset(&self, step: u32, n: usize) {
+        *self.pairs.lock().unwrap() = (0..n).map(|_| Arc::default()).collect();
+        self.delivered.store(0, Ordering::Relaxed);
+        self.step.store(step, Ordering::Release);
+    }
+
+    /// The record of pair `k`.
+    pub fn pair(&self, k: usize) -> Arc<Mutex<PairRecord>> {
+        self.pairs.lock().unwrap()[k].clone()
+    }
+
+    /// Accounts for one arrived body.
+    pub fn on_message(&self, body: &str) {
+        let now = payload::now_ns();
+        let Some((step, pair, seq, due_ns)) = payload::decode(body) else {
+            self.garbled.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if step != self.step.load(Ordering::Acquire) {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(record) = self.pairs.lock().unwrap().get(pair as usize).cloned() else {
+            self.garbled.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut r = record.lock().unwrap();
+        let before = r.tracker.delivered;
+        r.tracker.record(seq);
+        if r.tracker.delivered > before {
+            let _ = r.deliver.record((now.saturating_sub(due_ns) / 1000).max(1));
+            r.last_ns = now;
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The sending side of one pair.
+pub enum Sender {
+    /// A logged-in Tern connection and the receiver's user id.
+    Tern(Connection, String),
+    /// An MQTT client and the receiver's topic.
+    Mqtt(MqttSender),
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sender::Tern(..) => "Sender::Tern",
+            Sender::Mqtt(_) => "Sender::Mqtt",
+        })
+    }
+}
+
+impl Sender {
+    /// Sends one body now; the future says whether it was acknowledged.
+    pub fn fire(&self, body: String) -> BoxFuture<'static, bool> {
+        match self {
+            Sender::Tern(conn, to) => {
+                let conn = conn.clone();
+                let req = pb::SendRequest {
+                    target: Some(pb::send_request::Target::ToUser(to.clone())),
+                    client_msg_id: tern_client::new_client_msg_id(),
+                    content: Some(pb::Content {
+                        body: Some(pb::content::Body::Text(pb::Text { text: body })),
+                    }),
+                };
+                Box::pin(async move { conn.request(req).await.is_ok() })
+            }
+            Sender::Mqtt(m) => m.fire(body),
+        }
+    }
+}
+
+/// An MQTT publisher whose QoS 1 acknowledgements are matched to publishes.
+pub struct MqttSender {
+    client: AsyncClient,
+    topic: String,
+    /// Waiters in publish order, until the event loop assigns their packet ids.
+    queued: Arc<Mutex<VecDeque<oneshot::Sender<()>>>>,
+}
+
+impl MqttSender {
+    fn fire(&self, body: String) -> BoxFuture<'static, bool> {
+        let (tx, rx) = oneshot::channel();
+        {
+            // Publishes reach the event loop in call order, so the queue order is the packet-id
+            // assignment order.
+            let mut q = self.queued.lock().unwrap();
+            if self
+                .client
+                .try_publish(&self.topic, QoS::AtLeastOnce, false, body.into_bytes())
+                .is_err()
+            {
+                return Box::pin(async { false });
+            }
+            q.push_back(tx);
+        }
+        Box::pin(async move { rx.await.is_ok() })
+    }
+}
+
+/// Connected pairs, ready to send.
+pub struct Pairs {
+    /// Sender `k` sends to receiver `k`.
+    pub senders: Vec<Arc<Sender>>,
+    /// Where receivers report.
+    pub recorder: Arc<Recorder>,
+    /// Keeps SDK receivers alive.
+    _clients: Vec<Client>,
+}
+
+impl std::fmt::Debug for Pairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pairs({})", self.senders.len())
+    }
+}
+
+/// How many setup requests run at once.
+const SETUP_CONCURRENCY: usize = 64;
+
+/// A short random tag so repeated runs against one server use fresh users and topics.
+pub fn run_tag() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The password of benchmark users.
+pub fn bench_password(user: &str) -> String {
+    format!("bench-{user}")
+}
+
+/// Registers users, `SETUP_CONCURRENCY` at a time.
+pub async fn register_all(addr: &str, users: Vec<String>) -> anyhow::Result<()> {
+    let endpoint = Endpoint::Tcp(addr.to_owned());
+    let (conn, _events) =
+        Connection::connect(&endpoint, Encoding::Protobuf, Duration::from_secs(60)).await?;
+    let results: Vec<_> = stream::iter(users)
+        .map(|u| {
+            let conn = conn.clone();
+            async move {
+                conn.request(pb::RegisterRequest {
+                    password: bench_password(&u),
+                    user_id: u,
+                })
+                .await
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+    conn.close();
+    for r in results {
+        r.context("registering a benchmark user")?;
+    }
+    Ok(())
+}
+
+/// A logged-in low-level connection.
+pub async fn login(
+    addr: &str,
+    user: &str,
+    device: &str,
+    local_ip: Option<std::net::IpAddr>,
+) -> anyhow::Result<(
+    Connection,
+    tokio::sync::mpsc::UnboundedReceiver<tern_proto::ServerEvent>,
+    pb::LoginResponse,
+)> {
+    let endpoint = Endpoint::Tcp(addr.to_owned());
+    let (conn, events) = Connection::connect_from(
+        &endpoint,
+        Encoding::Protobuf,
+        Duration::from_secs(60),
+        local_ip,
+    )
+    .await?;
+    let resp = conn
+        .request(pb::LoginRequest {
+            user_id: user.to_owned(),
+            credential: Some(pb::login_request::Credential::Password(bench_password(
+                user,
+            ))),
+            device_id: device.to_owned(),
+            platform: pb::Platform::Unspecified as i32,
+        })
+        .await
+        .with_context(|| format!("logging in {user}"))?;
+    Ok((conn, events, resp))
+}
+
+/// An SDK client that reports every message body to `recorder`.
+pub async fn receiving_client(
+    addr: &str,
+    user: &str,
+    recorder: Arc<Recorder>,
+) -> anyhow::Result<Client> {
+    let mut config = ClientConfig::new(
+        Endpoint::Tcp(addr.to_owned()),
+        user,
+        &bench_password(user),
+        "bench",
+    );
+    config.request_timeout = Duration::from_secs(60);
+    let (client, mut events) = Client::connect(config)
+        .await
+        .with_context(|| format!("logging in {user}"))?;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let tern_client::Event::Message { message, .. } = event
+                && let Some(pb::content::Body::Text(t)) = message.content.and_then(|c| c.body)
+            {
+                recorder.on_message(&t.text);
+            }
+        }
+    });
+    Ok(client)
+}
+
+/// Connects `n` pairs to the system at `addr`.
+pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Result<Pairs> {
+    let tag = run_tag();
+    let recorder = Arc::new(Recorder::default());
+    recorder.reset(0, n);
+    match system {
+        System::Tern => {
+            let senders: Vec<String> = (0..n).map(|k| format!("b{tag}s{k}")).collect();
+            let receivers: Vec<String> = (0..n).map(|k| format!("b{tag}r{k}")).collect();
+            register_all(addr, senders.iter().chain(&receivers).cloned().collect()).await?;
+            let clients: Vec<Client> = stream::iter(receivers.clone())
+                .map(|u| {
+                    let recorder = recorder.clone();
+                    async move { receiving_client(addr, &u, recorder).await }
+                })
+                .buffered(SETUP_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
+            let senders: Vec<Arc<Sender>> = stream::iter(senders.into_iter().zip(receivers))
+                .map(|(s, r)| async move {
+                    login(addr, &s, "bench", None)
+                        .await
+                        .map(|(c, _, _)| Arc::new(Sender::Tern(c, r)))
+                })
+                .buffered(SETUP_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
+            Ok(Pairs {
+                senders,
+                recorder,
+                _clients: clients,
+            })
+        }
+        System::Mqtt => {
+            let (host, port) = addr
+                .rsplit_once(':')
+                .context("an MQTT address is HOST:PORT")?;
+            let port: u16 = port.parse()?;
+            let mut senders = Vec::with_capacity(n);
+            for k in 0..n {
+                let topic = format!("bench/{tag}/{k}");
+                mqtt_subscriber(host, port, &format!("b{tag}r{k}"), &topic, recorder.clone())
+                    .await?;
+                senders.push(Arc::new(Sender::Mqtt(
+                    mqtt_publisher(host, port, &format!("b{tag}s{k}"), &topic).await?,
+                )));
+            }
+            Ok(Pairs {
+                senders,
+                recorder,
+                _clients: Vec::new(),
+            })
+        }
+    }
+}
+
+fn mqtt_options(id: &str, host: &str, port: u16) -> MqttOptions {
+    let mut o = MqttOptions::new(id, host, port);
+    o.set_keep_alive(Duration::from_secs(30));
+    // Persistent sessions: the broker keeps subscriptions and queued messages across reconnects.
+    o.set_clean_session(false);
+    o.set_inflight(u16::MAX);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    o
+}
+
+async fn mqtt_subscriber(
+    host: &str,
+    port: u16,
+    id: &str,
+    topic: &str,
+    recorder: Arc<Recorder>,
+) -> anyhow::Result<()> {
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options(id, host, port), 1024);
+    client.subscribe(topic, QoS::AtLeastOnce).await?;
+    let (ready_tx, ready) = oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(body) = std::str::from_utf8(&p.payload) {
+                        recorder.on_message(body);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .context("waiting for SUBACK")?
+        .context("subscriber stopped")?;
+    Ok(())
+}
+
+async fn mqtt_publisher(
+    host: &str,
+    port: u16,
+    id: &str,
+    topic: &str,
+) -> anyhow::Result<MqttSender> {
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options(id, host, port), 65536);
+    let queued: Arc<Mutex<VecDeque<oneshot::Sender<()>>>> = Arc::default();
+    let (ready_tx, ready) = oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
+    let q = queued.clone();
+    tokio::spawn(async move {
+        let mut by_pkid: HashMap<u16, oneshot::Sender<()>> = HashMap::new();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(w) = q.lock().unwrap().pop_front() {
+                        by_pkid.insert(pkid, w);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(w) = by_pkid.remove(&ack.pkid) {
+                        let _ = w.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    // Unacknowledged publishes count as failed.
+                    by_pkid.clear();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .context("waiting for CONNACK")?
+        .context("publisher stopped")?;
+    Ok(MqttSender {
+        client,
+        topic: topic.to_owned(),
+        queued,
+    })
+}

@@ -1,0 +1,425 @@
+//! `tern-bench`: the load tool. Drives a Tern server (or Mosquitto, for comparison) with one of
+//! the scenarios, shows progress, and prints a table (optionally JSON and an SVG chart).
+//!
+//! `--spawn` starts a fresh server on a temporary directory so one command runs a benchmark;
+//! otherwise `--server ADDR` (and `--server-pid PID` for the resource figures) names one.
+#![forbid(unsafe_code)]
+
+mod driver;
+mod payload;
+mod report;
+mod scenario;
+mod stats;
+mod target;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{driver::System, report::Report, target::Target};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tern-bench",
+    about = "Load tool for Tern (and Mosquitto, for comparison)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+struct TargetArgs {
+    /// Start a fresh server on a temporary directory: Tern, or Mosquitto with `--system mqtt`.
+    #[arg(long)]
+    spawn: bool,
+    /// A running server, HOST:PORT, when not spawning.
+    #[arg(long, conflicts_with = "spawn")]
+    server: Option<String>,
+    /// The running server's process id, for its CPU and memory figures.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Which system to drive.
+    #[arg(long, value_enum, default_value = "tern")]
+    system: System,
+    /// The `tern` binary to spawn [default: the one next to this binary].
+    #[arg(long)]
+    tern_bin: Option<PathBuf>,
+    /// Pin a spawned server to these CPUs (a `taskset` list such as `0`).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// A setting of a spawned Tern server, KEY=VALUE (repeatable), e.g. `--set store_sync=normal`.
+    #[arg(long = "set", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct OutputArgs {
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw the results as an SVG chart.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No progress bars (for CI).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct PairsArgs {
+    /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 100)]
+    pairs: usize,
+    /// Total messages per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SweepArgs {
+    /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 100)]
+    pairs: usize,
+    /// The first rate, messages per second.
+    #[arg(long, default_value_t = 2000.0)]
+    start_rate: f64,
+    /// Each step's rate is the last one's times this.
+    #[arg(long, default_value_t = 1.5)]
+    factor: f64,
+    /// The highest rate tried.
+    #[arg(long, default_value_t = 500_000.0)]
+    max_rate: f64,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 5)]
+    step_duration: u64,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// The p99 send→deliver budget, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    budget_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Comparable {
+    Pairs,
+    Sweep,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Hold N logged-in idle connections; report server RSS per connection and CPU per connection-second.
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Connections to hold.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Seconds to hold them.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// N pairs at a fixed total rate, open loop; latency, throughput, exact loss/dup/order, CPU per message.
+    Pairs {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        pairs: PairsArgs,
+    },
+    /// `pairs` at increasing rates until p99 send→deliver passes the budget; report the highest sustained rate.
+    Sweep {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        sweep: SweepArgs,
+    },
+    /// U users each with K missed messages reconnect at once; time until every device caught up.
+    SyncStorm {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Users that reconnect.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Messages each missed.
+        #[arg(long, default_value_t = 10)]
+        messages: usize,
+        /// Seconds before devices count as not caught up.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Run `pairs` or `sweep` against a fresh Tern and a fresh Mosquitto, and print the ratios.
+    Compare {
+        /// Which workload.
+        #[arg(long, value_enum, default_value = "pairs")]
+        scenario: Comparable,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        pairs: PairsArgs,
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Pin both servers to these CPUs.
+        #[arg(long)]
+        server_cpus: Option<String>,
+        /// The `tern` binary to spawn.
+        #[arg(long)]
+        tern_bin: Option<PathBuf>,
+        /// Settings of the spawned Tern, KEY=VALUE.
+        #[arg(long = "set", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
+    },
+    /// The worker process of `idle` (started by it).
+    #[command(hide = true)]
+    IdleWorker {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        tag: String,
+        #[arg(long)]
+        from: usize,
+        #[arg(long)]
+        to: usize,
+        #[arg(long)]
+        source_ip: std::net::IpAddr,
+    },
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: correctness violations (see the table)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
+    match (&args.server, args.spawn, args.system) {
+        (Some(addr), _, _) => Ok(Target::external(addr.clone(), args.server_pid)),
+        (None, true, System::Tern) => {
+            let bin = args
+                .tern_bin
+                .clone()
+                .unwrap_or_else(target::default_tern_bin);
+            Target::spawn_tern(&bin, args.server_cpus.as_deref(), &args.settings).await
+        }
+        (None, true, System::Mqtt) => Target::spawn_mosquitto(args.server_cpus.as_deref()).await,
+        (None, false, _) => bail!("give --server ADDR or --spawn"),
+    }
+}
+
+fn finish(report: &Report, output: &OutputArgs) -> anyhow::Result<bool> {
+    report.print();
+    if let Some(path) = &output.json {
+        report
+            .write_json(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &output.svg {
+        report
+            .write_svg(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report.correct())
+}
+
+async fn run_pairs(
+    system: System,
+    t: &Target,
+    p: &PairsArgs,
+    quiet: bool,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new("pairs", system.name());
+    report.param("pairs", p.pairs);
+    report.param("rate", p.rate);
+    report.param("duration_s", p.duration);
+    report.param("size", p.size);
+    let pairs = driver::connect_pairs(system, &t.addr, p.pairs).await?;
+    let params = scenario::pairs::Params {
+        rate: p.rate,
+        duration: Duration::from_secs(p.duration),
+        size: p.size,
+        drain: Duration::from_secs(15),
+    };
+    let outcome = scenario::pairs::run_step(&pairs, 1, &params, t, quiet).await;
+    scenario::pairs::report(&outcome, &mut report);
+    Ok(report)
+}
+
+async fn run_sweep(
+    system: System,
+    t: &Target,
+    s: &SweepArgs,
+    quiet: bool,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new("sweep", system.name());
+    report.param("pairs", s.pairs);
+    report.param("start_rate", s.start_rate);
+    report.param("factor", s.factor);
+    report.param("step_s", s.step_duration);
+    report.param("size", s.size);
+    let pairs = driver::connect_pairs(system, &t.addr, s.pairs).await?;
+    let params = scenario::sweep::SweepParams {
+        start: s.start_rate,
+        factor: s.factor.max(1.01),
+        max: s.max_rate,
+        step: Duration::from_secs(s.step_duration),
+        size: s.size,
+        budget: Duration::from_millis(s.budget_ms),
+    };
+    scenario::sweep::run(&pairs, &params, t, quiet, &mut report).await;
+    Ok(report)
+}
+
+async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Idle {
+            target: args,
+            output,
+            connections,
+            duration,
+        } => {
+            if args.system != System::Tern {
+                bail!("idle drives Tern only");
+            }
+            let t = target(&args).await?;
+            let mut report = Report::new("idle", "tern");
+            report.param("connections", connections);
+            report.param("duration_s", duration);
+            let params = scenario::idle::Params {
+                connections,
+                duration: Duration::from_secs(duration),
+            };
+            scenario::idle::run(&t, &params, output.quiet, &mut report).await?;
+            finish(&report, &output)
+        }
+        Command::Pairs {
+            target: args,
+            output,
+            pairs,
+        } => {
+            let t = target(&args).await?;
+            let report = run_pairs(args.system, &t, &pairs, output.quiet).await?;
+            finish(&report, &output)
+        }
+        Command::Sweep {
+            target: args,
+            output,
+            sweep,
+        } => {
+            let t = target(&args).await?;
+            let report = run_sweep(args.system, &t, &sweep, output.quiet).await?;
+            finish(&report, &output)
+        }
+        Command::SyncStorm {
+            target: args,
+            output,
+            users,
+            messages,
+            timeout,
+        } => {
+            if args.system != System::Tern {
+                bail!("sync-storm drives Tern only");
+            }
+            let t = target(&args).await?;
+            let mut report = Report::new("sync-storm", "tern");
+            report.param("users", users);
+            report.param("messages", messages);
+            let params = scenario::sync_storm::Params {
+                users,
+                messages,
+                timeout: Duration::from_secs(timeout),
+            };
+            scenario::sync_storm::run(&t, &params, output.quiet, &mut report).await?;
+            finish(&report, &output)
+        }
+        Command::Compare {
+            scenario,
+            output,
+            pairs,
+            sweep,
+            server_cpus,
+            tern_bin,
+            settings,
+        } => {
+            let bin = tern_bin.unwrap_or_else(target::default_tern_bin);
+            let tern = Target::spawn_tern(&bin, server_cpus.as_deref(), &settings).await?;
+            let ours = match scenario {
+                Comparable::Pairs => run_pairs(System::Tern, &tern, &pairs, output.quiet).await?,
+                Comparable::Sweep => run_sweep(System::Tern, &tern, &sweep, output.quiet).await?,
+            };
+            tern.stop().await;
+            let mosquitto = Target::spawn_mosquitto(server_cpus.as_deref()).await?;
+            let theirs = match scenario {
+                Comparable::Pairs => {
+                    run_pairs(System::Mqtt, &mosquitto, &pairs, output.quiet).await?
+                }
+                Comparable::Sweep => {
+                    run_sweep(System::Mqtt, &mosquitto, &sweep, output.quiet).await?
+                }
+            };
+            mosquitto.stop().await;
+            ours.print();
+            theirs.print();
+            report::print_comparison(&ours, &theirs);
+            if let Some(path) = &output.json {
+                std::fs::write(path, serde_json::to_vec_pretty(&[&ours, &theirs])?)?;
+            }
+            if let Some(path) = &output.svg {
+                ours.write_svg(path)?;
+                let mut other = path.clone();
+                other.set_extension("mosquitto.svg");
+                theirs.write_svg(&other)?;
+            }
+            Ok(ours.correct() && theirs.correct())
+        }
+        Command::IdleWorker {
+            server,
+            tag,
+            from,
+            to,
+            source_ip,
+        } => {
+            scenario::idle::worker(&server, &tag, from, to, source_ip).await?;
+            Ok(true)
+        }
+    }
+}
