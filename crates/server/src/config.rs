@@ -40,6 +40,8 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// SQLite sync policy: `full` (every ack survives power loss), `normal`, or `off`.
     pub store_sync: String,
+    /// SQLite page size in bytes for a new database (512 to 65536, a power of two).
+    pub store_page_size: u32,
     /// How long the commit pipeline waits to fill a batch (0: commit at once).
     pub commit_window_us: u64,
     /// The most messages per commit.
@@ -76,6 +78,7 @@ impl Default for Config {
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
             store_sync: "full".into(),
+            store_page_size: tern_store::SqliteConfig::default().page_size,
             commit_window_us: messages.commit_window.as_micros() as u64,
             max_batch: messages.max_batch,
             ring_capacity: sync.ring_capacity,
@@ -161,6 +164,12 @@ impl Config {
                 "heartbeat_interval_ms and login_timeout_ms must be positive".into(),
             ));
         }
+        if !(512..=65536).contains(&self.store_page_size) || !self.store_page_size.is_power_of_two()
+        {
+            return Err(ConfigError(
+                "store_page_size must be a power of two from 512 to 65536".into(),
+            ));
+        }
         if self.max_frame_bytes < tern_proto::HEADER_LEN + 64 {
             return Err(ConfigError(format!(
                 "max_frame_bytes must be at least {}",
@@ -224,6 +233,7 @@ impl Config {
     pub fn store(&self) -> SqliteConfig {
         SqliteConfig {
             synchronous: self.synchronous().unwrap_or_default(),
+            page_size: self.store_page_size,
             ..SqliteConfig::default()
         }
     }

@@ -32,7 +32,7 @@ pub(crate) struct ReaderPool {
 impl ReaderPool {
     pub(crate) fn open(path: &Path, n: usize, synchronous: Synchronous) -> rusqlite::Result<Self> {
         let conns = (0..n)
-            .map(|_| open_connection(path, synchronous, true).map(Mutex::new))
+            .map(|_| open_connection(path, synchronous, true, None).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Self {
             permits: Arc::new(tokio::sync::Semaphore::new(conns.len())),
@@ -116,8 +116,12 @@ pub(crate) fn history(
     Ok(HistoryPage { messages, has_more })
 }
 
+/// The newest inbox seq of a user, as one row, or no row if the user does not exist.
+pub(crate) const INBOX_HEAD_OF_EXISTING_USER: &str =
+    "SELECT (SELECT coalesce(max(seq), 0) FROM inbox WHERE user_id = ?1) FROM users WHERE id = ?1";
+
 pub(crate) fn inbox_head(conn: &Connection, user: &UserId) -> Result<u64, StoreError> {
-    conn.prepare_cached("SELECT inbox_seq FROM users WHERE id = ?1")
+    conn.prepare_cached(INBOX_HEAD_OF_EXISTING_USER)
         .and_then(|mut s| {
             s.query_row([user.as_str()], |r| r.get::<_, i64>(0))
                 .optional()

@@ -10,7 +10,7 @@
 use std::{collections::HashMap, num::NonZeroUsize, sync::mpsc, time::Instant};
 
 use lru::LruCache;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tern_core::{ConversationId, StoreError, UserId};
 
 use super::rows::store_err;
@@ -86,7 +86,7 @@ impl Batch<'_> {
         }
         let seq: Option<i64> = self
             .conn
-            .prepare_cached("SELECT inbox_seq FROM users WHERE id = ?1")?
+            .prepare_cached(super::reader::INBOX_HEAD_OF_EXISTING_USER)?
             .query_row([user.as_str()], |r| r.get(0))
             .optional()?;
         if let Some(seq) = seq {
@@ -114,10 +114,8 @@ impl Batch<'_> {
         }
         let seq: i64 = self
             .conn
-            .prepare_cached("SELECT max_seq FROM conversations WHERE id = ?1")?
-            .query_row([conversation.as_str()], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM messages WHERE conversation = ?1")?
+            .query_row([conversation.as_str()], |r| r.get(0))?;
         self.heads
             .conversations
             .put(conversation.clone(), seq as u64);
@@ -127,24 +125,6 @@ impl Batch<'_> {
     /// Advances `conversation`'s head within this batch.
     pub(crate) fn set_conversation_head(&mut self, conversation: &ConversationId, seq: u64) {
         self.conversations.insert(conversation.clone(), seq);
-    }
-
-    /// Writes the advanced heads, once per key per batch.
-    fn write_heads(&self) -> rusqlite::Result<()> {
-        let mut users = self
-            .conn
-            .prepare_cached("UPDATE users SET inbox_seq = ?2 WHERE id = ?1")?;
-        for (user, seq) in &self.users {
-            users.execute(params![user.as_str(), *seq as i64])?;
-        }
-        let mut convs = self.conn.prepare_cached(
-            "INSERT INTO conversations (id, max_seq) VALUES (?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET max_seq = excluded.max_seq",
-        )?;
-        for (conv, seq) in &self.conversations {
-            convs.execute(params![conv.as_str(), *seq as i64])?;
-        }
-        Ok(())
     }
 }
 
@@ -228,7 +208,6 @@ impl Writer {
         for job in jobs.iter_mut() {
             job.run(&mut batch)?;
         }
-        batch.write_heads().map_err(store_err)?;
         let Batch {
             users,
             conversations,
