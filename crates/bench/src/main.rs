@@ -170,10 +170,24 @@ enum Command {
         scenario: Comparable,
         #[command(flatten)]
         output: OutputArgs,
+        /// Pairs, rate, duration and size (for a sweep: pairs and size).
         #[command(flatten)]
         pairs: PairsArgs,
-        #[command(flatten)]
-        sweep: SweepArgs,
+        /// For a sweep: the first rate.
+        #[arg(long, default_value_t = 2000.0)]
+        start_rate: f64,
+        /// For a sweep: each step's rate is the last one's times this.
+        #[arg(long, default_value_t = 1.5)]
+        factor: f64,
+        /// For a sweep: the highest rate tried.
+        #[arg(long, default_value_t = 500_000.0)]
+        max_rate: f64,
+        /// For a sweep: seconds per step.
+        #[arg(long, default_value_t = 5)]
+        step_duration: u64,
+        /// For a sweep: the p99 send→deliver budget, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        budget_ms: u64,
         /// Pin both servers to these CPUs.
         #[arg(long)]
         server_cpus: Option<String>,
@@ -183,6 +197,12 @@ enum Command {
         /// Settings of the spawned Tern, KEY=VALUE.
         #[arg(long = "set", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
+    },
+    /// Print the median of every figure over several `--json` results of the same scenario.
+    Median {
+        /// JSON files written by earlier runs (a `compare` file holds two reports).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// The worker process of `idle` (started by it).
     #[command(hide = true)]
@@ -375,11 +395,24 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             scenario,
             output,
             pairs,
-            sweep,
+            start_rate,
+            factor,
+            max_rate,
+            step_duration,
+            budget_ms,
             server_cpus,
             tern_bin,
             settings,
         } => {
+            let sweep = SweepArgs {
+                pairs: pairs.pairs,
+                start_rate,
+                factor,
+                max_rate,
+                step_duration,
+                size: pairs.size,
+                budget_ms,
+            };
             let bin = tern_bin.unwrap_or_else(target::default_tern_bin);
             let tern = Target::spawn_tern(&bin, server_cpus.as_deref(), &settings).await?;
             let ours = match scenario {
@@ -410,6 +443,20 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 theirs.write_svg(&other)?;
             }
             Ok(ours.correct() && theirs.correct())
+        }
+        Command::Median { files } => {
+            let mut reports = Vec::new();
+            for f in &files {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)?;
+                match value {
+                    serde_json::Value::Array(items) => reports.extend(items),
+                    other => reports.push(other),
+                }
+            }
+            report::print_medians(&reports);
+            Ok(true)
         }
         Command::IdleWorker {
             server,

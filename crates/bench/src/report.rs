@@ -318,3 +318,79 @@ pub fn print_comparison(tern: &Report, mosquitto: &Report) {
         }
     }
 }
+
+/// Prints, per scenario and system, the median of each figure and latency percentile over the
+/// given JSON reports, and the sum of each correctness counter.
+pub fn print_medians(reports: &[serde_json::Value]) {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, String), Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in reports {
+        let key = (
+            r["scenario"].as_str().unwrap_or("?").to_owned(),
+            r["system"].as_str().unwrap_or("?").to_owned(),
+        );
+        groups.entry(key).or_default().push(r);
+    }
+    for ((scenario, system), runs) in groups {
+        println!("\n{scenario} on {system}: median of {} runs", runs.len());
+        let mut values: Vec<(String, String, Vec<f64>)> = Vec::new();
+        let mut push =
+            |name: String, unit: &str, v: f64| match values.iter_mut().find(|(n, _, _)| *n == name)
+            {
+                Some((_, _, vs)) => vs.push(v),
+                None => values.push((name, unit.to_owned(), vec![v])),
+            };
+        for run in &runs {
+            for f in run["figures"].as_array().into_iter().flatten() {
+                push(
+                    f["name"].as_str().unwrap_or("?").to_owned(),
+                    f["unit"].as_str().unwrap_or(""),
+                    f["value"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+            for l in run["latencies"].as_array().into_iter().flatten() {
+                let name = l[0].as_str().unwrap_or("?");
+                for (p, key) in [
+                    ("p50", "p50_ms"),
+                    ("p99", "p99_ms"),
+                    ("p99.9", "p999_ms"),
+                    ("max", "max_ms"),
+                ] {
+                    push(
+                        format!("{name} {p}"),
+                        "ms",
+                        l[1][key].as_f64().unwrap_or(f64::NAN),
+                    );
+                }
+            }
+        }
+        for (name, unit, mut vs) in values {
+            vs.sort_by(|a, b| a.total_cmp(b));
+            let median = if vs.len() % 2 == 1 {
+                vs[vs.len() / 2]
+            } else {
+                (vs[vs.len() / 2 - 1] + vs[vs.len() / 2]) / 2.0
+            };
+            let all: Vec<String> = vs.iter().map(|v| fmt(*v)).collect();
+            println!(
+                "  {name:<36} {:>12} {unit:<6} (runs: {})",
+                fmt(median),
+                all.join(", ")
+            );
+        }
+        let mut violations: Vec<(String, u64)> = Vec::new();
+        for run in &runs {
+            for v in run["violations"].as_array().into_iter().flatten() {
+                let name = v[0].as_str().unwrap_or("?").to_owned();
+                let n = v[1].as_u64().unwrap_or(0);
+                match violations.iter_mut().find(|(k, _)| *k == name) {
+                    Some((_, total)) => *total += n,
+                    None => violations.push((name, n)),
+                }
+            }
+        }
+        for (name, total) in violations {
+            println!("  {name:<36} {total:>12} (all runs)");
+        }
+    }
+}

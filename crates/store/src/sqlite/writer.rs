@@ -7,10 +7,11 @@
 //! cached here, the only place that advances them; a batch's changes to the cache apply only
 //! after its commit, so a failed batch leaves no gap.
 
-use std::{collections::HashMap, num::NonZeroUsize, sync::mpsc, time::Instant};
+use std::{num::NonZeroUsize, sync::mpsc, time::Instant};
 
 use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use tern_core::{ConversationId, StoreError, UserId};
 
 use super::rows::store_err;
@@ -59,10 +60,12 @@ pub(crate) enum Command {
     Close(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Committed sequence heads, bounded so memory does not grow with the number of users.
+/// Committed sequence heads, bounded so memory does not grow with the number of users. Keys
+/// are looked up several times per message, so a fast non-cryptographic hash is used: they are
+/// validated ids, and the caches are bounded, so flooding them costs only hit rate.
 struct Heads {
-    users: LruCache<UserId, u64>,
-    conversations: LruCache<ConversationId, u64>,
+    users: LruCache<UserId, u64, FxBuildHasher>,
+    conversations: LruCache<ConversationId, u64, FxBuildHasher>,
 }
 
 /// The open transaction as jobs see it: the connection plus the sequence heads, with this
@@ -71,8 +74,8 @@ pub(crate) struct Batch<'a> {
     /// The connection, inside the batch's transaction.
     pub(crate) conn: &'a Connection,
     heads: &'a mut Heads,
-    users: HashMap<UserId, u64>,
-    conversations: HashMap<ConversationId, u64>,
+    users: FxHashMap<UserId, u64>,
+    conversations: FxHashMap<ConversationId, u64>,
 }
 
 impl Batch<'_> {
@@ -141,8 +144,8 @@ impl Writer {
         Self {
             conn,
             heads: Heads {
-                users: LruCache::new(cap),
-                conversations: LruCache::new(cap),
+                users: LruCache::with_hasher(cap, FxBuildHasher),
+                conversations: LruCache::with_hasher(cap, FxBuildHasher),
             },
             max_jobs: max_jobs.max(1),
         }
@@ -202,8 +205,8 @@ impl Writer {
         let mut batch = Batch {
             conn: &tx,
             heads: &mut self.heads,
-            users: HashMap::new(),
-            conversations: HashMap::new(),
+            users: FxHashMap::default(),
+            conversations: FxHashMap::default(),
         };
         for job in jobs.iter_mut() {
             job.run(&mut batch)?;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the same workload against a fresh Tern and a fresh Mosquitto (MQTT 3.1.1, QoS 1,
+# persistent sessions) in one run, RUNS times (default 3), and prints the Tern/Mosquitto ratio
+# of every figure. Mosquitto's acknowledgements are not durable (it persists on an interval);
+# Tern's are (every ack follows a synced commit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    apt-get install -y --no-install-recommends mosquitto
+fi
+cargo build --release -p tern -p tern-bench
+B=./target/release/tern-bench
+out=bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)
+mkdir -p "$out"
+for i in $(seq 1 "$RUNS"); do
+    taskset -c 1 $B compare --scenario pairs --server-cpus 0 --pairs 1000 --rate 10000 --duration 20 --json "$out/compare-pairs-$i.json"
+    taskset -c 1 $B compare --scenario sweep --server-cpus 0 --pairs 1000 --start-rate 5000 --factor 1.25 --step-duration 5 --json "$out/compare-sweep-$i.json"
+done
+$B median "$out"/compare-*.json | tee "$out/compare-medians.txt"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# A few seconds of every scenario with small numbers, so the load tool cannot rot. Each run
+# exits non-zero on any lost, duplicated or reordered message; no timing is asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -p tern -p tern-bench
+B=./target/debug/tern-bench
+$B idle --spawn --connections 200 --duration 2 --quiet
+$B pairs --spawn --pairs 20 --rate 400 --duration 2 --quiet
+$B sweep --spawn --pairs 10 --start-rate 100 --factor 2 --max-rate 400 --step-duration 1 --quiet
+$B sync-storm --spawn --users 50 --messages 20 --quiet
+$B pairs --spawn --system mqtt --pairs 10 --rate 200 --duration 2 --quiet
+$B compare --scenario pairs --pairs 10 --rate 200 --duration 2 --quiet
