@@ -5,6 +5,8 @@
 # Tern's are (every ack follows a synced commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A run that breaks a correctness rule or a target still writes its JSON; keep going and report it.
+run() { "$@" || echo "!! run did not pass: $*"; }
 RUNS=${RUNS:-3}
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     apt-get install -y --no-install-recommends mosquitto
@@ -14,7 +16,7 @@ B=./target/release/tern-bench
 out=bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)
 mkdir -p "$out"
 for i in $(seq 1 "$RUNS"); do
-    taskset -c 1 $B compare --scenario pairs --server-cpus 0 --pairs 1000 --rate 10000 --duration 20 --json "$out/compare-pairs-$i.json"
-    taskset -c 1 $B compare --scenario sweep --server-cpus 0 --pairs 1000 --start-rate 5000 --factor 1.25 --step-duration 5 --json "$out/compare-sweep-$i.json"
+    run taskset -c 1 $B compare --scenario pairs --server-cpus 0 --pairs 1000 --rate 10000 --duration 20 --json "$out/compare-pairs-$i.json"
+    run taskset -c 1 $B compare --scenario sweep --server-cpus 0 --pairs 1000 --start-rate 5000 --factor 1.25 --step-duration 5 --json "$out/compare-sweep-$i.json"
 done
 $B median "$out"/compare-*.json | tee "$out/compare-medians.txt"

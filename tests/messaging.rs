@@ -317,3 +317,49 @@ async fn the_senders_other_devices_get_the_message_but_the_sending_connection_do
         "got {next:?} before the pong"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_started_in_order_are_stored_in_order_however_they_are_awaited() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let endpoint = server.tcp();
+    let (conn, _events) = tern_client::Connection::connect(
+        &endpoint,
+        tern_client::Encoding::Protobuf,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    conn.request(pb::LoginRequest {
+        user_id: "alice".into(),
+        credential: Some(pb::login_request::Credential::Password(
+            tern_testkit::password("alice"),
+        )),
+        device_id: "d".into(),
+        platform: 0,
+    })
+    .await
+    .unwrap();
+    let pending: Vec<_> = (0..50)
+        .map(|i| {
+            conn.start(pb::SendRequest {
+                target: Some(pb::send_request::Target::ToUser("bob".into())),
+                client_msg_id: format!("ordered-{i}"),
+                content: Some(tern_testkit::text(&i.to_string())),
+            })
+            .unwrap()
+        })
+        .collect();
+    // Awaited last-first, and on separate tasks: the order on the wire was fixed at start.
+    let tasks: Vec<_> = pending
+        .into_iter()
+        .rev()
+        .map(|p| tokio::spawn(async move { p.await.unwrap() }))
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().seq);
+    }
+    seqs.reverse();
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+}

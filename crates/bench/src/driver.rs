@@ -130,11 +130,11 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    /// Sends one body now; the future says whether it was acknowledged.
+    /// Sends one body now (before returning, so bodies fired in order leave in order); the
+    /// future says whether it was acknowledged.
     pub fn fire(&self, body: String) -> BoxFuture<'static, bool> {
         match self {
             Sender::Tern(conn, to) => {
-                let conn = conn.clone();
                 let req = pb::SendRequest {
                     target: Some(pb::send_request::Target::ToUser(to.clone())),
                     client_msg_id: tern_client::new_client_msg_id(),
@@ -142,7 +142,11 @@ impl Sender {
                         body: Some(pb::content::Body::Text(pb::Text { text: body })),
                     }),
                 };
-                Box::pin(async move { conn.request(req).await.is_ok() })
+                // On the wire now, in firing order: the future only waits for the ack.
+                match conn.start(req) {
+                    Ok(pending) => Box::pin(async move { pending.await.is_ok() }),
+                    Err(_) => Box::pin(async { false }),
+                }
             }
             Sender::Mqtt(m) => m.fire(body),
         }

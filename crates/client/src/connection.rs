@@ -53,6 +53,55 @@ impl std::fmt::Display for Endpoint {
 
 type PendingMap = Arc<Mutex<HashMap<PacketId, oneshot::Sender<Frame>>>>;
 
+/// The response to a request already on the wire (see [`Connection::start`]).
+#[derive(Debug)]
+pub struct PendingResponse<M> {
+    rx: oneshot::Receiver<Frame>,
+    packet_id: PacketId,
+    pending: PendingMap,
+    deadline: tokio::time::Instant,
+    kind: MessageType,
+    _response: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M: Payload> PendingResponse<M> {
+    async fn wait(self) -> Result<M, ClientError> {
+        let frame = match tokio::time::timeout_at(self.deadline, self.rx).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(_)) => {
+                return Err(ClientError::Disconnected(
+                    "connection closed before the response".into(),
+                ));
+            }
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&self.packet_id);
+                return Err(ClientError::Timeout);
+            }
+        };
+        if frame.is_error() {
+            let error: pb::Error = frame
+                .decode()
+                .map_err(|e| ClientError::Protocol(format!("undecodable error response: {e}")))?;
+            return Err(ClientError::from_wire(error));
+        }
+        frame.decode::<M>().map_err(|e| {
+            ClientError::Protocol(format!("undecodable {} response: {e}", self.kind.name()))
+        })
+    }
+}
+
+impl<M: Payload + Send + 'static> std::future::IntoFuture for PendingResponse<M> {
+    type Output = Result<M, ClientError>;
+    type IntoFuture = std::pin::Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}
+
 async fn tcp_connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
     let Some(ip) = local_ip else {
         return TcpStream::connect(addr).await;
@@ -147,17 +196,20 @@ impl Connection {
 
     /// Sends a request and waits for its response.
     pub async fn request<R: RequestPayload>(&self, req: R) -> Result<R::Response, ClientError> {
-        let frame = self.call(R::TYPE, req).await?;
-        frame.decode::<R::Response>().map_err(|e| {
-            ClientError::Protocol(format!("undecodable {} response: {e}", R::TYPE.name()))
-        })
+        self.start(req)?.wait().await
     }
 
-    async fn call<R: Payload>(&self, kind: MessageType, req: R) -> Result<Frame, ClientError> {
+    /// Puts a request on the wire now and returns a future for its response. Requests started
+    /// one after another from one task reach the server in that order, however their futures
+    /// are later awaited or spawned.
+    pub fn start<R: RequestPayload>(
+        &self,
+        req: R,
+    ) -> Result<PendingResponse<R::Response>, ClientError> {
         let packet_id = PacketId(rand::random());
         let payload = tern_proto::encode_payload(&req, self.encoding)
             .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
-        let frame = Frame::with_payload(kind, Flags::empty(), packet_id, self.encoding, payload);
+        let frame = Frame::with_payload(R::TYPE, Flags::empty(), packet_id, self.encoding, payload);
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -167,25 +219,14 @@ impl Connection {
             self.forget(packet_id);
             return Err(ClientError::Disconnected("connection closed".into()));
         }
-        let frame = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(_)) => {
-                return Err(ClientError::Disconnected(
-                    "connection closed before the response".into(),
-                ));
-            }
-            Err(_) => {
-                self.forget(packet_id);
-                return Err(ClientError::Timeout);
-            }
-        };
-        if frame.is_error() {
-            let error: pb::Error = frame
-                .decode()
-                .map_err(|e| ClientError::Protocol(format!("undecodable error response: {e}")))?;
-            return Err(ClientError::from_wire(error));
-        }
-        Ok(frame)
+        Ok(PendingResponse {
+            rx,
+            packet_id,
+            pending: self.pending.clone(),
+            deadline: tokio::time::Instant::now() + self.timeout,
+            kind: R::TYPE,
+            _response: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request without waiting for (or keeping) its response.

@@ -12,7 +12,7 @@ mod cursor;
 mod error;
 
 pub use client::{Client, ClientConfig, Event, HistoryQuery, ReconnectPolicy, register};
-pub use connection::{Connection, Endpoint};
+pub use connection::{Connection, Endpoint, PendingResponse};
 pub use cursor::{CursorStore, MemoryCursorStore};
 pub use error::ClientError;
 pub use tern_proto::{Encoding, ErrorCode, pb};
