@@ -17,7 +17,18 @@ pub use cursor::{CursorStore, MemoryCursorStore};
 pub use error::ClientError;
 pub use tern_proto::{Encoding, ErrorCode, pb};
 
-/// A fresh client message id: 128 random bits as hex.
+/// A fresh client message id: 48 bits of milliseconds since the Unix epoch, then 80 random
+/// bits, as 32 hex characters.
+///
+/// Any unique id works; ids that increase over time (like this one, or a UUIDv7) are cheapest
+/// for the server to deduplicate, because each sender's new ids land next to each other in its
+/// index instead of at random places.
 pub fn new_client_msg_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+        & 0xffff_ffff_ffff;
+    let random = rand::random::<u128>() & ((1u128 << 80) - 1);
+    format!("{ms:012x}{random:020x}")
 }

@@ -39,7 +39,9 @@ pub struct MessageConfig {
     /// The most sends committed in one batch.
     pub max_batch: usize,
     /// How long the pipeline waits for more sends before committing a batch that is not full.
-    /// Zero commits at once; batches still form from sends that arrive during a commit.
+    /// Zero commits at once; batches still form from sends that arrive during a commit. A
+    /// commit has a fixed cost (a WAL sync, the transaction itself), so a short wait shares it
+    /// among more messages.
     pub commit_window: Duration,
     /// Sends waiting for the pipeline before new sends wait for room.
     pub queue_capacity: usize,
@@ -54,7 +56,9 @@ impl Default for MessageConfig {
         Self {
             max_content_bytes: 32 * 1024,
             max_batch: 1024,
-            commit_window: Duration::ZERO,
+            // Measured with tern-bench pairs (1000 pairs, 10k msg/s): 1 ms cuts server CPU per
+            // message by about an eighth at an unchanged median latency.
+            commit_window: Duration::from_millis(1),
             queue_capacity: 16 * 1024,
             default_history_limit: 50,
             max_history_limit: 500,
@@ -419,10 +423,12 @@ impl Pipeline {
         }
     }
 
-    /// Acks every sender, then publishes the new entries in commit order.
+    /// Records the new entries (so reads see them), acks every sender, then delivers the
+    /// entries to online devices, in commit order.
     fn finish(&self, sends: Vec<Waiting>, outcomes: Vec<AppendOutcome>) {
         let mut published = Vec::with_capacity(outcomes.len() * 2);
         let mut delivered = Vec::with_capacity(outcomes.len());
+        let mut answers = Vec::with_capacity(outcomes.len());
         for (
             Waiting {
                 origin,
@@ -460,6 +466,11 @@ impl Pipeline {
                 }
                 AppendOutcome::UnknownUser(user) => Err(ServiceError::UnknownUser(user)),
             };
+            answers.push((accepted, reply, answer));
+        }
+        // Readers see an entry before its sender learns it is stored.
+        self.sync.record(&published);
+        for (accepted, reply, answer) in answers {
             self.metrics
                 .ack_seconds
                 .record(accepted.elapsed().as_secs_f64());
@@ -467,7 +478,7 @@ impl Pipeline {
             // retrying with the same client message id.
             let _ = reply.send(answer);
         }
-        self.sync.publish(&published);
+        self.sync.deliver(&published);
         // From the send's arrival to its pushes sitting in the receivers' connection queues.
         for accepted in delivered {
             self.metrics

@@ -128,32 +128,35 @@ impl SyncService {
         }
     }
 
-    /// Appends committed entries to their users' rings and hands them to online devices.
-    ///
-    /// Called by the message pipeline only, once per committed batch, in commit order; `skip`
-    /// names the connection each entry came from, which already has it through its ack.
-    pub fn publish(&self, entries: &[(UserId, Arc<InboxEntry>, Option<ConnectionId>)]) {
-        {
-            let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-            for (user, entry, _) in entries {
-                let ring = rings.get_or_insert_mut(user.clone(), || Ring {
-                    entries: std::collections::VecDeque::new(),
-                });
-                match ring.last() {
-                    Some(last) if entry.seq != last + 1 => {
-                        // Cannot happen while this pipeline is the only writer; if it does, the
-                        // ring restarts at this entry and older cursors fall back to the store.
-                        tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
-                        ring.entries.clear();
-                    }
-                    _ => {}
+    /// Appends committed entries to their users' rings, so that every read from now on sees
+    /// them. Called by the message pipeline only, once per committed batch, in commit order,
+    /// before the senders are acked.
+    pub fn record(&self, entries: &[(UserId, Arc<InboxEntry>, Option<ConnectionId>)]) {
+        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        for (user, entry, _) in entries {
+            let ring = rings.get_or_insert_mut(user.clone(), || Ring {
+                entries: std::collections::VecDeque::new(),
+            });
+            match ring.last() {
+                Some(last) if entry.seq != last + 1 => {
+                    // Cannot happen while this pipeline is the only writer; if it does, the
+                    // ring restarts at this entry and older cursors fall back to the store.
+                    tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
+                    ring.entries.clear();
                 }
-                if ring.entries.len() == self.config.ring_capacity.max(1) {
-                    ring.entries.pop_front();
-                }
-                ring.entries.push_back(entry.clone());
+                _ => {}
             }
+            if ring.entries.len() == self.config.ring_capacity.max(1) {
+                ring.entries.pop_front();
+            }
+            ring.entries.push_back(entry.clone());
         }
+    }
+
+    /// Hands recorded entries to the online devices of their users; `skip` names the connection
+    /// each entry came from, which already has it through its ack. Called after the acks, in
+    /// commit order.
+    pub fn deliver(&self, entries: &[(UserId, Arc<InboxEntry>, Option<ConnectionId>)]) {
         for (user, entry, skip) in entries {
             self.delivery.deliver(user, entry, *skip);
         }

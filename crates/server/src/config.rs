@@ -42,6 +42,9 @@ pub struct Config {
     pub store_sync: String,
     /// SQLite page size in bytes for a new database (512 to 65536, a power of two).
     pub store_page_size: u32,
+    /// How often committed messages are copied into the store's keyed indexes, in ms. Longer
+    /// intervals write each hot index page less often and keep more messages in memory.
+    pub store_index_interval_ms: u64,
     /// How long the commit pipeline waits to fill a batch (0: commit at once).
     pub commit_window_us: u64,
     /// The most messages per commit.
@@ -79,6 +82,9 @@ impl Default for Config {
             outbox_capacity: gateway.outbox_capacity,
             store_sync: "full".into(),
             store_page_size: tern_store::SqliteConfig::default().page_size,
+            store_index_interval_ms: tern_store::SqliteConfig::default()
+                .index_interval
+                .as_millis() as u64,
             commit_window_us: messages.commit_window.as_micros() as u64,
             max_batch: messages.max_batch,
             ring_capacity: sync.ring_capacity,
@@ -234,6 +240,7 @@ impl Config {
         SqliteConfig {
             synchronous: self.synchronous().unwrap_or_default(),
             page_size: self.store_page_size,
+            index_interval: Duration::from_millis(self.store_index_interval_ms),
             ..SqliteConfig::default()
         }
     }

@@ -5,6 +5,7 @@ use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Command, Stdio},
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use tern_store::{
 
 struct Sqlite {
     root: tempfile::TempDir,
+    config: SqliteConfig,
 }
 
 #[async_trait]
@@ -27,7 +29,7 @@ impl Harness for Sqlite {
     }
 
     async fn open(&self, location: &PathBuf) -> SqliteStore {
-        SqliteStore::open(location, SqliteConfig::default()).unwrap()
+        SqliteStore::open(location, self.config.clone()).unwrap()
     }
 
     async fn close(&self, store: SqliteStore) {
@@ -35,15 +37,42 @@ impl Harness for Sqlite {
     }
 }
 
+fn suite(config: SqliteConfig) -> Sqlite {
+    Sqlite {
+        root: tempfile::tempdir().unwrap(),
+        config,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
-    let h = Sqlite {
-        root: tempfile::tempdir().unwrap(),
+    conformance::run_all(&suite(SqliteConfig::default())).await;
+}
+
+/// The indexer runs after every commit, so reads constantly straddle the tail and the indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_conformance_suite_indexing_after_every_commit() {
+    let config = SqliteConfig {
+        index_interval: Duration::ZERO,
+        index_chunk: 7,
+        ..SqliteConfig::default()
     };
-    conformance::run_all(&h).await;
+    conformance::run_all(&suite(config)).await;
+}
+
+/// The indexer never runs while the store is open: everything is served from the tail, and
+/// reopening after a close (which indexes everything) starts from the indexes alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_conformance_suite_serving_everything_from_the_tail() {
+    let config = SqliteConfig {
+        index_interval: Duration::from_secs(3600),
+        ..SqliteConfig::default()
+    };
+    conformance::run_all(&suite(config)).await;
 }
 
 const CHILD_ENV: &str = "TERN_STORE_CRASH_CHILD_DIR";
+const CHILD_INDEXING_ENV: &str = "TERN_STORE_CRASH_CHILD_INDEXING";
 
 /// The child half of the crash test: does nothing unless the parent set the directory.
 #[tokio::test]
@@ -51,7 +80,21 @@ async fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let store = SqliteStore::open(std::path::Path::new(&dir), SqliteConfig::default()).unwrap();
+    // Either indexing after every commit, so that the crash finds both indexed and unindexed
+    // messages, or never, so that everything acknowledged must come back from the append-only
+    // tables alone.
+    let config = match std::env::var(CHILD_INDEXING_ENV).as_deref() {
+        Ok("never") => SqliteConfig {
+            index_interval: Duration::from_secs(3600),
+            ..SqliteConfig::default()
+        },
+        _ => SqliteConfig {
+            index_interval: Duration::ZERO,
+            index_chunk: 50,
+            ..SqliteConfig::default()
+        },
+    };
+    let store = SqliteStore::open(std::path::Path::new(&dir), config).unwrap();
     use tern_core::store::AccountStore;
     let _ = store
         .create_user(&conformance::user("a"), "h", 0)
@@ -87,10 +130,20 @@ async fn crash_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_writes_survive_a_crash() {
+    crash_and_verify("always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_writes_survive_a_crash_before_any_indexing() {
+    crash_and_verify("never").await;
+}
+
+async fn crash_and_verify(indexing: &str) {
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
+        .env(CHILD_INDEXING_ENV, indexing)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -12,12 +12,13 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, params};
 use tern_core::{
     ConversationId, StoreError, UserId,
-    store::{Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage},
+    store::{Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage, StoredMessage},
 };
 
 use super::{
     Synchronous, open_connection,
     rows::{MESSAGE_COLUMNS, message_from_row, store_err},
+    tail::{Tail, TailEntry},
 };
 
 /// A fixed set of read-only connections.
@@ -74,39 +75,77 @@ impl ReaderPool {
 
 pub(crate) fn history(
     conn: &Connection,
+    tail: &Mutex<Tail>,
     conversation: &ConversationId,
     anchor_seq: u64,
     direction: Direction,
     limit: u32,
 ) -> Result<HistoryPage, StoreError> {
-    let fetch = i64::from(limit) + 1;
-    let (sql, anchor) = match direction {
-        Direction::Backward => (
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation = ?1 AND m.seq < ?2
-                 ORDER BY m.seq DESC LIMIT ?3"
-            ),
-            if anchor_seq == 0 {
-                i64::MAX
-            } else {
-                anchor_seq as i64
-            },
-        ),
-        Direction::Forward => (
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation = ?1 AND m.seq > ?2
-                 ORDER BY m.seq ASC LIMIT ?3"
-            ),
-            anchor_seq as i64,
-        ),
+    let want = limit as usize + 1;
+    // The tail's part and the watermark are taken together; the indexed part is then read only up
+    // to that watermark, so each message is seen once however the indexer moves meanwhile. A
+    // conversation's unindexed messages are its newest, so the two parts simply concatenate.
+    let (newest, watermark): (Vec<Arc<StoredMessage>>, u64) = {
+        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            tail.conversations
+                .get(conversation)
+                .cloned()
+                .unwrap_or_default(),
+            tail.watermark,
+        )
     };
-    let mut stmt = conn.prepare_cached(&sql).map_err(store_err)?;
-    let mut rows = stmt
-        .query(params![conversation.as_str(), anchor, fetch])
-        .map_err(store_err)?;
-    let mut messages = Vec::new();
-    while let Some(row) = rows.next().map_err(store_err)? {
-        messages.push(message_from_row(row, 0)?);
+    let mut messages: Vec<StoredMessage>;
+    match direction {
+        Direction::Backward => {
+            let anchor = if anchor_seq == 0 {
+                u64::MAX
+            } else {
+                anchor_seq
+            };
+            // Newest first.
+            let mut picked: Vec<StoredMessage> = newest
+                .iter()
+                .rev()
+                .filter(|m| m.seq < anchor)
+                .take(want)
+                .map(|m| (**m).clone())
+                .collect();
+            if picked.len() < want {
+                let below = picked.last().map_or(anchor, |m| m.seq).min(anchor);
+                picked.extend(indexed_history(
+                    conn,
+                    conversation,
+                    watermark,
+                    below,
+                    Direction::Backward,
+                    want - picked.len(),
+                )?);
+            }
+            messages = picked;
+        }
+        Direction::Forward => {
+            messages = indexed_history(
+                conn,
+                conversation,
+                watermark,
+                anchor_seq,
+                Direction::Forward,
+                want,
+            )?;
+            let after = messages
+                .last()
+                .map_or(anchor_seq, |m| m.seq)
+                .max(anchor_seq);
+            let room = want - messages.len();
+            messages.extend(
+                newest
+                    .iter()
+                    .filter(|m| m.seq > after)
+                    .take(room)
+                    .map(|m| (**m).clone()),
+            );
+        }
     }
     let has_more = messages.len() > limit as usize;
     messages.truncate(limit as usize);
@@ -116,10 +155,50 @@ pub(crate) fn history(
     Ok(HistoryPage { messages, has_more })
 }
 
-/// The newest inbox seq of a user, as one row, or no row if the user does not exist.
+/// Indexed messages of a conversation beyond `anchor` in `direction`, up to the watermark.
+fn indexed_history(
+    conn: &Connection,
+    conversation: &ConversationId,
+    watermark: u64,
+    anchor: u64,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let sql = match direction {
+        Direction::Backward => format!(
+            "SELECT {MESSAGE_COLUMNS} FROM conversation_index c JOIN messages m ON m.id = c.message_id
+             WHERE c.conversation = ?1 AND c.seq < ?2 AND c.message_id <= ?3
+             ORDER BY c.seq DESC LIMIT ?4"
+        ),
+        Direction::Forward => format!(
+            "SELECT {MESSAGE_COLUMNS} FROM conversation_index c JOIN messages m ON m.id = c.message_id
+             WHERE c.conversation = ?1 AND c.seq > ?2 AND c.message_id <= ?3
+             ORDER BY c.seq ASC LIMIT ?4"
+        ),
+    };
+    let anchor = anchor.min(i64::MAX as u64) as i64;
+    let mut stmt = conn.prepare_cached(&sql).map_err(store_err)?;
+    let mut rows = stmt
+        .query(params![
+            conversation.as_str(),
+            anchor,
+            watermark as i64,
+            limit as i64
+        ])
+        .map_err(store_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(store_err)? {
+        out.push(message_from_row(row, 0)?);
+    }
+    Ok(out)
+}
+
+/// The newest inbox seq of a user in the keyed index, as one row, or no row if the user does
+/// not exist.
 pub(crate) const INBOX_HEAD_OF_EXISTING_USER: &str =
     "SELECT (SELECT coalesce(max(seq), 0) FROM inbox WHERE user_id = ?1) FROM users WHERE id = ?1";
 
+/// The newest indexed inbox seq of a user (the caller consults the tail first).
 pub(crate) fn inbox_head(conn: &Connection, user: &UserId) -> Result<u64, StoreError> {
     conn.prepare_cached(INBOX_HEAD_OF_EXISTING_USER)
         .and_then(|mut s| {
@@ -132,34 +211,61 @@ pub(crate) fn inbox_head(conn: &Connection, user: &UserId) -> Result<u64, StoreE
 
 pub(crate) fn inbox(
     conn: &Connection,
+    tail: &Mutex<Tail>,
     user: &UserId,
     after: u64,
     limit: u32,
 ) -> Result<InboxPage, StoreError> {
-    // One read transaction so that the head and the entries come from the same snapshot.
-    conn.execute_batch("BEGIN DEFERRED").map_err(store_err)?;
-    let result = (|| {
-        let head = inbox_head(conn, user)?;
+    let (newest, watermark): (Vec<TailEntry>, u64) = {
+        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            tail.inboxes.get(user).cloned().unwrap_or_default(),
+            tail.watermark,
+        )
+    };
+    let mut entries = Vec::new();
+    // Entries in the index come before the tail's: read them only if the page starts there.
+    if newest.first().is_none_or(|first| after + 1 < first.seq) {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT i.seq, {MESSAGE_COLUMNS} FROM inbox i JOIN messages m ON m.id = i.message_id
-                 WHERE i.user_id = ?1 AND i.seq > ?2 ORDER BY i.seq LIMIT ?3"
+                 WHERE i.user_id = ?1 AND i.seq > ?2 AND i.message_id <= ?3 ORDER BY i.seq LIMIT ?4"
             ))
             .map_err(store_err)?;
         let mut rows = stmt
-            .query(params![user.as_str(), after as i64, i64::from(limit)])
+            .query(params![
+                user.as_str(),
+                after as i64,
+                watermark as i64,
+                i64::from(limit)
+            ])
             .map_err(store_err)?;
-        let mut entries = Vec::new();
         while let Some(row) = rows.next().map_err(store_err)? {
             let seq = row.get::<_, i64>(0).map_err(store_err)? as u64;
-            let message = message_from_row(row, 1)?;
             entries.push(InboxEntry {
                 seq,
-                event: InboxEvent::Message(Arc::new(message)),
+                event: InboxEvent::Message(Arc::new(message_from_row(row, 1)?)),
             });
         }
-        Ok(InboxPage { entries, head })
-    })();
-    conn.execute_batch("COMMIT").map_err(store_err)?;
-    result
+    }
+    let last = entries.last().map_or(after, |e| e.seq).max(after);
+    for e in newest.iter().filter(|e| e.seq > last) {
+        if entries.len() >= limit as usize {
+            break;
+        }
+        entries.push(InboxEntry {
+            seq: e.seq,
+            event: InboxEvent::Message(e.message.clone()),
+        });
+    }
+    let head = match newest.last() {
+        Some(e) => e.seq,
+        // Up to the watermark, like the entries: the indexer may have moved newer ones since.
+        None => conn
+            .prepare_cached("SELECT seq FROM inbox WHERE user_id = ?1 AND message_id <= ?2 ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut s| s.query_row(params![user.as_str(), watermark as i64], |r| r.get::<_, i64>(0)).optional())
+            .map(|h| h.unwrap_or(0) as u64)
+            .map_err(store_err)?,
+    };
+    Ok(InboxPage { entries, head })
 }

@@ -5,10 +5,11 @@ use rusqlite::Connection;
 /// Each entry moves the schema from version `index` to `index + 1`. Entries are never edited
 /// once released; changes are new entries.
 ///
+/// In WAL mode every page a commit dirties is written whole, so the schema keeps commits away
+/// from keyed B-trees: a commit only appends, and keyed indexes are built later in bulk.
 /// Sequence heads (a conversation's newest seq, a user's newest inbox seq) are not stored as
-/// counters: they are `max(seq)` over the indexes below, read once by the writer and cached.
-/// Storing them would dirty two more pages at random per message, and in WAL mode every dirty
-/// page is written whole at each commit.
+/// counters either: they are `max(seq)` over the indexes and the in-memory tail, read once by
+/// the writer and cached.
 const MIGRATIONS: &[&str] = &[
     // 1: accounts, devices, tokens, conversations, messages, inboxes.
     r#"
@@ -36,6 +37,8 @@ const MIGRATIONS: &[&str] = &[
     -- One token per device: a new password login of the device replaces its old token.
     CREATE UNIQUE INDEX tokens_by_device ON tokens (user_id, device_id);
 
+    -- Written at every commit, and only appended to: each commit dirties a few shared pages at
+    -- the end of these two tables, whatever the keys of its messages.
     -- The full history ("roaming" store). The rowid is the message id.
     CREATE TABLE messages (
         id INTEGER PRIMARY KEY,
@@ -47,9 +50,30 @@ const MIGRATIONS: &[&str] = &[
         sender_inbox_seq INTEGER NOT NULL,
         content BLOB NOT NULL
     );
-    CREATE UNIQUE INDEX messages_by_seq ON messages (conversation, seq);
-    CREATE UNIQUE INDEX messages_by_client_id ON messages (sender, client_msg_id);
+    -- Inbox entries not yet in `inbox`; rows leave once the indexer has copied them.
+    CREATE TABLE inbox_log (
+        id INTEGER PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        message_id INTEGER NOT NULL
+    );
 
+    -- Written by the indexer in large batches (see sqlite/tail.rs): every message with an id up
+    -- to index_state.indexed_upto is in all three.
+    -- Each conversation's messages by seq.
+    CREATE TABLE conversation_index (
+        conversation TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        PRIMARY KEY (conversation, seq)
+    ) WITHOUT ROWID;
+    -- Each sender's client message ids, for deduplication of retries.
+    CREATE TABLE dedupe_index (
+        sender TEXT NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        PRIMARY KEY (sender, client_msg_id)
+    ) WITHOUT ROWID;
     -- Each user's inbox ("sync" store): references into messages, in the user's own seq order.
     CREATE TABLE inbox (
         user_id TEXT NOT NULL,
@@ -57,6 +81,11 @@ const MIGRATIONS: &[&str] = &[
         message_id INTEGER NOT NULL,
         PRIMARY KEY (user_id, seq)
     ) WITHOUT ROWID;
+    CREATE TABLE index_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        indexed_upto INTEGER NOT NULL
+    );
+    INSERT INTO index_state (id, indexed_upto) VALUES (1, 0);
     "#,
 ];
 
