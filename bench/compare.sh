@@ -12,7 +12,7 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     apt-get install -y --no-install-recommends mosquitto
 fi
 cargo build --release -p tern -p tern-bench
-B=./target/release/tern-bench
+B="${CARGO_TARGET_DIR:-target}/release/tern-bench"
 out=bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)
 mkdir -p "$out"
 for i in $(seq 1 "$RUNS"); do

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 run() { "$@" || echo "!! run did not pass: $*"; }
 RUNS=${RUNS:-3}
 cargo build --release -p tern -p tern-bench
-B=./target/release/tern-bench
+B="${CARGO_TARGET_DIR:-target}/release/tern-bench"
 out=bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)
 mkdir -p "$out"
 pin="taskset -c 1"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -p tern -p tern-bench
-B=./target/debug/tern-bench
+B="${CARGO_TARGET_DIR:-target}/debug/tern-bench"
 $B idle --spawn --connections 200 --duration 2 --quiet
 $B pairs --spawn --pairs 20 --rate 400 --duration 2 --quiet
 $B sweep --spawn --pairs 10 --start-rate 100 --factor 2 --max-rate 400 --step-duration 1 --quiet
