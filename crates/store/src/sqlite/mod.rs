@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite database in WAL mode under the data directory.
 
+mod indexer;
 mod reader;
 mod rows;
 mod schema;
@@ -25,10 +26,11 @@ use tern_core::{
 };
 
 use self::{
+    indexer::{IndexPolicy, Indexer, Progress},
     reader::ReaderPool,
     rows::{MESSAGE_COLUMNS, message_from_row, store_err},
     tail::{Tail, TailEntry},
-    writer::{Appended, Batch, Command, FnJob, IndexPolicy, JobError, Writer},
+    writer::{Appended, Batch, Command, FnJob, JobError, Writer, WriterParts},
 };
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -87,7 +89,7 @@ pub struct SqliteConfig {
     pub index_interval: Duration,
     /// Messages copied per indexer transaction.
     pub index_chunk: usize,
-    /// A tail this long is indexed at once, whatever the interval.
+    /// A tail this long wakes the indexer before its interval is up.
     pub max_tail: usize,
 }
 
@@ -101,7 +103,7 @@ impl Default for SqliteConfig {
             page_size: 4096,
             index_interval: Duration::from_millis(200),
             index_chunk: 20_000,
-            max_tail: 100_000,
+            max_tail: 20_000,
         }
     }
 }
@@ -118,12 +120,20 @@ struct Inner {
     /// `None` once closed. The lock is held only to clone or take the sender.
     writer: Mutex<Option<mpsc::Sender<Command>>>,
     readers: ReaderPool,
-    /// Committed messages not yet in the keyed indexes; shared by the writer and the readers.
+    /// Committed messages not yet in the keyed indexes; shared by the writer, the indexer and
+    /// the readers.
     tail: Arc<Mutex<Tail>>,
+    /// Builds the keyed indexes; stopped (after indexing everything) at close.
+    indexer: Mutex<Indexer>,
 }
 
-/// The database file's name inside the data directory.
+/// The main database file's name inside the data directory: accounts and the append-only
+/// message tables.
 pub const DB_FILE: &str = "tern.db";
+
+/// The index database file's name inside the data directory: the keyed indexes. Both files
+/// together are the store; back them up together.
+pub const INDEX_FILE: &str = "tern-index.db";
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`, applies migrations, and starts the writer
@@ -132,42 +142,75 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
-        let fresh = !path.exists();
-        let mut conn = open_connection(
-            &path,
+        let index_path = dir.join(INDEX_FILE);
+        let open_rw = |p: &Path, file| -> Result<Connection, StoreError> {
+            let fresh = !p.exists();
+            let mut conn = open_connection(
+                p,
+                config.synchronous,
+                false,
+                fresh.then_some(config.page_size),
+            )
+            .map_err(store_err)?;
+            schema::migrate(&mut conn, file).map_err(|e| match e {
+                rusqlite::Error::InvalidParameterName(m) => StoreError::Corrupt(m),
+                e => store_err(e),
+            })?;
+            Ok(conn)
+        };
+        let conn = open_rw(&path, schema::File::Main)?;
+        let index_conn = open_rw(&index_path, schema::File::Index)?;
+        // Whatever was committed but not indexed before the last shutdown (or crash) is read
+        // back into the tail; inbox_log rows already indexed are dropped.
+        let (watermark, indexed_log): (i64, i64) = index_conn
+            .query_row(
+                "SELECT indexed_upto, indexed_log FROM index_state WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(store_err)?;
+        conn.execute("DELETE FROM inbox_log WHERE id <= ?1", [indexed_log])
+            .map_err(store_err)?;
+        let tail = Arc::new(Mutex::new(
+            load_tail(&conn, watermark as u64).map_err(StoreError::from)?,
+        ));
+        drop(index_conn);
+        let progress = Arc::new(Progress::default());
+        progress
+            .indexed_log
+            .store(indexed_log as u64, std::sync::atomic::Ordering::Release);
+        let indexer = Indexer::start(
+            &index_path,
             config.synchronous,
-            false,
-            fresh.then_some(config.page_size),
+            tail.clone(),
+            IndexPolicy {
+                interval: config.index_interval,
+                chunk: config.index_chunk,
+            },
+            progress.clone(),
         )
         .map_err(store_err)?;
-        schema::migrate(&mut conn).map_err(store_err)?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(store_err)?;
-        if version > schema::latest_version() {
-            return Err(StoreError::Corrupt(format!(
-                "database schema version {version} is newer than this build understands ({})",
-                schema::latest_version()
-            )));
-        }
-        let readers = ReaderPool::open(&path, config.readers.max(1), config.synchronous)
-            .map_err(store_err)?;
-        // Whatever was committed but not indexed before the last shutdown (or crash) is read
-        // back into the tail.
-        let tail = Arc::new(Mutex::new(load_tail(&conn).map_err(StoreError::from)?));
-        let (tx, rx) = mpsc::channel();
-        let policy = IndexPolicy {
-            interval: config.index_interval,
-            chunk: config.index_chunk,
-            max_tail: config.max_tail,
-        };
+        let readers = ReaderPool::open(
+            &path,
+            &index_path,
+            config.readers.max(1),
+            config.synchronous,
+        )
+        .map_err(store_err)?;
         let writer = Writer::new(
             conn,
-            tail.clone(),
-            config.head_cache,
-            config.max_jobs_per_commit,
-            policy,
+            WriterParts {
+                index: open_connection(&index_path, config.synchronous, true, None)
+                    .map_err(store_err)?,
+                tail: tail.clone(),
+                head_cache: config.head_cache,
+                max_jobs: config.max_jobs_per_commit,
+                progress,
+                indexer: indexer.waker(),
+                wake_at: config.max_tail,
+            },
         );
+        let (tx, rx) = mpsc::channel();
         thread::Builder::new()
             .name("tern-sqlite-writer".into())
             .spawn(move || writer.run(rx))
@@ -178,6 +221,7 @@ impl SqliteStore {
                 writer: Mutex::new(Some(tx)),
                 readers,
                 tail,
+                indexer: Mutex::new(indexer),
             }),
         })
     }
@@ -202,6 +246,17 @@ impl SqliteStore {
                 let _ = wait.await;
             }
         }
+        // Commits are over; the indexer now indexes the whole tail, checkpoints and stops, so
+        // the next open has nothing to replay.
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            inner
+                .indexer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stop();
+        })
+        .await;
     }
 
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -272,12 +327,8 @@ fn open_connection(
 }
 
 /// Rebuilds the tail from the rows above the index watermark.
-fn load_tail(conn: &Connection) -> Result<Tail, JobError> {
-    let watermark: i64 = conn.query_row(
-        "SELECT indexed_upto FROM index_state WHERE id = 1",
-        [],
-        |r| r.get(0),
-    )?;
+fn load_tail(conn: &Connection, watermark: u64) -> Result<Tail, JobError> {
+    let watermark = watermark as i64;
     let mut tail = Tail {
         watermark: watermark as u64,
         ..Tail::default()

@@ -31,9 +31,19 @@ pub(crate) struct ReaderPool {
 }
 
 impl ReaderPool {
-    pub(crate) fn open(path: &Path, n: usize, synchronous: Synchronous) -> rusqlite::Result<Self> {
+    /// `n` read-only connections to the main file, each with the index file attached as `ix`.
+    pub(crate) fn open(
+        path: &Path,
+        index_path: &Path,
+        n: usize,
+        synchronous: Synchronous,
+    ) -> rusqlite::Result<Self> {
         let conns = (0..n)
-            .map(|_| open_connection(path, synchronous, true, None).map(Mutex::new))
+            .map(|_| {
+                let conn = open_connection(path, synchronous, true, None)?;
+                conn.execute("ATTACH DATABASE ?1 AS ix", [index_path.to_string_lossy()])?;
+                Ok(Mutex::new(conn))
+            })
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Self {
             permits: Arc::new(tokio::sync::Semaphore::new(conns.len())),
@@ -166,12 +176,12 @@ fn indexed_history(
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let sql = match direction {
         Direction::Backward => format!(
-            "SELECT {MESSAGE_COLUMNS} FROM conversation_index c JOIN messages m ON m.id = c.message_id
+            "SELECT {MESSAGE_COLUMNS} FROM ix.conversation_index c JOIN messages m ON m.id = c.message_id
              WHERE c.conversation = ?1 AND c.seq < ?2 AND c.message_id <= ?3
              ORDER BY c.seq DESC LIMIT ?4"
         ),
         Direction::Forward => format!(
-            "SELECT {MESSAGE_COLUMNS} FROM conversation_index c JOIN messages m ON m.id = c.message_id
+            "SELECT {MESSAGE_COLUMNS} FROM ix.conversation_index c JOIN messages m ON m.id = c.message_id
              WHERE c.conversation = ?1 AND c.seq > ?2 AND c.message_id <= ?3
              ORDER BY c.seq ASC LIMIT ?4"
         ),
@@ -195,8 +205,7 @@ fn indexed_history(
 
 /// The newest inbox seq of a user in the keyed index, as one row, or no row if the user does
 /// not exist.
-pub(crate) const INBOX_HEAD_OF_EXISTING_USER: &str =
-    "SELECT (SELECT coalesce(max(seq), 0) FROM inbox WHERE user_id = ?1) FROM users WHERE id = ?1";
+pub(crate) const INBOX_HEAD_OF_EXISTING_USER: &str = "SELECT (SELECT coalesce(max(seq), 0) FROM ix.inbox WHERE user_id = ?1) FROM users WHERE id = ?1";
 
 /// The newest indexed inbox seq of a user (the caller consults the tail first).
 pub(crate) fn inbox_head(conn: &Connection, user: &UserId) -> Result<u64, StoreError> {
@@ -228,7 +237,7 @@ pub(crate) fn inbox(
     if newest.first().is_none_or(|first| after + 1 < first.seq) {
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT i.seq, {MESSAGE_COLUMNS} FROM inbox i JOIN messages m ON m.id = i.message_id
+                "SELECT i.seq, {MESSAGE_COLUMNS} FROM ix.inbox i JOIN messages m ON m.id = i.message_id
                  WHERE i.user_id = ?1 AND i.seq > ?2 AND i.message_id <= ?3 ORDER BY i.seq LIMIT ?4"
             ))
             .map_err(store_err)?;
@@ -262,7 +271,7 @@ pub(crate) fn inbox(
         Some(e) => e.seq,
         // Up to the watermark, like the entries: the indexer may have moved newer ones since.
         None => conn
-            .prepare_cached("SELECT seq FROM inbox WHERE user_id = ?1 AND message_id <= ?2 ORDER BY seq DESC LIMIT 1")
+            .prepare_cached("SELECT seq FROM ix.inbox WHERE user_id = ?1 AND message_id <= ?2 ORDER BY seq DESC LIMIT 1")
             .and_then(|mut s| s.query_row(params![user.as_str(), watermark as i64], |r| r.get::<_, i64>(0)).optional())
             .map(|h| h.unwrap_or(0) as u64)
             .map_err(store_err)?,

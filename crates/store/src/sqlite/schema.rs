@@ -10,7 +10,7 @@ use rusqlite::Connection;
 /// Sequence heads (a conversation's newest seq, a user's newest inbox seq) are not stored as
 /// counters either: they are `max(seq)` over the indexes and the in-memory tail, read once by
 /// the writer and cached.
-const MIGRATIONS: &[&str] = &[
+const MAIN: &[&str] = &[
     // 1: accounts, devices, tokens, conversations, messages, inboxes.
     r#"
     CREATE TABLE users (
@@ -58,8 +58,16 @@ const MIGRATIONS: &[&str] = &[
         message_id INTEGER NOT NULL
     );
 
-    -- Written by the indexer in large batches (see sqlite/tail.rs): every message with an id up
-    -- to index_state.indexed_upto is in all three.
+    "#,
+];
+
+/// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
+/// building them never blocks a commit. Same rules as [`MAIN`].
+const INDEX: &[&str] = &[
+    // 1: conversation, dedupe and inbox indexes, and the watermark.
+    r#"
+    -- Written by the indexer thread in large batches (see sqlite/tail.rs and indexer.rs): every
+    -- message with an id up to index_state.indexed_upto is in all three.
     -- Each conversation's messages by seq.
     CREATE TABLE conversation_index (
         conversation TEXT NOT NULL,
@@ -81,28 +89,51 @@ const MIGRATIONS: &[&str] = &[
         message_id INTEGER NOT NULL,
         PRIMARY KEY (user_id, seq)
     ) WITHOUT ROWID;
+    -- indexed_log: the largest inbox_log row (in tern.db) whose entry is here.
     CREATE TABLE index_state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
-        indexed_upto INTEGER NOT NULL
+        indexed_upto INTEGER NOT NULL,
+        indexed_log INTEGER NOT NULL
     );
-    INSERT INTO index_state (id, indexed_upto) VALUES (1, 0);
+    INSERT INTO index_state (id, indexed_upto, indexed_log) VALUES (1, 0, 0);
     "#,
 ];
 
-/// Brings the schema to the newest version, one transaction per migration.
-pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Which of the two database files.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum File {
+    /// `tern.db`: accounts and the append-only message tables.
+    Main,
+    /// `tern-index.db`: the keyed indexes.
+    Index,
+}
+
+impl File {
+    fn migrations(self) -> &'static [&'static str] {
+        match self {
+            File::Main => MAIN,
+            File::Index => INDEX,
+        }
+    }
+}
+
+/// Brings a file's schema to the newest version, one transaction per migration, and refuses a
+/// file written by a newer build.
+pub(crate) fn migrate(conn: &mut Connection, file: File) -> rusqlite::Result<()> {
+    let migrations = file.migrations();
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+    if current > migrations.len() as i64 {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "{file:?} database schema version {current} is newer than this build understands ({})",
+            migrations.len()
+        )));
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(current.max(0) as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
-        tracing::info!(version = i + 1, "applied schema migration");
+        tracing::info!(?file, version = i + 1, "applied schema migration");
     }
     Ok(())
-}
-
-/// The schema version this build writes.
-pub(crate) fn latest_version() -> i64 {
-    MIGRATIONS.len() as i64
 }

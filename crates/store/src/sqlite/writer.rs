@@ -1,12 +1,12 @@
-//! The writer thread: the only connection that writes. It commits every queued job per sync
-//! and, between commits, moves the tail into the keyed indexes.
+//! The writer thread: the only connection that writes `tern.db`. It commits every queued job
+//! per sync; the indexer thread (see `indexer.rs`) builds the keyed indexes beside it.
 //!
 //! Jobs queue on a channel. The thread takes all that are waiting, runs them in one
 //! `BEGIN IMMEDIATE` transaction, commits (one WAL sync under `synchronous=FULL`), and only then
 //! reports each job's result. If the transaction fails, every job in it fails and nothing of it
 //! is visible. Message appends only append rows (see `tail.rs`); after the commit they join the
-//! in-memory tail, and every `index_interval` the indexer copies the oldest part of the tail into
-//! the keyed indexes in one transaction, sorted by key.
+//! in-memory tail, from which the indexer copies them into `tern-index.db`. Lookups consult the
+//! tail before the index file: the indexer removes an entry from the tail only after indexing it.
 //!
 //! Sequence heads (each conversation's newest seq, each user's newest inbox seq) are cached
 //! here, the only place that advances them; a batch's changes to the cache apply only after its
@@ -14,8 +14,9 @@
 
 use std::{
     num::NonZeroUsize,
-    sync::{Arc, Mutex, mpsc},
-    time::{Duration, Instant},
+    sync::{Arc, Mutex, atomic::Ordering, mpsc},
+    thread,
+    time::Instant,
 };
 
 use lru::LruCache;
@@ -24,6 +25,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use tern_core::{ConversationId, StoreError, UserId, store::StoredMessage};
 
 use super::{
+    indexer::Progress,
     rows::{message_from_row, store_err},
     tail::{Tail, TailEntry},
 };
@@ -68,19 +70,8 @@ pub(crate) trait WriteJob: Send + 'static {
 pub(crate) enum Command {
     /// Run a job in the next batch.
     Job(Box<dyn WriteJob>),
-    /// Finish the queued jobs, index the whole tail, checkpoint the WAL, and stop.
+    /// Finish the queued jobs, checkpoint the WAL, and stop.
     Close(tokio::sync::oneshot::Sender<()>),
-}
-
-/// When the indexer runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IndexPolicy {
-    /// At most this long between indexer runs while the tail is not empty.
-    pub(crate) interval: Duration,
-    /// Messages copied per indexer transaction, so one run never stalls commits for long.
-    pub(crate) chunk: usize,
-    /// A tail this long is indexed at once, whatever the interval, to bound its memory.
-    pub(crate) max_tail: usize,
 }
 
 /// Committed sequence heads, bounded so memory does not grow with the number of users. Keys
@@ -102,6 +93,8 @@ pub(crate) struct Appended {
 pub(crate) struct Batch<'a> {
     /// The connection, inside the batch's transaction.
     pub(crate) conn: &'a Connection,
+    /// A read-only connection to the index file.
+    index: &'a Connection,
     heads: &'a mut Heads,
     tail: &'a Mutex<Tail>,
     users: FxHashMap<UserId, u64>,
@@ -126,15 +119,24 @@ impl Batch<'_> {
         if let Some(seq) = self.heads.users.get(user) {
             return Ok(Some(*seq));
         }
-        let indexed: Option<i64> = self
+        let exists = self
             .conn
-            .prepare_cached(super::reader::INBOX_HEAD_OF_EXISTING_USER)?
-            .query_row([user.as_str()], |r| r.get(0))
-            .optional()?;
-        let Some(indexed) = indexed else {
+            .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
+            .query_row([user.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
             return Ok(None);
+        }
+        // The tail first: its entries are the newest, and an entry leaves it only once indexed.
+        let in_tail = lock(self.tail).inbox_head(user);
+        let head = match in_tail {
+            Some(head) => head,
+            None => self
+                .index
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM inbox WHERE user_id = ?1")?
+                .query_row([user.as_str()], |r| r.get::<_, i64>(0))? as u64,
         };
-        let head = (indexed as u64).max(lock(self.tail).inbox_head(user).unwrap_or(0));
         // Cached right away: the value is committed state, independent of this batch.
         self.heads.users.put(user.clone(), head);
         Ok(Some(head))
@@ -156,14 +158,17 @@ impl Batch<'_> {
         if let Some(seq) = self.heads.conversations.get(conversation) {
             return Ok(*seq);
         }
-        let indexed: i64 = self
-            .conn
-            .prepare_cached(
-                "SELECT coalesce(max(seq), 0) FROM conversation_index WHERE conversation = ?1",
-            )?
-            .query_row([conversation.as_str()], |r| r.get(0))?;
-        let head =
-            (indexed as u64).max(lock(self.tail).conversation_head(conversation).unwrap_or(0));
+        let in_tail = lock(self.tail).conversation_head(conversation);
+        let head = match in_tail {
+            Some(head) => head,
+            None => self
+                .index
+                .prepare_cached(
+                    "SELECT coalesce(max(seq), 0) FROM conversation_index WHERE conversation = ?1",
+                )?
+                .query_row([conversation.as_str()], |r| r.get::<_, i64>(0))?
+                as u64,
+        };
         self.heads.conversations.put(conversation.clone(), head);
         Ok(head)
     }
@@ -188,7 +193,7 @@ impl Batch<'_> {
             return Ok(Some(m.clone()));
         }
         let id: Option<i64> = self
-            .conn
+            .index
             .prepare_cached(
                 "SELECT message_id FROM dedupe_index WHERE sender = ?1 AND client_msg_id = ?2",
             )?
@@ -216,32 +221,46 @@ impl Batch<'_> {
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Read-only, for lookups in the keyed indexes.
+    index: Connection,
     heads: Heads,
     tail: Arc<Mutex<Tail>>,
     max_jobs: usize,
-    policy: IndexPolicy,
-    last_index: Instant,
+    progress: Arc<Progress>,
+    /// `inbox_log` rows up to here are deleted.
+    deleted_log: u64,
+    /// Wakes the indexer when the tail grows past `wake_at` messages.
+    indexer: Option<thread::Thread>,
+    wake_at: usize,
+}
+
+/// What the writer needs besides its connection.
+pub(crate) struct WriterParts {
+    pub(crate) index: Connection,
+    pub(crate) tail: Arc<Mutex<Tail>>,
+    pub(crate) head_cache: usize,
+    pub(crate) max_jobs: usize,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) indexer: Option<thread::Thread>,
+    pub(crate) wake_at: usize,
 }
 
 impl Writer {
-    pub(crate) fn new(
-        conn: Connection,
-        tail: Arc<Mutex<Tail>>,
-        head_cache: usize,
-        max_jobs: usize,
-        policy: IndexPolicy,
-    ) -> Self {
-        let cap = NonZeroUsize::new(head_cache.max(1)).unwrap_or(NonZeroUsize::MIN);
+    pub(crate) fn new(conn: Connection, parts: WriterParts) -> Self {
+        let cap = NonZeroUsize::new(parts.head_cache.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             conn,
+            index: parts.index,
             heads: Heads {
                 users: LruCache::with_hasher(cap, FxBuildHasher),
                 conversations: LruCache::with_hasher(cap, FxBuildHasher),
             },
-            tail,
-            max_jobs: max_jobs.max(1),
-            policy,
-            last_index: Instant::now(),
+            tail: parts.tail,
+            max_jobs: parts.max_jobs.max(1),
+            deleted_log: 0,
+            progress: parts.progress,
+            indexer: parts.indexer,
+            wake_at: parts.wake_at.max(1),
         }
     }
 
@@ -250,21 +269,10 @@ impl Writer {
         let mut jobs: Vec<Box<dyn WriteJob>> = Vec::new();
         let mut close = None;
         while close.is_none() {
-            let first = if lock(&self.tail).len() == 0 {
-                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            } else {
-                // With a tail to index, wait only until the next indexer run is due.
-                rx.recv_timeout(
-                    self.policy
-                        .interval
-                        .saturating_sub(self.last_index.elapsed()),
-                )
-            };
-            match first {
+            match rx.recv() {
                 Ok(Command::Job(job)) => jobs.push(job),
                 Ok(Command::Close(done)) => close = Some(done),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(_) => break,
             }
             while close.is_none() && jobs.len() < self.max_jobs {
                 match rx.try_recv() {
@@ -284,25 +292,17 @@ impl Writer {
                 for job in jobs.drain(..) {
                     job.finish(result.clone());
                 }
-            }
-            let tail_len = lock(&self.tail).len();
-            if tail_len > 0
-                && (tail_len >= self.policy.max_tail
-                    || self.last_index.elapsed() >= self.policy.interval)
-            {
-                self.index_logged();
+                if lock(&self.tail).len() >= self.wake_at
+                    && let Some(indexer) = &self.indexer
+                {
+                    indexer.unpark();
+                }
             }
         }
         // Jobs that raced with the close are refused rather than left waiting forever.
         while let Ok(cmd) = rx.try_recv() {
             if let Command::Job(job) = cmd {
                 job.finish(Err(StoreError::Unavailable("store is closed".into())));
-            }
-        }
-        // Leave nothing for the next open to replay.
-        while lock(&self.tail).len() > 0 {
-            if !self.index_logged() {
-                break;
             }
         }
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
@@ -322,6 +322,7 @@ impl Writer {
             .map_err(store_err)?;
         let mut batch = Batch {
             conn: &tx,
+            index: &self.index,
             heads: &mut self.heads,
             tail: &self.tail,
             users: FxHashMap::default(),
@@ -338,7 +339,15 @@ impl Writer {
             appended,
             ..
         } = batch;
+        // Inbox entries the indexer has made durable need no second copy here.
+        let indexed_log = self.progress.indexed_log.load(Ordering::Acquire);
+        if indexed_log > self.deleted_log {
+            tx.prepare_cached("DELETE FROM inbox_log WHERE id <= ?1")
+                .and_then(|mut s| s.execute([indexed_log as i64]))
+                .map_err(store_err)?;
+        }
         tx.commit().map_err(store_err)?;
+        self.deleted_log = self.deleted_log.max(indexed_log);
         for (user, seq) in users {
             self.heads.users.put(user, seq);
         }
@@ -365,96 +374,6 @@ impl Writer {
             jobs = jobs.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "committed"
-        );
-        Ok(())
-    }
-
-    /// Runs the indexer, logging a failure (the tail stays and is retried next time). Returns
-    /// whether it succeeded.
-    fn index_logged(&mut self) -> bool {
-        self.last_index = Instant::now();
-        match self.index() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "indexing the tail failed; it stays in memory and is retried");
-                false
-            }
-        }
-    }
-
-    /// Copies the oldest part of the tail into the keyed indexes, in one transaction.
-    fn index(&mut self) -> Result<(), StoreError> {
-        let (upto, mut messages, mut entries) = {
-            let tail = lock(&self.tail);
-            let messages: Vec<Arc<StoredMessage>> = tail
-                .messages
-                .values()
-                .take(self.policy.chunk.max(1))
-                .cloned()
-                .collect();
-            let Some(upto) = messages.last().map(|m| m.id.0) else {
-                return Ok(());
-            };
-            let entries: Vec<(UserId, u64, u64, u64)> = tail
-                .inboxes
-                .iter()
-                .flat_map(|(user, v)| {
-                    v.iter()
-                        .take_while(|e| e.message.id.0 <= upto)
-                        .map(|e| (user.clone(), e.seq, e.message.id.0, e.log_id))
-                })
-                .collect();
-            (upto, messages, entries)
-        };
-        let last_log = entries.iter().map(|e| e.3).max().unwrap_or(0);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(store_err)?;
-        {
-            // Inserting in key order keeps the B-tree cursor on one page while it can.
-            messages.sort_by(|a, b| (&a.conversation, a.seq).cmp(&(&b.conversation, b.seq)));
-            let mut ins = tx
-                .prepare_cached("INSERT INTO conversation_index (conversation, seq, message_id) VALUES (?1, ?2, ?3)")
-                .map_err(store_err)?;
-            for m in &messages {
-                ins.execute(params![
-                    m.conversation.as_str(),
-                    m.seq as i64,
-                    m.id.0 as i64
-                ])
-                .map_err(store_err)?;
-            }
-            messages
-                .sort_by(|a, b| (&a.sender, &a.client_msg_id).cmp(&(&b.sender, &b.client_msg_id)));
-            let mut ins = tx
-                .prepare_cached("INSERT INTO dedupe_index (sender, client_msg_id, message_id) VALUES (?1, ?2, ?3)")
-                .map_err(store_err)?;
-            for m in &messages {
-                ins.execute(params![m.sender.as_str(), m.client_msg_id, m.id.0 as i64])
-                    .map_err(store_err)?;
-            }
-            entries.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-            let mut ins = tx
-                .prepare_cached("INSERT INTO inbox (user_id, seq, message_id) VALUES (?1, ?2, ?3)")
-                .map_err(store_err)?;
-            for (user, seq, message_id, _) in &entries {
-                ins.execute(params![user.as_str(), *seq as i64, *message_id as i64])
-                    .map_err(store_err)?;
-            }
-            tx.prepare_cached("DELETE FROM inbox_log WHERE id <= ?1")
-                .and_then(|mut s| s.execute([last_log as i64]))
-                .map_err(store_err)?;
-            tx.prepare_cached("UPDATE index_state SET indexed_upto = ?1 WHERE id = 1")
-                .and_then(|mut s| s.execute([upto as i64]))
-                .map_err(store_err)?;
-        }
-        tx.commit().map_err(store_err)?;
-        lock(&self.tail).indexed_upto(upto);
-        tracing::trace!(
-            messages = messages.len(),
-            entries = entries.len(),
-            "indexed"
         );
         Ok(())
     }

@@ -1,0 +1,199 @@
+//! The indexer: copies the tail into the keyed indexes, on its own thread and its own database
+//! file (`tern-index.db`), so that building indexes and checkpointing them never blocks a
+//! commit.
+//!
+//! Order is what keeps every entry visible exactly once: an index transaction commits first,
+//! and only then are its entries removed from the tail and its `inbox_log` rows released for
+//! deletion. Readers look at the tail before the indexes, so an entry leaving the tail is
+//! already in the indexes they read next.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use tern_core::{StoreError, UserId, store::StoredMessage};
+
+use super::{Synchronous, open_connection, rows::store_err, tail::Tail};
+
+/// When and how much the indexer copies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexPolicy {
+    /// How long the indexer sleeps between runs (a long tail wakes it earlier).
+    pub(crate) interval: Duration,
+    /// Messages copied per index transaction.
+    pub(crate) chunk: usize,
+}
+
+/// What the writer and the indexer share.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// The largest `inbox_log` row id whose entry is durably indexed: rows up to it may go.
+    pub(crate) indexed_log: AtomicU64,
+    /// Set to stop the indexer after it has indexed the whole tail.
+    stop: AtomicBool,
+}
+
+/// The running indexer thread.
+#[derive(Debug)]
+pub(crate) struct Indexer {
+    thread: Option<thread::JoinHandle<()>>,
+    progress: Arc<Progress>,
+}
+
+impl Indexer {
+    /// Starts indexing `tail` into the index database at `path`.
+    pub(crate) fn start(
+        path: &Path,
+        synchronous: Synchronous,
+        tail: Arc<Mutex<Tail>>,
+        policy: IndexPolicy,
+        progress: Arc<Progress>,
+    ) -> rusqlite::Result<Self> {
+        let conn = open_connection(path, synchronous, false, None)?;
+        let shared = progress.clone();
+        let thread = thread::Builder::new()
+            .name("tern-sqlite-index".into())
+            .spawn(move || run(conn, tail, policy, shared))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Self {
+            thread: Some(thread),
+            progress,
+        })
+    }
+
+    /// A handle that wakes the indexer.
+    pub(crate) fn waker(&self) -> Option<thread::Thread> {
+        self.thread.as_ref().map(|t| t.thread().clone())
+    }
+
+    /// Indexes the whole tail, checkpoints, and stops.
+    pub(crate) fn stop(&mut self) {
+        self.progress.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
+    tail.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progress: Arc<Progress>) {
+    loop {
+        let stopping = progress.stop.load(Ordering::Acquire);
+        // Index everything there is, a chunk per transaction.
+        loop {
+            match index_chunk(&mut conn, &tail, policy.chunk.max(1)) {
+                Ok(Some(last_log)) => {
+                    progress.indexed_log.fetch_max(last_log, Ordering::AcqRel);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "indexing the tail failed; it stays in memory and is retried");
+                    thread::sleep(Duration::from_millis(100));
+                    if stopping {
+                        break;
+                    }
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+        thread::park_timeout(policy.interval.max(Duration::from_millis(1)));
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "final index checkpoint failed; the WAL will be replayed at next open");
+    }
+}
+
+/// Copies the oldest `chunk` messages of the tail (and their inbox entries) into the indexes in
+/// one transaction, sorted by key, then drops them from the tail. Returns the largest
+/// `inbox_log` row id copied, or `None` when the tail was empty.
+fn index_chunk(
+    conn: &mut Connection,
+    tail: &Mutex<Tail>,
+    chunk: usize,
+) -> Result<Option<u64>, StoreError> {
+    let (upto, mut messages, mut entries) = {
+        let tail = lock(tail);
+        let messages: Vec<Arc<StoredMessage>> =
+            tail.messages.values().take(chunk).cloned().collect();
+        let Some(upto) = messages.last().map(|m| m.id.0) else {
+            return Ok(None);
+        };
+        let entries: Vec<(UserId, u64, u64, u64)> = tail
+            .inboxes
+            .iter()
+            .flat_map(|(user, v)| {
+                v.iter()
+                    .take_while(|e| e.message.id.0 <= upto)
+                    .map(|e| (user.clone(), e.seq, e.message.id.0, e.log_id))
+            })
+            .collect();
+        (upto, messages, entries)
+    };
+    let last_log = entries.iter().map(|e| e.3).max().unwrap_or(0);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_err)?;
+    {
+        // Inserting in key order keeps the B-tree cursor on one page while it can.
+        messages.sort_by(|a, b| (&a.conversation, a.seq).cmp(&(&b.conversation, b.seq)));
+        let mut ins = tx
+            .prepare_cached("INSERT INTO conversation_index (conversation, seq, message_id) VALUES (?1, ?2, ?3)")
+            .map_err(store_err)?;
+        for m in &messages {
+            ins.execute(params![
+                m.conversation.as_str(),
+                m.seq as i64,
+                m.id.0 as i64
+            ])
+            .map_err(store_err)?;
+        }
+        messages.sort_by(|a, b| (&a.sender, &a.client_msg_id).cmp(&(&b.sender, &b.client_msg_id)));
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO dedupe_index (sender, client_msg_id, message_id) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(store_err)?;
+        for m in &messages {
+            ins.execute(params![m.sender.as_str(), m.client_msg_id, m.id.0 as i64])
+                .map_err(store_err)?;
+        }
+        entries.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut ins = tx
+            .prepare_cached("INSERT INTO inbox (user_id, seq, message_id) VALUES (?1, ?2, ?3)")
+            .map_err(store_err)?;
+        for (user, seq, message_id, _) in &entries {
+            ins.execute(params![user.as_str(), *seq as i64, *message_id as i64])
+                .map_err(store_err)?;
+        }
+        tx.prepare_cached("UPDATE index_state SET indexed_upto = ?1, indexed_log = max(indexed_log, ?2) WHERE id = 1")
+            .and_then(|mut s| s.execute(params![upto as i64, last_log as i64]))
+            .map_err(store_err)?;
+    }
+    tx.commit().map_err(store_err)?;
+    lock(tail).indexed_upto(upto);
+    tracing::trace!(
+        messages = messages.len(),
+        entries = entries.len(),
+        "indexed"
+    );
+    Ok(Some(last_log))
+}
