@@ -207,14 +207,7 @@ impl AccountService {
     }
 
     async fn hash_password(&self, password: String) -> Result<String, ServiceError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| ServiceError::ShuttingDown)?;
-        let argon2 = self.argon2.clone();
-        // Argon2 is deliberately slow; it runs off the async workers so it never stalls delivery.
-        tokio::task::spawn_blocking(move || {
+        self.run_hashing(move |argon2| {
             let salt = SaltString::generate(&mut OsRng);
             argon2
                 .hash_password(password.as_bytes(), &salt)
@@ -222,17 +215,10 @@ impl AccountService {
                 .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
     }
 
     async fn verify_password(&self, password: String, hash: String) -> Result<bool, ServiceError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| ServiceError::ShuttingDown)?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || {
+        self.run_hashing(move |argon2| {
             let parsed = PasswordHash::new(&hash).map_err(|e| {
                 ServiceError::Store(crate::StoreError::Corrupt(format!("password hash: {e}")))
             })?;
@@ -241,7 +227,23 @@ impl AccountService {
             Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
+    }
+
+    /// Runs argon2 work off the async workers (it is deliberately slow, and must never stall
+    /// delivery), at most one job per core at a time.
+    async fn run_hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Argon2<'static>) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || work(argon2))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
     }
 }
 

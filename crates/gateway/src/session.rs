@@ -17,6 +17,7 @@ use tern_proto::{
 use tokio::time::{Instant, sleep_until};
 
 use crate::{
+    Services,
     command::{self, Caller},
     errors,
     gateway::Gateway,
@@ -509,40 +510,34 @@ impl Session<'_> {
                     Err(e) => self.out.push(meta.error(errors::to_wire(&e))),
                 }
             }
-            Request::Sync(req) => {
-                let Phase::Active(active) = &self.phase else {
-                    return;
-                };
-                let caller = active.caller.clone();
-                self.spawn(async move {
-                    Completion::Reply(
-                        meta.result(command::sync::run(&services, &caller, req).await),
-                    )
-                });
-            }
+            Request::Sync(req) => self.spawn_as_caller(meta, move |services, caller| async move {
+                command::sync::run(&services, &caller, req).await
+            }),
             Request::AckCursor(req) => {
-                let Phase::Active(active) = &self.phase else {
-                    return;
-                };
-                let caller = active.caller.clone();
-                self.spawn(async move {
-                    Completion::Reply(
-                        meta.result(command::ack_cursor::run(&services, &caller, req).await),
-                    )
-                });
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::ack_cursor::run(&services, &caller, req).await
+                })
             }
             Request::History(req) => {
-                let Phase::Active(active) = &self.phase else {
-                    return;
-                };
-                let caller = active.caller.clone();
-                self.spawn(async move {
-                    Completion::Reply(
-                        meta.result(command::history::run(&services, &caller, req).await),
-                    )
-                });
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::history::run(&services, &caller, req).await
+                })
             }
         }
+    }
+
+    /// Runs a command for the logged-in caller as a pending request answering `meta`.
+    fn spawn_as_caller<M, F, Fut>(&mut self, meta: RequestMeta, command: F)
+    where
+        M: Payload,
+        F: FnOnce(Arc<Services>, Caller) -> Fut,
+        Fut: Future<Output = Result<M, ServiceError>> + Send + 'static,
+    {
+        let Phase::Active(active) = &self.phase else {
+            return;
+        };
+        let run = command(self.gateway.services.clone(), active.caller.clone());
+        self.spawn(async move { Completion::Reply(meta.result(run.await)) });
     }
 
     fn spawn(&mut self, fut: impl Future<Output = Completion> + Send + 'static) {
