@@ -187,7 +187,8 @@ async fn chat_sends_lines_to_the_chosen_peer_and_prints_incoming_messages() {
             printed.push(line);
         }
     };
-    wait_for("logged in as alice; /to USER picks the peer, /quit leaves").await;
+    wait_for("logged in as alice; /to USER or /group ID picks the conversation, /quit leaves")
+        .await;
     writeln!(stdin, "/to bob").unwrap();
     writeln!(stdin, "hello from the terminal").unwrap();
     wait_for("now talking to bob").await;

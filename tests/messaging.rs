@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tern_client::{HistoryQuery, pb};
+use tern_client::{Conversation, HistoryQuery, pb};
 use tern_testkit::{TestServer, text_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +247,7 @@ async fn history_pages_backward_and_forward() {
     let page = alice
         .client
         .history(&HistoryQuery {
-            peer: "bob".into(),
+            conversation: Conversation::Peer("bob".into()),
             anchor_seq: 0,
             direction: pb::Direction::Backward,
             limit: 10,
@@ -262,7 +262,7 @@ async fn history_pages_backward_and_forward() {
     let page = bob
         .client
         .history(&HistoryQuery {
-            peer: "alice".into(),
+            conversation: Conversation::Peer("alice".into()),
             anchor_seq: 20,
             direction: pb::Direction::Forward,
             limit: 10,

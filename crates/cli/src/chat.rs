@@ -1,10 +1,13 @@
 //! `chat`: an interactive session on the SDK's reconnecting client.
 
 use anyhow::Context;
-use tern_client::{Client, ClientConfig, Endpoint, Event, pb};
+use tern_client::{Client, ClientConfig, Endpoint, Event, new_client_msg_id, pb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{Login, format::message_line};
+use crate::{
+    Login,
+    format::{message_line, text_content},
+};
 
 pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
     let mut config = ClientConfig::new(
@@ -18,11 +21,11 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("logging in as {}", login.user))?;
     println!(
-        "logged in as {}; /to USER picks the peer, /quit leaves",
+        "logged in as {}; /to USER or /group ID picks the conversation, /quit leaves",
         login.user
     );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut peer: Option<String> = None;
+    let mut peer: Option<pb::send_request::Target> = None;
     loop {
         tokio::select! {
             line = lines.next_line() => {
@@ -35,13 +38,23 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
                     break;
                 }
                 if let Some(to) = line.strip_prefix("/to ") {
-                    peer = Some(to.trim().to_owned());
+                    peer = Some(pb::send_request::Target::ToUser(to.trim().to_owned()));
                     println!("now talking to {}", to.trim());
                     continue;
                 }
+                if let Some(g) = line.strip_prefix("/group ") {
+                    match g.trim().parse::<u64>() {
+                        Ok(g) => {
+                            peer = Some(pb::send_request::Target::GroupId(g));
+                            println!("now talking in group {g}");
+                        }
+                        Err(_) => eprintln!("a group id is a number: /group ID"),
+                    }
+                    continue;
+                }
                 match &peer {
-                    None => eprintln!("pick a peer first: /to USER"),
-                    Some(to) => match client.send_text(to, line).await {
+                    None => eprintln!("pick a conversation first: /to USER or /group ID"),
+                    Some(to) => match client.send_to(to.clone(), text_content(line), &new_client_msg_id()).await {
                         Ok(ack) => println!("sent seq={} message_id={}", ack.seq, ack.message_id),
                         Err(e) => eprintln!("error: {e}"),
                     },
@@ -49,6 +62,9 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
             }
             event = events.recv() => match event {
                 Some(Event::Message { message, .. }) => println!("{}", message_line(&message)),
+                Some(Event::GroupMessage { message }) => {
+                    println!("[{}] {}", message.conversation_id, message_line(&message))
+                }
                 Some(Event::Connected { .. }) => {}
                 Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),
                 Some(Event::Kicked(k)) => {

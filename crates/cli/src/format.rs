@@ -2,6 +2,15 @@
 
 use tern_client::pb;
 
+/// Text content.
+pub(crate) fn text_content(text: &str) -> pb::Content {
+    pb::Content {
+        body: Some(pb::content::Body::Text(pb::Text {
+            text: text.to_owned(),
+        })),
+    }
+}
+
 /// `SEQ SENDER: TEXT`, with non-text content in brackets.
 pub(crate) fn message_line(m: &pb::Message) -> String {
     format!("{} {}: {}", m.seq, m.sender, content(m.content.as_ref()))
@@ -23,6 +32,50 @@ fn content(c: Option<&pb::Content>) -> String {
             }
         ),
         Some(pb::content::Body::Custom(c)) => format!("[{}] {}", c.kind, c.data),
+        Some(pb::content::Body::GroupEvent(e)) => format!("[{}]", group_event(e)),
         None => "[empty]".into(),
+    }
+}
+
+/// A group event in words, as its sender did it.
+fn group_event(e: &pb::GroupEvent) -> String {
+    use pb::GroupEventKind as K;
+    let members = e.members.join(", ");
+    match K::try_from(e.kind).unwrap_or(K::Unspecified) {
+        K::Created if members.is_empty() => format!("created the group {:?}", e.name),
+        K::Created => format!("created the group {:?} with {members}", e.name),
+        K::MembersAdded => format!("added {members}"),
+        K::MembersRemoved => format!("removed {members}"),
+        K::MemberLeft => "left the group".into(),
+        K::Renamed => format!("renamed the group to {:?}", e.name),
+        K::AvatarChanged => "changed the avatar".into(),
+        K::AnnouncementChanged => format!("set the announcement: {}", e.announcement),
+        K::RoleChanged => {
+            let role = pb::GroupRole::try_from(e.role).unwrap_or(pb::GroupRole::Unspecified);
+            format!(
+                "made {members} {}",
+                role.as_str_name()
+                    .trim_start_matches("GROUP_ROLE_")
+                    .to_lowercase()
+            )
+        }
+        K::OwnerTransferred => format!("handed ownership to {members}"),
+        K::MemberMuted if e.muted_until_ms == 0 => format!("unmuted {members}"),
+        K::MemberMuted => format!("muted {members} until {} ms", e.muted_until_ms),
+        K::MuteAllChanged if e.mute_all => "muted the group".into(),
+        K::MuteAllChanged => "unmuted the group".into(),
+        K::HistoryVisibilityChanged => {
+            let v = pb::HistoryVisibility::try_from(e.history_visibility)
+                .unwrap_or(pb::HistoryVisibility::FromJoin);
+            format!(
+                "let new members see {}",
+                match v {
+                    pb::HistoryVisibility::Full => "the whole history",
+                    pb::HistoryVisibility::FromJoin => "history from their join",
+                }
+            )
+        }
+        K::Dissolved => "dissolved the group".into(),
+        K::Unspecified => format!("group event {}", e.kind),
     }
 }

@@ -1,6 +1,6 @@
 //! The client commands of the `tern` binary, built on the SDK.
 //!
-//! One-shot commands (`register`, `send`, `history`) log in with a throwaway device, do one
+//! One-shot commands (`register`, `send`, `history`, `group ...`) log in with a throwaway device, do one
 //! thing, and log out again, so they never replace a running `chat` and leave no token behind.
 #![forbid(unsafe_code)]
 
@@ -35,13 +35,12 @@ pub enum Command {
         #[command(flatten)]
         login: Login,
     },
-    /// Send a text message and print its ack (seq and message id).
+    /// Send a text message to a user or a group and print its ack (seq and message id).
     Send {
         #[command(flatten)]
         login: Login,
-        /// The receiving user.
-        #[arg(long)]
-        to: String,
+        #[command(flatten)]
+        target: Target,
         /// The text (several words are joined with spaces).
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
@@ -50,13 +49,15 @@ pub enum Command {
     History {
         #[command(flatten)]
         login: Login,
-        /// The other user.
-        #[arg(long)]
-        with: String,
+        #[command(flatten)]
+        with: HistoryTarget,
         /// How many of the newest messages to print.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Create groups and change their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Chat interactively: `/to USER` picks the peer, each other line is sent to it, incoming
     /// messages print as they arrive, `/quit` leaves.
     Chat {
@@ -68,12 +69,93 @@ pub enum Command {
     },
 }
 
+/// Where `send` sends: exactly one of `--to` and `--group`.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// The receiving user.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The receiving group's id.
+    #[arg(long)]
+    pub group: Option<u64>,
+}
+
+/// Which conversation `history` prints: exactly one of `--with` and `--group`.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct HistoryTarget {
+    /// The other user of a one-to-one conversation.
+    #[arg(long)]
+    pub with: Option<String>,
+    /// A group's id.
+    #[arg(long)]
+    pub group: Option<u64>,
+}
+
+/// The `group` commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group owned by the logged-in user and print its id.
+    Create {
+        #[command(flatten)]
+        login: Login,
+        /// The group's name.
+        #[arg(long)]
+        name: String,
+        /// Initial members besides the creator, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        members: Vec<String>,
+    },
+    /// Add members (owner or admin).
+    Add {
+        #[command(flatten)]
+        login: Login,
+        /// The group's id.
+        #[arg(long)]
+        group: u64,
+        /// Users to add, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members (owner or admin).
+    Remove {
+        #[command(flatten)]
+        login: Login,
+        /// The group's id.
+        #[arg(long)]
+        group: u64,
+        /// Users to remove, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+}
+
 /// Runs a client command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Register { login } => oneshot::register(&login).await,
-        Command::Send { login, to, text } => oneshot::send(&login, &to, &text.join(" ")).await,
+        Command::Send {
+            login,
+            target,
+            text,
+        } => oneshot::send(&login, &target, &text.join(" ")).await,
         Command::History { login, with, limit } => oneshot::history(&login, &with, limit).await,
+        Command::Group(GroupCommand::Create {
+            login,
+            name,
+            members,
+        }) => oneshot::group_create(&login, &name, &members).await,
+        Command::Group(GroupCommand::Add {
+            login,
+            group,
+            members,
+        }) => oneshot::group_members(&login, group, &members, true).await,
+        Command::Group(GroupCommand::Remove {
+            login,
+            group,
+            members,
+        }) => oneshot::group_members(&login, group, &members, false).await,
         Command::Chat { login, device } => chat::run(&login, &device).await,
     }
 }

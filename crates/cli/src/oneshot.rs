@@ -1,11 +1,14 @@
-//! `register`, `send` and `history`: connect, do one thing, log out.
+//! `register`, `send`, `history` and `group ...`: connect, do one thing, log out.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use tern_client::{Connection, Encoding, Endpoint, new_client_msg_id, pb};
 
-use crate::{Login, format::message_line};
+use crate::{
+    HistoryTarget, Login, Target,
+    format::{message_line, text_content},
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,20 +47,21 @@ async fn finish(conn: Connection) {
     conn.close();
 }
 
-pub(crate) async fn send(login: &Login, to: &str, text: &str) -> anyhow::Result<()> {
+pub(crate) async fn send(login: &Login, target: &Target, text: &str) -> anyhow::Result<()> {
+    let (target, name) = match (&target.to, target.group) {
+        (Some(to), _) => (pb::send_request::Target::ToUser(to.clone()), to.clone()),
+        (None, Some(g)) => (pb::send_request::Target::GroupId(g), format!("group {g}")),
+        (None, None) => anyhow::bail!("--to or --group is required"),
+    };
     let conn = connect(login).await?;
     let request = pb::SendRequest {
-        target: Some(pb::send_request::Target::ToUser(to.to_owned())),
+        target: Some(target),
         client_msg_id: new_client_msg_id(),
-        content: Some(pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text {
-                text: text.to_owned(),
-            })),
-        }),
+        content: Some(text_content(text)),
     };
     let ack = conn.request(request).await;
     finish(conn).await;
-    let ack = ack.with_context(|| format!("sending to {to}"))?;
+    let ack = ack.with_context(|| format!("sending to {name}"))?;
     println!(
         "seq={} message_id={} conversation={}",
         ack.seq, ack.message_id, ack.conversation_id
@@ -65,20 +69,89 @@ pub(crate) async fn send(login: &Login, to: &str, text: &str) -> anyhow::Result<
     Ok(())
 }
 
-pub(crate) async fn history(login: &Login, with: &str, limit: u32) -> anyhow::Result<()> {
+pub(crate) async fn history(login: &Login, with: &HistoryTarget, limit: u32) -> anyhow::Result<()> {
+    let (target, name) = match (&with.with, with.group) {
+        (Some(peer), _) => (
+            pb::history_request::Target::Peer(peer.clone()),
+            format!("the conversation with {peer}"),
+        ),
+        (None, Some(g)) => (
+            pb::history_request::Target::GroupId(g),
+            format!("group {g}"),
+        ),
+        (None, None) => anyhow::bail!("--with or --group is required"),
+    };
     let conn = connect(login).await?;
     let page = conn
         .request(pb::HistoryRequest {
-            target: Some(pb::history_request::Target::Peer(with.to_owned())),
+            target: Some(target),
             anchor_seq: 0,
             direction: pb::Direction::Backward as i32,
             limit,
         })
         .await;
     finish(conn).await;
-    let page = page.with_context(|| format!("reading the conversation with {with}"))?;
+    let page = page.with_context(|| format!("reading {name}"))?;
     for m in &page.messages {
         println!("{}", message_line(m));
     }
+    Ok(())
+}
+
+pub(crate) async fn group_create(
+    login: &Login,
+    name: &str,
+    members: &[String],
+) -> anyhow::Result<()> {
+    let conn = connect(login).await?;
+    let created = conn
+        .request(pb::GroupCreateRequest {
+            name: name.to_owned(),
+            members: members.iter().filter(|m| !m.is_empty()).cloned().collect(),
+            ..Default::default()
+        })
+        .await;
+    finish(conn).await;
+    let group = created
+        .with_context(|| format!("creating group {name:?}"))?
+        .group
+        .context("the server answered without the group")?;
+    println!("{}", group.group_id);
+    Ok(())
+}
+
+pub(crate) async fn group_members(
+    login: &Login,
+    group: u64,
+    members: &[String],
+    add: bool,
+) -> anyhow::Result<()> {
+    let list = pb::StringList {
+        values: members.to_vec(),
+    };
+    let change = if add {
+        pb::group_update_request::Change::AddMembers(list)
+    } else {
+        pb::group_update_request::Change::RemoveMembers(list)
+    };
+    let conn = connect(login).await?;
+    let done = conn
+        .request(pb::GroupUpdateRequest {
+            group_id: group,
+            change: Some(change),
+        })
+        .await;
+    finish(conn).await;
+    let done = done.with_context(|| {
+        format!(
+            "{} members of group {group}",
+            if add { "adding" } else { "removing" }
+        )
+    })?;
+    let members = done.group.map_or(0, |g| g.member_count);
+    println!(
+        "group {group}: {members} members (event seq {})",
+        done.event_seq
+    );
     Ok(())
 }

@@ -6,9 +6,13 @@
 //! again from its cursor. So the app sees every inbox entry exactly once, in seq order, across
 //! reconnects — except entries for messages this client sent itself, which it already knows
 //! from their acks.
+//!
+//! Group messages are followed per group (see `groups.rs`): after each inbox sync the client
+//! compares every group's timeline head (GROUP_LIST) with its position and pulls what it lacks,
+//! so large groups, whose messages have no inbox entry, converge the same way.
 
 use std::{
-    collections::{BTreeSet, HashSet, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,7 +21,10 @@ use tern_proto::{Encoding, ErrorCode, ServerEvent, pb};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{ClientError, Connection, CursorStore, Endpoint, MemoryCursorStore, new_client_msg_id};
+use crate::{
+    ClientError, Connection, CursorStore, Endpoint, MemoryCursorStore, groups::GroupTracker,
+    new_client_msg_id,
+};
 
 /// How the client reconnects after losing its connection.
 #[derive(Debug, Clone)]
@@ -105,6 +112,12 @@ pub enum Event {
         /// The message.
         message: pb::Message,
     },
+    /// A message (or event) of a group's timeline, each seq once and in seq order per group,
+    /// whether it came through the inbox, a push or a pull. Own sends are not repeated.
+    GroupMessage {
+        /// The message; its `conversation_id` is `g:` and the group id.
+        message: pb::Message,
+    },
     /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
     Connected {
         /// The inbox head at login.
@@ -121,11 +134,29 @@ pub enum Event {
     Stopped(ClientError),
 }
 
+/// A conversation, as the app names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conversation {
+    /// The one-to-one conversation with this user.
+    Peer(String),
+    /// This group's timeline.
+    Group(u64),
+}
+
+impl Conversation {
+    fn history_target(&self) -> pb::history_request::Target {
+        match self {
+            Conversation::Peer(p) => pb::history_request::Target::Peer(p.clone()),
+            Conversation::Group(g) => pb::history_request::Target::GroupId(*g),
+        }
+    }
+}
+
 /// Which page of a conversation to fetch.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
-    /// The other user of a one-to-one conversation.
-    pub peer: String,
+    /// The conversation.
+    pub conversation: Conversation,
     /// Page from this seq (exclusive); 0 with `Backward` means from the newest.
     pub anchor_seq: u64,
     /// Which way.
@@ -159,14 +190,23 @@ struct Shared {
     config: ClientConfig,
     /// The live connection, when there is one.
     current: watch::Receiver<Option<Connection>>,
-    /// Inbox seqs of this client's own sends, reported by their acks.
-    own: mpsc::UnboundedSender<u64>,
+    /// This client's own sends, reported by their acks.
+    own: mpsc::UnboundedSender<Own>,
     /// Client message ids of this client's recent sends, to recognise them in sync pages.
     sent: Mutex<RecentIds>,
     stop: CancellationToken,
     /// Cancelled by the supervisor when it has finished (after its last cursor ack).
     finished: CancellationToken,
     token: Mutex<Option<String>>,
+}
+
+/// Where an acknowledged own send sits.
+#[derive(Debug)]
+enum Own {
+    /// At this seq of the user's inbox.
+    Inbox(u64),
+    /// At this seq of a group's timeline (by conversation id).
+    Group(String, u64),
 }
 
 /// A bounded set of recent client message ids.
@@ -222,6 +262,8 @@ impl Client {
             cursor: 0,
             acked_cursor: 0,
             own_seqs: BTreeSet::new(),
+            groups: GroupTracker::default(),
+            pull_groups: false,
         };
         tokio::spawn(supervisor.run(ready_tx));
         match ready.await {
@@ -258,13 +300,47 @@ impl Client {
         content: pb::Content,
         client_msg_id: &str,
     ) -> Result<pb::SendAck, ClientError> {
+        self.send_to(
+            pb::send_request::Target::ToUser(to.to_owned()),
+            content,
+            client_msg_id,
+        )
+        .await
+    }
+
+    /// Sends a text message to group `group`.
+    pub async fn send_group_text(
+        &self,
+        group: u64,
+        text: &str,
+    ) -> Result<pb::SendAck, ClientError> {
+        let content = pb::Content {
+            body: Some(pb::content::Body::Text(pb::Text {
+                text: text.to_owned(),
+            })),
+        };
+        self.send_to(
+            pb::send_request::Target::GroupId(group),
+            content,
+            &new_client_msg_id(),
+        )
+        .await
+    }
+
+    /// Sends a message to a user or a group, retrying like [`Client::send`].
+    pub async fn send_to(
+        &self,
+        target: pb::send_request::Target,
+        content: pb::Content,
+        client_msg_id: &str,
+    ) -> Result<pb::SendAck, ClientError> {
         self.shared
             .sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(client_msg_id);
         let req = pb::SendRequest {
-            target: Some(pb::send_request::Target::ToUser(to.to_owned())),
+            target: Some(target),
             client_msg_id: client_msg_id.to_owned(),
             content: Some(content),
         };
@@ -274,14 +350,71 @@ impl Client {
                 async move { conn.request(req).await }
             })
             .await?;
-        let _ = self.shared.own.send(ack.inbox_seq);
+        if ack.inbox_seq > 0 {
+            let _ = self.shared.own.send(Own::Inbox(ack.inbox_seq));
+        }
+        if ack.conversation_id.starts_with("g:") {
+            let _ = self
+                .shared
+                .own
+                .send(Own::Group(ack.conversation_id.clone(), ack.seq));
+        }
         Ok(ack)
     }
 
-    /// A page of the conversation with `query.peer`.
+    /// Runs one request on the current connection, retrying like sends. Group requests and
+    /// any other request without side effects on retry go through here.
+    pub async fn request<R>(&self, req: R) -> Result<R::Response, ClientError>
+    where
+        R: tern_proto::RequestPayload + Clone + Send + 'static,
+        R::Response: Send + 'static,
+    {
+        self.with_retry(|conn| {
+            let req = req.clone();
+            async move { conn.request(req).await }
+        })
+        .await
+    }
+
+    /// Creates a group owned by this user with `members`; returns it (its id is `group_id`).
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[&str],
+    ) -> Result<pb::GroupInfo, ClientError> {
+        let resp = self
+            .request(pb::GroupCreateRequest {
+                name: name.to_owned(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+                ..Default::default()
+            })
+            .await?;
+        resp.group
+            .ok_or_else(|| ClientError::Protocol("GROUP_CREATE answered without a group".into()))
+    }
+
+    /// Applies one change to a group.
+    pub async fn update_group(
+        &self,
+        group: u64,
+        change: pb::group_update_request::Change,
+    ) -> Result<pb::GroupUpdateResponse, ClientError> {
+        self.request(pb::GroupUpdateRequest {
+            group_id: group,
+            change: Some(change),
+        })
+        .await
+    }
+
+    /// Every group of this user, with each timeline's head.
+    pub async fn groups(&self) -> Result<Vec<pb::GroupInfo>, ClientError> {
+        Ok(self.request(pb::GroupListRequest {}).await?.groups)
+    }
+
+    /// A page of a conversation.
     pub async fn history(&self, query: &HistoryQuery) -> Result<pb::HistoryResponse, ClientError> {
         let req = pb::HistoryRequest {
-            target: Some(pb::history_request::Target::Peer(query.peer.clone())),
+            target: Some(query.conversation.history_target()),
             anchor_seq: query.anchor_seq,
             direction: query.direction as i32,
             limit: query.limit,
@@ -295,12 +428,17 @@ impl Client {
 
     /// The whole conversation with `peer`, oldest first, fetched page by page.
     pub async fn full_history(&self, peer: &str) -> Result<Vec<pb::Message>, ClientError> {
+        self.whole(Conversation::Peer(peer.to_owned())).await
+    }
+
+    /// A whole conversation (what this user may read of it), oldest first, page by page.
+    pub async fn whole(&self, conversation: Conversation) -> Result<Vec<pb::Message>, ClientError> {
         let mut out = Vec::new();
         let mut anchor = 0;
         loop {
             let page = self
                 .history(&HistoryQuery {
-                    peer: peer.to_owned(),
+                    conversation: conversation.clone(),
                     anchor_seq: anchor,
                     direction: pb::Direction::Forward,
                     limit: 500,
@@ -397,13 +535,17 @@ struct Supervisor {
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
     current: watch::Sender<Option<Connection>>,
-    own_rx: mpsc::UnboundedReceiver<u64>,
+    own_rx: mpsc::UnboundedReceiver<Own>,
     /// Every inbox entry up to here was handed to the app (or was this client's own send).
     cursor: u64,
     /// The cursor last acknowledged to the server.
     acked_cursor: u64,
     /// Inbox seqs of own sends not yet passed by the cursor.
     own_seqs: BTreeSet<u64>,
+    /// Each group's position.
+    groups: GroupTracker,
+    /// Some group has a gap or an unknown start: pull before waiting for more.
+    pull_groups: bool,
 }
 
 impl Supervisor {
@@ -553,7 +695,7 @@ impl Supervisor {
         mut server_events: mpsc::UnboundedReceiver<ServerEvent>,
         login: &pb::LoginResponse,
     ) -> Ended {
-        if let Err(e) = self.sync(conn).await {
+        if let Err(e) = self.catch_up(conn).await {
             return Ended::Lost(e.to_string());
         }
         let interval = Duration::from_millis(u64::from(login.heartbeat_interval_ms.max(1000)));
@@ -566,24 +708,39 @@ impl Supervisor {
                     let _ = self.ack(conn).await;
                     return Ended::Stopped;
                 }
-                Some(seq) = self.own_rx.recv() => {
-                    if seq > self.cursor {
-                        self.own_seqs.insert(seq);
+                Some(own) = self.own_rx.recv() => match own {
+                    Own::Inbox(seq) => {
+                        if seq > self.cursor {
+                            self.own_seqs.insert(seq);
+                        }
+                        self.advance_over_own();
                     }
-                    self.advance_over_own();
-                }
+                    Own::Group(conversation, seq) => {
+                        let mut out = Vec::new();
+                        self.groups.own(&conversation, seq, &mut out);
+                        self.emit_group(out);
+                    }
+                },
                 event = server_events.recv() => match event {
                     None => return Ended::Lost("connection closed".into()),
                     Some(ServerEvent::Push(push)) => {
-                        let Some(entry) = push.entry else { continue };
-                        if !self.apply_push(entry)
+                        if let Some(entry) = push.entry
+                            && !self.apply_push(entry)
                             && let Err(e) = self.sync(conn).await
                         {
                             return Ended::Lost(e.to_string());
                         }
+                        if let Some(message) = push.group_message {
+                            self.offer_group(message);
+                        }
+                        if self.pull_groups && let Err(e) = self.pull_groups(conn).await {
+                            return Ended::Lost(e.to_string());
+                        }
                     }
                     Some(ServerEvent::SyncNotify(_)) => {
-                        if let Err(e) = self.sync(conn).await {
+                        // Dropped pushes may include group pushes, which only the groups'
+                        // heads reveal.
+                        if let Err(e) = self.catch_up(conn).await {
                             return Ended::Lost(e.to_string());
                         }
                     }
@@ -628,18 +785,160 @@ impl Supervisor {
         let Some(pb::inbox_entry::Event::Message(message)) = entry.event else {
             return;
         };
-        let own = message.sender == self.shared.config.user
+        if message.conversation_id.starts_with("g:") {
+            self.offer_group(message);
+            return;
+        }
+        if !self.is_own(&message) {
+            let _ = self.events.send(Event::Message {
+                inbox_seq: entry.seq,
+                message,
+            });
+        }
+    }
+
+    /// Whether `message` is one this client sent (and so already knows from its ack).
+    fn is_own(&self, message: &pb::Message) -> bool {
+        message.sender == self.shared.config.user
+            && !message.client_msg_id.is_empty()
             && self
                 .shared
                 .sent
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(&message.client_msg_id);
-        if !own {
-            let _ = self.events.send(Event::Message {
-                inbox_seq: entry.seq,
-                message,
-            });
+                .contains(&message.client_msg_id)
+    }
+
+    /// Offers a group message to its group's track.
+    fn offer_group(&mut self, message: pb::Message) {
+        let own = self.is_own(&message);
+        let mut out = Vec::new();
+        if self.groups.offer(message, own, &mut out) {
+            self.pull_groups = true;
+        }
+        self.emit_group(out);
+    }
+
+    /// Hands group messages to the app and persists the positions they moved.
+    fn emit_group(&mut self, out: Vec<pb::Message>) {
+        let c = &self.shared.config;
+        let mut moved = HashMap::new();
+        for message in out {
+            moved.insert(message.conversation_id.clone(), ());
+            let _ = self.events.send(Event::GroupMessage { message });
+        }
+        for conversation in moved.into_keys() {
+            if let Some(pos) = self.groups.position(&conversation) {
+                c.cursor_store
+                    .save_group(&c.user, &c.device_id, &conversation, pos);
+            }
+        }
+    }
+
+    /// Syncs the inbox, then compares every group's head with its position and pulls the rest.
+    async fn catch_up(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        self.sync(conn).await?;
+        let list = conn.request(pb::GroupListRequest {}).await?;
+        let c = self.shared.config.clone();
+        let mut behind = Vec::new();
+        let mut out = Vec::new();
+        for g in list.groups {
+            let start = c
+                .cursor_store
+                .load_group(&c.user, &c.device_id, &g.conversation_id)
+                .unwrap_or(g.visible_from_seq.saturating_sub(1));
+            self.groups.start(&g.conversation_id, start, &mut out);
+            if self
+                .groups
+                .position(&g.conversation_id)
+                .is_some_and(|p| g.head_seq > p)
+            {
+                behind.push(g.conversation_id.clone());
+            }
+        }
+        self.emit_group(out);
+        for conversation in behind {
+            self.pull_group(conn, &conversation).await?;
+        }
+        self.pull_groups(conn).await
+    }
+
+    /// Pulls every group with a gap or an unknown start.
+    async fn pull_groups(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        self.pull_groups = false;
+        for conversation in self.groups.needing_pull() {
+            if self.groups.position(&conversation).is_none() {
+                // Where this member's view starts is in the group's record.
+                let id = conversation
+                    .strip_prefix("g:")
+                    .and_then(|g| g.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let c = self.shared.config.clone();
+                let start = match conn.request(pb::GroupInfoRequest { group_id: id }).await {
+                    Ok(info) => c
+                        .cursor_store
+                        .load_group(&c.user, &c.device_id, &conversation)
+                        .or(info.group.map(|g| g.visible_from_seq.saturating_sub(1))),
+                    Err(e) if e.code() == Some(ErrorCode::NotAParticipant) => None,
+                    Err(e) => return Err(e),
+                };
+                let mut out = Vec::new();
+                match start {
+                    Some(start) => self.groups.start(&conversation, start, &mut out),
+                    // No longer a member: the server still serves what was stored while it
+                    // was one, from the event that added it.
+                    None => self.groups.start_at_first_held(&conversation, &mut out),
+                }
+                self.emit_group(out);
+            }
+            self.pull_group(conn, &conversation).await?;
+        }
+        Ok(())
+    }
+
+    /// Pulls one group's timeline forward from its position until nothing is missing.
+    async fn pull_group(
+        &mut self,
+        conn: &Connection,
+        conversation: &str,
+    ) -> Result<(), ClientError> {
+        loop {
+            let Some(pos) = self.groups.position(conversation) else {
+                return Ok(());
+            };
+            let page = conn
+                .request(pb::HistoryRequest {
+                    target: Some(pb::history_request::Target::ConversationId(
+                        conversation.to_owned(),
+                    )),
+                    anchor_seq: pos,
+                    direction: pb::Direction::Forward as i32,
+                    limit: self.shared.config.sync_page,
+                })
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.code() == Some(ErrorCode::NotAParticipant) => {
+                    let mut out = Vec::new();
+                    self.groups.skip_gap(conversation, &mut out);
+                    self.emit_group(out);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let more = page.has_more && !page.messages.is_empty();
+            for m in page.messages {
+                self.offer_group(m);
+            }
+            if !more {
+                // A gap the timeline cannot fill (messages before the member's view) is over.
+                if self.groups.needing_pull().iter().any(|c| c == conversation) {
+                    let mut out = Vec::new();
+                    self.groups.skip_gap(conversation, &mut out);
+                    self.emit_group(out);
+                }
+                return Ok(());
+            }
         }
     }
 

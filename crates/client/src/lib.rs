@@ -10,8 +10,11 @@ mod client;
 mod connection;
 mod cursor;
 mod error;
+mod groups;
 
-pub use client::{Client, ClientConfig, Event, HistoryQuery, ReconnectPolicy, register};
+pub use client::{
+    Client, ClientConfig, Conversation, Event, HistoryQuery, ReconnectPolicy, register,
+};
 pub use connection::{Connection, Endpoint, PendingResponse};
 pub use cursor::{CursorStore, MemoryCursorStore};
 pub use error::ClientError;

@@ -59,6 +59,24 @@ pub enum ServiceError {
     /// Any other field out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The caller's role in the group does not allow the change.
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
+    /// The sender is muted in the group, or the group is muted for plain members.
+    #[error("you are muted in this group")]
+    Muted,
+    /// The group was dissolved.
+    #[error("the group was dissolved")]
+    GroupDissolved,
+    /// The group would exceed its member limit.
+    #[error("a group has at most {max} members")]
+    GroupFull {
+        /// The limit.
+        max: usize,
+    },
+    /// The owner asked to leave.
+    #[error("the owner cannot leave; transfer ownership or dissolve the group first")]
+    OwnerCannotLeave,
     /// The server is shutting down and takes no new work.
     #[error("server is shutting down")]
     ShuttingDown,

@@ -152,7 +152,8 @@ impl Platform {
 }
 
 /// The id of a conversation: `p:{a}:{b}` for the one-to-one conversation of users `a` and `b`
-/// (the smaller id first, bytewise), so both sides derive the same id without a lookup.
+/// (the smaller id first, bytewise), so both sides derive the same id without a lookup, and
+/// `g:{id}` for the timeline of group `id`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(Arc<str>);
 
@@ -161,15 +162,8 @@ pub struct ConversationId(Arc<str>);
 pub enum ConversationKind {
     /// The one-to-one conversation of two users (possibly the same user twice: notes to self).
     Direct(UserId, UserId),
-}
-
-impl ConversationKind {
-    /// Whether `user` takes part in the conversation.
-    pub fn includes(&self, user: &UserId) -> bool {
-        match self {
-            ConversationKind::Direct(a, b) => a == user || b == user,
-        }
-    }
+    /// A group's timeline; who takes part is the group's membership.
+    Group(GroupId),
 }
 
 impl ConversationId {
@@ -179,9 +173,25 @@ impl ConversationId {
         ConversationId(Arc::from(format!("p:{lo}:{hi}")))
     }
 
+    /// The timeline of group `id`.
+    pub fn group(id: GroupId) -> Self {
+        ConversationId(Arc::from(format!("g:{}", id.0)))
+    }
+
     /// Parses and validates a conversation id from the wire.
     pub fn parse(s: &str) -> Result<(Self, ConversationKind), ServiceError> {
         let bad = || ServiceError::NotAParticipant;
+        if let Some(id) = s.strip_prefix("g:") {
+            // Canonical decimal only, so each group has exactly one id string.
+            let id: u64 = id.parse().map_err(|_| bad())?;
+            if id == 0 || s.len() != 2 + id.to_string().len() {
+                return Err(bad());
+            }
+            return Ok((
+                ConversationId(Arc::from(s)),
+                ConversationKind::Group(GroupId(id)),
+            ));
+        }
         let rest = s.strip_prefix("p:").ok_or_else(bad)?;
         let (a, b) = rest.split_once(':').ok_or_else(bad)?;
         let (a, b) = (
@@ -214,6 +224,16 @@ impl fmt::Debug for ConversationId {
 impl fmt::Display for ConversationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A group's server-assigned id (from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub u64);
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -255,6 +275,11 @@ mod tests {
             ConversationId::parse("p:bob:alice").is_err(),
             "non-canonical order"
         );
-        assert!(ConversationId::parse("g:1").is_err());
+        let (g, kind) = ConversationId::parse("g:12").unwrap();
+        assert_eq!(g, ConversationId::group(GroupId(12)));
+        assert_eq!(kind, ConversationKind::Group(GroupId(12)));
+        for bad in ["g:0", "g:012", "g:+1", "g:", "g:1a", "g:-1"] {
+            assert!(ConversationId::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Tern's services: accounts, messages and sync, with the storage and delivery traits they own.
+//! Tern's services: accounts, messages, sync and groups, with the storage and delivery traits they own.
 //!
 //! This is the "service" stage of the pipeline (bytes → frame → command → **service** → store →
 //! fan-out → connection). Services validate, decide and order; they reach storage only through
@@ -9,6 +9,8 @@
 pub mod accounts;
 pub mod clock;
 mod error;
+pub mod group_service;
+pub mod groups;
 pub mod ids;
 pub mod messages;
 pub mod store;
@@ -16,7 +18,7 @@ pub mod sync;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ServiceError, StoreError};
-pub use ids::{ConnectionId, ConversationId, DeviceId, MessageId, Platform, UserId};
+pub use ids::{ConnectionId, ConversationId, DeviceId, GroupId, MessageId, Platform, UserId};
 pub use sync::Delivery;
 
 /// The payload schema is the content model: message content is stored and relayed as the

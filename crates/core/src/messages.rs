@@ -19,13 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Clock, ServiceError,
-    ids::{ConnectionId, ConversationId, UserId},
+    groups::{GroupLimits, GroupState},
+    ids::{ConnectionId, ConversationId, ConversationKind, GroupId, UserId},
     pb,
     store::{
-        AppendOutcome, Direction, HistoryPage, InboxEntry, InboxEvent, MessageStore, NewMessage,
-        StoredMessage,
+        AppendOutcome, Audience, Direction, GroupStore, HistoryPage, InboxEntry, InboxEvent,
+        MessageStore, NewMessage, Stored, StoredMessage, Write,
     },
-    sync::SyncService,
+    sync::{Publication, SyncService},
 };
 
 /// The longest client message id, in bytes.
@@ -49,6 +50,8 @@ pub struct MessageConfig {
     pub default_history_limit: u32,
     /// The most messages one HISTORY response carries.
     pub max_history_limit: u32,
+    /// Group sizes and the write-diffusion threshold.
+    pub groups: GroupLimits,
 }
 
 impl Default for MessageConfig {
@@ -62,15 +65,25 @@ impl Default for MessageConfig {
             queue_capacity: 16 * 1024,
             default_history_limit: 50,
             max_history_limit: 500,
+            groups: GroupLimits::default(),
         }
     }
+}
+
+/// Where a send goes, unvalidated.
+#[derive(Debug, Clone)]
+pub enum SendTarget {
+    /// A one-to-one message to this user id.
+    User(String),
+    /// A message to this group id.
+    Group(u64),
 }
 
 /// A send request, as the gateway hands it over.
 #[derive(Debug, Clone)]
 pub struct SendInput {
-    /// The receiving user's id, unvalidated.
-    pub to_user: String,
+    /// Where it goes.
+    pub target: SendTarget,
     /// The sender's idempotency key.
     pub client_msg_id: String,
     /// The content, unvalidated.
@@ -103,9 +116,54 @@ impl std::future::Future for PendingSend {
     }
 }
 
-type Reply = oneshot::Sender<Result<SendAck, ServiceError>>;
+/// A group write as committed.
+#[derive(Debug, Clone)]
+pub struct GroupCommitted {
+    /// The group after the write.
+    pub state: GroupState,
+    /// Its timeline head after the write.
+    pub head_seq: u64,
+    /// The seq of the event recorded (0 when the write changed nothing).
+    pub event_seq: u64,
+}
 
-/// A send whose message is in the batch being committed, waiting for its outcome.
+/// A group write accepted by the pipeline; resolves once it is durable (or refused).
+#[derive(Debug)]
+pub struct PendingGroup(oneshot::Receiver<Result<GroupCommitted, ServiceError>>);
+
+impl std::future::Future for PendingGroup {
+    type Output = Result<GroupCommitted, ServiceError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ServiceError::ShuttingDown)))
+    }
+}
+
+/// Where a write's outcome goes.
+enum Reply {
+    Send(oneshot::Sender<Result<SendAck, ServiceError>>),
+    Group(oneshot::Sender<Result<GroupCommitted, ServiceError>>),
+}
+
+impl Reply {
+    fn fail(self, e: ServiceError) {
+        match self {
+            Reply::Send(r) => {
+                let _ = r.send(Err(e));
+            }
+            Reply::Group(r) => {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}
+
+/// A write in the batch being committed, waiting for its outcome.
 struct Waiting {
     origin: Option<ConnectionId>,
     accepted: Instant,
@@ -116,8 +174,8 @@ struct Waiting {
 // per message.
 #[allow(clippy::large_enum_variant)]
 enum Job {
-    Send {
-        message: NewMessage,
+    Write {
+        write: Write,
         origin: Option<ConnectionId>,
         accepted: Instant,
         reply: Reply,
@@ -135,6 +193,7 @@ pub struct MessageService {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn MessageStore>,
+    groups: Arc<dyn GroupStore>,
     clock: Arc<dyn Clock>,
     config: MessageConfig,
     jobs: mpsc::Sender<Job>,
@@ -144,9 +203,11 @@ struct Inner {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Job::Send { message, .. } => {
-                write!(f, "Send({}/{})", message.sender, message.client_msg_id)
-            }
+            Job::Write {
+                write: Write::Message(message),
+                ..
+            } => write!(f, "Send({}/{})", message.sender, message.client_msg_id),
+            Job::Write { write, .. } => write!(f, "{write:?}"),
             Job::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -156,6 +217,7 @@ impl MessageService {
     /// Starts the service and its pipeline task on the current Tokio runtime.
     pub fn start(
         store: Arc<dyn MessageStore>,
+        groups: Arc<dyn GroupStore>,
         sync: Arc<SyncService>,
         clock: Arc<dyn Clock>,
         config: MessageConfig,
@@ -172,6 +234,7 @@ impl MessageService {
         Self {
             inner: Arc::new(Inner {
                 store,
+                groups,
                 clock,
                 config,
                 jobs,
@@ -195,8 +258,6 @@ impl MessageService {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ServiceError::ShuttingDown);
         }
-        let to = UserId::parse(&input.to_user)
-            .map_err(|_| ServiceError::UnknownUser(unknown_user(&input.to_user)))?;
         if input.client_msg_id.is_empty() || input.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
             return Err(ServiceError::InvalidClientMsgId);
         }
@@ -204,27 +265,84 @@ impl MessageService {
             .content
             .ok_or(ServiceError::InvalidContent("content is missing"))?;
         validate_content(&content, self.inner.config.max_content_bytes)?;
-        let mut inboxes = vec![sender.clone()];
-        if &to != sender {
-            inboxes.push(to.clone());
-        }
+        let (conversation, audience) = match input.target {
+            SendTarget::User(to) => {
+                let to =
+                    UserId::parse(&to).map_err(|_| ServiceError::UnknownUser(unknown_user(&to)))?;
+                let mut inboxes = vec![sender.clone()];
+                if &to != sender {
+                    inboxes.push(to.clone());
+                }
+                (
+                    ConversationId::direct(sender, &to),
+                    Audience::Direct(inboxes),
+                )
+            }
+            SendTarget::Group(id) => {
+                if id == 0 {
+                    return Err(ServiceError::NotAParticipant);
+                }
+                let group = GroupId(id);
+                (
+                    ConversationId::group(group),
+                    Audience::Group {
+                        group,
+                        write_diffusion_max: self.inner.config.groups.write_diffusion_max,
+                    },
+                )
+            }
+        };
         let message = NewMessage {
-            conversation: ConversationId::direct(sender, &to),
+            conversation,
             sender: sender.clone(),
             client_msg_id: input.client_msg_id,
             server_time_ms: self.inner.clock.now_ms(),
             content,
-            inboxes,
+            audience,
         };
         let (reply, rx) = oneshot::channel();
-        let job = Job::Send {
-            message,
+        self.queue(Write::Message(message), origin, Reply::Send(reply))?;
+        Ok(PendingSend(rx))
+    }
+
+    /// Queues a group write for the next commit.
+    pub(crate) fn submit_group(
+        &self,
+        write: Write,
+        origin: Option<ConnectionId>,
+    ) -> Result<PendingGroup, ServiceError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.queue(write, origin, Reply::Group(reply))?;
+        Ok(PendingGroup(rx))
+    }
+
+    /// The group limits in force.
+    pub fn group_limits(&self) -> GroupLimits {
+        self.inner.config.groups
+    }
+
+    /// The server's clock, in Unix ms.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    fn queue(
+        &self,
+        write: Write,
+        origin: Option<ConnectionId>,
+        reply: Reply,
+    ) -> Result<(), ServiceError> {
+        let job = Job::Write {
+            write,
             origin,
             accepted: Instant::now(),
             reply,
         };
         match self.inner.jobs.try_send(job) {
-            Ok(()) => Ok(PendingSend(rx)),
+            Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(ServiceError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(ServiceError::ShuttingDown),
         }
@@ -240,20 +358,62 @@ impl MessageService {
         limit: u32,
     ) -> Result<HistoryPage, ServiceError> {
         let (conversation, kind) = ConversationId::parse(conversation.as_str())?;
-        if !kind.includes(user) {
-            return Err(ServiceError::NotAParticipant);
-        }
         let limit = if limit == 0 {
             self.inner.config.default_history_limit
         } else {
             limit
         }
         .clamp(1, self.inner.config.max_history_limit.max(1));
-        Ok(self
+        // The part of the conversation the user may read: all of a one-to-one conversation; a
+        // group's timeline from the member's view on, and for a member who left, up to its
+        // departure (so a device that was away loses nothing stored while it was a member).
+        let (visible_from, visible_to) = match kind {
+            ConversationKind::Direct(a, b) if &a == user || &b == user => (1, u64::MAX),
+            ConversationKind::Direct(..) => return Err(ServiceError::NotAParticipant),
+            ConversationKind::Group(group) => {
+                let Some((record, member)) = self.inner.groups.group(group, user).await? else {
+                    return Err(ServiceError::NotAParticipant);
+                };
+                let (joined, to) = match member {
+                    Some(m) => (m.joined_seq, u64::MAX),
+                    None => match self.inner.groups.departure(group, user).await? {
+                        Some((joined, left)) => (joined, left),
+                        None => return Err(ServiceError::NotAParticipant),
+                    },
+                };
+                let from = match record.settings.history {
+                    crate::groups::HistoryVisibility::Full => 1,
+                    crate::groups::HistoryVisibility::FromJoin => joined.max(1),
+                };
+                (from, to)
+            }
+        };
+        let anchor_seq = match direction {
+            Direction::Forward => anchor_seq.max(visible_from - 1),
+            Direction::Backward
+                if visible_to < u64::MAX && (anchor_seq == 0 || anchor_seq > visible_to) =>
+            {
+                visible_to + 1
+            }
+            Direction::Backward => anchor_seq,
+        };
+        let mut page = self
             .inner
             .store
             .history(&conversation, anchor_seq, direction, limit)
-            .await?)
+            .await?;
+        let before = page.messages.len();
+        page.messages
+            .retain(|m| m.seq >= visible_from && m.seq <= visible_to);
+        let clipped = page.messages.len() < before;
+        let at_edge = match direction {
+            Direction::Backward => page.messages.first().is_some_and(|m| m.seq == visible_from),
+            Direction::Forward => page.messages.last().is_some_and(|m| m.seq == visible_to),
+        };
+        if clipped || at_edge {
+            page.has_more = false;
+        }
+        Ok(page)
     }
 
     /// Refuses new sends and waits until every send queued so far is committed and answered.
@@ -312,6 +472,9 @@ pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), S
             ServiceError::InvalidContent("custom kind must be 1 to 64 bytes"),
         ),
         Some(Body::Custom(_)) => Ok(()),
+        Some(Body::GroupEvent(_)) => Err(ServiceError::InvalidContent(
+            "group events are written by the server",
+        )),
     }
 }
 
@@ -373,13 +536,13 @@ impl Pipeline {
         let mut flushes = Vec::new();
         for job in jobs.drain(..) {
             match job {
-                Job::Send {
-                    message,
+                Job::Write {
+                    write,
                     origin,
                     accepted,
                     reply,
                 } => {
-                    batch.push(message);
+                    batch.push(write);
                     sends.push(Waiting {
                         origin,
                         accepted,
@@ -405,15 +568,15 @@ impl Pipeline {
                         "store answered a batch with the wrong number of outcomes"
                     );
                     for w in sends {
-                        let _ = w.reply.send(Err(ServiceError::Internal(
+                        w.reply.fail(ServiceError::Internal(
                             "store outcome count mismatch".into(),
-                        )));
+                        ));
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "batch commit failed; no message of it was stored");
+                    tracing::warn!(error = %e, "batch commit failed; no write of it was stored");
                     for w in sends {
-                        let _ = w.reply.send(Err(ServiceError::Store(e.clone())));
+                        w.reply.fail(ServiceError::Store(e.clone()));
                     }
                 }
             }
@@ -423,8 +586,8 @@ impl Pipeline {
         }
     }
 
-    /// Records the new entries (so reads see them), acks every sender, then delivers the
-    /// entries to online devices, in commit order.
+    /// Records the new entries (so reads see them), answers every writer, then delivers the
+    /// entries and group pushes to online devices, in commit order.
     fn finish(&self, sends: Vec<Waiting>, outcomes: Vec<AppendOutcome>) {
         let mut published = Vec::with_capacity(outcomes.len() * 2);
         let mut delivered = Vec::with_capacity(outcomes.len());
@@ -438,45 +601,88 @@ impl Pipeline {
             outcome,
         ) in sends.into_iter().zip(outcomes)
         {
-            let answer = match outcome {
-                AppendOutcome::Stored {
-                    message,
-                    inbox_seqs,
-                } => {
+            let answer = match (reply, outcome) {
+                (Reply::Send(reply), AppendOutcome::Stored(stored)) => {
                     self.metrics.stored.increment(1);
-                    for (user, seq) in inbox_seqs {
-                        let entry = Arc::new(InboxEntry {
-                            seq,
-                            event: InboxEvent::Message(message.clone()),
-                        });
-                        published.push((user, entry, origin));
-                    }
+                    let message = stored.message.clone();
+                    publish(&mut published, stored, origin);
                     delivered.push(accepted);
-                    Ok(SendAck {
-                        message,
-                        duplicate: false,
-                    })
+                    Answer::Send(
+                        reply,
+                        Ok(SendAck {
+                            message,
+                            duplicate: false,
+                        }),
+                    )
                 }
-                AppendOutcome::Duplicate(message) => {
+                (Reply::Send(reply), AppendOutcome::Duplicate(message)) => {
                     self.metrics.duplicates.increment(1);
-                    Ok(SendAck {
-                        message,
-                        duplicate: true,
-                    })
+                    Answer::Send(
+                        reply,
+                        Ok(SendAck {
+                            message,
+                            duplicate: true,
+                        }),
+                    )
                 }
-                AppendOutcome::UnknownUser(user) => Err(ServiceError::UnknownUser(user)),
+                (Reply::Send(reply), AppendOutcome::UnknownUser(user)) => {
+                    Answer::Send(reply, Err(ServiceError::UnknownUser(user)))
+                }
+                (
+                    Reply::Group(reply),
+                    AppendOutcome::Group {
+                        state,
+                        head_seq,
+                        event,
+                    },
+                ) => {
+                    let event_seq = event.as_ref().map_or(0, |e| e.message.seq);
+                    if let Some(stored) = event {
+                        publish(&mut published, stored, origin);
+                    }
+                    Answer::Group(
+                        reply,
+                        Ok(GroupCommitted {
+                            state,
+                            head_seq,
+                            event_seq,
+                        }),
+                    )
+                }
+                (reply, AppendOutcome::Refused(e)) => match reply {
+                    Reply::Send(r) => Answer::Send(r, Err(e)),
+                    Reply::Group(r) => Answer::Group(r, Err(e)),
+                },
+                (reply, outcome) => {
+                    tracing::error!(
+                        ?outcome,
+                        "store answered a write with an outcome of another kind"
+                    );
+                    let e = ServiceError::Internal("store outcome kind mismatch".into());
+                    match reply {
+                        Reply::Send(r) => Answer::Send(r, Err(e)),
+                        Reply::Group(r) => Answer::Group(r, Err(e)),
+                    }
+                }
             };
-            answers.push((accepted, reply, answer));
+            answers.push((accepted, answer));
         }
         // Readers see an entry before its sender learns it is stored.
         self.sync.record(&published);
-        for (accepted, reply, answer) in answers {
+        for (accepted, answer) in answers {
             self.metrics
                 .ack_seconds
                 .record(accepted.elapsed().as_secs_f64());
             // A sender that went away still had its message stored; it learns the outcome by
             // retrying with the same client message id.
-            let _ = reply.send(answer);
+            match answer {
+                Answer::Send(r, a) => {
+                    let _ = r.send(a);
+                }
+                Answer::Group(r, a) => {
+                    let _ = r.send(a);
+                }
+            }
         }
         self.sync.deliver(&published);
         // From the send's arrival to its pushes sitting in the receivers' connection queues.
@@ -485,5 +691,50 @@ impl Pipeline {
                 .delivery_seconds
                 .record(accepted.elapsed().as_secs_f64());
         }
+    }
+}
+
+/// A writer's answer, ready to send.
+enum Answer {
+    Send(
+        oneshot::Sender<Result<SendAck, ServiceError>>,
+        Result<SendAck, ServiceError>,
+    ),
+    Group(
+        oneshot::Sender<Result<GroupCommitted, ServiceError>>,
+        Result<GroupCommitted, ServiceError>,
+    ),
+}
+
+/// Adds what a stored message publishes: its inbox entries, then (read diffusion) its push to
+/// the group's other members.
+fn publish(published: &mut Vec<Publication>, stored: Stored, origin: Option<ConnectionId>) {
+    let Stored {
+        message,
+        inbox_seqs,
+        push_members,
+    } = stored;
+    let mut with_entry = Vec::new();
+    for (user, seq) in inbox_seqs {
+        let entry = Arc::new(InboxEntry {
+            seq,
+            event: InboxEvent::Message(message.clone()),
+        });
+        if push_members.is_some() {
+            with_entry.push(user.clone());
+        }
+        published.push(Publication::Entry {
+            user,
+            entry,
+            skip: origin,
+        });
+    }
+    if let Some(members) = push_members {
+        published.push(Publication::Group {
+            message,
+            members,
+            except: with_entry,
+            skip: origin,
+        });
     }
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    StoreError,
-    ids::{ConversationId, DeviceId, MessageId, Platform, UserId},
+    ServiceError, StoreError,
+    groups::{GroupChangeRequest, GroupSettings, GroupState, Member, Members, NewGroup},
+    ids::{ConversationId, DeviceId, GroupId, MessageId, Platform, UserId},
     pb,
 };
 
@@ -65,24 +66,69 @@ pub struct NewMessage {
     pub server_time_ms: i64,
     /// The validated content.
     pub content: pb::Content,
-    /// Users whose inbox gets an entry, sender first, each once. All must exist.
-    pub inboxes: Vec<UserId>,
+    /// Who gets it.
+    pub audience: Audience,
 }
 
-/// What happened to one message of an appended batch.
+/// Who a new message reaches.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// Users whose inbox gets an entry, sender first, each once. All must exist.
+    Direct(Vec<UserId>),
+    /// A group's members, resolved when the message takes its seq: the store checks the send
+    /// with [`crate::groups::check_send`] and spreads it with [`crate::groups::diffusion`].
+    Group {
+        /// The group (its timeline is the message's conversation).
+        group: GroupId,
+        /// The write-diffusion threshold.
+        write_diffusion_max: usize,
+    },
+}
+
+/// One write of a batch. Every write of a batch is committed in order, in one transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Append a message.
+    Message(NewMessage),
+    /// Create a group and record its creation event (seq 1 of its timeline).
+    CreateGroup(NewGroup),
+    /// Decide a change with [`crate::groups::decide`] against the group's state at this point
+    /// of the batch, apply it, and record its event.
+    ChangeGroup(GroupChangeRequest),
+}
+
+/// A message (or group event) stored by a batch.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The stored message.
+    pub message: Arc<StoredMessage>,
+    /// `(user, inbox seq)` for each inbox that got an entry, sender first when it got one.
+    pub inbox_seqs: Vec<(UserId, u64)>,
+    /// For a read-diffusion group message: the members at the moment it took its seq, to be
+    /// pushed the message (those in `inbox_seqs` get their entry instead).
+    pub push_members: Option<Arc<Members>>,
+}
+
+/// What happened to one write of an appended batch.
 #[derive(Debug, Clone)]
 pub enum AppendOutcome {
-    /// Stored; the inbox entries were written in the order of [`NewMessage::inboxes`].
-    Stored {
-        /// The stored message.
-        message: Arc<StoredMessage>,
-        /// `(user, inbox seq)` for each inbox that got an entry.
-        inbox_seqs: Vec<(UserId, u64)>,
-    },
+    /// Stored; the inbox entries were written in the order the audience gave.
+    Stored(Stored),
     /// `(sender, client_msg_id)` was stored before; nothing new was written.
     Duplicate(Arc<StoredMessage>),
     /// One of the inbox users does not exist; nothing was written for this message.
     UnknownUser(UserId),
+    /// The group rules refused the write; nothing was written for it.
+    Refused(ServiceError),
+    /// A group was created or changed (or the change changed nothing: `event` is `None`).
+    Group {
+        /// The group after the write.
+        state: GroupState,
+        /// Its timeline head after the write.
+        head_seq: u64,
+        /// The event recorded.
+        event: Option<Stored>,
+    },
 }
 
 /// Which way a history page goes from its anchor.
@@ -116,9 +162,12 @@ pub struct InboxPage {
 #[async_trait]
 pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
     /// Appends a batch atomically and durably, in order: for each message, deduplicate by
-    /// `(sender, client_msg_id)`, assign the next id and conversation seq, and append an entry to
-    /// each inbox. No reader sees any of the batch before all of it is durable.
-    async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError>;
+    /// `(sender, client_msg_id)` (group events, with an empty id, are never deduplicated),
+    /// check a group message against the group's state, assign the next id and conversation
+    /// seq, and append an entry to each inbox; for each group write, decide and apply it and
+    /// record its event the same way. No reader sees any of the batch before all of it is
+    /// durable.
+    async fn append(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// A page of a conversation, `limit` messages at most.
     async fn history(
@@ -192,4 +241,46 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Revokes the token with this hash; revoking an unknown token is not an error.
     async fn revoke_token(&self, hash: &str) -> Result<(), StoreError>;
+}
+
+/// A group as stored, without its members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    /// The group.
+    pub id: GroupId,
+    /// Its settings.
+    pub settings: GroupSettings,
+    /// How many members it has.
+    pub member_count: usize,
+    /// The newest seq of its timeline.
+    pub head_seq: u64,
+}
+
+/// Groups as readers see them (groups are written through [`MessageStore::append`], in the
+/// same serialization as their messages).
+#[async_trait]
+pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The group and `user`'s membership in it, if the group exists.
+    async fn group(
+        &self,
+        id: GroupId,
+        user: &UserId,
+    ) -> Result<Option<(GroupRecord, Option<Member>)>, StoreError>;
+
+    /// Up to `limit` members with ids greater than `after`, ordered by id.
+    async fn group_members(
+        &self,
+        id: GroupId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, Member)>, StoreError>;
+
+    /// The last membership of `user` in the group if `user` left it or was removed (and is not
+    /// a member again): `(joined_seq, left_seq)`, the seq of the event that added it and of the
+    /// one that removed it.
+    async fn departure(&self, id: GroupId, user: &UserId)
+    -> Result<Option<(u64, u64)>, StoreError>;
+
+    /// Every group `user` is a member of, with the membership, ordered by group id.
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<(GroupRecord, Member)>, StoreError>;
 }

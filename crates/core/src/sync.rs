@@ -1,7 +1,7 @@
 //! Sync: each user's inbox, served from a bounded in-memory ring when the cursor is recent and
 //! from the store when it is not, and the hand-off of new entries to online devices.
 //!
-//! Every entry reaches the ring and the devices through [`SyncService::publish`], which the
+//! Every entry reaches the ring and the devices through [`SyncService::record`] and [`SyncService::deliver`], which the
 //! message pipeline calls once per committed batch, in commit order. So a ring is always a
 //! contiguous, gapless tail of its user's inbox, and pushes leave in seq order.
 
@@ -14,8 +14,9 @@ use lru::LruCache;
 
 use crate::{
     ServiceError,
+    groups::Members,
     ids::{ConnectionId, DeviceId, UserId},
-    store::{InboxEntry, InboxPage, MessageStore},
+    store::{InboxEntry, InboxPage, MessageStore, StoredMessage},
 };
 
 /// The fan-out stage: hands new inbox entries to a user's online connections.
@@ -26,6 +27,42 @@ use crate::{
 pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
     /// Queues `entry` for every online connection of `user` except `skip`.
     fn deliver(&self, user: &UserId, entry: &Arc<InboxEntry>, skip: Option<ConnectionId>);
+
+    /// Queues a read-diffusion group message for every online connection of every user in
+    /// `members`, except the users in `except` (they got an inbox entry for it) and the
+    /// connection `skip`.
+    fn deliver_group(
+        &self,
+        message: &Arc<StoredMessage>,
+        members: &Members,
+        except: &[UserId],
+        skip: Option<ConnectionId>,
+    );
+}
+
+/// Something a committed batch makes visible, in commit order.
+#[derive(Debug, Clone)]
+pub enum Publication {
+    /// An inbox entry of `user`; `skip` is the connection it came from, which has it already.
+    Entry {
+        /// Whose inbox.
+        user: UserId,
+        /// The entry.
+        entry: Arc<InboxEntry>,
+        /// The connection not to push it to.
+        skip: Option<ConnectionId>,
+    },
+    /// A read-diffusion group message, pushed to the members online.
+    Group {
+        /// The message.
+        message: Arc<StoredMessage>,
+        /// The members when it took its seq.
+        members: Arc<Members>,
+        /// Members that got an inbox entry for it instead.
+        except: Vec<UserId>,
+        /// The connection not to push it to.
+        skip: Option<ConnectionId>,
+    },
 }
 
 /// Settings of the sync service.
@@ -131,9 +168,12 @@ impl SyncService {
     /// Appends committed entries to their users' rings, so that every read from now on sees
     /// them. Called by the message pipeline only, once per committed batch, in commit order,
     /// before the senders are acked.
-    pub fn record(&self, entries: &[(UserId, Arc<InboxEntry>, Option<ConnectionId>)]) {
+    pub fn record(&self, published: &[Publication]) {
         let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-        for (user, entry, _) in entries {
+        for p in published {
+            let Publication::Entry { user, entry, .. } = p else {
+                continue;
+            };
             let ring = rings.get_or_insert_mut(user.clone(), || Ring {
                 entries: std::collections::VecDeque::new(),
             });
@@ -156,9 +196,19 @@ impl SyncService {
     /// Hands recorded entries to the online devices of their users; `skip` names the connection
     /// each entry came from, which already has it through its ack. Called after the acks, in
     /// commit order.
-    pub fn deliver(&self, entries: &[(UserId, Arc<InboxEntry>, Option<ConnectionId>)]) {
-        for (user, entry, skip) in entries {
-            self.delivery.deliver(user, entry, *skip);
+    pub fn deliver(&self, published: &[Publication]) {
+        for p in published {
+            match p {
+                Publication::Entry { user, entry, skip } => {
+                    self.delivery.deliver(user, entry, *skip)
+                }
+                Publication::Group {
+                    message,
+                    members,
+                    except,
+                    skip,
+                } => self.delivery.deliver_group(message, members, except, *skip),
+            }
         }
     }
 

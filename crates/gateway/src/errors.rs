@@ -18,6 +18,11 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::InvalidClientMsgId => ErrorCode::InvalidClientMsgId,
         ServiceError::NotAParticipant => ErrorCode::NotAParticipant,
         ServiceError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        ServiceError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+        ServiceError::Muted => ErrorCode::Muted,
+        ServiceError::GroupDissolved => ErrorCode::GroupDissolved,
+        ServiceError::GroupFull { .. } => ErrorCode::GroupFull,
+        ServiceError::OwnerCannotLeave => ErrorCode::OwnerCannotLeave,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
         ServiceError::Overloaded => ErrorCode::Overloaded,
         ServiceError::Store(StoreError::Unavailable(detail)) => {

@@ -3,10 +3,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tern_core::{ConnectionId, Delivery, UserId, store::InboxEntry};
+use tern_core::{
+    ConnectionId, Delivery, UserId,
+    groups::Members,
+    store::{InboxEntry, StoredMessage},
+};
 use tern_proto::{Encoding, PacketId, ServerEvent, pb};
 
-use crate::{command::inbox_entry_to_wire, registry::Registry};
+use crate::{
+    command::{inbox_entry_to_wire, message_to_wire},
+    registry::Registry,
+};
 
 /// Hands new inbox entries to the online connections of their users.
 #[derive(Debug)]
@@ -31,11 +38,27 @@ impl Fanout {
 pub(crate) fn push_frame(entry: &InboxEntry, encoding: Encoding) -> Option<Bytes> {
     let event = ServerEvent::Push(pb::Push {
         entry: Some(inbox_entry_to_wire(entry)),
+        group_message: None,
     });
     match event.to_frame(PacketId(rand::random()), encoding) {
         Ok(frame) => Some(frame.to_bytes()),
         Err(e) => {
             tracing::error!(error = %e, seq = entry.seq, "cannot encode a push");
+            None
+        }
+    }
+}
+
+/// Encodes the push of a read-diffusion group message.
+fn group_push_frame(message: &StoredMessage, encoding: Encoding) -> Option<Bytes> {
+    let event = ServerEvent::Push(pb::Push {
+        entry: None,
+        group_message: Some(message_to_wire(message)),
+    });
+    match event.to_frame(PacketId(rand::random()), encoding) {
+        Ok(frame) => Some(frame.to_bytes()),
+        Err(e) => {
+            tracing::error!(error = %e, id = message.id.0, "cannot encode a group push");
             None
         }
     }
@@ -63,5 +86,42 @@ impl Delivery for Fanout {
                 self.dropped.increment(1);
             }
         });
+    }
+
+    fn deliver_group(
+        &self,
+        message: &Arc<StoredMessage>,
+        members: &Members,
+        except: &[UserId],
+        skip: Option<ConnectionId>,
+    ) {
+        let mut protobuf: Option<Option<Bytes>> = None;
+        let mut json: Option<Option<Bytes>> = None;
+        let (mut queued, mut lagged) = (0u64, 0u64);
+        self.registry
+            .for_each_member_connection(members, except, |id, conn| {
+                if Some(id) == skip {
+                    return;
+                }
+                let slot = match conn.encoding {
+                    Encoding::Protobuf => &mut protobuf,
+                    Encoding::Json => &mut json,
+                };
+                let Some(frame) =
+                    slot.get_or_insert_with(|| group_push_frame(message, conn.encoding))
+                else {
+                    return;
+                };
+                // A dropped group push carries no inbox seq: the notice that follows makes the
+                // client sync and then compare its groups' heads (GROUP_LIST).
+                if conn.outbox.push(frame.clone(), 0) {
+                    queued += 1;
+                } else {
+                    lagged += 1;
+                }
+            });
+        // Counted once per message, not per connection, to keep the loop free of atomics.
+        self.delivered.increment(queued);
+        self.dropped.increment(lagged);
     }
 }

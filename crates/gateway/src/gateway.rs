@@ -12,7 +12,8 @@ use std::{
 
 use axum::{extract::ws::WebSocketUpgrade, response::Response};
 use tern_core::{
-    Clock, ConnectionId, accounts::AccountService, messages::MessageService, sync::SyncService,
+    Clock, ConnectionId, accounts::AccountService, group_service::GroupService,
+    messages::MessageService, sync::SyncService,
 };
 use tern_proto::FrameDecoder;
 use tokio::net::TcpListener;
@@ -33,6 +34,8 @@ pub struct Services {
     pub messages: MessageService,
     /// Inboxes, cursors and publication.
     pub sync: Arc<SyncService>,
+    /// Groups.
+    pub groups: GroupService,
 }
 
 /// Settings of the connection layer.

@@ -9,7 +9,7 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use tern_core::{ConnectionId, DeviceId, Platform, UserId};
+use tern_core::{ConnectionId, DeviceId, Platform, UserId, groups::Members};
 use tern_proto::Encoding;
 
 use crate::outbox::Outbox;
@@ -130,6 +130,41 @@ impl Registry {
             for id in ids {
                 if let Some(entry) = inner.connections.get(id) {
                     f(*id, entry);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with each connection of each user in `members` except those in `except`,
+    /// under the lock: `f` must not block. Walks whichever is smaller, the members or the
+    /// users online, so a 100,000-member group with few members online costs little.
+    pub fn for_each_member_connection(
+        &self,
+        members: &Members,
+        except: &[UserId],
+        mut f: impl FnMut(ConnectionId, &Entry),
+    ) {
+        let inner = self.lock();
+        let mut visit = |user: &UserId, ids: &Vec<ConnectionId>| {
+            if except.contains(user) {
+                return;
+            }
+            for id in ids {
+                if let Some(entry) = inner.connections.get(id) {
+                    f(*id, entry);
+                }
+            }
+        };
+        if members.len() <= inner.users.len() {
+            for user in members.keys() {
+                if let Some(ids) = inner.users.get(user) {
+                    visit(user, ids);
+                }
+            }
+        } else {
+            for (user, ids) in &inner.users {
+                if members.contains_key(user) {
+                    visit(user, ids);
                 }
             }
         }

@@ -523,6 +523,31 @@ impl Session<'_> {
                     command::history::run(&services, &caller, req).await
                 })
             }
+            Request::GroupCreate(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::group_create::run(&services, &caller, req).await
+                })
+            }
+            Request::GroupUpdate(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::group_update::run(&services, &caller, req).await
+                })
+            }
+            Request::GroupInfo(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::group_info::run(&services, &caller, req).await
+                })
+            }
+            Request::GroupMembers(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::group_members::run(&services, &caller, req).await
+                })
+            }
+            Request::GroupList(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::group_list::run(&services, &caller, req).await
+                })
+            }
         }
     }
 

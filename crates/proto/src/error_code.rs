@@ -1,7 +1,7 @@
 //! The stable error codes every error response carries. Codes never change meaning.
 
 /// An error code of the wire protocol, grouped by thousands: 1xxx framing and protocol,
-/// 2xxx accounts and sessions, 3xxx messages and sync, 5xxx server-side conditions.
+/// 2xxx accounts and sessions, 3xxx messages and sync, 4xxx groups, 5xxx server-side conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum ErrorCode {
@@ -49,6 +49,16 @@ pub enum ErrorCode {
     NotAParticipant = 3004,
     /// A request field is out of range or missing.
     InvalidArgument = 3005,
+    /// The caller's role in the group does not allow the change.
+    PermissionDenied = 4000,
+    /// The sender is muted in the group, or the group is muted for members.
+    Muted = 4001,
+    /// The group was dissolved: its history can be read, nothing can be sent or changed.
+    GroupDissolved = 4002,
+    /// The change would take the group past its maximum number of members.
+    GroupFull = 4003,
+    /// The owner cannot leave; transfer ownership or dissolve the group first.
+    OwnerCannotLeave = 4004,
     /// An unexpected server error; details are in the server's log, never in the response.
     Internal = 5000,
     /// The server cannot serve the request right now (for example the store failed); retry.
@@ -84,6 +94,11 @@ impl ErrorCode {
         ErrorCode::InvalidClientMsgId,
         ErrorCode::NotAParticipant,
         ErrorCode::InvalidArgument,
+        ErrorCode::PermissionDenied,
+        ErrorCode::Muted,
+        ErrorCode::GroupDissolved,
+        ErrorCode::GroupFull,
+        ErrorCode::OwnerCannotLeave,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::ShuttingDown,
@@ -125,6 +140,11 @@ impl ErrorCode {
             ErrorCode::InvalidClientMsgId => "INVALID_CLIENT_MSG_ID",
             ErrorCode::NotAParticipant => "NOT_A_PARTICIPANT",
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::Muted => "MUTED",
+            ErrorCode::GroupDissolved => "GROUP_DISSOLVED",
+            ErrorCode::GroupFull => "GROUP_FULL",
+            ErrorCode::OwnerCannotLeave => "OWNER_CANNOT_LEAVE",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",

@@ -184,6 +184,9 @@ macro_rules! protocol {
         }
 
         /// A frame the server sends on its own initiative (not a response).
+        // `Push` dwarfs the other events, and nearly every event is a push: boxing it would add
+        // an allocation per push to save stack space on rare kicks and notices.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq)]
         pub enum ServerEvent {
             $( #[doc = concat!("A `", $estr, "` event.")] $ename(pb::$ev), )*
@@ -231,6 +234,11 @@ protocol! {
         Sync = 0x0103, "SYNC", SyncRequest => SyncResponse;
         AckCursor = 0x0104, "ACK_CURSOR", AckCursorRequest => AckCursorResponse;
         History = 0x0105, "HISTORY", HistoryRequest => HistoryResponse;
+        GroupCreate = 0x0201, "GROUP_CREATE", GroupCreateRequest => GroupInfoResponse;
+        GroupUpdate = 0x0202, "GROUP_UPDATE", GroupUpdateRequest => GroupUpdateResponse;
+        GroupInfo = 0x0203, "GROUP_INFO", GroupInfoRequest => GroupInfoResponse;
+        GroupMembers = 0x0204, "GROUP_MEMBERS", GroupMembersRequest => GroupMembersResponse;
+        GroupList = 0x0205, "GROUP_LIST", GroupListRequest => GroupListResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;

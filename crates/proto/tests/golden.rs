@@ -103,6 +103,7 @@ fn vectors() -> Vec<(&'static str, Frame)> {
                     seq: 9,
                     event: Some(pb::inbox_entry::Event::Message(message())),
                 }),
+                group_message: None,
             })
             .to_frame(id, Encoding::Protobuf)
             .unwrap(),

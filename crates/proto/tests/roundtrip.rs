@@ -147,6 +147,47 @@ fn request() -> BoxedStrategy<Request> {
                     limit
                 }
             )),
+        (text(), proptest::collection::vec(text(), 0..4), 0i32..=1).prop_map(
+            |(name, members, history_visibility)| Request::GroupCreate(pb::GroupCreateRequest {
+                name,
+                members,
+                history_visibility,
+                ..Default::default()
+            })
+        ),
+        (
+            any::<u64>(),
+            prop_oneof![
+                proptest::collection::vec(text(), 0..4).prop_map(|values| {
+                    pb::group_update_request::Change::AddMembers(pb::StringList { values })
+                }),
+                text().prop_map(pb::group_update_request::Change::Rename),
+                (text(), 0i32..=3).prop_map(|(user_id, role)| {
+                    pb::group_update_request::Change::SetRole(pb::GroupMemberRole { user_id, role })
+                }),
+                (text(), any::<i64>()).prop_map(|(user_id, until_ms)| {
+                    pb::group_update_request::Change::MuteMember(pb::GroupMute {
+                        user_id,
+                        until_ms,
+                    })
+                }),
+                any::<bool>().prop_map(pb::group_update_request::Change::MuteAll),
+            ]
+        )
+            .prop_map(
+                |(group_id, change)| Request::GroupUpdate(pb::GroupUpdateRequest {
+                    group_id,
+                    change: Some(change)
+                })
+            ),
+        (any::<u64>(), text(), any::<u32>()).prop_map(|(group_id, after, limit)| {
+            Request::GroupMembers(pb::GroupMembersRequest {
+                group_id,
+                after,
+                limit,
+            })
+        }),
+        Just(Request::GroupList(pb::GroupListRequest {})),
     ]
     .boxed()
 }
@@ -161,7 +202,14 @@ fn event() -> BoxedStrategy<ServerEvent> {
                 reconnect_after_ms
             }
         )),
-        proptest::option::of(inbox_entry()).prop_map(|entry| ServerEvent::Push(pb::Push { entry })),
+        proptest::option::of(inbox_entry()).prop_map(|entry| ServerEvent::Push(pb::Push {
+            entry,
+            group_message: None
+        })),
+        message().prop_map(|m| ServerEvent::Push(pb::Push {
+            entry: None,
+            group_message: Some(m)
+        })),
         any::<u64>().prop_map(|head| ServerEvent::SyncNotify(pb::SyncNotify { head })),
     ]
     .boxed()

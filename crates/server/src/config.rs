@@ -8,7 +8,9 @@ use figment::{
     providers::{Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
-use tern_core::{accounts::AccountConfig, messages::MessageConfig, sync::SyncConfig};
+use tern_core::{
+    accounts::AccountConfig, groups::GroupLimits, messages::MessageConfig, sync::SyncConfig,
+};
 use tern_gateway::{GatewayConfig, KickPolicy};
 use tern_store::{SqliteConfig, Synchronous};
 
@@ -49,6 +51,11 @@ pub struct Config {
     pub commit_window_us: u64,
     /// The most messages per commit.
     pub max_batch: usize,
+    /// The most members a group may have.
+    pub group_max_members: usize,
+    /// Groups with at most this many members give every member an inbox entry per message
+    /// (write diffusion); larger groups store each message once (read diffusion).
+    pub group_write_diffusion_max: usize,
     /// Inbox entries kept in memory per user.
     pub ring_capacity: usize,
     /// Users whose inbox ring is kept in memory.
@@ -87,6 +94,8 @@ impl Default for Config {
                 .as_millis() as u64,
             commit_window_us: messages.commit_window.as_micros() as u64,
             max_batch: messages.max_batch,
+            group_max_members: messages.groups.max_members,
+            group_write_diffusion_max: messages.groups.write_diffusion_max,
             ring_capacity: sync.ring_capacity,
             max_rings: sync.max_rings,
             token_ttl_secs: accounts.token_ttl.as_secs(),
@@ -212,6 +221,11 @@ impl Config {
             max_content_bytes: self.max_content_bytes,
             max_batch: self.max_batch.max(1),
             commit_window: Duration::from_micros(self.commit_window_us),
+            groups: GroupLimits {
+                max_members: self.group_max_members.max(1),
+                write_diffusion_max: self.group_write_diffusion_max,
+                ..GroupLimits::default()
+            },
             ..MessageConfig::default()
         }
     }

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tern_core::{
     Clock, ServiceError, StoreError, SystemClock, accounts::AccountService,
-    messages::MessageService, sync::SyncService,
+    group_service::GroupService, messages::MessageService, sync::SyncService,
 };
 use tern_gateway::{Gateway, Services, fanout::Fanout, registry::Registry};
 use tern_store::SqliteStore;
@@ -74,16 +74,19 @@ impl Server {
         ));
         let messages = MessageService::start(
             Arc::new(store.clone()),
+            Arc::new(store.clone()),
             sync.clone(),
             clock.clone(),
             config.messages(),
         );
         let accounts =
             AccountService::new(Arc::new(store.clone()), clock.clone(), config.accounts())?;
+        let groups = GroupService::new(messages.clone(), Arc::new(store.clone()));
         let services = Services {
             accounts,
             messages: messages.clone(),
             sync,
+            groups,
         };
         let gateway = Gateway::new(services, registry, clock, config.gateway());
 

@@ -9,15 +9,18 @@ use std::{collections::HashSet, sync::Arc};
 
 use async_trait::async_trait;
 use tern_core::{
-    ConversationId, DeviceId, Platform, UserId, pb,
+    ConversationId, DeviceId, GroupId, Platform, ServiceError, UserId,
+    groups::{GroupChange, GroupChangeRequest, GroupLimits, HistoryVisibility, NewGroup, Role},
+    pb,
     store::{
-        AccountStore, AppendOutcome, Direction, InboxEvent, MessageStore, NewMessage, TokenRecord,
+        AccountStore, AppendOutcome, Audience, Direction, GroupStore, InboxEvent, MessageStore,
+        NewMessage, Stored, TokenRecord, Write,
     },
 };
 
-/// Both storage traits, as one backend implements them.
-pub trait Backend: MessageStore + AccountStore {}
-impl<T: MessageStore + AccountStore> Backend for T {}
+/// Every storage trait, as one backend implements them.
+pub trait Backend: MessageStore + AccountStore + GroupStore {}
+impl<T: MessageStore + AccountStore + GroupStore> Backend for T {}
 
 /// How the suite opens, closes and reopens a backend.
 #[async_trait]
@@ -44,6 +47,10 @@ pub async fn run_all<H: Harness>(h: &H) {
     cursors_never_move_backwards(&fresh(h).await).await;
     accounts_and_tokens(&fresh(h).await).await;
     readers_never_see_a_gap(Arc::new(fresh(h).await)).await;
+    small_groups_write_every_inbox(&fresh(h).await).await;
+    large_groups_write_the_timeline_only(&fresh(h).await).await;
+    group_rules_apply_in_batch_order(&fresh(h).await).await;
+    group_reads(&fresh(h).await).await;
     reopen_keeps_everything(h).await;
 }
 
@@ -57,25 +64,96 @@ pub fn user(s: &str) -> UserId {
     UserId::parse(s).expect("valid test user id")
 }
 
+fn text_content(body: &str) -> pb::Content {
+    pb::Content {
+        body: Some(pb::content::Body::Text(pb::Text {
+            text: body.to_owned(),
+        })),
+    }
+}
+
 /// A text message from `from` to `to` with client message id `cmid`.
-pub fn text(from: &str, to: &str, cmid: &str, body: &str) -> NewMessage {
+pub fn text(from: &str, to: &str, cmid: &str, body: &str) -> Write {
     let (f, t) = (user(from), user(to));
     let mut inboxes = vec![f.clone()];
     if f != t {
         inboxes.push(t.clone());
     }
-    NewMessage {
+    Write::Message(NewMessage {
         conversation: ConversationId::direct(&f, &t),
         sender: f,
         client_msg_id: cmid.to_owned(),
         server_time_ms: 1_700_000_000_000,
-        content: pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text {
-                text: body.to_owned(),
-            })),
+        content: text_content(body),
+        audience: Audience::Direct(inboxes),
+    })
+}
+
+/// A text message from `from` to group `group`, with write diffusion up to `write_max`.
+pub fn group_text(from: &str, group: GroupId, cmid: &str, write_max: usize) -> Write {
+    Write::Message(NewMessage {
+        conversation: ConversationId::group(group),
+        sender: user(from),
+        client_msg_id: cmid.to_owned(),
+        server_time_ms: 1_700_000_000_000,
+        content: text_content(cmid),
+        audience: Audience::Group {
+            group,
+            write_diffusion_max: write_max,
         },
-        inboxes,
+    })
+}
+
+fn limits(write_max: usize) -> GroupLimits {
+    GroupLimits {
+        write_diffusion_max: write_max,
+        ..GroupLimits::default()
     }
+}
+
+/// Creating a group owned by `owner` with `members`.
+pub fn create_group(owner: &str, members: &[&str], write_max: usize) -> Write {
+    Write::CreateGroup(NewGroup {
+        owner: user(owner),
+        name: "team".into(),
+        avatar: String::new(),
+        announcement: String::new(),
+        history: HistoryVisibility::FromJoin,
+        members: members.iter().map(|m| user(m)).collect(),
+        created_ms: 1_700_000_000_000,
+        limits: limits(write_max),
+    })
+}
+
+/// A change to `group` by `actor`.
+pub fn change_group(group: GroupId, actor: &str, change: GroupChange, write_max: usize) -> Write {
+    Write::ChangeGroup(GroupChangeRequest {
+        group,
+        actor: user(actor),
+        change,
+        now_ms: 1_700_000_000_000,
+        limits: limits(write_max),
+    })
+}
+
+/// The group a create or change outcome is about, and its event.
+fn group_outcome(o: &AppendOutcome) -> (GroupId, Option<&Stored>) {
+    match o {
+        AppendOutcome::Group { state, event, .. } => (state.id, event.as_ref()),
+        other => panic!("expected a group outcome, got {other:?}"),
+    }
+}
+
+fn inbox_users(s: &Stored) -> Vec<UserId> {
+    let mut users: Vec<UserId> = s.inbox_seqs.iter().map(|(u, _)| u.clone()).collect();
+    users.sort();
+    users
+}
+
+fn users(names: &[&str]) -> Vec<UserId> {
+    let mut v: Vec<UserId> = names.iter().map(|n| user(n)).collect();
+    v.sort();
+    v
 }
 
 async fn register(store: &dyn Backend, users: &[&str]) {
@@ -91,7 +169,7 @@ async fn register(store: &dyn Backend, users: &[&str]) {
 
 fn stored(outcome: &AppendOutcome) -> &tern_core::store::StoredMessage {
     match outcome {
-        AppendOutcome::Stored { message, .. } => message,
+        AppendOutcome::Stored(s) => &s.message,
         other => panic!("expected a stored message, got {other:?}"),
     }
 }
@@ -124,7 +202,7 @@ pub async fn appends_assign_gapless_seqs(store: &dyn Backend) {
     let b_inbox: Vec<u64> = outcomes
         .iter()
         .flat_map(|o| match o {
-            AppendOutcome::Stored { inbox_seqs, .. } => inbox_seqs.clone(),
+            AppendOutcome::Stored(s) => s.inbox_seqs.clone(),
             _ => vec![],
         })
         .filter(|(u, _)| u == &user("b"))
@@ -381,6 +459,272 @@ pub async fn readers_never_see_a_gap<S: Backend>(store: Arc<S>) {
     assert_eq!(store.inbox_head(&user("b")).await.unwrap(), 1000);
 }
 
+/// A group within the write-diffusion threshold: every member's inbox gets each message and
+/// event, the sender's first; the creation event is seq 1.
+pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
+    register(store, &["a", "b", "c", "x"]).await;
+    let out = store
+        .append(vec![create_group("a", &["b", "c"], 500)])
+        .await
+        .unwrap();
+    let (g, event) = group_outcome(&out[0]);
+    let event = event.expect("creation records an event");
+    assert_eq!(event.message.seq, 1);
+    assert_eq!(
+        event.message.client_msg_id, "",
+        "events take no client message id"
+    );
+    assert!(event.push_members.is_none());
+    assert_eq!(inbox_users(event), users(&["a", "b", "c"]));
+    assert!(matches!(
+        &event.message.content.body,
+        Some(pb::content::Body::GroupEvent(e)) if e.kind == pb::GroupEventKind::Created as i32
+    ));
+    let out = store
+        .append(vec![group_text("b", g, "hello", 500)])
+        .await
+        .unwrap();
+    let AppendOutcome::Stored(s) = &out[0] else {
+        panic!("a member's send was not stored: {:?}", out[0]);
+    };
+    assert_eq!(s.message.seq, 2);
+    assert_eq!(
+        s.inbox_seqs[0].0,
+        user("b"),
+        "the sender's entry comes first"
+    );
+    assert_eq!(s.message.sender_inbox_seq, s.inbox_seqs[0].1);
+    assert_eq!(inbox_users(s), users(&["a", "b", "c"]));
+    let c_inbox = store.read_inbox(&user("c"), 0, 10).await.unwrap();
+    assert_eq!(c_inbox.entries.len(), 2);
+    // Retries are deduplicated like one-to-one messages.
+    let out = store
+        .append(vec![group_text("b", g, "hello", 500)])
+        .await
+        .unwrap();
+    assert!(matches!(&out[0], AppendOutcome::Duplicate(m) if m.seq == 2));
+    // A non-member is refused and nothing is written.
+    let out = store
+        .append(vec![group_text("x", g, "intrude", 500)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        &out[0],
+        AppendOutcome::Refused(ServiceError::NotAParticipant)
+    ));
+    let out = store
+        .append(vec![group_text("a", GroupId(999), "nowhere", 500)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        &out[0],
+        AppendOutcome::Refused(ServiceError::NotAParticipant)
+    ));
+    let head = store
+        .history(&ConversationId::group(g), 0, Direction::Backward, 10)
+        .await
+        .unwrap();
+    assert_eq!(head.messages.last().unwrap().seq, 2);
+}
+
+/// A group above the threshold: a message is one timeline row with no inbox entries, pushed
+/// to the members it had when it took its seq; membership events still reach the inboxes of
+/// the users they concern.
+pub async fn large_groups_write_the_timeline_only(store: &dyn Backend) {
+    register(store, &["a", "b", "c", "d"]).await;
+    let out = store
+        .append(vec![create_group("a", &["b", "c"], 2)])
+        .await
+        .unwrap();
+    let (g, event) = group_outcome(&out[0]);
+    let event = event.unwrap();
+    assert!(event.inbox_seqs.is_empty());
+    assert_eq!(event.push_members.as_ref().unwrap().len(), 3);
+    let heads_before = store.inbox_head(&user("b")).await.unwrap();
+    let out = store
+        .append(vec![group_text("b", g, "big", 2)])
+        .await
+        .unwrap();
+    let AppendOutcome::Stored(s) = &out[0] else {
+        panic!("not stored: {:?}", out[0]);
+    };
+    assert!(
+        s.inbox_seqs.is_empty(),
+        "read diffusion writes no inbox entry"
+    );
+    assert_eq!(s.message.sender_inbox_seq, 0);
+    assert_eq!(s.push_members.as_ref().unwrap().len(), 3);
+    assert_eq!(store.inbox_head(&user("b")).await.unwrap(), heads_before);
+    let out = store
+        .append(vec![change_group(
+            g,
+            "a",
+            GroupChange::AddMembers(vec![user("d")]),
+            2,
+        )])
+        .await
+        .unwrap();
+    let (_, event) = group_outcome(&out[0]);
+    let event = event.unwrap();
+    assert_eq!(
+        inbox_users(event),
+        users(&["d"]),
+        "the added user learns through its inbox"
+    );
+    assert_eq!(event.push_members.as_ref().unwrap().len(), 4);
+    // Shrinking back under the threshold returns to write diffusion.
+    let out = store
+        .append(vec![
+            change_group(
+                g,
+                "a",
+                GroupChange::RemoveMembers(vec![user("c"), user("d")]),
+                2,
+            ),
+            group_text("b", g, "small again", 2),
+        ])
+        .await
+        .unwrap();
+    let AppendOutcome::Stored(s) = &out[1] else {
+        panic!("not stored: {:?}", out[1]);
+    };
+    assert_eq!(inbox_users(s), users(&["a", "b"]));
+    assert_eq!(s.message.seq, 5);
+}
+
+/// Group rules see the writes before them in the same batch: a removal then a send leaves the
+/// removed member out; an addition then a send includes the new member.
+pub async fn group_rules_apply_in_batch_order(store: &dyn Backend) {
+    register(store, &["a", "b", "c", "d"]).await;
+    let out = store
+        .append(vec![create_group("a", &["b", "c"], 500)])
+        .await
+        .unwrap();
+    let (g, _) = group_outcome(&out[0]);
+    let out = store
+        .append(vec![
+            group_text("c", g, "before", 500),
+            change_group(g, "a", GroupChange::RemoveMembers(vec![user("c")]), 500),
+            group_text("b", g, "after", 500),
+            group_text("c", g, "too late", 500),
+            change_group(g, "a", GroupChange::AddMembers(vec![user("d")]), 500),
+            group_text("b", g, "welcome", 500),
+            change_group(g, "b", GroupChange::RemoveMembers(vec![user("a")]), 500),
+            change_group(g, "a", GroupChange::Mute(user("b"), i64::MAX), 500),
+            group_text("b", g, "muted", 500),
+            change_group(g, "a", GroupChange::AddMembers(vec![user("ghost")]), 500),
+        ])
+        .await
+        .unwrap();
+    let AppendOutcome::Stored(before) = &out[0] else {
+        panic!("{:?}", out[0])
+    };
+    assert_eq!(inbox_users(before), users(&["a", "b", "c"]));
+    let (_, removal) = group_outcome(&out[1]);
+    assert_eq!(
+        inbox_users(removal.unwrap()),
+        users(&["a", "b", "c"]),
+        "the removed member sees its removal"
+    );
+    let AppendOutcome::Stored(after) = &out[2] else {
+        panic!("{:?}", out[2])
+    };
+    assert_eq!(inbox_users(after), users(&["a", "b"]));
+    assert!(matches!(
+        &out[3],
+        AppendOutcome::Refused(ServiceError::NotAParticipant)
+    ));
+    let (_, added) = group_outcome(&out[4]);
+    let join_seq = added.unwrap().message.seq;
+    let AppendOutcome::Stored(welcome) = &out[5] else {
+        panic!("{:?}", out[5])
+    };
+    assert_eq!(inbox_users(welcome), users(&["a", "b", "d"]));
+    assert!(matches!(
+        &out[6],
+        AppendOutcome::Refused(ServiceError::PermissionDenied(_))
+    ));
+    assert!(matches!(
+        &out[8],
+        AppendOutcome::Refused(ServiceError::Muted)
+    ));
+    assert!(
+        matches!(&out[9], AppendOutcome::Refused(ServiceError::UnknownUser(u)) if u == &user("ghost"))
+    );
+    let (record, me) = store.group(g, &user("d")).await.unwrap().unwrap();
+    assert_eq!(me.unwrap().joined_seq, join_seq);
+    assert_eq!(record.member_count, 3);
+    assert!(
+        store
+            .group(g, &user("c"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .is_none()
+    );
+    let (_, removal) = group_outcome(&out[1]);
+    assert_eq!(
+        store.departure(g, &user("c")).await.unwrap(),
+        Some((1, removal.unwrap().message.seq)),
+        "a removed member keeps its last membership's range"
+    );
+    assert_eq!(store.departure(g, &user("b")).await.unwrap(), None);
+}
+
+/// Group reads: the record with its timeline head, paged members, and a user's groups.
+pub async fn group_reads(store: &dyn Backend) {
+    register(store, &["a", "b", "c", "d"]).await;
+    let out = store
+        .append(vec![
+            create_group("a", &["b", "c", "d"], 500),
+            create_group("b", &["a"], 500),
+        ])
+        .await
+        .unwrap();
+    let (g1, _) = group_outcome(&out[0]);
+    let (g2, _) = group_outcome(&out[1]);
+    store
+        .append(vec![
+            group_text("a", g1, "one", 500),
+            change_group(g1, "a", GroupChange::SetRole(user("b"), Role::Admin), 500),
+            change_group(g1, "a", GroupChange::Rename("renamed".into()), 500),
+        ])
+        .await
+        .unwrap();
+    let (record, me) = store.group(g1, &user("b")).await.unwrap().unwrap();
+    assert_eq!(record.head_seq, 4);
+    assert_eq!(record.settings.name, "renamed");
+    assert_eq!(record.settings.owner, user("a"));
+    assert_eq!(record.member_count, 4);
+    assert_eq!(me.unwrap().role, Role::Admin);
+    assert!(
+        store
+            .group(GroupId(999), &user("a"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let page = store.group_members(g1, None, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(),
+        users(&["a", "b"])
+    );
+    let page = store.group_members(g1, Some(user("b")), 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(),
+        users(&["c", "d"])
+    );
+    let mine = store.groups_of(&user("a")).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|(r, _)| r.id).collect::<Vec<_>>(),
+        vec![g1, g2]
+    );
+    assert_eq!(mine[0].0.head_seq, 4);
+    assert_eq!(mine[1].1.role, Role::Member);
+    assert!(store.groups_of(&user("x")).await.unwrap().is_empty());
+}
+
 /// Closing and reopening keeps messages, heads, cursors, tokens and deduplication.
 pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     let loc = h.location().await;
@@ -406,6 +750,40 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     verify_acked(&store, "a", "b", &acked).await;
     assert_eq!(store.load_cursor(&user("b"), &d).await.unwrap(), 12);
     assert!(store.find_token("tok").await.unwrap().is_some());
+    h.close(store).await;
+
+    // Groups too: membership, settings and the timeline's seqs survive a reopen.
+    let store = h.open(&loc).await;
+    let out = store
+        .append(vec![create_group("a", &["b"], 500)])
+        .await
+        .unwrap();
+    let (g, _) = group_outcome(&out[0]);
+    store
+        .append(vec![
+            group_text("b", g, "g1", 500),
+            change_group(g, "a", GroupChange::MuteAll(true), 500),
+        ])
+        .await
+        .unwrap();
+    h.close(store).await;
+    let store = h.open(&loc).await;
+    let out = store
+        .append(vec![
+            group_text("b", g, "g2", 500),
+            group_text("a", g, "g3", 500),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(
+        &out[0],
+        AppendOutcome::Refused(ServiceError::Muted)
+    ));
+    assert_eq!(
+        stored(&out[1]).seq,
+        4,
+        "the timeline continues after reopen"
+    );
     h.close(store).await;
 }
 

@@ -135,6 +135,43 @@ impl TestServer {
         }
     }
 
+    /// Registers many users at once: a few connections, each with a window of requests in
+    /// flight, so the server commits them in large batches.
+    pub async fn register_many(&self, users: &[String]) {
+        const CONNECTIONS: usize = 8;
+        const WINDOW: usize = 128;
+        let mut tasks = Vec::new();
+        for chunk in users.chunks(users.len().div_ceil(CONNECTIONS).max(1)) {
+            let chunk = chunk.to_vec();
+            let endpoint = self.tcp();
+            tasks.push(tokio::spawn(async move {
+                let (conn, _events) =
+                    tern_client::Connection::connect(&endpoint, Encoding::Protobuf, WAIT * 4)
+                        .await
+                        .expect("connects");
+                for window in chunk.chunks(WINDOW) {
+                    let pending: Vec<_> = window
+                        .iter()
+                        .map(|u| {
+                            conn.start(pb::RegisterRequest {
+                                user_id: u.clone(),
+                                password: password(u),
+                            })
+                        })
+                        .collect::<Result<_, _>>()
+                        .expect("requests queue");
+                    for p in pending {
+                        p.await.expect("registers");
+                    }
+                }
+                conn.close();
+            }));
+        }
+        for t in tasks {
+            t.await.expect("registration task");
+        }
+    }
+
     /// A logged-in SDK client of `user` on `device`, with its event stream.
     pub async fn client(&self, user: &str, device: &str) -> TestClient {
         self.client_with(user, device, |_| {}).await
@@ -210,6 +247,34 @@ impl TestClient {
         out
     }
 
+    /// Collects group messages (and events) until `until` accepts one, skipping other events.
+    /// Returns everything collected, in arrival order.
+    pub async fn group_messages_until(
+        &mut self,
+        mut until: impl FnMut(&pb::Message) -> bool,
+    ) -> Vec<pb::Message> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT * 4;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the awaited group message did not arrive; got seqs {:?}",
+                        out.iter().map(|m: &pb::Message| m.seq).collect::<Vec<_>>()
+                    )
+                })
+                .expect("the event stream is open");
+            if let Event::GroupMessage { message } = event {
+                let done = until(&message);
+                out.push(message);
+                if done {
+                    return out;
+                }
+            }
+        }
+    }
+
     /// Asserts that no message arrives within `quiet`.
     pub async fn expect_no_message(&mut self, quiet: Duration) {
         let deadline = tokio::time::Instant::now() + quiet;
@@ -218,6 +283,9 @@ impl TestClient {
                 Err(_) | Ok(None) => return,
                 Ok(Some(Event::Message { inbox_seq, message })) => {
                     panic!("unexpected message {inbox_seq}: {message:?}")
+                }
+                Ok(Some(Event::GroupMessage { message })) => {
+                    panic!("unexpected group message: {message:?}")
                 }
                 Ok(Some(_)) => {}
             }

@@ -1,6 +1,6 @@
 //! HISTORY: a page of one conversation the caller is part of.
 
-use tern_core::{ConversationId, ServiceError, UserId, store::Direction};
+use tern_core::{ConversationId, GroupId, ServiceError, UserId, store::Direction};
 use tern_proto::pb;
 
 use super::{Caller, message_to_wire};
@@ -17,6 +17,10 @@ pub(crate) async fn run(
             ConversationId::direct(&caller.user, &peer)
         }
         Some(pb::history_request::Target::ConversationId(id)) => ConversationId::parse(&id)?.0,
+        Some(pb::history_request::Target::GroupId(0)) => {
+            return Err(ServiceError::NotAParticipant);
+        }
+        Some(pb::history_request::Target::GroupId(g)) => ConversationId::group(GroupId(g)),
         None => {
             return Err(ServiceError::InvalidArgument(
                 "a peer or a conversation_id is required".into(),

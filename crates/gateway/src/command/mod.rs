@@ -3,6 +3,11 @@
 //! This module holds what they share: the caller, and domain ⇄ wire conversions.
 
 pub(crate) mod ack_cursor;
+pub(crate) mod group_create;
+pub(crate) mod group_info;
+pub(crate) mod group_list;
+pub(crate) mod group_members;
+pub(crate) mod group_update;
 pub(crate) mod history;
 pub(crate) mod login;
 pub(crate) mod logout;
@@ -12,7 +17,8 @@ pub(crate) mod send;
 pub(crate) mod sync;
 
 use tern_core::{
-    ConnectionId, DeviceId, UserId,
+    ConnectionId, ConversationId, DeviceId, UserId,
+    group_service::GroupView,
     store::{InboxEntry, InboxEvent, StoredMessage},
 };
 use tern_proto::pb;
@@ -46,5 +52,28 @@ pub(crate) fn inbox_entry_to_wire(e: &InboxEntry) -> pb::InboxEntry {
     pb::InboxEntry {
         seq: e.seq,
         event: Some(event),
+    }
+}
+
+/// A group as the wire shows it to one member.
+pub(crate) fn group_to_wire(g: &GroupView) -> pb::GroupInfo {
+    pb::GroupInfo {
+        group_id: g.id.0,
+        conversation_id: ConversationId::group(g.id).as_str().to_owned(),
+        name: g.settings.name.clone(),
+        avatar: g.settings.avatar.clone(),
+        announcement: g.settings.announcement.clone(),
+        owner: g.settings.owner.to_string(),
+        member_count: g.member_count as u32,
+        mute_all: g.settings.mute_all,
+        history_visibility: g.settings.history.to_wire() as i32,
+        dissolved: g.settings.dissolved,
+        created_ms: g.settings.created_ms,
+        head_seq: g.head_seq,
+        my_role: g
+            .me
+            .map_or(pb::GroupRole::Unspecified, |m| m.role.to_wire()) as i32,
+        visible_from_seq: g.visible_from(),
+        read_diffusion: g.read_diffusion,
     }
 }

@@ -2,7 +2,7 @@
 
 use tern_core::{
     ServiceError,
-    messages::{PendingSend, SendAck, SendInput},
+    messages::{PendingSend, SendAck, SendInput, SendTarget},
 };
 use tern_proto::pb;
 
@@ -16,11 +16,12 @@ pub(crate) fn submit(
     caller: &Caller,
     req: pb::SendRequest,
 ) -> Result<PendingSend, ServiceError> {
-    let to_user = match req.target {
-        Some(pb::send_request::Target::ToUser(u)) => u,
+    let target = match req.target {
+        Some(pb::send_request::Target::ToUser(u)) => SendTarget::User(u),
+        Some(pb::send_request::Target::GroupId(g)) => SendTarget::Group(g),
         None => {
             return Err(ServiceError::InvalidArgument(
-                "a target (to_user) is required".into(),
+                "a target (to_user or group_id) is required".into(),
             ));
         }
     };
@@ -28,7 +29,7 @@ pub(crate) fn submit(
         &caller.user,
         Some(caller.connection),
         SendInput {
-            to_user,
+            target,
             client_msg_id: req.client_msg_id,
             content: req.content,
         },

@@ -172,7 +172,8 @@ fn index_chunk(
                 "INSERT INTO dedupe_index (sender, client_msg_id, message_id) VALUES (?1, ?2, ?3)",
             )
             .map_err(store_err)?;
-        for m in &messages {
+        // Group events carry no client message id: there is no retry to recognise.
+        for m in messages.iter().filter(|m| !m.client_msg_id.is_empty()) {
             ins.execute(params![m.sender.as_str(), m.client_msg_id, m.id.0 as i64])
                 .map_err(store_err)?;
         }

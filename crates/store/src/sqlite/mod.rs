@@ -1,5 +1,7 @@
 //! The embedded store: one SQLite database in WAL mode under the data directory.
 
+mod append;
+mod groups;
 mod indexer;
 mod reader;
 mod rows;
@@ -15,13 +17,13 @@ use std::{
 };
 
 use async_trait::async_trait;
-use prost::Message as _;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tern_core::{
-    ConversationId, DeviceId, MessageId, Platform, StoreError, UserId,
+    ConversationId, DeviceId, GroupId, Platform, StoreError, UserId,
+    groups::Member,
     store::{
-        AccountStore, AppendOutcome, Direction, HistoryPage, InboxPage, MessageStore, NewMessage,
-        StoredMessage, TokenRecord,
+        AccountStore, AppendOutcome, Direction, GroupRecord, GroupStore, HistoryPage, InboxPage,
+        MessageStore, TokenRecord, Write,
     },
 };
 
@@ -30,7 +32,7 @@ use self::{
     reader::ReaderPool,
     rows::{MESSAGE_COLUMNS, message_from_row, store_err},
     tail::{Tail, TailEntry},
-    writer::{Appended, Batch, Command, FnJob, JobError, Writer, WriterParts},
+    writer::{Batch, Command, FnJob, JobError, Writer, WriterParts},
 };
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -80,6 +82,8 @@ pub struct SqliteConfig {
     pub readers: usize,
     /// Sequence heads the writer keeps in memory, per kind (users, conversations).
     pub head_cache: usize,
+    /// Group states (settings and members) the writer keeps in memory.
+    pub group_cache: usize,
     /// The most write jobs committed in one transaction.
     pub max_jobs_per_commit: usize,
     /// The database page size in bytes, applied when the database is created.
@@ -99,6 +103,7 @@ impl Default for SqliteConfig {
             synchronous: Synchronous::Full,
             readers: 4,
             head_cache: 100_000,
+            group_cache: 1024,
             max_jobs_per_commit: 4096,
             page_size: 4096,
             index_interval: Duration::from_millis(200),
@@ -204,6 +209,7 @@ impl SqliteStore {
                     .map_err(store_err)?,
                 tail: tail.clone(),
                 head_cache: config.head_cache,
+                group_cache: config.group_cache,
                 max_jobs: config.max_jobs_per_commit,
                 progress,
                 indexer: indexer.waker(),
@@ -374,98 +380,10 @@ fn load_tail(conn: &Connection, watermark: u64) -> Result<Tail, JobError> {
     Ok(tail)
 }
 
-/// Appends one batch of messages inside the writer's transaction. Rows are only appended here;
-/// the keyed indexes follow later from the tail.
-fn append_batch(
-    batch: &mut Batch<'_>,
-    messages: Vec<NewMessage>,
-) -> Result<Vec<AppendOutcome>, JobError> {
-    let mut outcomes = Vec::with_capacity(messages.len());
-    for m in messages {
-        if let Some(existing) = batch.find_duplicate(&m.sender, &m.client_msg_id)? {
-            outcomes.push(AppendOutcome::Duplicate(existing));
-            continue;
-        }
-        let mut heads = Vec::with_capacity(m.inboxes.len());
-        let mut unknown = None;
-        for user in &m.inboxes {
-            match batch.inbox_head(user)? {
-                Some(head) => heads.push(head),
-                None => {
-                    unknown = Some(user.clone());
-                    break;
-                }
-            }
-        }
-        if let Some(user) = unknown {
-            outcomes.push(AppendOutcome::UnknownUser(user));
-            continue;
-        }
-        let seq = batch.conversation_head(&m.conversation)? + 1;
-        let sender_inbox_seq = heads.first().map_or(0, |h| h + 1);
-        let content = m.content.encode_to_vec();
-        batch
-            .conn
-            .prepare_cached(
-                "INSERT INTO messages (conversation, seq, sender, client_msg_id, server_time_ms, sender_inbox_seq, content)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                m.conversation.as_str(),
-                seq as i64,
-                m.sender.as_str(),
-                m.client_msg_id,
-                m.server_time_ms,
-                sender_inbox_seq as i64,
-                content
-            ])?;
-        let id = batch.conn.last_insert_rowid() as u64;
-        let mut inbox_seqs = Vec::with_capacity(m.inboxes.len());
-        let mut entries = Vec::with_capacity(m.inboxes.len());
-        {
-            let mut insert = batch.conn.prepare_cached(
-                "INSERT INTO inbox_log (user_id, seq, message_id) VALUES (?1, ?2, ?3)",
-            )?;
-            for (user, head) in m.inboxes.iter().zip(&heads) {
-                insert.execute(params![user.as_str(), (head + 1) as i64, id as i64])?;
-                entries.push((
-                    user.clone(),
-                    head + 1,
-                    batch.conn.last_insert_rowid() as u64,
-                ));
-                inbox_seqs.push((user.clone(), head + 1));
-            }
-        }
-        for (user, seq) in &inbox_seqs {
-            batch.set_inbox_head(user, *seq);
-        }
-        batch.set_conversation_head(&m.conversation, seq);
-        let message = Arc::new(StoredMessage {
-            id: MessageId(id),
-            conversation: m.conversation,
-            seq,
-            sender: m.sender,
-            client_msg_id: m.client_msg_id,
-            server_time_ms: m.server_time_ms,
-            sender_inbox_seq,
-            content: m.content,
-        });
-        batch.appended(Appended {
-            message: message.clone(),
-            entries,
-        });
-        outcomes.push(AppendOutcome::Stored {
-            message,
-            inbox_seqs,
-        });
-    }
-    Ok(outcomes)
-}
-
 #[async_trait]
 impl MessageStore for SqliteStore {
-    async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
-        self.write(move |b| append_batch(b, batch)).await
+    async fn append(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.write(move |b| append::append_batch(b, batch)).await
     }
 
     async fn history(
@@ -644,6 +562,55 @@ impl AccountStore for SqliteStore {
                 .prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
                 .execute([hash.as_str()])?;
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl GroupStore for SqliteStore {
+    async fn group(
+        &self,
+        id: GroupId,
+        user: &UserId,
+    ) -> Result<Option<(GroupRecord, Option<Member>)>, StoreError> {
+        let user = user.clone();
+        let tail = self.inner.tail.clone();
+        self.read(move |conn| {
+            groups::group(conn, id, &user, |g| {
+                reader::conversation_head(conn, &tail, &ConversationId::group(g))
+            })
+        })
+        .await
+    }
+
+    async fn group_members(
+        &self,
+        id: GroupId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, Member)>, StoreError> {
+        self.read(move |conn| groups::members(conn, id, after.as_ref(), limit))
+            .await
+    }
+
+    async fn departure(
+        &self,
+        id: GroupId,
+        user: &UserId,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| groups::departure(conn, id, &user))
+            .await
+    }
+
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<(GroupRecord, Member)>, StoreError> {
+        let user = user.clone();
+        let tail = self.inner.tail.clone();
+        self.read(move |conn| {
+            groups::groups_of(conn, &user, |g| {
+                reader::conversation_head(conn, &tail, &ConversationId::group(g))
+            })
         })
         .await
     }

@@ -278,3 +278,25 @@ pub(crate) fn inbox(
     };
     Ok(InboxPage { entries, head })
 }
+
+/// The newest seq of a conversation: from the tail if it has unindexed messages (its newest),
+/// else from the index, which then holds every one of them.
+pub(crate) fn conversation_head(
+    conn: &Connection,
+    tail: &Mutex<Tail>,
+    conversation: &ConversationId,
+) -> Result<u64, StoreError> {
+    let in_tail = tail
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .conversation_head(conversation);
+    if let Some(head) = in_tail {
+        return Ok(head);
+    }
+    conn.prepare_cached(
+        "SELECT coalesce(max(seq), 0) FROM ix.conversation_index WHERE conversation = ?1",
+    )
+    .and_then(|mut s| s.query_row([conversation.as_str()], |r| r.get::<_, i64>(0)))
+    .map(|h| h as u64)
+    .map_err(store_err)
+}

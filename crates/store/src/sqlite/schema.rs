@@ -59,6 +59,43 @@ const MAIN: &[&str] = &[
     );
 
     "#,
+    // 2: groups. Written only by group changes, which are rare next to messages, so these are
+    // ordinary keyed tables.
+    r#"
+    CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        avatar TEXT NOT NULL,
+        announcement TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        mute_all INTEGER NOT NULL,
+        -- HistoryVisibility as on the wire: 0 from join, 1 full.
+        history INTEGER NOT NULL,
+        dissolved INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        member_count INTEGER NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        -- GroupRole as on the wire: 1 member, 2 admin, 3 owner.
+        role INTEGER NOT NULL,
+        -- The timeline seq of the event that added the member.
+        joined_seq INTEGER NOT NULL,
+        muted_until_ms INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_members_by_user ON group_members (user_id, group_id);
+    -- The last membership of each user who left or was removed: a departed member may still
+    -- read what was stored while it was a member (from joined_seq to left_seq).
+    CREATE TABLE group_departures (
+        group_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        joined_seq INTEGER NOT NULL,
+        left_seq INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that

@@ -47,10 +47,12 @@ impl Tail {
             .entry(message.conversation.clone())
             .or_default()
             .push(message.clone());
-        self.dedupe.insert(
-            (message.sender.clone(), message.client_msg_id.clone()),
-            message.clone(),
-        );
+        if !message.client_msg_id.is_empty() {
+            self.dedupe.insert(
+                (message.sender.clone(), message.client_msg_id.clone()),
+                message.clone(),
+            );
+        }
         self.messages.insert(message.id.0, message);
     }
 

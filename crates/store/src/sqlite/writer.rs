@@ -22,7 +22,9 @@ use std::{
 use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rustc_hash::{FxBuildHasher, FxHashMap};
-use tern_core::{ConversationId, StoreError, UserId, store::StoredMessage};
+use tern_core::{
+    ConversationId, GroupId, StoreError, UserId, groups::GroupState, store::StoredMessage,
+};
 
 use super::{
     indexer::Progress,
@@ -96,6 +98,8 @@ pub(crate) struct Batch<'a> {
     /// A read-only connection to the index file.
     index: &'a Connection,
     heads: &'a mut Heads,
+    /// Group states, changed in place by the batch; cleared if the batch rolls back.
+    groups: &'a mut LruCache<GroupId, GroupState, FxBuildHasher>,
     tail: &'a Mutex<Tail>,
     users: FxHashMap<UserId, u64>,
     conversations: FxHashMap<ConversationId, u64>,
@@ -212,9 +216,39 @@ impl Batch<'_> {
     /// Records a message this batch appended, to join the tail after the commit.
     pub(crate) fn appended(&mut self, appended: Appended) {
         let m = &appended.message;
-        self.dedupe
-            .insert((m.sender.clone(), m.client_msg_id.clone()), m.clone());
+        if !m.client_msg_id.is_empty() {
+            self.dedupe
+                .insert((m.sender.clone(), m.client_msg_id.clone()), m.clone());
+        }
         self.appended.push(appended);
+    }
+
+    /// The group's current state (with this batch's changes), loaded on first use; `None` if
+    /// it does not exist.
+    pub(crate) fn group(&mut self, id: GroupId) -> Result<Option<&mut GroupState>, JobError> {
+        if !self.groups.contains(&id) {
+            match super::groups::load_group(self.conn, id)? {
+                Some(state) => {
+                    self.groups.put(id, state);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.groups.get_mut(&id))
+    }
+
+    /// Takes the group's state out of the cache (loading it if needed), to be changed and put
+    /// back with [`Batch::put_group`]; `None` if it does not exist.
+    pub(crate) fn take_group(&mut self, id: GroupId) -> Result<Option<GroupState>, JobError> {
+        if let Some(state) = self.groups.pop(&id) {
+            return Ok(Some(state));
+        }
+        super::groups::load_group(self.conn, id)
+    }
+
+    /// Caches a group's state.
+    pub(crate) fn put_group(&mut self, state: GroupState) {
+        self.groups.put(state.id, state);
     }
 }
 
@@ -224,6 +258,7 @@ pub(crate) struct Writer {
     /// Read-only, for lookups in the keyed indexes.
     index: Connection,
     heads: Heads,
+    groups: LruCache<GroupId, GroupState, FxBuildHasher>,
     tail: Arc<Mutex<Tail>>,
     max_jobs: usize,
     progress: Arc<Progress>,
@@ -239,6 +274,7 @@ pub(crate) struct WriterParts {
     pub(crate) index: Connection,
     pub(crate) tail: Arc<Mutex<Tail>>,
     pub(crate) head_cache: usize,
+    pub(crate) group_cache: usize,
     pub(crate) max_jobs: usize,
     pub(crate) progress: Arc<Progress>,
     pub(crate) indexer: Option<thread::Thread>,
@@ -255,6 +291,10 @@ impl Writer {
                 users: LruCache::with_hasher(cap, FxBuildHasher),
                 conversations: LruCache::with_hasher(cap, FxBuildHasher),
             },
+            groups: LruCache::with_hasher(
+                NonZeroUsize::new(parts.group_cache.max(1)).unwrap_or(NonZeroUsize::MIN),
+                FxBuildHasher,
+            ),
             tail: parts.tail,
             max_jobs: parts.max_jobs.max(1),
             deleted_log: 0,
@@ -288,6 +328,7 @@ impl Writer {
                     // created, say); start over from committed state.
                     self.heads.users.clear();
                     self.heads.conversations.clear();
+                    self.groups.clear();
                 }
                 for job in jobs.drain(..) {
                     job.finish(result.clone());
@@ -324,6 +365,7 @@ impl Writer {
             conn: &tx,
             index: &self.index,
             heads: &mut self.heads,
+            groups: &mut self.groups,
             tail: &self.tail,
             users: FxHashMap::default(),
             conversations: FxHashMap::default(),

@@ -1,0 +1,368 @@
+//! Appending a batch of writes inside the writer's transaction: messages (one-to-one and
+//! group), group creations and group changes, in order.
+//!
+//! Rows are only appended here (`messages`, `inbox_log`); the keyed indexes follow later from
+//! the tail. Group writes also update `groups` and `group_members`, which change rarely. Each
+//! group rule runs here, against the group's state at this point of the batch, which is what
+//! makes a membership change and a send that race take one order for everyone.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use rusqlite::params;
+use tern_core::{
+    ConversationId, MessageId, ServiceError, UserId,
+    groups::{
+        self, Diffusion, GroupChangeRequest, GroupSettings, GroupState, Members, Mutation, NewGroup,
+    },
+    pb,
+    store::{AppendOutcome, Audience, NewMessage, Stored, StoredMessage, Write},
+};
+
+use super::{
+    groups::{insert_group, persist},
+    writer::{Appended, Batch, JobError},
+};
+
+/// Runs every write of the batch, in order.
+pub(crate) fn append_batch(
+    batch: &mut Batch<'_>,
+    writes: Vec<Write>,
+) -> Result<Vec<AppendOutcome>, JobError> {
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        outcomes.push(match write {
+            Write::Message(m) => append_message(batch, m)?,
+            Write::CreateGroup(new) => create_group(batch, new)?,
+            Write::ChangeGroup(req) => change_group(batch, req)?,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// What [`insert`] needs of a message.
+struct Row<'a> {
+    conversation: ConversationId,
+    sender: UserId,
+    client_msg_id: String,
+    server_time_ms: i64,
+    content: pb::Content,
+    inboxes: &'a [UserId],
+}
+
+/// A message appended, with `(user, inbox seq)` of each entry it got.
+type Inserted = (Arc<StoredMessage>, Vec<(UserId, u64)>);
+
+/// Appends one message and its inbox entries; `Err(user)` (and nothing written) when an inbox
+/// user does not exist.
+fn insert(batch: &mut Batch<'_>, row: Row<'_>) -> Result<Result<Inserted, UserId>, JobError> {
+    let mut heads = Vec::with_capacity(row.inboxes.len());
+    for user in row.inboxes {
+        match batch.inbox_head(user)? {
+            Some(head) => heads.push(head),
+            None => return Ok(Err(user.clone())),
+        }
+    }
+    let seq = batch.conversation_head(&row.conversation)? + 1;
+    let sender_inbox_seq = match (row.inboxes.first(), heads.first()) {
+        (Some(first), Some(head)) if *first == row.sender => head + 1,
+        _ => 0,
+    };
+    let content = row.content.encode_to_vec();
+    batch
+        .conn
+        .prepare_cached(
+            "INSERT INTO messages (conversation, seq, sender, client_msg_id, server_time_ms, sender_inbox_seq, content)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            row.conversation.as_str(),
+            seq as i64,
+            row.sender.as_str(),
+            row.client_msg_id,
+            row.server_time_ms,
+            sender_inbox_seq as i64,
+            content
+        ])?;
+    let id = batch.conn.last_insert_rowid() as u64;
+    let mut inbox_seqs = Vec::with_capacity(row.inboxes.len());
+    let mut entries = Vec::with_capacity(row.inboxes.len());
+    {
+        let mut insert = batch.conn.prepare_cached(
+            "INSERT INTO inbox_log (user_id, seq, message_id) VALUES (?1, ?2, ?3)",
+        )?;
+        for (user, head) in row.inboxes.iter().zip(&heads) {
+            insert.execute(params![user.as_str(), (head + 1) as i64, id as i64])?;
+            entries.push((
+                user.clone(),
+                head + 1,
+                batch.conn.last_insert_rowid() as u64,
+            ));
+            inbox_seqs.push((user.clone(), head + 1));
+        }
+    }
+    for (user, seq) in &inbox_seqs {
+        batch.set_inbox_head(user, *seq);
+    }
+    batch.set_conversation_head(&row.conversation, seq);
+    let message = Arc::new(StoredMessage {
+        id: MessageId(id),
+        conversation: row.conversation,
+        seq,
+        sender: row.sender,
+        client_msg_id: row.client_msg_id,
+        server_time_ms: row.server_time_ms,
+        sender_inbox_seq,
+        content: row.content,
+    });
+    batch.appended(Appended {
+        message: message.clone(),
+        entries,
+    });
+    Ok(Ok((message, inbox_seqs)))
+}
+
+fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome, JobError> {
+    // A retry is answered with the original even if the sender has since left its group.
+    if let Some(existing) = batch.find_duplicate(&m.sender, &m.client_msg_id)? {
+        return Ok(AppendOutcome::Duplicate(existing));
+    }
+    let (inboxes, push_members) = match &m.audience {
+        Audience::Direct(inboxes) => (inboxes.clone(), None),
+        Audience::Group {
+            group,
+            write_diffusion_max,
+        } => {
+            let Some(state) = batch.group(*group)? else {
+                return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+            };
+            if let Err(e) = groups::check_send(state, &m.sender, m.server_time_ms) {
+                return Ok(AppendOutcome::Refused(e));
+            }
+            match groups::diffusion(state, &m.sender, &[], *write_diffusion_max) {
+                Diffusion::Write(users) => (users, None),
+                Diffusion::Read(users) => (users, Some(state.members.clone())),
+            }
+        }
+    };
+    let row = Row {
+        conversation: m.conversation,
+        sender: m.sender,
+        client_msg_id: m.client_msg_id,
+        server_time_ms: m.server_time_ms,
+        content: m.content,
+        inboxes: &inboxes,
+    };
+    Ok(match insert(batch, row)? {
+        Ok((message, inbox_seqs)) => AppendOutcome::Stored(Stored {
+            message,
+            inbox_seqs,
+            push_members,
+        }),
+        Err(user) => AppendOutcome::UnknownUser(user),
+    })
+}
+
+/// A group event to record.
+struct Event<'a> {
+    /// Who made the change.
+    actor: &'a UserId,
+    event: pb::GroupEvent,
+    /// Users added or removed.
+    concerned: &'a [UserId],
+    now_ms: i64,
+    write_diffusion_max: usize,
+    /// The seq the decision was applied with; the event must take it.
+    seq: u64,
+}
+
+/// Records a group event in the group's timeline, spread by the group's size now.
+fn record_event(
+    batch: &mut Batch<'_>,
+    state: &GroupState,
+    e: Event<'_>,
+) -> Result<Result<Stored, ServiceError>, JobError> {
+    let Event {
+        actor,
+        event,
+        concerned,
+        now_ms,
+        write_diffusion_max,
+        seq: expected_seq,
+    } = e;
+    let (inboxes, push_members) =
+        match groups::diffusion(state, actor, concerned, write_diffusion_max) {
+            Diffusion::Write(users) => (users, None),
+            Diffusion::Read(users) => (users, Some(state.members.clone())),
+        };
+    let row = Row {
+        conversation: state.conversation(),
+        sender: actor.clone(),
+        // Events are never retried by a client, so they take no deduplication key.
+        client_msg_id: String::new(),
+        server_time_ms: now_ms,
+        content: pb::Content {
+            body: Some(pb::content::Body::GroupEvent(event)),
+        },
+        inboxes: &inboxes,
+    };
+    match insert(batch, row)? {
+        Ok((message, inbox_seqs)) => {
+            if message.seq != expected_seq {
+                return Err(JobError::Store(tern_core::StoreError::Corrupt(format!(
+                    "group {} event took seq {} instead of {expected_seq}",
+                    state.id, message.seq
+                ))));
+            }
+            Ok(Ok(Stored {
+                message,
+                inbox_seqs,
+                push_members,
+            }))
+        }
+        Err(user) => Ok(Err(ServiceError::UnknownUser(user))),
+    }
+}
+
+/// The first user of `users` that does not exist, if any.
+fn missing_user<'a>(
+    batch: &mut Batch<'_>,
+    users: impl IntoIterator<Item = &'a UserId>,
+) -> Result<Option<UserId>, JobError> {
+    for u in users {
+        if batch.inbox_head(u)?.is_none() {
+            return Ok(Some(u.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn create_group(batch: &mut Batch<'_>, new: NewGroup) -> Result<AppendOutcome, JobError> {
+    let decision = match groups::decide_create(&new) {
+        Ok(d) => d,
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
+    if let Some(user) = missing_user(batch, std::iter::once(&new.owner).chain(&new.members))? {
+        return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(user)));
+    }
+    let settings = GroupSettings {
+        name: new.name,
+        avatar: new.avatar,
+        announcement: new.announcement,
+        owner: new.owner.clone(),
+        mute_all: false,
+        history: new.history,
+        dissolved: false,
+        created_ms: new.created_ms,
+    };
+    let id = insert_group(batch.conn, &settings)?;
+    let mut state = GroupState {
+        id,
+        settings,
+        members: Arc::new(Members::default()),
+    };
+    let seq = batch.conversation_head(&state.conversation())? + 1;
+    for m in &decision.mutations {
+        persist(batch.conn, id, m, seq)?;
+        state.apply(m, seq);
+    }
+    let Some(event) = decision.event else {
+        return Err(JobError::Store(tern_core::StoreError::Corrupt(
+            "a group creation decided no event".into(),
+        )));
+    };
+    let stored = match record_event(
+        batch,
+        &state,
+        Event {
+            actor: &new.owner,
+            event,
+            concerned: &decision.concerned,
+            now_ms: new.created_ms,
+            write_diffusion_max: new.limits.write_diffusion_max,
+            seq,
+        },
+    )? {
+        Ok(s) => s,
+        // Checked above; a missing user here would leave a half-created group, so fail the
+        // batch rather than commit it.
+        Err(e) => {
+            return Err(JobError::Store(tern_core::StoreError::Unavailable(
+                format!("creating group {id}: {e}"),
+            )));
+        }
+    };
+    batch.put_group(state.clone());
+    Ok(AppendOutcome::Group {
+        state,
+        head_seq: seq,
+        event: Some(stored),
+    })
+}
+
+fn change_group(batch: &mut Batch<'_>, req: GroupChangeRequest) -> Result<AppendOutcome, JobError> {
+    let Some(mut state) = batch.take_group(req.group)? else {
+        return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+    };
+    let outcome = apply_change(batch, &mut state, &req);
+    // The state goes back whatever happened: unchanged if the change was refused.
+    batch.put_group(state);
+    outcome
+}
+
+fn apply_change(
+    batch: &mut Batch<'_>,
+    state: &mut GroupState,
+    req: &GroupChangeRequest,
+) -> Result<AppendOutcome, JobError> {
+    let decision = match groups::decide(state, req) {
+        Ok(d) => d,
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
+    let conversation = state.conversation();
+    let Some(event) = decision.event else {
+        return Ok(AppendOutcome::Group {
+            state: state.clone(),
+            head_seq: batch.conversation_head(&conversation)?,
+            event: None,
+        });
+    };
+    let added = decision.mutations.iter().filter_map(|m| match m {
+        Mutation::Add(u, _) => Some(u),
+        _ => None,
+    });
+    if let Some(user) = missing_user(batch, added)? {
+        return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(user)));
+    }
+    let seq = batch.conversation_head(&conversation)? + 1;
+    // Should anything below fail, the batch rolls back and the writer drops every cached group
+    // state, so applying in place is safe.
+    for m in &decision.mutations {
+        persist(batch.conn, state.id, m, seq)?;
+        state.apply(m, seq);
+    }
+    let stored = match record_event(
+        batch,
+        state,
+        Event {
+            actor: &req.actor,
+            event,
+            concerned: &decision.concerned,
+            now_ms: req.now_ms,
+            write_diffusion_max: req.limits.write_diffusion_max,
+            seq,
+        },
+    )? {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(JobError::Store(tern_core::StoreError::Unavailable(
+                format!("changing group {}: {e}", state.id),
+            )));
+        }
+    };
+    Ok(AppendOutcome::Group {
+        state: state.clone(),
+        head_seq: seq,
+        event: Some(stored),
+    })
+}
