@@ -207,3 +207,66 @@ async fn chat_sends_lines_to_the_chosen_peer_and_prints_incoming_messages() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commands_create_change_send_and_print_history() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "carol", "dave"]).await;
+    let pw = tern_testkit::password("alice");
+    let login = ["--user", "alice", "--password", pw.as_str()];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&login);
+        tern(&server, &all)
+    };
+    let (ok, out, err) = run(&[
+        "group",
+        "create",
+        "--name",
+        "team",
+        "--members",
+        "bob,carol",
+    ]);
+    assert!(ok, "{err}");
+    let group = out.trim().to_owned();
+    assert_eq!(group, "1", "the command prints the new group's id");
+    let (ok, out, err) = run(&["group", "add", "--group", &group, "--members", "dave"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "group 1: 4 members (event seq 2)");
+    let (ok, out, err) = run(&["group", "remove", "--group", &group, "--members", "carol"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "group 1: 3 members (event seq 3)");
+    let (ok, out, err) = run(&["send", "--group", &group, "hello", "team"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("seq=4 message_id="), "{out}");
+    assert!(out.trim_end().ends_with("conversation=g:1"), "{out}");
+    let (ok, out, _) = run(&["history", "--group", &group]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "1 alice: [created the group \"team\" with bob, carol]\n\
+         2 alice: [added dave]\n\
+         3 alice: [removed carol]\n\
+         4 alice: hello team\n"
+    );
+    // Errors carry the server's code.
+    let pw = tern_testkit::password("carol");
+    let (ok, _, err) = tern(
+        &server,
+        &[
+            "send",
+            "--group",
+            &group,
+            "--user",
+            "carol",
+            "--password",
+            &pw,
+            "let me back",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("NOT_A_PARTICIPANT"), "{err}");
+    let (ok, _, err) = run(&["send", "--to", "bob", "--group", &group, "both"]);
+    assert!(!ok, "--to and --group exclude each other");
+    assert!(err.contains("cannot be used with"), "{err}");
+}

@@ -114,8 +114,8 @@ impl Recorder {
 
 /// The sending side of one pair.
 pub enum Sender {
-    /// A logged-in Tern connection and the receiver's user id.
-    Tern(Connection, String),
+    /// A logged-in Tern connection and where its messages go.
+    Tern(Connection, pb::send_request::Target),
     /// An MQTT client and the receiver's topic.
     Mqtt(MqttSender),
 }
@@ -136,7 +136,7 @@ impl Sender {
         match self {
             Sender::Tern(conn, to) => {
                 let req = pb::SendRequest {
-                    target: Some(pb::send_request::Target::ToUser(to.clone())),
+                    target: Some(to.clone()),
                     client_msg_id: tern_client::new_client_msg_id(),
                     content: Some(pb::Content {
                         body: Some(pb::content::Body::Text(pb::Text { text: body })),
@@ -319,9 +319,9 @@ pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Resu
                 .collect::<anyhow::Result<_>>()?;
             let senders: Vec<Arc<Sender>> = stream::iter(senders.into_iter().zip(receivers))
                 .map(|(s, r)| async move {
-                    login(addr, &s, "bench", None)
-                        .await
-                        .map(|(c, _, _)| Arc::new(Sender::Tern(c, r)))
+                    login(addr, &s, "bench", None).await.map(|(c, _, _)| {
+                        Arc::new(Sender::Tern(c, pb::send_request::Target::ToUser(r)))
+                    })
                 })
                 .buffered(SETUP_CONCURRENCY)
                 .collect::<Vec<_>>()
@@ -357,7 +357,8 @@ pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Resu
     }
 }
 
-fn mqtt_options(id: &str, host: &str, port: u16) -> MqttOptions {
+/// MQTT options for the benchmark: persistent sessions, no inflight cap.
+pub fn mqtt_options(id: &str, host: &str, port: u16) -> MqttOptions {
     let mut o = MqttOptions::new(id, host, port);
     o.set_keep_alive(Duration::from_secs(30));
     // Persistent sessions: the broker keeps subscriptions and queued messages across reconnects.
@@ -404,7 +405,8 @@ async fn mqtt_subscriber(
     Ok(())
 }
 
-async fn mqtt_publisher(
+/// A QoS 1 publisher to `topic` whose acks resolve [`Sender::fire`] futures.
+pub async fn mqtt_publisher(
     host: &str,
     port: u16,
     id: &str,

@@ -108,10 +108,21 @@ struct SweepArgs {
     budget_ms: u64,
 }
 
+#[derive(Debug, Clone, Args)]
+struct FanoutArgs {
+    /// Group members online (MQTT: subscribers of one topic).
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// Senders (members of the group).
+    #[arg(long, default_value_t = 1)]
+    senders: usize,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Comparable {
     Pairs,
     Sweep,
+    Fanout,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +158,24 @@ enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
+    /// S senders into one group of M online members at a fixed rate; deliveries per second, latency, exact accounting.
+    Fanout {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        fanout: FanoutArgs,
+        /// Messages per second over all senders.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Message body size, bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// U users each with K missed messages reconnect at once; time until every device caught up.
     SyncStorm {
         #[command(flatten)]
@@ -170,9 +199,13 @@ enum Command {
         scenario: Comparable,
         #[command(flatten)]
         output: OutputArgs,
-        /// Pairs, rate, duration and size (for a sweep: pairs and size).
+        /// Pairs, rate, duration and size (for a sweep: pairs and size; for fan-out: rate,
+        /// duration and size).
         #[command(flatten)]
         pairs: PairsArgs,
+        /// For fan-out: members and senders.
+        #[command(flatten)]
+        fanout: FanoutArgs,
         /// For a sweep: the first rate.
         #[arg(long, default_value_t = 2000.0)]
         start_rate: f64,
@@ -329,6 +362,31 @@ async fn run_sweep(
     Ok(report)
 }
 
+async fn run_fanout(
+    system: System,
+    t: &Target,
+    f: &FanoutArgs,
+    p: &PairsArgs,
+    quiet: bool,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new("fanout", system.name());
+    report.param("members", f.members);
+    report.param("senders", f.senders);
+    report.param("rate", p.rate);
+    report.param("duration_s", p.duration);
+    report.param("size", p.size);
+    let params = scenario::fanout::Params {
+        members: f.members.max(1),
+        senders: f.senders.max(1),
+        rate: p.rate,
+        duration: Duration::from_secs(p.duration),
+        size: p.size,
+        drain: Duration::from_secs(30),
+    };
+    scenario::fanout::run(system, t, &params, quiet, &mut report).await?;
+    Ok(report)
+}
+
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Idle {
@@ -369,6 +427,24 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let report = run_sweep(args.system, &t, &sweep, output.quiet).await?;
             finish(&report, &output)
         }
+        Command::Fanout {
+            target: args,
+            output,
+            fanout,
+            rate,
+            duration,
+            size,
+        } => {
+            let t = target(&args).await?;
+            let p = PairsArgs {
+                pairs: 0,
+                rate,
+                duration,
+                size,
+            };
+            let report = run_fanout(args.system, &t, &fanout, &p, output.quiet).await?;
+            finish(&report, &output)
+        }
         Command::SyncStorm {
             target: args,
             output,
@@ -395,6 +471,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             scenario,
             output,
             pairs,
+            fanout,
             start_rate,
             factor,
             max_rate,
@@ -418,6 +495,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let ours = match scenario {
                 Comparable::Pairs => run_pairs(System::Tern, &tern, &pairs, output.quiet).await?,
                 Comparable::Sweep => run_sweep(System::Tern, &tern, &sweep, output.quiet).await?,
+                Comparable::Fanout => {
+                    run_fanout(System::Tern, &tern, &fanout, &pairs, output.quiet).await?
+                }
             };
             tern.stop().await;
             let mosquitto = Target::spawn_mosquitto(server_cpus.as_deref()).await?;
@@ -427,6 +507,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 }
                 Comparable::Sweep => {
                     run_sweep(System::Mqtt, &mosquitto, &sweep, output.quiet).await?
+                }
+                Comparable::Fanout => {
+                    run_fanout(System::Mqtt, &mosquitto, &fanout, &pairs, output.quiet).await?
                 }
             };
             mosquitto.stop().await;

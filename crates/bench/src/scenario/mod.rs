@@ -1,5 +1,6 @@
-//! The scenarios: `idle`, `pairs`, `sweep` and `sync-storm`.
+//! The scenarios: `idle`, `pairs`, `sweep`, `sync-storm` and `fanout`.
 
+pub mod fanout;
 pub mod idle;
 pub mod pairs;
 pub mod sweep;
