@@ -161,10 +161,7 @@ async fn connect_tern(addr: &str, p: &Params) -> anyhow::Result<Fan> {
                     event = events.recv() => match event {
                         None => return seen,
                         Some(ServerEvent::Push(push)) => {
-                            let message = push.group_message.or(push.entry.and_then(|e| match e.event {
-                                Some(pb::inbox_entry::Event::Message(m)) => Some(m),
-                                None => None,
-                            }));
+                            let message = push.group_message.or(push.entry.and_then(|e| e.event.map(|pb::inbox_entry::Event::Message(m)| m)));
                             if let Some(body) = message.as_ref().and_then(text_body) {
                                 seen.on_body(body, &delivered);
                             }
