@@ -19,4 +19,12 @@ for i in $(seq 1 "$RUNS"); do
     run taskset -c 1 $B compare --scenario pairs --server-cpus 0 --pairs 1000 --rate 10000 --duration 20 --json "$out/compare-pairs-$i.json"
     run taskset -c 1 $B compare --scenario sweep --server-cpus 0 --pairs 1000 --start-rate 5000 --factor 1.25 --step-duration 5 --json "$out/compare-sweep-$i.json"
 done
+# Fan-out into one group (Tern) or one topic (Mosquitto): 500,000 deliveries a second offered at
+# 1,000 and at 10,000 online members.
+for i in $(seq 1 "$RUNS"); do
+    run taskset -c 1 $B compare --scenario fanout --server-cpus 0 --members 1000 --rate 500 --duration 10 --json "$out/fanout-1000-$i.json"
+    run taskset -c 1 $B compare --scenario fanout --server-cpus 0 --members 10000 --rate 50 --duration 10 --json "$out/fanout-10000-$i.json"
+done
 $B median "$out"/compare-*.json | tee "$out/compare-medians.txt"
+$B median "$out"/fanout-1000-*.json | tee "$out/fanout-1000-medians.txt"
+$B median "$out"/fanout-10000-*.json | tee "$out/fanout-10000-medians.txt"

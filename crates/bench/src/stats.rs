@@ -8,6 +8,12 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
 }
 
+/// A smaller latency histogram (two significant digits, about a tenth of the memory), for
+/// scenarios that keep one per connection, ten thousand at a time.
+pub fn small_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 2).expect("valid histogram bounds")
+}
+
 /// Percentiles of a latency histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {

@@ -60,7 +60,7 @@ impl Seen {
     fn new(senders: usize) -> Self {
         Self {
             trackers: (0..senders).map(|_| stats::Tracker::default()).collect(),
-            deliver: stats::histogram(),
+            deliver: stats::small_histogram(),
             last_ns: 0,
             garbled: 0,
             lagged: 0,
@@ -206,10 +206,13 @@ async fn connect_mqtt(addr: &str, p: &Params) -> anyhow::Result<Fan> {
     let (stop, stopped) = watch::channel(false);
     let mut receivers = Vec::with_capacity(p.members);
     for i in 0..p.members {
-        let (client, mut eventloop) = AsyncClient::new(
-            driver::mqtt_options(&format!("f{tag}r{i}"), host, port),
-            1024,
-        );
+        // Subscribers publish nothing and read small publishes: the client preallocates its
+        // outgoing window, so a small one (and small buffers) keeps ten thousand subscribers
+        // in a few hundred MiB instead of tens of GiB.
+        let mut options = driver::mqtt_options(&format!("f{tag}r{i}"), host, port);
+        options.set_max_packet_size(64 * 1024, 64 * 1024);
+        options.set_inflight(16);
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
         client.subscribe(&topic, QoS::AtLeastOnce).await?;
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let (delivered, mut stopped) = (delivered.clone(), stopped.clone());
@@ -359,7 +362,7 @@ pub async fn run(
         .iter()
         .map(|s| s.lock().unwrap().clone())
         .collect();
-    let mut deliver_all = stats::histogram();
+    let mut deliver_all = stats::small_histogram();
     let (mut delivered, mut lost, mut duplicated, mut out_of_order) = (0u64, 0u64, 0u64, 0u64);
     let (mut garbled, mut lagged, mut last_ns) = (0u64, 0u64, start_ns);
     for r in fan.receivers {
