@@ -99,12 +99,19 @@ pub struct SendAck {
     pub duplicate: bool,
 }
 
-/// A send accepted by the pipeline; resolves once the message is durable (or failed).
+/// A write accepted by the pipeline; resolves once it is durable (or failed). A pipeline that
+/// stopped without answering counts as shutting down.
 #[derive(Debug)]
-pub struct PendingSend(oneshot::Receiver<Result<SendAck, ServiceError>>);
+pub struct Pending<T>(oneshot::Receiver<Result<T, ServiceError>>);
 
-impl std::future::Future for PendingSend {
-    type Output = Result<SendAck, ServiceError>;
+/// A send accepted by the pipeline.
+pub type PendingSend = Pending<SendAck>;
+
+/// A group write accepted by the pipeline.
+pub type PendingGroup = Pending<GroupCommitted>;
+
+impl<T> std::future::Future for Pending<T> {
+    type Output = Result<T, ServiceError>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -125,23 +132,6 @@ pub struct GroupCommitted {
     pub head_seq: u64,
     /// The seq of the event recorded (0 when the write changed nothing).
     pub event_seq: u64,
-}
-
-/// A group write accepted by the pipeline; resolves once it is durable (or refused).
-#[derive(Debug)]
-pub struct PendingGroup(oneshot::Receiver<Result<GroupCommitted, ServiceError>>);
-
-impl std::future::Future for PendingGroup {
-    type Output = Result<GroupCommitted, ServiceError>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(ServiceError::ShuttingDown)))
-    }
 }
 
 /// Where a write's outcome goes.
@@ -302,7 +292,7 @@ impl MessageService {
         };
         let (reply, rx) = oneshot::channel();
         self.queue(Write::Message(message), origin, Reply::Send(reply))?;
-        Ok(PendingSend(rx))
+        Ok(Pending(rx))
     }
 
     /// Queues a group write for the next commit.
@@ -316,7 +306,7 @@ impl MessageService {
         }
         let (reply, rx) = oneshot::channel();
         self.queue(write, origin, Reply::Group(reply))?;
-        Ok(PendingGroup(rx))
+        Ok(Pending(rx))
     }
 
     /// The group limits in force.
