@@ -720,6 +720,8 @@ fn publish(published: &mut Vec<Publication>, stored: Stored, origin: Option<Conn
         });
     }
     if let Some(members) = push_members {
+        // Sorted, so fan-out tests each member against it by binary search.
+        with_entry.sort_unstable();
         published.push(Publication::Group {
             message,
             members,

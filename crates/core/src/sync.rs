@@ -29,7 +29,7 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
     fn deliver(&self, user: &UserId, entry: &Arc<InboxEntry>, skip: Option<ConnectionId>);
 
     /// Queues a read-diffusion group message for every online connection of every user in
-    /// `members`, except the users in `except` (they got an inbox entry for it) and the
+    /// `members`, except the users in `except` (sorted; they got an inbox entry for it) and the
     /// connection `skip`.
     fn deliver_group(
         &self,
@@ -58,7 +58,7 @@ pub enum Publication {
         message: Arc<StoredMessage>,
         /// The members when it took its seq.
         members: Arc<Members>,
-        /// Members that got an inbox entry for it instead.
+        /// Members that got an inbox entry for it instead, sorted.
         except: Vec<UserId>,
         /// The connection not to push it to.
         skip: Option<ConnectionId>,

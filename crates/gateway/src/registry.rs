@@ -135,7 +135,8 @@ impl Registry {
         }
     }
 
-    /// Calls `f` with each connection of each user in `members` except those in `except`,
+    /// Calls `f` with each connection of each user in `members` except those in `except`
+    /// (sorted),
     /// under the lock: `f` must not block. Walks whichever is smaller, the members or the
     /// users online, so a 100,000-member group with few members online costs little.
     pub fn for_each_member_connection(
@@ -146,7 +147,7 @@ impl Registry {
     ) {
         let inner = self.lock();
         let mut visit = |user: &UserId, ids: &Vec<ConnectionId>| {
-            if except.contains(user) {
+            if except.binary_search(user).is_ok() {
                 return;
             }
             for id in ids {

@@ -107,6 +107,10 @@ pub(crate) struct Batch<'a> {
     appended: Vec<Appended>,
 }
 
+/// Members held by the writer's group cache across all cached groups (about 100 MB); the
+/// least recently used groups are dropped beyond it (the one just used is always kept).
+const MAX_CACHED_MEMBERS: usize = 1_000_000;
+
 /// One message by id, laid out for `message_from_row`.
 const MESSAGE_BY_ID: &str = "SELECT m.id, m.conversation, m.seq, m.sender, m.client_msg_id, m.server_time_ms, m.sender_inbox_seq, m.content FROM messages m WHERE m.id = ?1";
 
@@ -228,9 +232,7 @@ impl Batch<'_> {
     pub(crate) fn group(&mut self, id: GroupId) -> Result<Option<&mut GroupState>, JobError> {
         if !self.groups.contains(&id) {
             match super::groups::load_group(self.conn, id)? {
-                Some(state) => {
-                    self.groups.put(id, state);
-                }
+                Some(state) => self.put_group(state),
                 None => return Ok(None),
             }
         }
@@ -249,6 +251,14 @@ impl Batch<'_> {
     /// Caches a group's state.
     pub(crate) fn put_group(&mut self, state: GroupState) {
         self.groups.put(state.id, state);
+        // Bounded by members as well as by groups: a cache of large groups is mostly members.
+        let mut total: usize = self.groups.iter().map(|(_, g)| g.members.len()).sum();
+        while total > MAX_CACHED_MEMBERS && self.groups.len() > 1 {
+            match self.groups.pop_lru() {
+                Some((_, evicted)) => total -= evicted.members.len(),
+                None => break,
+            }
+        }
     }
 }
 
