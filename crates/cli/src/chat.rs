@@ -65,6 +65,7 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
                 Some(Event::GroupMessage { message }) => {
                     println!("[{}] {}", message.conversation_id, message_line(&message))
                 }
+                Some(Event::Typing { from, .. }) => eprintln!("{from} is typing…"),
                 Some(Event::Connected { .. }) => {}
                 Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),
                 Some(Event::Kicked(k)) => {

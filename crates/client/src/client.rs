@@ -118,6 +118,13 @@ pub enum Event {
         /// The message; its `conversation_id` is `g:` and the group id.
         message: pb::Message,
     },
+    /// Another user is typing to this one (ephemeral: only while online, never replayed).
+    Typing {
+        /// Who is typing.
+        from: String,
+        /// The one-to-one conversation.
+        conversation_id: String,
+    },
     /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
     Connected {
         /// The inbox head at login.
@@ -404,6 +411,17 @@ impl Client {
             change: Some(change),
         })
         .await
+    }
+
+    /// Tells `to`'s online devices that this user is typing to them (rate-limited by the
+    /// server: `RATE_LIMITED` when sent too often; not retried).
+    pub async fn typing(&self, to: &str) -> Result<(), ClientError> {
+        let conn = self.connection().await?;
+        conn.request(pb::TypingRequest {
+            to_user: to.to_owned(),
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Every group of this user, with each timeline's head.
@@ -743,6 +761,12 @@ impl Supervisor {
                         if let Err(e) = self.catch_up(conn).await {
                             return Ended::Lost(e.to_string());
                         }
+                    }
+                    Some(ServerEvent::TypingNotice(t)) => {
+                        let _ = self.events.send(Event::Typing {
+                            from: t.from_user,
+                            conversation_id: t.conversation_id,
+                        });
                     }
                     Some(ServerEvent::Kick(kick)) => return Ended::Kicked(kick),
                     Some(ServerEvent::Goodbye(g)) => return Ended::Goodbye(Duration::from_millis(u64::from(g.reconnect_after_ms))),

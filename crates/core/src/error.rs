@@ -83,6 +83,9 @@ pub enum ServiceError {
     /// The commit queue is full: the store is not keeping up. Retry after a pause.
     #[error("the server is overloaded; retry after a pause")]
     Overloaded,
+    /// The user sends a rate-limited request too often.
+    #[error("too many {0} requests; retry after a pause")]
+    RateLimited(&'static str),
     /// Storage failed; see [`StoreError`].
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod messages;
 pub mod store;
 pub mod sync;
+pub mod typing;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ServiceError, StoreError};

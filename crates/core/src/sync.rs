@@ -15,7 +15,7 @@ use lru::LruCache;
 use crate::{
     ServiceError,
     groups::Members,
-    ids::{ConnectionId, DeviceId, UserId},
+    ids::{ConnectionId, ConversationId, DeviceId, UserId},
     store::{InboxEntry, InboxPage, MessageStore, StoredMessage},
 };
 
@@ -38,6 +38,10 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
         except: &[UserId],
         skip: Option<ConnectionId>,
     );
+
+    /// Tells every online connection of `to` that `from` is typing in `conversation`. Never
+    /// stored: a connection that cannot take it now simply misses it.
+    fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId);
 }
 
 /// Something a committed batch makes visible, in commit order.

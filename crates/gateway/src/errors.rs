@@ -25,6 +25,7 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::OwnerCannotLeave => ErrorCode::OwnerCannotLeave,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
         ServiceError::Overloaded => ErrorCode::Overloaded,
+        ServiceError::RateLimited(_) => ErrorCode::RateLimited,
         ServiceError::Store(StoreError::Unavailable(detail)) => {
             tracing::warn!(%detail, "store unavailable");
             return ErrorCode::Unavailable

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tern_core::{
-    ConnectionId, Delivery, UserId,
+    ConnectionId, ConversationId, Delivery, UserId,
     groups::Members,
     store::{InboxEntry, StoredMessage},
 };
@@ -123,5 +123,25 @@ impl Delivery for Fanout {
         // Counted once per message, not per connection, to keep the loop free of atomics.
         self.delivered.increment(queued);
         self.dropped.increment(lagged);
+    }
+
+    fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId) {
+        let notice = ServerEvent::TypingNotice(pb::TypingNotice {
+            from_user: from.to_string(),
+            conversation_id: conversation.as_str().to_owned(),
+        });
+        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        self.registry.for_each_connection(to, |_, conn| {
+            let slot = &mut frames[matches!(conn.encoding, Encoding::Json) as usize];
+            let frame = slot.get_or_insert_with(|| {
+                notice
+                    .to_frame(PacketId(rand::random()), conn.encoding)
+                    .map(|f| f.to_bytes())
+                    .ok()
+            });
+            if let Some(frame) = frame {
+                conn.outbox.push_ephemeral(frame.clone());
+            }
+        });
     }
 }

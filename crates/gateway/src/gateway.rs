@@ -13,7 +13,7 @@ use std::{
 use axum::{extract::ws::WebSocketUpgrade, response::Response};
 use tern_core::{
     Clock, ConnectionId, accounts::AccountService, group_service::GroupService,
-    messages::MessageService, sync::SyncService,
+    messages::MessageService, sync::SyncService, typing::TypingService,
 };
 use tern_proto::FrameDecoder;
 use tokio::net::TcpListener;
@@ -36,6 +36,8 @@ pub struct Services {
     pub sync: Arc<SyncService>,
     /// Groups.
     pub groups: GroupService,
+    /// Typing signals.
+    pub typing: Arc<TypingService>,
 }
 
 /// Settings of the connection layer.

@@ -86,6 +86,20 @@ impl Outbox {
         accepted
     }
 
+    /// Queues an ephemeral frame (one that is never stored, such as a typing notice). A full
+    /// queue drops it without marking the connection lagged: there is nothing to sync.
+    pub fn push_ephemeral(&self, frame: Bytes) -> bool {
+        {
+            let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.close.is_some() || state.frames.len() >= self.0.capacity {
+                return false;
+            }
+            state.frames.push_back(frame);
+        }
+        self.0.notify.notify_one();
+        true
+    }
+
     /// Asks the connection's task to close for `reason`. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
         {

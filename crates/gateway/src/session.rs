@@ -543,6 +543,11 @@ impl Session<'_> {
                     command::group_members::run(&services, &caller, req).await
                 })
             }
+            Request::Typing(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::typing::run(&services, &caller, req).await
+                })
+            }
             Request::GroupList(req) => {
                 self.spawn_as_caller(meta, move |services, caller| async move {
                     command::group_list::run(&services, &caller, req).await

@@ -67,6 +67,8 @@ pub enum ErrorCode {
     ShuttingDown = 5002,
     /// Too many requests in flight on this connection; retry after a pause.
     Overloaded = 5003,
+    /// The user sent a rate-limited request (such as TYPING) too often; retry after a pause.
+    RateLimited = 5004,
 }
 
 impl ErrorCode {
@@ -103,6 +105,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::ShuttingDown,
         ErrorCode::Overloaded,
+        ErrorCode::RateLimited,
     ];
 
     /// The numeric code on the wire.
@@ -149,6 +152,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
         }
     }
 
@@ -156,7 +160,10 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::Unavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded
+            ErrorCode::Unavailable
+                | ErrorCode::ShuttingDown
+                | ErrorCode::Overloaded
+                | ErrorCode::RateLimited
         )
     }
 

@@ -239,12 +239,14 @@ protocol! {
         GroupInfo = 0x0203, "GROUP_INFO", GroupInfoRequest => GroupInfoResponse;
         GroupMembers = 0x0204, "GROUP_MEMBERS", GroupMembersRequest => GroupMembersResponse;
         GroupList = 0x0205, "GROUP_LIST", GroupListRequest => GroupListResponse;
+        Typing = 0x0301, "TYPING", TypingRequest => TypingResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;
         Goodbye = 0x0006, "GOODBYE", Goodbye;
         Push = 0x0102, "PUSH", Push;
         SyncNotify = 0x0106, "SYNC_NOTIFY", SyncNotify;
+        TypingNotice = 0x0302, "TYPING_NOTICE", TypingNotice;
     }
 }
 

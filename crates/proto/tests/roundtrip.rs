@@ -188,6 +188,7 @@ fn request() -> BoxedStrategy<Request> {
             })
         }),
         Just(Request::GroupList(pb::GroupListRequest {})),
+        text().prop_map(|to_user| Request::Typing(pb::TypingRequest { to_user })),
     ]
     .boxed()
 }
@@ -211,6 +212,12 @@ fn event() -> BoxedStrategy<ServerEvent> {
             group_message: Some(m)
         })),
         any::<u64>().prop_map(|head| ServerEvent::SyncNotify(pb::SyncNotify { head })),
+        (text(), text()).prop_map(|(from_user, conversation_id)| ServerEvent::TypingNotice(
+            pb::TypingNotice {
+                from_user,
+                conversation_id
+            }
+        )),
     ]
     .boxed()
 }

@@ -3,8 +3,12 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tern_core::{
-    Clock, ServiceError, StoreError, SystemClock, accounts::AccountService,
-    group_service::GroupService, messages::MessageService, sync::SyncService,
+    Clock, ServiceError, StoreError, SystemClock,
+    accounts::AccountService,
+    group_service::GroupService,
+    messages::MessageService,
+    sync::SyncService,
+    typing::{TypingConfig, TypingService},
 };
 use tern_gateway::{Gateway, Services, fanout::Fanout, registry::Registry};
 use tern_store::SqliteStore;
@@ -67,6 +71,12 @@ impl Server {
         let store = SqliteStore::open(&config.data_dir, config.store())?;
         let registry = Arc::new(Registry::new());
         let fanout = Arc::new(Fanout::new(registry.clone()));
+        let typing = Arc::new(TypingService::new(
+            Arc::new(store.clone()),
+            fanout.clone(),
+            clock.clone(),
+            TypingConfig::default(),
+        ));
         let sync = Arc::new(SyncService::new(
             Arc::new(store.clone()),
             fanout,
@@ -87,6 +97,7 @@ impl Server {
             messages: messages.clone(),
             sync,
             groups,
+            typing,
         };
         let gateway = Gateway::new(services, registry, clock, config.gateway());
 

@@ -15,6 +15,7 @@ pub(crate) mod ping;
 pub(crate) mod register;
 pub(crate) mod send;
 pub(crate) mod sync;
+pub(crate) mod typing;
 
 use tern_core::{
     ConnectionId, ConversationId, DeviceId, UserId,
