@@ -2,9 +2,9 @@
 //! members in small and large groups, a group crossing the diffusion threshold, membership
 //! changes racing with sends, and the permission errors.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use tern_client::{ClientError, Conversation, ErrorCode, pb};
+use tern_client::{ClientError, Conversation, ErrorCode, MemoryCursorStore, pb};
 use tern_testkit::{TestServer, text_of};
 
 fn list(users: &[&str]) -> pb::StringList {
@@ -545,4 +545,95 @@ async fn history_visibility_decides_what_a_new_member_reads() {
         ["early", "late"]
     );
     assert!(members.has_more);
+}
+
+/// A device that resumes from a saved position behind a gap it may not read (it was away from
+/// the group meanwhile) moves past the gap instead of asking for the same page again, and a
+/// device of a removed member still gets what was stored while it was a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_resume_from_saved_positions_across_gaps_and_departures() {
+    let server = TestServer::start_with(|c| c.group_write_diffusion_max = 2).await;
+    server.register(&["owner", "x", "y"]).await;
+    let owner = server.client("owner", "phone").await;
+    let g = owner
+        .client
+        .create_group("resume", &["x", "y"])
+        .await
+        .unwrap()
+        .group_id;
+    let store: Arc<MemoryCursorStore> = Arc::default();
+    let with_store = |store: Arc<MemoryCursorStore>| {
+        move |c: &mut tern_client::ClientConfig| {
+            c.cursor_store = store;
+            c.sync_page = 3;
+        }
+    };
+    let mut x = server
+        .client_with("x", "phone", with_store(store.clone()))
+        .await;
+    let first = owner.client.send_group_text(g, "first").await.unwrap().seq;
+    x.group_messages_until(|m| m.seq == first).await;
+    x.client.close_and_wait().await;
+
+    // Away: removed, messages it may not read, re-added, then more than a page of messages.
+    owner.client.update_group(g, remove(&["x"])).await.unwrap();
+    for i in 0..3 {
+        owner
+            .client
+            .send_group_text(g, &format!("hidden {i}"))
+            .await
+            .unwrap();
+    }
+    let rejoin = owner
+        .client
+        .update_group(g, add(&["x"]))
+        .await
+        .unwrap()
+        .event_seq;
+    let mut last = 0;
+    for i in 0..7 {
+        last = owner
+            .client
+            .send_group_text(g, &format!("after {i}"))
+            .await
+            .unwrap()
+            .seq;
+    }
+    let mut x = server
+        .client_with("x", "phone", with_store(store.clone()))
+        .await;
+    let got = x.group_messages_until(|m| m.seq == last).await;
+    let got = seqs(&got);
+    assert_eq!(got[0], first + 1, "the removal it was part of comes first");
+    assert!(
+        got.iter().all(|s| *s == first + 1 || *s >= rejoin),
+        "nothing from while it was away: {got:?}"
+    );
+    assert_eq!(&got[1..], (rejoin..=last).collect::<Vec<_>>());
+    x.client.close_and_wait().await;
+
+    // Away again, in a read-diffusion group: messages, then removal. The restarted device
+    // still gets the messages stored while it was a member, then its removal.
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        sent.push(
+            owner
+                .client
+                .send_group_text(g, &format!("while away {i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
+    }
+    let removal = owner
+        .client
+        .update_group(g, remove(&["x"]))
+        .await
+        .unwrap()
+        .event_seq;
+    let mut x = server.client_with("x", "phone", with_store(store)).await;
+    let got = x.group_messages_until(|m| m.seq == removal).await;
+    sent.push(removal);
+    assert_eq!(seqs(&got), sent);
+    x.expect_no_message(Duration::from_millis(200)).await;
 }

@@ -369,8 +369,8 @@ impl Client {
         Ok(ack)
     }
 
-    /// Runs one request on the current connection, retrying like sends. Group requests and
-    /// any other request without side effects on retry go through here.
+    /// Runs one request on the current connection, retrying like sends: for reads and other
+    /// requests that are safe to repeat.
     pub async fn request<R>(&self, req: R) -> Result<R::Response, ClientError>
     where
         R: tern_proto::RequestPayload + Clone + Send + 'static,
@@ -384,12 +384,17 @@ impl Client {
     }
 
     /// Creates a group owned by this user with `members`; returns it (its id is `group_id`).
+    ///
+    /// Not retried: if the connection drops before the answer, the group may exist (look for it
+    /// with [`Client::groups`] before creating it again).
     pub async fn create_group(
         &self,
         name: &str,
         members: &[&str],
     ) -> Result<pb::GroupInfo, ClientError> {
         let resp = self
+            .connection()
+            .await?
             .request(pb::GroupCreateRequest {
                 name: name.to_owned(),
                 members: members.iter().map(|m| m.to_string()).collect(),
@@ -400,17 +405,21 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("GROUP_CREATE answered without a group".into()))
     }
 
-    /// Applies one change to a group.
+    /// Applies one change to a group. Not retried, like [`Client::create_group`]: a change that
+    /// was applied before the connection dropped would be refused (or do nothing) the second
+    /// time.
     pub async fn update_group(
         &self,
         group: u64,
         change: pb::group_update_request::Change,
     ) -> Result<pb::GroupUpdateResponse, ClientError> {
-        self.request(pb::GroupUpdateRequest {
-            group_id: group,
-            change: Some(change),
-        })
-        .await
+        self.connection()
+            .await?
+            .request(pb::GroupUpdateRequest {
+                group_id: group,
+                change: Some(change),
+            })
+            .await
     }
 
     /// Tells `to`'s online devices that this user is typing to them (rate-limited by the
@@ -737,6 +746,7 @@ impl Supervisor {
                         let mut out = Vec::new();
                         self.groups.own(&conversation, seq, &mut out);
                         self.emit_group(out);
+                        self.save_group_position(&conversation);
                     }
                 },
                 event = server_events.recv() => match event {
@@ -836,11 +846,22 @@ impl Supervisor {
     /// Offers a group message to its group's track.
     fn offer_group(&mut self, message: pb::Message) {
         let own = self.is_own(&message);
+        let conversation = message.conversation_id.clone();
         let mut out = Vec::new();
         if self.groups.offer(message, own, &mut out) {
             self.pull_groups = true;
         }
         self.emit_group(out);
+        self.save_group_position(&conversation);
+    }
+
+    /// Persists a group's position, which may have moved over own sends without emitting.
+    fn save_group_position(&self, conversation: &str) {
+        if let Some(pos) = self.groups.position(conversation) {
+            let c = &self.shared.config;
+            c.cursor_store
+                .save_group(&c.user, &c.device_id, conversation, pos);
+        }
     }
 
     /// Hands group messages to the app and persists the positions they moved.
@@ -898,12 +919,12 @@ impl Supervisor {
                     .and_then(|g| g.parse::<u64>().ok())
                     .unwrap_or(0);
                 let c = self.shared.config.clone();
+                let saved = c
+                    .cursor_store
+                    .load_group(&c.user, &c.device_id, &conversation);
                 let start = match conn.request(pb::GroupInfoRequest { group_id: id }).await {
-                    Ok(info) => c
-                        .cursor_store
-                        .load_group(&c.user, &c.device_id, &conversation)
-                        .or(info.group.map(|g| g.visible_from_seq.saturating_sub(1))),
-                    Err(e) if e.code() == Some(ErrorCode::NotAParticipant) => None,
+                    Ok(info) => saved.or(info.group.map(|g| g.visible_from_seq.saturating_sub(1))),
+                    Err(e) if e.code() == Some(ErrorCode::NotAParticipant) => saved,
                     Err(e) => return Err(e),
                 };
                 let mut out = Vec::new();
@@ -951,8 +972,18 @@ impl Supervisor {
                 Err(e) => return Err(e),
             };
             let more = page.has_more && !page.messages.is_empty();
+            let got_some = !page.messages.is_empty();
             for m in page.messages {
                 self.offer_group(m);
+            }
+            if got_some && self.groups.position(conversation) == Some(pos) {
+                // Everything returned lies beyond a gap the server will not fill (seqs outside
+                // this member's view, such as while it was away from the group): hand over
+                // what is held and go on from there, instead of asking for the same page again.
+                let mut out = Vec::new();
+                self.groups.skip_gap(conversation, &mut out);
+                self.emit_group(out);
+                self.save_group_position(conversation);
             }
             if !more {
                 // A gap the timeline cannot fill (messages before the member's view) is over.

@@ -364,8 +364,10 @@ impl MessageService {
                 let Some((record, member)) = self.inner.groups.group(group, user).await? else {
                     return Err(ServiceError::NotAParticipant);
                 };
+                // A member sees up to the head read with its membership: a removal that
+                // commits meanwhile cannot expose what followed it.
                 let (joined, to) = match member {
-                    Some(m) => (m.joined_seq, u64::MAX),
+                    Some(m) => (m.joined_seq, record.head_seq),
                     None => match self.inner.groups.departure(group, user).await? {
                         Some((joined, left)) => (joined, left),
                         None => return Err(ServiceError::NotAParticipant),

@@ -260,7 +260,8 @@ pub struct GroupRecord {
 /// same serialization as their messages).
 #[async_trait]
 pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
-    /// The group and `user`'s membership in it, if the group exists.
+    /// The group and `user`'s membership in it, if the group exists. The head is read before
+    /// the membership, so a member was a member for every seq up to the head.
     async fn group(
         &self,
         id: GroupId,

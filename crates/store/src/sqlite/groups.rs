@@ -205,6 +205,9 @@ pub(crate) fn group(
         return Ok(None);
     };
     let (settings, member_count) = found?;
+    // The head is read before the membership: if the member is then still a member, every
+    // message up to the head was stored while it was one.
+    let head_seq = head(id)?;
     let me = conn
         .prepare_cached(
             "SELECT role, joined_seq, muted_until_ms FROM group_members WHERE group_id = ?1 AND user_id = ?2",
@@ -222,7 +225,7 @@ pub(crate) fn group(
             id,
             settings,
             member_count,
-            head_seq: head(id)?,
+            head_seq,
         },
         me,
     )))
