@@ -637,3 +637,31 @@ async fn devices_resume_from_saved_positions_across_gaps_and_departures() {
     assert_eq!(seqs(&got), sent);
     x.expect_no_message(Duration::from_millis(200)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_finds_the_group_the_first_attempt_made() {
+    let server = TestServer::start().await;
+    server.register(&["owner", "m"]).await;
+    let owner = server.client("owner", "phone").await;
+    let create = |id: &str| pb::GroupCreateRequest {
+        name: "once".into(),
+        members: vec!["m".into()],
+        client_request_id: id.into(),
+        ..Default::default()
+    };
+    let conn = owner.client.connection().await.unwrap();
+    let first = conn.request(create("r1")).await.unwrap().group.unwrap();
+    owner
+        .client
+        .send_group_text(first.group_id, "between")
+        .await
+        .unwrap();
+    let again = conn.request(create("r1")).await.unwrap().group.unwrap();
+    assert_eq!(again.group_id, first.group_id);
+    assert_eq!(again.head_seq, 2, "the retry recorded no second creation");
+    let other = conn.request(create("r2")).await.unwrap().group.unwrap();
+    assert_ne!(other.group_id, first.group_id);
+    let e = conn.request(create(&"x".repeat(65))).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::InvalidArgument));
+    assert_eq!(owner.client.groups().await.unwrap().len(), 2);
+}

@@ -384,20 +384,18 @@ impl Client {
     }
 
     /// Creates a group owned by this user with `members`; returns it (its id is `group_id`).
-    ///
-    /// Not retried: if the connection drops before the answer, the group may exist (look for it
-    /// with [`Client::groups`] before creating it again).
+    /// Retried like sends, with one request id, so a retry after a lost answer finds the group
+    /// the first attempt created instead of creating another.
     pub async fn create_group(
         &self,
         name: &str,
         members: &[&str],
     ) -> Result<pb::GroupInfo, ClientError> {
         let resp = self
-            .connection()
-            .await?
             .request(pb::GroupCreateRequest {
                 name: name.to_owned(),
                 members: members.iter().map(|m| m.to_string()).collect(),
+                client_request_id: new_client_msg_id(),
                 ..Default::default()
             })
             .await?;
@@ -405,9 +403,8 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("GROUP_CREATE answered without a group".into()))
     }
 
-    /// Applies one change to a group. Not retried, like [`Client::create_group`]: a change that
-    /// was applied before the connection dropped would be refused (or do nothing) the second
-    /// time.
+    /// Applies one change to a group. Not retried: a change that was applied before the
+    /// connection dropped would be refused (or do nothing) the second time.
     pub async fn update_group(
         &self,
         group: u64,

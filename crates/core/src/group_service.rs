@@ -63,6 +63,8 @@ pub struct CreateInput {
     pub announcement: String,
     /// Which history new members see.
     pub history: HistoryVisibility,
+    /// The client's idempotency key (empty: none).
+    pub request_id: String,
 }
 
 /// Groups: create, change, read.
@@ -115,6 +117,7 @@ impl GroupService {
             announcement: input.announcement,
             history: input.history,
             members,
+            request_id: input.request_id,
             created_ms: self.messages.now_ms(),
             limits: self.messages.group_limits(),
         };

@@ -220,6 +220,9 @@ pub struct NewGroup {
     pub history: HistoryVisibility,
     /// Initial members besides the owner, deduplicated, owner excluded.
     pub members: Vec<UserId>,
+    /// The creator's idempotency key (empty: none): a create repeating `(owner, request_id)`
+    /// answers with the group created first.
+    pub request_id: String,
     /// The creation time.
     pub created_ms: i64,
     /// Limits to check.
@@ -327,6 +330,7 @@ pub fn check_name(name: &str) -> Result<(), ServiceError> {
 /// Checks a new group before it is stored; returns its creation event and initial members.
 pub fn decide_create(new: &NewGroup) -> Result<Decision, ServiceError> {
     check_name(&new.name)?;
+    check_text(&new.request_id, 64, "the client request id")?;
     check_text(&new.avatar, MAX_AVATAR_LEN, "the avatar")?;
     check_text(&new.announcement, MAX_ANNOUNCEMENT_LEN, "the announcement")?;
     if new.members.len() > new.limits.max_members_per_change {

@@ -120,6 +120,7 @@ pub fn create_group(owner: &str, members: &[&str], write_max: usize) -> Write {
         announcement: String::new(),
         history: HistoryVisibility::FromJoin,
         members: members.iter().map(|m| user(m)).collect(),
+        request_id: String::new(),
         created_ms: 1_700_000_000_000,
         limits: limits(write_max),
     })
@@ -723,6 +724,31 @@ pub async fn group_reads(store: &dyn Backend) {
     assert_eq!(mine[0].0.head_seq, 4);
     assert_eq!(mine[1].1.role, Role::Member);
     assert!(store.groups_of(&user("x")).await.unwrap().is_empty());
+
+    // A create repeating its request id, in a later batch or the same one, finds the first.
+    let keyed = || {
+        let Write::CreateGroup(mut new) = create_group("c", &["d"], 500) else {
+            unreachable!("create_group builds a create")
+        };
+        new.request_id = "req-1".into();
+        Write::CreateGroup(new)
+    };
+    let out = store.append(vec![keyed(), keyed()]).await.unwrap();
+    let (first, event) = group_outcome(&out[0]);
+    assert!(event.is_some());
+    let (again, event) = group_outcome(&out[1]);
+    assert_eq!(again, first);
+    assert!(event.is_none(), "a retry records nothing");
+    let out = store.append(vec![keyed()]).await.unwrap();
+    assert_eq!(group_outcome(&out[0]).0, first);
+    let owned = store
+        .groups_of(&user("c"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(r, _)| r.settings.owner == user("c"))
+        .count();
+    assert_eq!(owned, 1, "one group for three requests");
 }
 
 /// Closing and reopening keeps messages, heads, cursors, tokens and deduplication.

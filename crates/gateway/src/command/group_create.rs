@@ -27,6 +27,7 @@ pub(crate) async fn run(
                 avatar: req.avatar,
                 announcement: req.announcement,
                 history,
+                request_id: req.client_request_id,
             },
         )
         .await?;

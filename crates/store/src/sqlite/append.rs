@@ -20,7 +20,7 @@ use tern_core::{
 };
 
 use super::{
-    groups::{insert_group, persist},
+    groups::{created_by_request, insert_group, persist},
     writer::{Appended, Batch, JobError},
 };
 
@@ -242,6 +242,22 @@ fn create_group(batch: &mut Batch<'_>, new: NewGroup) -> Result<AppendOutcome, J
         Ok(d) => d,
         Err(e) => return Ok(AppendOutcome::Refused(e)),
     };
+    if !new.request_id.is_empty()
+        && let Some(id) = created_by_request(batch.conn, &new.owner, &new.request_id)?
+    {
+        // A retry: answer with the group as it is now, and record nothing.
+        let Some(state) = batch.group(id)?.cloned() else {
+            return Err(JobError::Store(tern_core::StoreError::Corrupt(format!(
+                "group {id} vanished"
+            ))));
+        };
+        let head_seq = batch.conversation_head(&state.conversation())?;
+        return Ok(AppendOutcome::Group {
+            state,
+            head_seq,
+            event: None,
+        });
+    }
     if let Some(user) = missing_user(batch, std::iter::once(&new.owner).chain(&new.members))? {
         return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(user)));
     }
@@ -255,7 +271,7 @@ fn create_group(batch: &mut Batch<'_>, new: NewGroup) -> Result<AppendOutcome, J
         dissolved: false,
         created_ms: new.created_ms,
     };
-    let id = insert_group(batch.conn, &settings)?;
+    let id = insert_group(batch.conn, &settings, &new.request_id)?;
     let mut state = GroupState {
         id,
         settings,

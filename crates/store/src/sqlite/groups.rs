@@ -90,13 +90,30 @@ pub(crate) fn load_group(conn: &Connection, id: GroupId) -> Result<Option<GroupS
     }))
 }
 
-/// Inserts a new group's row and returns its id.
+/// The group `creator` created with `request_id`, if any.
+pub(crate) fn created_by_request(
+    conn: &Connection,
+    creator: &UserId,
+    request_id: &str,
+) -> Result<Option<GroupId>, JobError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM groups WHERE creator = ?1 AND request_id = ?2")?
+        .query_row(params![creator.as_str(), request_id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(|id| GroupId(id as u64)))
+}
+
+/// Inserts a new group's row (its creator is its first owner) and returns its id.
 pub(crate) fn insert_group(
     conn: &Connection,
     settings: &GroupSettings,
+    request_id: &str,
 ) -> Result<GroupId, JobError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO groups ({SETTINGS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)"
+        "INSERT INTO groups ({SETTINGS_COLUMNS}, creator, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?4, ?9)"
     ))?
     .execute(params![
         settings.name,
@@ -107,6 +124,7 @@ pub(crate) fn insert_group(
         history_code(settings.history),
         settings.dissolved,
         settings.created_ms,
+        request_id,
     ])?;
     Ok(GroupId(conn.last_insert_rowid() as u64))
 }

@@ -96,6 +96,12 @@ const MAIN: &[&str] = &[
         PRIMARY KEY (group_id, user_id)
     ) WITHOUT ROWID;
     "#,
+    // 3: idempotent group creation: a create repeating (creator, request_id) finds the first.
+    r#"
+    ALTER TABLE groups ADD COLUMN creator TEXT NOT NULL DEFAULT '';
+    ALTER TABLE groups ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+    CREATE UNIQUE INDEX groups_by_request ON groups (creator, request_id) WHERE request_id <> '';
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
