@@ -54,6 +54,27 @@ async fn typing_reaches_every_online_device_of_the_peer_and_is_never_stored() {
 
     let e = alice.client.typing("nobody").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnknownUser));
+    let e = alice.client.typing("not a user id").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidUserId));
+    // Typing to oneself tells nobody, not even one's other devices.
+    let mut alice_desk = server
+        .client_with("alice", "desk", |c| {
+            c.platform = tern_client::pb::Platform::Desktop
+        })
+        .await;
+    alice.client.typing("alice").await.unwrap();
+    alice_desk
+        .expect_no_message(Duration::from_millis(200))
+        .await;
+    let quiet = tokio::time::timeout(Duration::from_millis(200), async {
+        loop {
+            if let Some(Event::Typing { .. }) = alice_desk.events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "no typing notice to one's own devices");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

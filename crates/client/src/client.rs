@@ -969,16 +969,18 @@ impl Supervisor {
                 Err(e) => return Err(e),
             };
             let more = page.has_more && !page.messages.is_empty();
-            let got_some = !page.messages.is_empty();
+            let first = page.messages.first().map(|m| m.seq);
             for m in page.messages {
                 self.offer_group(m);
             }
-            if got_some && self.groups.position(conversation) == Some(pos) {
-                // Everything returned lies beyond a gap the server will not fill (seqs outside
-                // this member's view, such as while it was away from the group): hand over
-                // what is held and go on from there, instead of asking for the same page again.
+            if let Some(first) = first
+                && self.groups.position(conversation) == Some(pos)
+            {
+                // The page starts beyond a gap the server will not fill (seqs outside this
+                // member's view, such as while it was away from the group): move to just before
+                // the page, and go on from there instead of asking for the same page again.
                 let mut out = Vec::new();
-                self.groups.skip_gap(conversation, &mut out);
+                self.groups.skip_to(conversation, first - 1, &mut out);
                 self.emit_group(out);
                 self.save_group_position(conversation);
             }

@@ -93,6 +93,18 @@ impl GroupTracker {
         self.start(conversation, first.map_or(0, |s| s - 1), out);
     }
 
+    /// Moves a group's position up to `seq` (the server will not serve what lies between), then
+    /// hands over what that releases.
+    pub(crate) fn skip_to(&mut self, conversation: &str, seq: u64, out: &mut Vec<pb::Message>) {
+        if let Some(track) = self.groups.get_mut(conversation)
+            && let Some(pos) = track.pos
+            && seq > pos
+        {
+            track.pos = Some(seq);
+            release(track, out);
+        }
+    }
+
     /// Gives up on a gap that cannot be filled (the user is no longer a member and may not
     /// read the timeline): hands over what is held, in order.
     pub(crate) fn skip_gap(&mut self, conversation: &str, out: &mut Vec<pb::Message>) {
@@ -170,9 +182,16 @@ mod tests {
         assert!(!t.offer(msg(4), false, &mut out));
         assert!(t.offer(msg(7), false, &mut out));
         assert_eq!(t.needing_pull(), vec!["g:1".to_owned()]);
+        assert!(t.offer(msg(9), false, &mut out));
+        t.skip_to("g:1", 6, &mut out);
+        assert_eq!(
+            seqs(&out),
+            vec![1, 3, 4, 7],
+            "only the gap before 7 is skipped"
+        );
         t.skip_gap("g:1", &mut out);
-        assert_eq!(seqs(&out), vec![1, 3, 4, 7]);
-        assert_eq!(t.position("g:1"), Some(7));
+        assert_eq!(seqs(&out), vec![1, 3, 4, 7, 9]);
+        assert_eq!(t.position("g:1"), Some(9));
         assert!(t.needing_pull().is_empty());
     }
 }

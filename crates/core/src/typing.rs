@@ -95,10 +95,14 @@ impl TypingService {
 
     /// Tells `to`'s online devices that `from` is typing to them.
     pub async fn typing(&self, from: &UserId, to: &str) -> Result<(), ServiceError> {
-        let unknown = || ServiceError::UnknownUser(from.clone());
-        let to = UserId::parse(to).map_err(|_| unknown())?;
+        // An id that cannot parse cannot exist; it is not echoed back.
+        let to = UserId::parse(to).map_err(|_| ServiceError::InvalidUserId)?;
         self.spend(from)?;
-        if to != *from && self.accounts.password_hash(&to).await?.is_none() {
+        if to == *from {
+            // Nobody to tell: the user's own devices know what it types.
+            return Ok(());
+        }
+        if self.accounts.password_hash(&to).await?.is_none() {
             return Err(ServiceError::UnknownUser(to));
         }
         self.delivery

@@ -86,12 +86,13 @@ impl Outbox {
         accepted
     }
 
-    /// Queues an ephemeral frame (one that is never stored, such as a typing notice). A full
-    /// queue drops it without marking the connection lagged: there is nothing to sync.
+    /// Queues an ephemeral frame (one that is never stored, such as a typing notice). A queue
+    /// half full drops it without marking the connection lagged: there is nothing to sync, and
+    /// the other half stays free for pushes of stored entries.
     pub fn push_ephemeral(&self, frame: Bytes) -> bool {
         {
             let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.close.is_some() || state.frames.len() >= self.0.capacity {
+            if state.close.is_some() || state.frames.len() >= self.0.capacity / 2 {
                 return false;
             }
             state.frames.push_back(frame);
@@ -157,6 +158,22 @@ mod tests {
         assert!(tx.push(Bytes::from_static(b"5"), 5));
         let d = rx.drain();
         assert_eq!(d.frames, vec![Bytes::from_static(b"5")]);
+        assert_eq!(d.lagged, None);
+    }
+
+    #[test]
+    fn ephemeral_frames_use_half_the_queue_and_never_mark_it_lagged() {
+        let (tx, rx) = outbox(4);
+        assert!(tx.push_ephemeral(Bytes::from_static(b"t1")));
+        assert!(tx.push_ephemeral(Bytes::from_static(b"t2")));
+        assert!(!tx.push_ephemeral(Bytes::from_static(b"t3")), "half full");
+        assert!(
+            tx.push(Bytes::from_static(b"m1"), 1),
+            "room is left for stored entries"
+        );
+        assert!(tx.push(Bytes::from_static(b"m2"), 2));
+        let d = rx.drain();
+        assert_eq!(d.frames.len(), 4);
         assert_eq!(d.lagged, None);
     }
 
