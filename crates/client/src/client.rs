@@ -12,7 +12,7 @@
 //! so large groups, whose messages have no inbox entry, converge the same way.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    collections::{BTreeSet, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -742,8 +742,7 @@ impl Supervisor {
                     Own::Group(conversation, seq) => {
                         let mut out = Vec::new();
                         self.groups.own(&conversation, seq, &mut out);
-                        self.emit_group(out);
-                        self.save_group_position(&conversation);
+                        self.emit_group(&conversation, out);
                     }
                 },
                 event = server_events.recv() => match event {
@@ -848,32 +847,19 @@ impl Supervisor {
         if self.groups.offer(message, own, &mut out) {
             self.pull_groups = true;
         }
-        self.emit_group(out);
-        self.save_group_position(&conversation);
+        self.emit_group(&conversation, out);
     }
 
-    /// Persists a group's position, which may have moved over own sends without emitting.
-    fn save_group_position(&self, conversation: &str) {
+    /// Hands one group's released messages to the app and persists its position, which may
+    /// also have moved over own sends without emitting anything.
+    fn emit_group(&mut self, conversation: &str, out: Vec<pb::Message>) {
+        for message in out {
+            let _ = self.events.send(Event::GroupMessage { message });
+        }
         if let Some(pos) = self.groups.position(conversation) {
             let c = &self.shared.config;
             c.cursor_store
                 .save_group(&c.user, &c.device_id, conversation, pos);
-        }
-    }
-
-    /// Hands group messages to the app and persists the positions they moved.
-    fn emit_group(&mut self, out: Vec<pb::Message>) {
-        let c = &self.shared.config;
-        let mut moved = HashMap::new();
-        for message in out {
-            moved.insert(message.conversation_id.clone(), ());
-            let _ = self.events.send(Event::GroupMessage { message });
-        }
-        for conversation in moved.into_keys() {
-            if let Some(pos) = self.groups.position(&conversation) {
-                c.cursor_store
-                    .save_group(&c.user, &c.device_id, &conversation, pos);
-            }
         }
     }
 
@@ -883,13 +869,14 @@ impl Supervisor {
         let list = conn.request(pb::GroupListRequest {}).await?;
         let c = self.shared.config.clone();
         let mut behind = Vec::new();
-        let mut out = Vec::new();
         for g in list.groups {
+            let mut out = Vec::new();
             let start = c
                 .cursor_store
                 .load_group(&c.user, &c.device_id, &g.conversation_id)
                 .unwrap_or(g.visible_from_seq.saturating_sub(1));
             self.groups.start(&g.conversation_id, start, &mut out);
+            self.emit_group(&g.conversation_id, out);
             if self
                 .groups
                 .position(&g.conversation_id)
@@ -898,7 +885,6 @@ impl Supervisor {
                 behind.push(g.conversation_id.clone());
             }
         }
-        self.emit_group(out);
         for conversation in behind {
             self.pull_group(conn, &conversation).await?;
         }
@@ -931,7 +917,7 @@ impl Supervisor {
                     // was one, from the event that added it.
                     None => self.groups.start_at_first_held(&conversation, &mut out),
                 }
-                self.emit_group(out);
+                self.emit_group(&conversation, out);
             }
             self.pull_group(conn, &conversation).await?;
         }
@@ -963,7 +949,7 @@ impl Supervisor {
                 Err(e) if e.code() == Some(ErrorCode::NotAParticipant) => {
                     let mut out = Vec::new();
                     self.groups.skip_gap(conversation, &mut out);
-                    self.emit_group(out);
+                    self.emit_group(conversation, out);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -981,15 +967,14 @@ impl Supervisor {
                 // the page, and go on from there instead of asking for the same page again.
                 let mut out = Vec::new();
                 self.groups.skip_to(conversation, first - 1, &mut out);
-                self.emit_group(out);
-                self.save_group_position(conversation);
+                self.emit_group(conversation, out);
             }
             if !more {
                 // A gap the timeline cannot fill (messages before the member's view) is over.
                 if self.groups.needing_pull().iter().any(|c| c == conversation) {
                     let mut out = Vec::new();
                     self.groups.skip_gap(conversation, &mut out);
-                    self.emit_group(out);
+                    self.emit_group(conversation, out);
                 }
                 return Ok(());
             }
