@@ -6,7 +6,7 @@
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -273,60 +273,20 @@ pub async fn run(
         System::Tern => connect_tern(&target.addr, p).await?,
         System::Mqtt => connect_mqtt(&target.addr, p).await?,
     };
-    let n = fan.senders.len();
-    let per_sender = (p.rate * p.duration.as_secs_f64() / n as f64).ceil() as usize + 1;
-    let acked_sets: Vec<Arc<Mutex<Vec<bool>>>> = (0..n)
-        .map(|_| Arc::new(Mutex::new(vec![false; per_sender])))
-        .collect();
-    let (sent, acked, failed) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
     let server_before = target.sample();
     let self_before = target::sample_self();
-    let lead = Duration::from_millis(100);
-    let start = Instant::now() + lead;
-    let start_ns = payload::now_ns() + lead.as_nanos() as u64;
+    let schedule = super::Schedule::from_now(0, p.rate, p.duration, p.size);
+    let start_ns = schedule.start_ns;
     let expected = (p.rate * p.duration.as_secs_f64()).round() as u64 * p.members as u64;
     let bar = super::progress(expected, quiet, &format!("{}×{:.0}/s", p.members, p.rate));
-    let mut pacers = Vec::with_capacity(n);
-    for (k, sender) in fan.senders.iter().enumerate() {
-        let sender = sender.clone();
-        let (sent, acked, failed, set) = (
-            sent.clone(),
-            acked.clone(),
-            failed.clone(),
-            acked_sets[k].clone(),
-        );
-        let (rate, duration, size) = (p.rate, p.duration.as_secs_f64(), p.size);
-        pacers.push(tokio::spawn(async move {
-            let period = n as f64 / rate;
-            let offset = k as f64 / rate;
-            for j in 0usize.. {
-                let due = offset + j as f64 * period;
-                if due >= duration {
-                    break;
-                }
-                let due_d = Duration::from_secs_f64(due);
-                tokio::time::sleep_until(start + due_d).await;
-                let due_ns = start_ns + due_d.as_nanos() as u64;
-                let fire = sender.fire(payload::encode(0, k as u32, j as u64, due_ns, size));
-                sent.fetch_add(1, Ordering::Relaxed);
-                let (acked, failed, set) = (acked.clone(), failed.clone(), set.clone());
-                tokio::spawn(async move {
-                    if fire.await {
-                        if let Some(slot) = set.lock().unwrap().get_mut(j) {
-                            *slot = true;
-                        }
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
-        }));
-    }
+    let (pacers, fired) = super::pace(&fan.senders, schedule);
+    let super::Fired {
+        sent,
+        acked,
+        failed,
+        acked_sets,
+        ..
+    } = fired;
     let ticker = {
         let (bar, delivered) = (bar.clone(), fan.delivered.clone());
         tokio::spawn(async move {

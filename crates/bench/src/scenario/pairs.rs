@@ -5,20 +5,12 @@
 //! and latency counts from the due time, so a server that stalls shows its queueing instead of
 //! slowing the senders down.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
-use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::{
-    driver::{Pairs, Sender},
-    payload,
+    driver::Pairs,
     report::Report,
     stats::{self, Latency},
     target::{self, Target},
@@ -85,68 +77,21 @@ pub async fn run_step(
 ) -> Outcome {
     let n = pairs.senders.len();
     pairs.recorder.reset(step, n);
-    let per_pair = (params.rate * params.duration.as_secs_f64() / n as f64).ceil() as usize + 1;
-    let sent = Arc::new(AtomicU64::new(0));
-    let acked = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let acked_sets: Vec<Arc<Mutex<Vec<bool>>>> = (0..n)
-        .map(|_| Arc::new(Mutex::new(vec![false; per_pair])))
-        .collect();
-    let ack_hists: Vec<Arc<Mutex<Histogram<u64>>>> = (0..n)
-        .map(|_| Arc::new(Mutex::new(stats::histogram())))
-        .collect();
     let server_before = target.sample();
     let self_before = target::sample_self();
 
-    let lead = Duration::from_millis(100);
-    let start = Instant::now() + lead;
-    let start_ns = payload::now_ns() + lead.as_nanos() as u64;
+    let schedule = super::Schedule::from_now(step, params.rate, params.duration, params.size);
+    let start_ns = schedule.start_ns;
     let expected = (params.rate * params.duration.as_secs_f64()).round() as u64;
     let bar = super::progress(expected, quiet, &format!("{:.0}/s", params.rate));
-
-    let mut pacers = Vec::with_capacity(n);
-    for (k, sender) in pairs.senders.iter().enumerate() {
-        let sender: Arc<Sender> = sender.clone();
-        let (sent, acked, failed) = (sent.clone(), acked.clone(), failed.clone());
-        let (acked_set, hist) = (acked_sets[k].clone(), ack_hists[k].clone());
-        let (rate, duration, size) = (params.rate, params.duration.as_secs_f64(), params.size);
-        pacers.push(tokio::spawn(async move {
-            let period = n as f64 / rate;
-            let offset = k as f64 / rate;
-            for j in 0usize.. {
-                let due = offset + j as f64 * period;
-                if due >= duration {
-                    break;
-                }
-                let due_d = Duration::from_secs_f64(due);
-                tokio::time::sleep_until(start + due_d).await;
-                let due_ns = start_ns + due_d.as_nanos() as u64;
-                let fire = sender.fire(payload::encode(step, k as u32, j as u64, due_ns, size));
-                sent.fetch_add(1, Ordering::Relaxed);
-                let (acked, failed, acked_set, hist) = (
-                    acked.clone(),
-                    failed.clone(),
-                    acked_set.clone(),
-                    hist.clone(),
-                );
-                tokio::spawn(async move {
-                    if fire.await {
-                        let now = payload::now_ns();
-                        let _ = hist
-                            .lock()
-                            .unwrap()
-                            .record((now.saturating_sub(due_ns) / 1000).max(1));
-                        if let Some(slot) = acked_set.lock().unwrap().get_mut(j) {
-                            *slot = true;
-                        }
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
-        }));
-    }
+    let (pacers, fired) = super::pace(&pairs.senders, schedule);
+    let super::Fired {
+        sent,
+        acked,
+        failed,
+        acked_sets,
+        ack_hists,
+    } = fired;
     let recorder = pairs.recorder.clone();
     let ticker = {
         let (bar, sent, acked) = (bar.clone(), sent.clone(), acked.clone());
