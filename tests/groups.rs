@@ -665,3 +665,135 @@ async fn a_retried_create_finds_the_group_the_first_attempt_made() {
     assert_eq!(code(&e), Some(ErrorCode::InvalidArgument));
     assert_eq!(owner.client.groups().await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_group_requests_get_clear_errors_and_change_nothing() {
+    let server = TestServer::start_with(|c| c.group_max_members = 3).await;
+    server.register(&["owner", "a", "b", "c"]).await;
+    let owner = server.client("owner", "phone").await;
+    let conn = owner.client.connection().await.unwrap();
+    let create = |name: &str, members: &[&str], history: i32| pb::GroupCreateRequest {
+        name: name.into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        history_visibility: history,
+        ..Default::default()
+    };
+    let bad = |e: ClientError| code(&e);
+    assert_eq!(
+        bad(conn.request(create("  ", &[], 0)).await.unwrap_err()),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        bad(conn
+            .request(create(&"n".repeat(129), &[], 0))
+            .await
+            .unwrap_err()),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        bad(conn.request(create("g", &[], 7)).await.unwrap_err()),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        bad(conn
+            .request(create("g", &["not valid"], 0))
+            .await
+            .unwrap_err()),
+        Some(ErrorCode::InvalidUserId)
+    );
+    assert_eq!(
+        bad(conn
+            .request(create("g", &["a", "b", "c"], 0))
+            .await
+            .unwrap_err()),
+        Some(ErrorCode::GroupFull)
+    );
+    assert!(
+        owner.client.groups().await.unwrap().is_empty(),
+        "nothing was created"
+    );
+
+    let g = owner
+        .client
+        .create_group("ok", &["a"])
+        .await
+        .unwrap()
+        .group_id;
+    let update = |change: Option<pb::group_update_request::Change>| pb::GroupUpdateRequest {
+        group_id: g,
+        change,
+    };
+    use pb::group_update_request::Change;
+    for (change, expected) in [
+        (None, ErrorCode::InvalidArgument),
+        (Some(Change::Leave(false)), ErrorCode::InvalidArgument),
+        (Some(Change::Dissolve(false)), ErrorCode::InvalidArgument),
+        (
+            Some(Change::SetRole(pb::GroupMemberRole {
+                user_id: "a".into(),
+                role: pb::GroupRole::Owner as i32,
+            })),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            Some(Change::SetRole(pb::GroupMemberRole {
+                user_id: "a".into(),
+                role: 99,
+            })),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            Some(Change::SetRole(pb::GroupMemberRole {
+                user_id: "b".into(),
+                role: pb::GroupRole::Admin as i32,
+            })),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            Some(Change::SetHistoryVisibility(5)),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            Some(Change::Rename(String::new())),
+            ErrorCode::InvalidArgument,
+        ),
+        (Some(add(&["b", "c"])), ErrorCode::GroupFull),
+    ] {
+        let e = conn.request(update(change.clone())).await.unwrap_err();
+        assert_eq!(code(&e), Some(expected), "{change:?}");
+    }
+    let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let e = conn.request(update(Some(add(&many)))).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::InvalidArgument));
+    let e = conn
+        .request(pb::GroupMembersRequest {
+            group_id: g,
+            after: "not valid".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::InvalidArgument));
+    let e = owner
+        .client
+        .send_group_text(0, "nowhere")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::NotAParticipant));
+    for id in ["g:0", "g:01", "g:x"] {
+        let e = conn
+            .request(pb::HistoryRequest {
+                target: Some(pb::history_request::Target::ConversationId(id.into())),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), Some(ErrorCode::NotAParticipant), "{id}");
+    }
+    // Nothing of the refused changes reached the timeline.
+    let info = owner.client.groups().await.unwrap();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].head_seq, 1);
+    assert_eq!(info[0].member_count, 2);
+}
