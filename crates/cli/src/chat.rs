@@ -66,6 +66,17 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
                     println!("[{}] {}", message.conversation_id, message_line(&message))
                 }
                 Some(Event::Typing { from, .. }) => eprintln!("{from} is typing…"),
+                Some(Event::Recalled { conversation_id, seq, by, .. }) => {
+                    println!("[{conversation_id}] {by} recalled message {seq}")
+                }
+                Some(Event::Edited { conversation_id, seq, content, .. }) => println!(
+                    "[{conversation_id}] message {seq} edited: {}",
+                    crate::format::content(content.as_ref())
+                ),
+                Some(Event::PeerRead { user, read_seq, .. }) => {
+                    eprintln!("{user} read up to {read_seq}")
+                }
+                Some(Event::Read { .. } | Event::ConversationFlags { .. }) => {}
                 Some(Event::Connected { .. }) => {}
                 Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),
                 Some(Event::Kicked(k)) => {

@@ -11,12 +11,23 @@ pub(crate) fn text_content(text: &str) -> pb::Content {
     }
 }
 
-/// `SEQ SENDER: TEXT`, with non-text content in brackets.
+/// `SEQ SENDER: TEXT`, with non-text content in brackets, a recalled message as a tombstone
+/// and an edited one marked.
 pub(crate) fn message_line(m: &pb::Message) -> String {
-    format!("{} {}: {}", m.seq, m.sender, content(m.content.as_ref()))
+    if m.recalled {
+        return format!("{} {}: [recalled by {}]", m.seq, m.sender, m.recalled_by);
+    }
+    let edited = if m.edited_at_ms > 0 { " (edited)" } else { "" };
+    format!(
+        "{} {}: {}{edited}",
+        m.seq,
+        m.sender,
+        content(m.content.as_ref())
+    )
 }
 
-fn content(c: Option<&pb::Content>) -> String {
+/// What a message's content says, in one line.
+pub(crate) fn content(c: Option<&pb::Content>) -> String {
     match c.and_then(|c| c.body.as_ref()) {
         Some(pb::content::Body::Text(t)) => t.text.clone(),
         Some(pb::content::Body::Image(i)) => format!(
@@ -33,6 +44,21 @@ fn content(c: Option<&pb::Content>) -> String {
         ),
         Some(pb::content::Body::Custom(c)) => format!("[{}] {}", c.kind, c.data),
         Some(pb::content::Body::GroupEvent(e)) => format!("[{}]", group_event(e)),
+        Some(pb::content::Body::Recall(r)) => format!("[recalled message {}]", r.seq),
+        Some(pb::content::Body::Edit(e)) => format!(
+            "[edited message {}: {}]",
+            e.seq,
+            content(e.content.as_deref())
+        ),
+        Some(pb::content::Body::ReadMark(r)) => {
+            format!("[read {} up to {}]", r.conversation_id, r.read_seq)
+        }
+        Some(pb::content::Body::ConversationFlags(f)) => format!(
+            "[{} is now {}, {}]",
+            f.conversation_id,
+            if f.pinned { "pinned" } else { "not pinned" },
+            if f.muted { "muted" } else { "not muted" }
+        ),
         None => "[empty]".into(),
     }
 }

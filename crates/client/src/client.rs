@@ -125,6 +125,61 @@ pub enum Event {
         /// The one-to-one conversation.
         conversation_id: String,
     },
+    /// A message was recalled (by its sender, or in a group by an admin): show a tombstone in
+    /// its place. Arrives in order with the conversation's other entries (at `event_seq`).
+    Recalled {
+        /// The conversation.
+        conversation_id: String,
+        /// The recalled message.
+        message_id: u64,
+        /// Its seq.
+        seq: u64,
+        /// Who recalled it.
+        by: String,
+        /// The recall event's own seq in the conversation.
+        event_seq: u64,
+    },
+    /// A message was edited: it now says `content`.
+    Edited {
+        /// The conversation.
+        conversation_id: String,
+        /// The edited message.
+        message_id: u64,
+        /// Its seq.
+        seq: u64,
+        /// The new content.
+        content: Option<pb::Content>,
+        /// When it was edited.
+        edited_at_ms: i64,
+        /// The edit event's own seq in the conversation.
+        event_seq: u64,
+    },
+    /// This user read a conversation up to `read_seq`, on this device or another: its unread
+    /// count changed (ask CONVERSATION_LIST for the new count).
+    Read {
+        /// The conversation.
+        conversation_id: String,
+        /// The new read mark.
+        read_seq: u64,
+    },
+    /// The peer of a one-to-one conversation read it up to `read_seq` (a read receipt).
+    PeerRead {
+        /// The peer.
+        user: String,
+        /// The conversation.
+        conversation_id: String,
+        /// The peer's new read mark.
+        read_seq: u64,
+    },
+    /// This user pinned or muted a conversation, on this device or another.
+    ConversationFlags {
+        /// The conversation.
+        conversation_id: String,
+        /// Pinned now.
+        pinned: bool,
+        /// Muted now.
+        muted: bool,
+    },
     /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
     Connected {
         /// The inbox head at login.
@@ -170,6 +225,18 @@ pub struct HistoryQuery {
     pub direction: pb::Direction,
     /// At most this many.
     pub limit: u32,
+}
+
+impl HistoryQuery {
+    /// The newest `limit` messages of a conversation.
+    pub fn newest(conversation: Conversation, limit: u32) -> Self {
+        Self {
+            conversation,
+            anchor_seq: 0,
+            direction: pb::Direction::Backward,
+            limit,
+        }
+    }
 }
 
 /// Creates an account (no login needed).
@@ -428,6 +495,74 @@ impl Client {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Marks a conversation read up to `seq` (0: everything) on every device of this user.
+    /// Retried like sends: a read mark only moves forward, so repeating it is harmless.
+    pub async fn mark_read(
+        &self,
+        conversation: &Conversation,
+        seq: u64,
+    ) -> Result<pb::ReadResponse, ClientError> {
+        let target = match conversation {
+            Conversation::Peer(p) => pb::read_request::Target::Peer(p.clone()),
+            Conversation::Group(g) => pb::read_request::Target::GroupId(*g),
+        };
+        self.request(pb::ReadRequest {
+            target: Some(target),
+            seq,
+        })
+        .await
+    }
+
+    /// Recalls a message. Retried like sends: recalling a recalled message records nothing.
+    pub async fn recall(&self, message_id: u64) -> Result<pb::RecallResponse, ClientError> {
+        self.request(pb::RecallRequest { message_id }).await
+    }
+
+    /// Replaces a message's text. Retried like sends: an edit to the same content records
+    /// nothing.
+    pub async fn edit_text(
+        &self,
+        message_id: u64,
+        text: &str,
+    ) -> Result<pb::EditResponse, ClientError> {
+        self.request(pb::EditRequest {
+            message_id,
+            content: Some(pb::Content {
+                body: Some(pb::content::Body::Text(pb::Text {
+                    text: text.to_owned(),
+                })),
+            }),
+        })
+        .await
+    }
+
+    /// The conversation list: all of it with `since_version` 0, else the changes since an
+    /// earlier response's version (see [`crate::ConversationList`], which merges them).
+    pub async fn conversations(
+        &self,
+        since_version: u64,
+    ) -> Result<pb::ConversationListResponse, ClientError> {
+        self.request(pb::ConversationListRequest { since_version })
+            .await
+    }
+
+    /// Pins or mutes a conversation (`None` keeps a flag) on every device of this user.
+    pub async fn set_conversation_flags(
+        &self,
+        conversation_id: &str,
+        pinned: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<pb::Conversation, ClientError> {
+        self.request(pb::ConversationUpdateRequest {
+            conversation_id: conversation_id.to_owned(),
+            pinned,
+            muted,
+        })
+        .await?
+        .conversation
+        .ok_or_else(|| ClientError::Protocol("CONVERSATION_UPDATE answered without one".into()))
     }
 
     /// Every group of this user, with each timeline's head.
@@ -819,12 +954,17 @@ impl Supervisor {
             self.offer_group(message);
             return;
         }
-        if !self.is_own(&message) {
-            let _ = self.events.send(Event::Message {
+        if self.is_own(&message) {
+            return;
+        }
+        let event = match typed_event(&message, &self.shared.config.user) {
+            Some(event) => event,
+            None => Event::Message {
                 inbox_seq: entry.seq,
                 message,
-            });
-        }
+            },
+        };
+        let _ = self.events.send(event);
     }
 
     /// Whether `message` is one this client sent (and so already knows from its ack).
@@ -853,8 +993,10 @@ impl Supervisor {
     /// Hands one group's released messages to the app and persists its position, which may
     /// also have moved over own sends without emitting anything.
     fn emit_group(&mut self, conversation: &str, out: Vec<pb::Message>) {
+        let me = &self.shared.config.user;
         for message in out {
-            let _ = self.events.send(Event::GroupMessage { message });
+            let event = typed_event(&message, me).unwrap_or(Event::GroupMessage { message });
+            let _ = self.events.send(event);
         }
         if let Some(pos) = self.groups.position(conversation) {
             let c = &self.shared.config;
@@ -1035,4 +1177,42 @@ impl Supervisor {
         self.acked_cursor = resp.cursor;
         Ok(())
     }
+}
+
+/// The typed event for a recall, an edit or a notice; `None` for anything else.
+fn typed_event(message: &pb::Message, me: &str) -> Option<Event> {
+    use pb::content::Body;
+    let body = message.content.as_ref().and_then(|c| c.body.as_ref())?;
+    Some(match body {
+        Body::Recall(r) => Event::Recalled {
+            conversation_id: message.conversation_id.clone(),
+            message_id: r.message_id,
+            seq: r.seq,
+            by: message.sender.clone(),
+            event_seq: message.seq,
+        },
+        Body::Edit(e) => Event::Edited {
+            conversation_id: message.conversation_id.clone(),
+            message_id: e.message_id,
+            seq: e.seq,
+            content: e.content.as_deref().cloned(),
+            edited_at_ms: message.server_time_ms,
+            event_seq: message.seq,
+        },
+        Body::ReadMark(r) if message.sender == me => Event::Read {
+            conversation_id: r.conversation_id.clone(),
+            read_seq: r.read_seq,
+        },
+        Body::ReadMark(r) => Event::PeerRead {
+            user: message.sender.clone(),
+            conversation_id: r.conversation_id.clone(),
+            read_seq: r.read_seq,
+        },
+        Body::ConversationFlags(f) => Event::ConversationFlags {
+            conversation_id: f.conversation_id.clone(),
+            pinned: f.pinned,
+            muted: f.muted,
+        },
+        _ => return None,
+    })
 }

@@ -8,6 +8,7 @@
 
 mod client;
 mod connection;
+mod conversations;
 mod cursor;
 mod error;
 mod groups;
@@ -16,6 +17,7 @@ pub use client::{
     Client, ClientConfig, Conversation, Event, HistoryQuery, ReconnectPolicy, register,
 };
 pub use connection::{Connection, Endpoint, PendingResponse};
+pub use conversations::ConversationList;
 pub use cursor::{CursorStore, MemoryCursorStore};
 pub use error::ClientError;
 pub use tern_proto::{Encoding, ErrorCode, pb};

@@ -59,6 +59,20 @@ pub enum ServiceError {
     /// Any other field out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A message that does not exist, or that the caller is not a participant of.
+    #[error("no such message")]
+    MessageNotFound,
+    /// A recall or edit after its window.
+    #[error("the {what} window of {minutes} minutes has passed")]
+    WindowPassed {
+        /// "recall" or "edit".
+        what: &'static str,
+        /// The window's length.
+        minutes: u64,
+    },
+    /// An edit of a recalled message or of an event.
+    #[error("this message cannot be edited: {0}")]
+    NotEditable(&'static str),
     /// The caller's role in the group does not allow the change.
     #[error("permission denied: {0}")]
     PermissionDenied(&'static str),

@@ -164,6 +164,9 @@ pub enum ConversationKind {
     Direct(UserId, UserId),
     /// A group's timeline; who takes part is the group's membership.
     Group(GroupId),
+    /// A user's notice timeline (`u:{user}`): read marks and list flags that the user's devices
+    /// (and, for read receipts, peers) learn through their inboxes. Only the user reads it.
+    Notices(UserId),
 }
 
 impl ConversationId {
@@ -178,6 +181,26 @@ impl ConversationId {
         ConversationId(Arc::from(format!("g:{}", id.0)))
     }
 
+    /// The notice timeline of `user`.
+    pub fn notices(user: &UserId) -> Self {
+        ConversationId(Arc::from(format!("u:{user}")))
+    }
+
+    /// What this id names, for an id built or validated by this type.
+    pub fn kind(&self) -> Result<ConversationKind, ServiceError> {
+        ConversationId::parse(&self.0).map(|(_, k)| k)
+    }
+
+    /// The other user of a one-to-one conversation, seen from `me` (`me` for notes to self);
+    /// `None` for other kinds or when `me` is not in it.
+    pub fn peer_of(&self, me: &UserId) -> Option<UserId> {
+        match self.kind() {
+            Ok(ConversationKind::Direct(a, b)) if &a == me => Some(b),
+            Ok(ConversationKind::Direct(a, b)) if &b == me => Some(a),
+            _ => None,
+        }
+    }
+
     /// Parses and validates a conversation id from the wire.
     pub fn parse(s: &str) -> Result<(Self, ConversationKind), ServiceError> {
         let bad = || ServiceError::NotAParticipant;
@@ -190,6 +213,13 @@ impl ConversationId {
             return Ok((
                 ConversationId(Arc::from(s)),
                 ConversationKind::Group(GroupId(id)),
+            ));
+        }
+        if let Some(user) = s.strip_prefix("u:") {
+            let user = UserId::parse(user).map_err(|_| bad())?;
+            return Ok((
+                ConversationId(Arc::from(s)),
+                ConversationKind::Notices(user),
             ));
         }
         let rest = s.strip_prefix("p:").ok_or_else(bad)?;

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod clock;
+pub mod conversations;
 mod error;
 pub mod group_service;
 pub mod groups;
@@ -19,7 +20,9 @@ pub mod typing;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ServiceError, StoreError};
-pub use ids::{ConnectionId, ConversationId, DeviceId, GroupId, MessageId, Platform, UserId};
+pub use ids::{
+    ConnectionId, ConversationId, ConversationKind, DeviceId, GroupId, MessageId, Platform, UserId,
+};
 pub use sync::Delivery;
 
 /// The payload schema is the content model: message content is stored and relayed as the

@@ -110,6 +110,20 @@ pub type PendingSend = Pending<SendAck>;
 /// A group write accepted by the pipeline.
 pub type PendingGroup = Pending<GroupCommitted>;
 
+/// A read mark, amendment or flag change accepted by the pipeline.
+pub type PendingApplied = Pending<Applied>;
+
+/// A read mark, amendment or flag change as committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The conversation it concerns.
+    pub conversation: ConversationId,
+    /// The read mark after a read; the event's seq otherwise (0 when nothing changed).
+    pub value: u64,
+    /// The server time of the event recorded (0 when none).
+    pub event_time_ms: i64,
+}
+
 impl<T> std::future::Future for Pending<T> {
     type Output = Result<T, ServiceError>;
 
@@ -138,6 +152,7 @@ pub struct GroupCommitted {
 enum Reply {
     Send(oneshot::Sender<Result<SendAck, ServiceError>>),
     Group(oneshot::Sender<Result<GroupCommitted, ServiceError>>),
+    Applied(oneshot::Sender<Result<Applied, ServiceError>>),
 }
 
 impl Reply {
@@ -147,6 +162,9 @@ impl Reply {
                 let _ = r.send(Err(e));
             }
             Reply::Group(r) => {
+                let _ = r.send(Err(e));
+            }
+            Reply::Applied(r) => {
                 let _ = r.send(Err(e));
             }
         }
@@ -309,6 +327,18 @@ impl MessageService {
         Ok(Pending(rx))
     }
 
+    /// Queues a read mark, amendment or flag change for the next commit. Its notice or event
+    /// reaches every device, the acting one included: the response does not carry the inbox
+    /// seq, so that device learns it like the others.
+    pub(crate) fn submit_applied(&self, write: Write) -> Result<PendingApplied, ServiceError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.queue(write, None, Reply::Applied(reply))?;
+        Ok(Pending(rx))
+    }
+
     /// The group limits in force.
     pub fn group_limits(&self) -> GroupLimits {
         self.inner.config.groups
@@ -360,6 +390,8 @@ impl MessageService {
         let (visible_from, visible_to) = match kind {
             ConversationKind::Direct(a, b) if &a == user || &b == user => (1, u64::MAX),
             ConversationKind::Direct(..) => return Err(ServiceError::NotAParticipant),
+            ConversationKind::Notices(owner) if &owner == user => (1, u64::MAX),
+            ConversationKind::Notices(_) => return Err(ServiceError::NotAParticipant),
             ConversationKind::Group(group) => {
                 let Some((record, member)) = self.inner.groups.group(group, user).await? else {
                     return Err(ServiceError::NotAParticipant);
@@ -464,8 +496,14 @@ pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), S
             ServiceError::InvalidContent("custom kind must be 1 to 64 bytes"),
         ),
         Some(Body::Custom(_)) => Ok(()),
-        Some(Body::GroupEvent(_)) => Err(ServiceError::InvalidContent(
-            "group events are written by the server",
+        Some(
+            Body::GroupEvent(_)
+            | Body::Recall(_)
+            | Body::Edit(_)
+            | Body::ReadMark(_)
+            | Body::ConversationFlags(_),
+        ) => Err(ServiceError::InvalidContent(
+            "events and notices are written by the server",
         )),
     }
 }
@@ -641,20 +679,34 @@ impl Pipeline {
                         }),
                     )
                 }
-                (reply, AppendOutcome::Refused(e)) => match reply {
-                    Reply::Send(r) => Answer::Send(r, Err(e)),
-                    Reply::Group(r) => Answer::Group(r, Err(e)),
-                },
+                (
+                    Reply::Applied(reply),
+                    AppendOutcome::Applied {
+                        conversation,
+                        value,
+                        event,
+                    },
+                ) => {
+                    let event_time_ms = event.as_ref().map_or(0, |e| e.message.server_time_ms);
+                    if let Some(stored) = event {
+                        publish(&mut published, stored, origin);
+                    }
+                    Answer::Applied(
+                        reply,
+                        Ok(Applied {
+                            conversation,
+                            value,
+                            event_time_ms,
+                        }),
+                    )
+                }
+                (reply, AppendOutcome::Refused(e)) => reply.answer_err(e),
                 (reply, outcome) => {
                     tracing::error!(
                         ?outcome,
                         "store answered a write with an outcome of another kind"
                     );
-                    let e = ServiceError::Internal("store outcome kind mismatch".into());
-                    match reply {
-                        Reply::Send(r) => Answer::Send(r, Err(e)),
-                        Reply::Group(r) => Answer::Group(r, Err(e)),
-                    }
+                    reply.answer_err(ServiceError::Internal("store outcome kind mismatch".into()))
                 }
             };
             answers.push((accepted, answer));
@@ -672,6 +724,9 @@ impl Pipeline {
                     let _ = r.send(a);
                 }
                 Answer::Group(r, a) => {
+                    let _ = r.send(a);
+                }
+                Answer::Applied(r, a) => {
                     let _ = r.send(a);
                 }
             }
@@ -696,6 +751,21 @@ enum Answer {
         oneshot::Sender<Result<GroupCommitted, ServiceError>>,
         Result<GroupCommitted, ServiceError>,
     ),
+    Applied(
+        oneshot::Sender<Result<Applied, ServiceError>>,
+        Result<Applied, ServiceError>,
+    ),
+}
+
+impl Reply {
+    /// The answer that refuses the write with `e`.
+    fn answer_err(self, e: ServiceError) -> Answer {
+        match self {
+            Reply::Send(r) => Answer::Send(r, Err(e)),
+            Reply::Group(r) => Answer::Group(r, Err(e)),
+            Reply::Applied(r) => Answer::Applied(r, Err(e)),
+        }
+    }
 }
 
 /// Adds what a stored message publishes: its inbox entries, then (read diffusion) its push to

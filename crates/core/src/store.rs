@@ -33,8 +33,12 @@ pub struct StoredMessage {
     pub server_time_ms: i64,
     /// The sender's inbox seq for this message (reported again when a retry is deduplicated).
     pub sender_inbox_seq: u64,
-    /// What it says.
+    /// What it says now: the edited content after an edit, empty after a recall.
     pub content: pb::Content,
+    /// Who recalled it, if it was recalled.
+    pub recalled_by: Option<UserId>,
+    /// When it was last edited (Unix ms), 0 if never.
+    pub edited_ms: i64,
 }
 
 /// One entry of a user's inbox: the ordered stream each device follows with its cursor.
@@ -95,6 +99,66 @@ pub enum Write {
     /// Decide a change with [`crate::groups::decide`] against the group's state at this point
     /// of the batch, apply it, and record its event.
     ChangeGroup(GroupChangeRequest),
+    /// Raise a read mark and record a `ReadMark` notice.
+    MarkRead(MarkRead),
+    /// Recall or edit a message and record the event in its conversation.
+    Amend(Amend),
+    /// Change a conversation's list flags and record a `ConversationFlags` notice.
+    SetFlags(SetFlags),
+}
+
+/// A read mark to raise.
+#[derive(Debug, Clone)]
+pub struct MarkRead {
+    /// The reader.
+    pub user: UserId,
+    /// A conversation the reader takes part in (a group: as a current member).
+    pub conversation: ConversationId,
+    /// Read up to here (clamped to the conversation's head); 0 means the head.
+    pub seq: u64,
+    /// When.
+    pub now_ms: i64,
+}
+
+/// What an amendment does to a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amendment {
+    /// Withdraw it.
+    Recall,
+    /// Replace its content with this (validated) content.
+    Edit(pb::Content),
+}
+
+/// A recall or an edit, decided by [`crate::conversations::decide_amend`] in the writer.
+#[derive(Debug, Clone)]
+pub struct Amend {
+    /// Who asks.
+    pub actor: UserId,
+    /// The message.
+    pub message: MessageId,
+    /// What to do.
+    pub change: Amendment,
+    /// When.
+    pub now_ms: i64,
+    /// How long after a message was sent it may be recalled or edited.
+    pub window_ms: i64,
+    /// The write-diffusion threshold, for an event in a group.
+    pub write_diffusion_max: usize,
+}
+
+/// New list flags for one user's conversation; `None` keeps a flag.
+#[derive(Debug, Clone)]
+pub struct SetFlags {
+    /// Whose list.
+    pub user: UserId,
+    /// A conversation the user takes part in.
+    pub conversation: ConversationId,
+    /// Pinned to the top of the list.
+    pub pinned: Option<bool>,
+    /// Not counted in the total unread.
+    pub muted: Option<bool>,
+    /// When.
+    pub now_ms: i64,
 }
 
 /// A message (or group event) stored by a batch.
@@ -120,6 +184,16 @@ pub enum AppendOutcome {
     UnknownUser(UserId),
     /// The group rules refused the write; nothing was written for it.
     Refused(ServiceError),
+    /// A read mark, amendment or flag change was applied (`event` is `None` when it changed
+    /// nothing).
+    Applied {
+        /// The conversation it concerns.
+        conversation: ConversationId,
+        /// The read mark after a [`Write::MarkRead`]; the event's seq otherwise (0 if none).
+        value: u64,
+        /// The event recorded.
+        event: Option<Stored>,
+    },
     /// A group was created or changed (or the change changed nothing: `event` is `None`).
     Group {
         /// The group after the write.
@@ -284,4 +358,57 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every group `user` is a member of, with the membership, ordered by group id.
     async fn groups_of(&self, user: &UserId) -> Result<Vec<(GroupRecord, Member)>, StoreError>;
+}
+
+/// One conversation of a user's list, as asked of [`ConversationStore::summaries`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryQuery {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The other user of a one-to-one conversation, whose read mark is reported too.
+    pub peer: Option<UserId>,
+    /// Seqs up to here are never unread (a group member's history before it joined).
+    pub floor: u64,
+}
+
+/// A conversation as one user's list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its newest seq.
+    pub max_seq: u64,
+    /// The user's read mark.
+    pub read_seq: u64,
+    /// Messages from others after `max(read_seq, floor)`: neither events nor recalled.
+    pub unread: u64,
+    /// The newest entry, amended.
+    pub last: Option<StoredMessage>,
+    /// Pinned by the user.
+    pub pinned: bool,
+    /// Muted by the user.
+    pub muted: bool,
+    /// The peer's read mark (one-to-one only).
+    pub peer_read_seq: u64,
+}
+
+/// Per-user conversation state as readers see it (written through [`MessageStore::append`]).
+#[async_trait]
+pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Every one-to-one conversation with a message that `user` sent or received.
+    async fn direct_conversations(&self, user: &UserId) -> Result<Vec<ConversationId>, StoreError>;
+
+    /// The summary of each wanted conversation for `user`, in the same order.
+    async fn summaries(
+        &self,
+        user: &UserId,
+        wanted: Vec<SummaryQuery>,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
+
+    /// The read mark of each of `users` in `conversation`, in the same order (0 when none).
+    async fn read_marks(
+        &self,
+        conversation: &ConversationId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<u64>, StoreError>;
 }

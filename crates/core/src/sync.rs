@@ -310,6 +310,8 @@ mod tests {
                 server_time_ms: 0,
                 sender_inbox_seq: seq,
                 content: pb::Content::default(),
+                recalled_by: None,
+                edited_ms: 0,
             })),
         })
     }

@@ -12,8 +12,9 @@ use std::{
 
 use axum::{extract::ws::WebSocketUpgrade, response::Response};
 use tern_core::{
-    Clock, ConnectionId, accounts::AccountService, group_service::GroupService,
-    messages::MessageService, sync::SyncService, typing::TypingService,
+    Clock, ConnectionId, accounts::AccountService, conversations::ConversationService,
+    group_service::GroupService, messages::MessageService, sync::SyncService,
+    typing::TypingService,
 };
 use tern_proto::FrameDecoder;
 use tokio::net::TcpListener;
@@ -38,6 +39,8 @@ pub struct Services {
     pub groups: GroupService,
     /// Typing signals.
     pub typing: Arc<TypingService>,
+    /// Read marks, recall, edit and the conversation list.
+    pub conversations: ConversationService,
 }
 
 /// Settings of the connection layer.

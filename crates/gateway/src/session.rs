@@ -553,6 +553,27 @@ impl Session<'_> {
                     command::group_list::run(&services, &caller, req).await
                 })
             }
+            Request::Read(req) => self.spawn_as_caller(meta, move |services, caller| async move {
+                command::read::run(&services, &caller, req).await
+            }),
+            Request::Recall(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::recall::run(&services, &caller, req).await
+                })
+            }
+            Request::Edit(req) => self.spawn_as_caller(meta, move |services, caller| async move {
+                command::edit::run(&services, &caller, req).await
+            }),
+            Request::ConversationList(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::conversation_list::run(&services, &caller, req).await
+                })
+            }
+            Request::ConversationUpdate(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::conversation_update::run(&services, &caller, req).await
+                })
+            }
         }
     }
 

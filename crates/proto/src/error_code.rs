@@ -49,6 +49,12 @@ pub enum ErrorCode {
     NotAParticipant = 3004,
     /// A request field is out of range or missing.
     InvalidArgument = 3005,
+    /// RECALL or EDIT of a message that does not exist or that the caller cannot see.
+    MessageNotFound = 3006,
+    /// RECALL or EDIT after the window for it has passed.
+    WindowPassed = 3007,
+    /// EDIT of a recalled message, or of a message that cannot be edited (an event).
+    NotEditable = 3008,
     /// The caller's role in the group does not allow the change.
     PermissionDenied = 4000,
     /// The sender is muted in the group, or the group is muted for members.
@@ -96,6 +102,9 @@ impl ErrorCode {
         ErrorCode::InvalidClientMsgId,
         ErrorCode::NotAParticipant,
         ErrorCode::InvalidArgument,
+        ErrorCode::MessageNotFound,
+        ErrorCode::WindowPassed,
+        ErrorCode::NotEditable,
         ErrorCode::PermissionDenied,
         ErrorCode::Muted,
         ErrorCode::GroupDissolved,
@@ -143,6 +152,9 @@ impl ErrorCode {
             ErrorCode::InvalidClientMsgId => "INVALID_CLIENT_MSG_ID",
             ErrorCode::NotAParticipant => "NOT_A_PARTICIPANT",
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::MessageNotFound => "MESSAGE_NOT_FOUND",
+            ErrorCode::WindowPassed => "WINDOW_PASSED",
+            ErrorCode::NotEditable => "NOT_EDITABLE",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Muted => "MUTED",
             ErrorCode::GroupDissolved => "GROUP_DISSOLVED",

@@ -240,6 +240,11 @@ protocol! {
         GroupMembers = 0x0204, "GROUP_MEMBERS", GroupMembersRequest => GroupMembersResponse;
         GroupList = 0x0205, "GROUP_LIST", GroupListRequest => GroupListResponse;
         Typing = 0x0301, "TYPING", TypingRequest => TypingResponse;
+        Read = 0x0401, "READ", ReadRequest => ReadResponse;
+        Recall = 0x0402, "RECALL", RecallRequest => RecallResponse;
+        Edit = 0x0403, "EDIT", EditRequest => EditResponse;
+        ConversationList = 0x0404, "CONVERSATION_LIST", ConversationListRequest => ConversationListResponse;
+        ConversationUpdate = 0x0405, "CONVERSATION_UPDATE", ConversationUpdateRequest => ConversationUpdateResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;

@@ -25,6 +25,7 @@ fn message() -> pb::Message {
         content: Some(pb::Content {
             body: Some(pb::content::Body::Text(pb::Text { text: "hi".into() })),
         }),
+        ..Default::default()
     }
 }
 

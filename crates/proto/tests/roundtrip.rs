@@ -46,6 +46,31 @@ fn content() -> BoxedStrategy<pb::Content> {
         ),
         (text(), text())
             .prop_map(|(kind, data)| pb::content::Body::Custom(pb::Custom { kind, data })),
+        (any::<u64>(), any::<u64>()).prop_map(|(message_id, seq)| pb::content::Body::Recall(
+            pb::Recall { message_id, seq }
+        )),
+        (any::<u64>(), any::<u64>(), text()).prop_map(|(message_id, seq, t)| {
+            pb::content::Body::Edit(Box::new(pb::Edit {
+                message_id,
+                seq,
+                content: Some(Box::new(pb::Content {
+                    body: Some(pb::content::Body::Text(pb::Text { text: t })),
+                })),
+            }))
+        }),
+        (text(), any::<u64>()).prop_map(|(conversation_id, read_seq)| {
+            pb::content::Body::ReadMark(pb::ReadMark {
+                conversation_id,
+                read_seq,
+            })
+        }),
+        (text(), any::<bool>(), any::<bool>()).prop_map(|(conversation_id, pinned, muted)| {
+            pb::content::Body::ConversationFlags(pb::ConversationFlags {
+                conversation_id,
+                pinned,
+                muted,
+            })
+        }),
     ];
     proptest::option::of(body)
         .prop_map(|body| pb::Content { body })
@@ -61,9 +86,19 @@ fn message() -> BoxedStrategy<pb::Message> {
         text(),
         any::<i64>(),
         proptest::option::of(content()),
+        (any::<bool>(), text(), any::<i64>()),
     )
         .prop_map(
-            |(message_id, conversation_id, seq, sender, client_msg_id, server_time_ms, content)| {
+            |(
+                message_id,
+                conversation_id,
+                seq,
+                sender,
+                client_msg_id,
+                server_time_ms,
+                content,
+                (recalled, recalled_by, edited_at_ms),
+            )| {
                 pb::Message {
                     message_id,
                     conversation_id,
@@ -72,6 +107,9 @@ fn message() -> BoxedStrategy<pb::Message> {
                     client_msg_id,
                     server_time_ms,
                     content,
+                    recalled,
+                    recalled_by,
+                    edited_at_ms,
                 }
             },
         )

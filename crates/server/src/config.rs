@@ -9,7 +9,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 use tern_core::{
-    accounts::AccountConfig, groups::GroupLimits, messages::MessageConfig, sync::SyncConfig,
+    accounts::AccountConfig, conversations::ConversationConfig, groups::GroupLimits,
+    messages::MessageConfig, sync::SyncConfig,
 };
 use tern_gateway::{GatewayConfig, KickPolicy};
 use tern_store::{SqliteConfig, Synchronous};
@@ -56,6 +57,10 @@ pub struct Config {
     /// Groups with at most this many members give every member an inbox entry per message
     /// (write diffusion); larger groups store each message once (read diffusion).
     pub group_write_diffusion_max: usize,
+    /// How long after sending a message it may be recalled, in seconds.
+    pub recall_window_secs: u64,
+    /// How long after sending a message it may be edited, in seconds.
+    pub edit_window_secs: u64,
     /// Inbox entries kept in memory per user.
     pub ring_capacity: usize,
     /// Users whose inbox ring is kept in memory.
@@ -96,6 +101,8 @@ impl Default for Config {
             max_batch: messages.max_batch,
             group_max_members: messages.groups.max_members,
             group_write_diffusion_max: messages.groups.write_diffusion_max,
+            recall_window_secs: ConversationConfig::default().recall_window.as_secs(),
+            edit_window_secs: ConversationConfig::default().edit_window.as_secs(),
             ring_capacity: sync.ring_capacity,
             max_rings: sync.max_rings,
             token_ttl_secs: accounts.token_ttl.as_secs(),
@@ -227,6 +234,16 @@ impl Config {
                 ..GroupLimits::default()
             },
             ..MessageConfig::default()
+        }
+    }
+
+    /// The conversation service's part.
+    pub fn conversations(&self) -> ConversationConfig {
+        ConversationConfig {
+            recall_window: Duration::from_secs(self.recall_window_secs),
+            edit_window: Duration::from_secs(self.edit_window_secs),
+            max_content_bytes: self.max_content_bytes,
+            ..ConversationConfig::default()
         }
     }
 

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tern_core::{
     Clock, ServiceError, StoreError, SystemClock,
     accounts::AccountService,
+    conversations::ConversationService,
     group_service::GroupService,
     messages::MessageService,
     sync::SyncService,
@@ -92,12 +93,20 @@ impl Server {
         let accounts =
             AccountService::new(Arc::new(store.clone()), clock.clone(), config.accounts())?;
         let groups = GroupService::new(messages.clone(), Arc::new(store.clone()));
+        let conversations = ConversationService::new(
+            messages.clone(),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            config.conversations(),
+        );
         let services = Services {
             accounts,
             messages: messages.clone(),
             sync,
             groups,
             typing,
+            conversations,
         };
         let gateway = Gateway::new(services, registry, clock, config.gateway());
 

@@ -230,6 +230,20 @@ impl TestClient {
             .expect("the event stream is open")
     }
 
+    /// Waits for the first event that `pick` maps to something, skipping the others.
+    pub async fn next_where<T>(&mut self, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("the awaited event within the wait")
+                .expect("the event stream is open");
+            if let Some(t) = pick(event) {
+                return t;
+            }
+        }
+    }
+
     /// Collects messages until `n` have arrived, skipping connection events. Returns them with
     /// their inbox seqs, in arrival order.
     pub async fn messages(&mut self, n: usize) -> Vec<(u64, pb::Message)> {

@@ -3,6 +3,9 @@
 //! This module holds what they share: the caller, and domain ⇄ wire conversions.
 
 pub(crate) mod ack_cursor;
+pub(crate) mod conversation_list;
+pub(crate) mod conversation_update;
+pub(crate) mod edit;
 pub(crate) mod group_create;
 pub(crate) mod group_info;
 pub(crate) mod group_list;
@@ -12,6 +15,8 @@ pub(crate) mod history;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod ping;
+pub(crate) mod read;
+pub(crate) mod recall;
 pub(crate) mod register;
 pub(crate) mod send;
 pub(crate) mod sync;
@@ -19,6 +24,7 @@ pub(crate) mod typing;
 
 use tern_core::{
     ConnectionId, ConversationId, DeviceId, UserId,
+    conversations::ConversationView,
     group_service::GroupView,
     store::{InboxEntry, InboxEvent, StoredMessage},
 };
@@ -41,7 +47,30 @@ pub(crate) fn message_to_wire(m: &StoredMessage) -> pb::Message {
         sender: m.sender.as_str().to_owned(),
         client_msg_id: m.client_msg_id.clone(),
         server_time_ms: m.server_time_ms,
-        content: Some(m.content.clone()),
+        content: m.recalled_by.is_none().then(|| m.content.clone()),
+        recalled: m.recalled_by.is_some(),
+        recalled_by: m
+            .recalled_by
+            .as_ref()
+            .map_or_else(String::new, |u| u.to_string()),
+        edited_at_ms: m.edited_ms,
+    }
+}
+
+/// A conversation of the caller's list as the wire shows it.
+pub(crate) fn conversation_to_wire(v: &ConversationView) -> pb::Conversation {
+    let s = &v.summary;
+    pb::Conversation {
+        conversation_id: s.conversation.to_string(),
+        peer: v.peer.as_ref().map_or_else(String::new, |p| p.to_string()),
+        group_id: v.group.map_or(0, |g| g.0),
+        max_seq: s.max_seq,
+        read_seq: s.read_seq,
+        unread: s.unread.min(u64::from(u32::MAX)) as u32,
+        last_message: s.last.as_ref().map(message_to_wire),
+        pinned: s.pinned,
+        muted: s.muted,
+        peer_read_seq: s.peer_read_seq,
     }
 }
 

@@ -11,12 +11,16 @@ use std::sync::Arc;
 use prost::Message as _;
 use rusqlite::params;
 use tern_core::{
-    ConversationId, MessageId, ServiceError, UserId,
+    ConversationId, ConversationKind, MessageId, ServiceError, UserId,
+    conversations::decide_amend,
     groups::{
         self, Diffusion, GroupChangeRequest, GroupSettings, GroupState, Members, Mutation, NewGroup,
     },
     pb,
-    store::{AppendOutcome, Audience, NewMessage, Stored, StoredMessage, Write},
+    store::{
+        Amend, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored, StoredMessage,
+        Write,
+    },
 };
 
 use super::{
@@ -35,6 +39,9 @@ pub(crate) fn append_batch(
             Write::Message(m) => append_message(batch, m)?,
             Write::CreateGroup(new) => create_group(batch, new)?,
             Write::ChangeGroup(req) => change_group(batch, req)?,
+            Write::MarkRead(m) => mark_read(batch, m)?,
+            Write::Amend(a) => amend(batch, a)?,
+            Write::SetFlags(f) => set_flags(batch, f)?,
         });
     }
     Ok(outcomes)
@@ -114,6 +121,8 @@ fn insert(batch: &mut Batch<'_>, row: Row<'_>) -> Result<Result<Inserted, UserId
         server_time_ms: row.server_time_ms,
         sender_inbox_seq,
         content: row.content,
+        recalled_by: None,
+        edited_ms: 0,
     });
     batch.appended(Appended {
         message: message.clone(),
@@ -145,6 +154,7 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
             }
         }
     };
+    let direct = push_members.is_none() && matches!(&m.audience, Audience::Direct(_));
     let row = Row {
         conversation: m.conversation,
         sender: m.sender,
@@ -154,11 +164,18 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
         inboxes: &inboxes,
     };
     Ok(match insert(batch, row)? {
-        Ok((message, inbox_seqs)) => AppendOutcome::Stored(Stored {
-            message,
-            inbox_seqs,
-            push_members,
-        }),
+        Ok((message, inbox_seqs)) => {
+            if direct {
+                for (user, _) in &inbox_seqs {
+                    batch.note_conversation(user, &message.conversation)?;
+                }
+            }
+            AppendOutcome::Stored(Stored {
+                message,
+                inbox_seqs,
+                push_members,
+            })
+        }
         Err(user) => AppendOutcome::UnknownUser(user),
     })
 }
@@ -380,5 +397,228 @@ fn apply_change(
         state: state.clone(),
         head_seq: seq,
         event: Some(stored),
+    })
+}
+
+/// Whether `user` takes part in `conversation` now: one of its two users, or a member of its
+/// group. Notice timelines take no reads or flags.
+fn takes_part(
+    batch: &mut Batch<'_>,
+    user: &UserId,
+    conversation: &ConversationId,
+) -> Result<bool, JobError> {
+    Ok(match conversation.kind() {
+        Ok(ConversationKind::Direct(a, b)) => &a == user || &b == user,
+        Ok(ConversationKind::Group(g)) => batch
+            .group(g)?
+            .is_some_and(|state| state.members.contains_key(user)),
+        _ => false,
+    })
+}
+
+/// `(read_seq, pinned, muted)` of `user` in `conversation`, inside the batch.
+fn conversation_state(
+    batch: &Batch<'_>,
+    user: &UserId,
+    conversation: &ConversationId,
+) -> rusqlite::Result<(u64, bool, bool)> {
+    use rusqlite::OptionalExtension as _;
+    batch
+        .conn
+        .prepare_cached(
+            "SELECT read_seq, pinned, muted FROM conversation_states WHERE user_id = ?1 AND conversation = ?2",
+        )?
+        .query_row(params![user.as_str(), conversation.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+        .map(|r| r.unwrap_or((0, false, false)))
+}
+
+fn put_conversation_state(
+    batch: &Batch<'_>,
+    user: &UserId,
+    conversation: &ConversationId,
+    (read_seq, pinned, muted): (u64, bool, bool),
+) -> rusqlite::Result<()> {
+    batch
+        .conn
+        .prepare_cached(
+            "INSERT INTO conversation_states (user_id, conversation, read_seq, pinned, muted)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (user_id, conversation) DO UPDATE
+             SET read_seq = excluded.read_seq, pinned = excluded.pinned, muted = excluded.muted",
+        )?
+        .execute(params![
+            user.as_str(),
+            conversation.as_str(),
+            read_seq as i64,
+            pinned,
+            muted
+        ])?;
+    Ok(())
+}
+
+/// Records a notice in `user`'s notice timeline, with entries in the inboxes of `user` and of
+/// `also` (a read receipt's peer).
+fn notice(
+    batch: &mut Batch<'_>,
+    user: &UserId,
+    also: Option<UserId>,
+    body: pb::content::Body,
+    now_ms: i64,
+) -> Result<Result<Stored, ServiceError>, JobError> {
+    let mut inboxes = vec![user.clone()];
+    inboxes.extend(also.filter(|u| u != user));
+    let row = Row {
+        conversation: ConversationId::notices(user),
+        sender: user.clone(),
+        client_msg_id: String::new(),
+        server_time_ms: now_ms,
+        content: pb::Content { body: Some(body) },
+        inboxes: &inboxes,
+    };
+    Ok(match insert(batch, row)? {
+        Ok((message, inbox_seqs)) => Ok(Stored {
+            message,
+            inbox_seqs,
+            push_members: None,
+        }),
+        Err(u) => Err(ServiceError::UnknownUser(u)),
+    })
+}
+
+fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobError> {
+    if !takes_part(batch, &m.user, &m.conversation)? {
+        return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+    }
+    let head = batch.conversation_head(&m.conversation)?;
+    let target = if m.seq == 0 { head } else { m.seq.min(head) };
+    let (read_seq, pinned, muted) = conversation_state(batch, &m.user, &m.conversation)?;
+    if target <= read_seq {
+        return Ok(AppendOutcome::Applied {
+            conversation: m.conversation,
+            value: read_seq,
+            event: None,
+        });
+    }
+    let body = pb::content::Body::ReadMark(pb::ReadMark {
+        conversation_id: m.conversation.as_str().to_owned(),
+        read_seq: target,
+    });
+    let peer = m.conversation.peer_of(&m.user);
+    let stored = match notice(batch, &m.user, peer, body, m.now_ms)? {
+        Ok(s) => s,
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
+    put_conversation_state(batch, &m.user, &m.conversation, (target, pinned, muted))?;
+    Ok(AppendOutcome::Applied {
+        conversation: m.conversation,
+        value: target,
+        event: Some(stored),
+    })
+}
+
+fn set_flags(batch: &mut Batch<'_>, f: SetFlags) -> Result<AppendOutcome, JobError> {
+    if !takes_part(batch, &f.user, &f.conversation)? {
+        return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+    }
+    let (read_seq, pinned, muted) = conversation_state(batch, &f.user, &f.conversation)?;
+    let new = (
+        read_seq,
+        f.pinned.unwrap_or(pinned),
+        f.muted.unwrap_or(muted),
+    );
+    if new == (read_seq, pinned, muted) {
+        return Ok(AppendOutcome::Applied {
+            conversation: f.conversation,
+            value: 0,
+            event: None,
+        });
+    }
+    let body = pb::content::Body::ConversationFlags(pb::ConversationFlags {
+        conversation_id: f.conversation.as_str().to_owned(),
+        pinned: new.1,
+        muted: new.2,
+    });
+    let stored = match notice(batch, &f.user, None, body, f.now_ms)? {
+        Ok(s) => s,
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
+    put_conversation_state(batch, &f.user, &f.conversation, new)?;
+    Ok(AppendOutcome::Applied {
+        conversation: f.conversation,
+        value: stored.message.seq,
+        event: Some(stored),
+    })
+}
+
+fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
+    let Some(message) = batch.message(a.message.0)? else {
+        return Ok(AppendOutcome::Refused(ServiceError::MessageNotFound));
+    };
+    let conversation = message.conversation.clone();
+    let group = match conversation.kind() {
+        Ok(ConversationKind::Group(g)) => batch.group(g)?.cloned(),
+        _ => None,
+    };
+    let role = group
+        .as_ref()
+        .and_then(|g| g.members.get(&a.actor))
+        .map(|m| m.role);
+    let event = match decide_amend(&message, &a.actor, role, &a.change, a.now_ms, a.window_ms) {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            return Ok(AppendOutcome::Applied {
+                conversation,
+                value: 0,
+                event: None,
+            });
+        }
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
+    let (inboxes, push_members) = match &group {
+        Some(state) if state.settings.dissolved => {
+            return Ok(AppendOutcome::Refused(ServiceError::GroupDissolved));
+        }
+        Some(state) => match groups::diffusion(state, &a.actor, &[], a.write_diffusion_max) {
+            Diffusion::Write(users) => (users, None),
+            Diffusion::Read(users) => (users, Some(state.members.clone())),
+        },
+        None => {
+            let mut users = vec![a.actor.clone()];
+            users.extend(conversation.peer_of(&a.actor).filter(|p| p != &a.actor));
+            (users, None)
+        }
+    };
+    let recall = matches!(event.body, Some(pb::content::Body::Recall(_)));
+    let row = Row {
+        conversation: conversation.clone(),
+        sender: a.actor.clone(),
+        client_msg_id: String::new(),
+        server_time_ms: a.now_ms,
+        content: event,
+        inboxes: &inboxes,
+    };
+    let (stored, inbox_seqs) = match insert(batch, row)? {
+        Ok(inserted) => inserted,
+        Err(u) => return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(u))),
+    };
+    let column = if recall { "recall_event" } else { "edit_event" };
+    batch
+        .conn
+        .prepare_cached(&format!(
+            "INSERT INTO amendments (message_id, {column}) VALUES (?1, ?2)
+             ON CONFLICT (message_id) DO UPDATE SET {column} = excluded.{column}"
+        ))?
+        .execute(params![message.id.0 as i64, stored.id.0 as i64])?;
+    Ok(AppendOutcome::Applied {
+        conversation,
+        value: stored.seq,
+        event: Some(Stored {
+            message: stored,
+            inbox_seqs,
+            push_members,
+        }),
     })
 }

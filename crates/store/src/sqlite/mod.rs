@@ -22,8 +22,9 @@ use tern_core::{
     ConversationId, DeviceId, GroupId, Platform, StoreError, UserId,
     groups::Member,
     store::{
-        AccountStore, AppendOutcome, Direction, GroupRecord, GroupStore, HistoryPage, InboxPage,
-        MessageStore, TokenRecord, Write,
+        AccountStore, AppendOutcome, ConversationStore, ConversationSummary, Direction,
+        GroupRecord, GroupStore, HistoryPage, InboxPage, MessageStore, SummaryQuery, TokenRecord,
+        Write,
     },
 };
 
@@ -613,5 +614,35 @@ impl GroupStore for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqliteStore {
+    async fn direct_conversations(&self, user: &UserId) -> Result<Vec<ConversationId>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| reader::direct_conversations(conn, &user))
+            .await
+    }
+
+    async fn summaries(
+        &self,
+        user: &UserId,
+        wanted: Vec<SummaryQuery>,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let user = user.clone();
+        let tail = self.inner.tail.clone();
+        self.read(move |conn| reader::summaries(conn, &tail, &user, wanted))
+            .await
+    }
+
+    async fn read_marks(
+        &self,
+        conversation: &ConversationId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let conversation = conversation.clone();
+        self.read(move |conn| reader::read_marks(conn, &conversation, &users))
+            .await
     }
 }

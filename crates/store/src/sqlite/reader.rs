@@ -12,7 +12,10 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, params};
 use tern_core::{
     ConversationId, StoreError, UserId,
-    store::{Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage, StoredMessage},
+    store::{
+        ConversationSummary, Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage,
+        StoredMessage, SummaryQuery,
+    },
 };
 
 use super::{
@@ -162,8 +165,48 @@ pub(crate) fn history(
     if direction == Direction::Backward {
         messages.reverse();
     }
+    amend(conn, &mut messages)?;
     Ok(HistoryPage { messages, has_more })
 }
+
+/// Shows each message as it is now: applies the newest edit and the recall, if any, from the
+/// events recorded in `amendments`. Amendments are rare, so one range query finds those of a
+/// whole page.
+pub(crate) fn amend(conn: &Connection, messages: &mut [StoredMessage]) -> Result<(), StoreError> {
+    let (Some(lo), Some(hi)) = (
+        messages.iter().map(|m| m.id.0).min(),
+        messages.iter().map(|m| m.id.0).max(),
+    ) else {
+        return Ok(());
+    };
+    let rows: Vec<(u64, Option<i64>, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT message_id, recall_event, edit_event FROM amendments WHERE message_id BETWEEN ?1 AND ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![lo as i64, hi as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+            })?
+            .collect()
+        })
+        .map_err(store_err)?;
+    for (id, recall, edit) in rows {
+        let Some(message) = messages.iter_mut().find(|m| m.id.0 == id) else {
+            continue;
+        };
+        for event in [edit, recall].into_iter().flatten() {
+            let event = conn
+                .prepare_cached(MESSAGE_BY_ID)
+                .and_then(|mut s| s.query_row([event], |row| Ok(message_from_row(row, 0))))
+                .map_err(store_err)??;
+            tern_core::conversations::apply_amendment(message, &event);
+        }
+    }
+    Ok(())
+}
+
+/// One message by id, laid out for `message_from_row`.
+pub(crate) const MESSAGE_BY_ID: &str = "SELECT m.id, m.conversation, m.seq, m.sender, m.client_msg_id, m.server_time_ms, m.sender_inbox_seq, m.content FROM messages m WHERE m.id = ?1";
 
 /// Indexed messages of a conversation beyond `anchor` in `direction`, up to the watermark.
 fn indexed_history(
@@ -267,6 +310,7 @@ pub(crate) fn inbox(
             event: InboxEvent::Message(e.message.clone()),
         });
     }
+    amend_entries(conn, &mut entries)?;
     let head = match newest.last() {
         Some(e) => e.seq,
         // Up to the watermark, like the entries: the indexer may have moved newer ones since.
@@ -299,4 +343,157 @@ pub(crate) fn conversation_head(
     .and_then(|mut s| s.query_row([conversation.as_str()], |r| r.get::<_, i64>(0)))
     .map(|h| h as u64)
     .map_err(store_err)
+}
+
+/// [`amend`] for inbox entries, whose messages are shared: only amended ones are copied.
+fn amend_entries(conn: &Connection, entries: &mut [InboxEntry]) -> Result<(), StoreError> {
+    let mut messages: Vec<StoredMessage> = entries
+        .iter()
+        .map(|e| {
+            let InboxEvent::Message(m) = &e.event;
+            (**m).clone()
+        })
+        .collect();
+    amend(conn, &mut messages)?;
+    for (entry, amended) in entries.iter_mut().zip(messages) {
+        let InboxEvent::Message(m) = &mut entry.event;
+        if **m != amended {
+            *m = Arc::new(amended);
+        }
+    }
+    Ok(())
+}
+
+/// The one-to-one conversations of `user`.
+pub(crate) fn direct_conversations(
+    conn: &Connection,
+    user: &UserId,
+) -> Result<Vec<ConversationId>, StoreError> {
+    conn.prepare_cached("SELECT conversation FROM user_conversations WHERE user_id = ?1")
+        .and_then(|mut s| {
+            s.query_map([user.as_str()], |r| {
+                Ok(ConversationId::from_stored(&r.get::<_, String>(0)?))
+            })?
+            .collect()
+        })
+        .map_err(store_err)
+}
+
+/// `(read_seq, pinned, muted)` of `user` in `conversation`.
+fn state(
+    conn: &Connection,
+    user: &UserId,
+    conversation: &ConversationId,
+) -> Result<(u64, bool, bool), StoreError> {
+    conn.prepare_cached(
+        "SELECT read_seq, pinned, muted FROM conversation_states WHERE user_id = ?1 AND conversation = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![user.as_str(), conversation.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+    })
+    .map(|r| r.unwrap_or((0, false, false)))
+    .map_err(store_err)
+}
+
+/// Messages of `conversation` after `after` that count as unread for `user`: sent by someone
+/// else, not events (which have no client message id), not recalled.
+fn unread(
+    conn: &Connection,
+    tail: &Mutex<Tail>,
+    user: &UserId,
+    conversation: &ConversationId,
+    after: u64,
+) -> Result<u64, StoreError> {
+    let (newest, watermark): (Vec<Arc<StoredMessage>>, u64) = {
+        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            tail.conversations
+                .get(conversation)
+                .cloned()
+                .unwrap_or_default(),
+            tail.watermark,
+        )
+    };
+    let mut count = 0;
+    let mut recalled = conn
+        .prepare_cached(
+            "SELECT 1 FROM amendments WHERE message_id = ?1 AND recall_event IS NOT NULL",
+        )
+        .map_err(store_err)?;
+    for m in newest
+        .iter()
+        .filter(|m| m.seq > after && &m.sender != user && !m.client_msg_id.is_empty())
+    {
+        if !recalled.exists([m.id.0 as i64]).map_err(store_err)? {
+            count += 1;
+        }
+    }
+    let indexed: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM ix.conversation_index c JOIN messages m ON m.id = c.message_id
+             WHERE c.conversation = ?1 AND c.seq > ?2 AND c.message_id <= ?3
+               AND m.sender <> ?4 AND m.client_msg_id <> ''
+               AND NOT EXISTS (SELECT 1 FROM amendments a WHERE a.message_id = m.id AND a.recall_event IS NOT NULL)",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    conversation.as_str(),
+                    after.min(i64::MAX as u64) as i64,
+                    watermark as i64,
+                    user.as_str()
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(store_err)?;
+    Ok(count + indexed as u64)
+}
+
+/// The summary of each wanted conversation for `user`.
+pub(crate) fn summaries(
+    conn: &Connection,
+    tail: &Mutex<Tail>,
+    user: &UserId,
+    wanted: Vec<SummaryQuery>,
+) -> Result<Vec<ConversationSummary>, StoreError> {
+    let mut out = Vec::with_capacity(wanted.len());
+    for q in wanted {
+        let max_seq = conversation_head(conn, tail, &q.conversation)?;
+        let (read_seq, pinned, muted) = state(conn, user, &q.conversation)?;
+        let last = history(conn, tail, &q.conversation, 0, Direction::Backward, 1)?
+            .messages
+            .pop();
+        let unread = unread(conn, tail, user, &q.conversation, read_seq.max(q.floor))?;
+        let peer_read_seq = match &q.peer {
+            Some(peer) => state(conn, peer, &q.conversation)?.0,
+            None => 0,
+        };
+        out.push(ConversationSummary {
+            conversation: q.conversation,
+            max_seq,
+            read_seq,
+            unread,
+            last,
+            pinned,
+            muted,
+            peer_read_seq,
+        });
+    }
+    Ok(out)
+}
+
+/// The read mark of each of `users` in `conversation`.
+pub(crate) fn read_marks(
+    conn: &Connection,
+    conversation: &ConversationId,
+    users: &[UserId],
+) -> Result<Vec<u64>, StoreError> {
+    users
+        .iter()
+        .map(|u| state(conn, u, conversation).map(|s| s.0))
+        .collect()
 }

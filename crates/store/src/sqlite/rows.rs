@@ -31,6 +31,8 @@ pub(crate) fn message_from_row(row: &Row<'_>, offset: usize) -> Result<StoredMes
         server_time_ms: int(5)?,
         sender_inbox_seq: int(6)? as u64,
         content,
+        recalled_by: None,
+        edited_ms: 0,
     })
 }
 

@@ -102,6 +102,39 @@ const MAIN: &[&str] = &[
     ALTER TABLE groups ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
     CREATE UNIQUE INDEX groups_by_request ON groups (creator, request_id) WHERE request_id <> '';
     "#,
+    // 4: per-user conversation state. Written by reads, recalls, edits and flag changes, which
+    // are rare next to messages, and by the first message between two users, so these are
+    // ordinary keyed tables.
+    r#"
+    -- The newest recall and edit event of each amended message (ids into messages).
+    CREATE TABLE amendments (
+        message_id INTEGER PRIMARY KEY,
+        recall_event INTEGER,
+        edit_event INTEGER
+    );
+    -- A user's read mark and list flags in one conversation.
+    CREATE TABLE conversation_states (
+        user_id TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        read_seq INTEGER NOT NULL DEFAULT 0,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        muted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, conversation)
+    ) WITHOUT ROWID;
+    -- The one-to-one conversations each user has a message in (groups come from membership).
+    CREATE TABLE user_conversations (
+        user_id TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        PRIMARY KEY (user_id, conversation)
+    ) WITHOUT ROWID;
+    -- One-to-one ids are "p:{lo}:{hi}", and user ids have no ':'.
+    INSERT OR IGNORE INTO user_conversations (user_id, conversation)
+        SELECT substr(c, 3, instr(substr(c, 3), ':') - 1), c
+        FROM (SELECT DISTINCT conversation AS c FROM messages WHERE conversation LIKE 'p:%');
+    INSERT OR IGNORE INTO user_conversations (user_id, conversation)
+        SELECT substr(c, 3 + instr(substr(c, 3), ':')), c
+        FROM (SELECT DISTINCT conversation AS c FROM messages WHERE conversation LIKE 'p:%');
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that

@@ -82,6 +82,9 @@ pub(crate) enum Command {
 struct Heads {
     users: LruCache<UserId, u64, FxBuildHasher>,
     conversations: LruCache<ConversationId, u64, FxBuildHasher>,
+    /// `(user, one-to-one conversation)` pairs known to be in `user_conversations`, so that a
+    /// message between known pairs writes nothing there.
+    pairs: LruCache<(UserId, ConversationId), (), FxBuildHasher>,
 }
 
 /// A message appended by the batch, with its inbox entries `(user, seq, inbox_log row)`.
@@ -105,14 +108,14 @@ pub(crate) struct Batch<'a> {
     conversations: FxHashMap<ConversationId, u64>,
     dedupe: FxHashMap<(UserId, String), Arc<StoredMessage>>,
     appended: Vec<Appended>,
+    pairs: Vec<(UserId, ConversationId)>,
 }
 
 /// Members held by the writer's group cache across all cached groups (about 100 MB); the
 /// least recently used groups are dropped beyond it (the one just used is always kept).
 const MAX_CACHED_MEMBERS: usize = 1_000_000;
 
-/// One message by id, laid out for `message_from_row`.
-const MESSAGE_BY_ID: &str = "SELECT m.id, m.conversation, m.seq, m.sender, m.client_msg_id, m.server_time_ms, m.sender_inbox_seq, m.content FROM messages m WHERE m.id = ?1";
+use super::reader::MESSAGE_BY_ID;
 
 fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
     tail.lock().unwrap_or_else(|p| p.into_inner())
@@ -217,6 +220,40 @@ impl Batch<'_> {
         Ok(Some(Arc::new(message)))
     }
 
+    /// Makes sure `user`'s conversation list includes `conversation` (a one-to-one conversation).
+    pub(crate) fn note_conversation(
+        &mut self,
+        user: &UserId,
+        conversation: &ConversationId,
+    ) -> rusqlite::Result<()> {
+        let key = (user.clone(), conversation.clone());
+        if self.heads.pairs.get(&key).is_some() || self.pairs.contains(&key) {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO user_conversations (user_id, conversation) VALUES (?1, ?2)",
+            )?
+            .execute(params![user.as_str(), conversation.as_str()])?;
+        self.pairs.push(key);
+        Ok(())
+    }
+
+    /// A message by id as readers see it now (amended), if it exists.
+    pub(crate) fn message(&self, id: u64) -> Result<Option<StoredMessage>, JobError> {
+        let message = self
+            .conn
+            .prepare_cached(MESSAGE_BY_ID)?
+            .query_row([id as i64], |row| Ok(message_from_row(row, 0)))
+            .optional()?
+            .transpose()?;
+        let Some(mut message) = message else {
+            return Ok(None);
+        };
+        super::reader::amend(self.conn, std::slice::from_mut(&mut message))?;
+        Ok(Some(message))
+    }
+
     /// Records a message this batch appended, to join the tail after the commit.
     pub(crate) fn appended(&mut self, appended: Appended) {
         let m = &appended.message;
@@ -300,6 +337,7 @@ impl Writer {
             heads: Heads {
                 users: LruCache::with_hasher(cap, FxBuildHasher),
                 conversations: LruCache::with_hasher(cap, FxBuildHasher),
+                pairs: LruCache::with_hasher(cap, FxBuildHasher),
             },
             groups: LruCache::with_hasher(
                 NonZeroUsize::new(parts.group_cache.max(1)).unwrap_or(NonZeroUsize::MIN),
@@ -338,6 +376,7 @@ impl Writer {
                     // created, say); start over from committed state.
                     self.heads.users.clear();
                     self.heads.conversations.clear();
+                    self.heads.pairs.clear();
                     self.groups.clear();
                 }
                 for job in jobs.drain(..) {
@@ -381,6 +420,7 @@ impl Writer {
             conversations: FxHashMap::default(),
             dedupe: FxHashMap::default(),
             appended: Vec::new(),
+            pairs: Vec::new(),
         };
         for job in jobs.iter_mut() {
             job.run(&mut batch)?;
@@ -389,6 +429,7 @@ impl Writer {
             users,
             conversations,
             appended,
+            pairs,
             ..
         } = batch;
         // Inbox entries the indexer has made durable need no second copy here.
@@ -405,6 +446,9 @@ impl Writer {
         }
         for (conv, seq) in conversations {
             self.heads.conversations.put(conv, seq);
+        }
+        for pair in pairs {
+            self.heads.pairs.put(pair, ());
         }
         if !appended.is_empty() {
             let mut tail = lock(&self.tail);

@@ -1,0 +1,651 @@
+//! Conversations as each user sees them: read marks, recall and edit, list flags, and the
+//! conversation list with server-side unread counts.
+//!
+//! Every change here is a write of the message pipeline that records an ordinary timeline entry:
+//! a recall or an edit is an event in the message's own conversation, and a read mark or a flag
+//! change is a notice in the user's notice timeline (`u:{user}`). Those entries travel the
+//! inbox like messages, so every device of the user (and, for a read receipt, the peer) learns
+//! them in order, online by push and offline by sync, and cursors, retries and crash recovery
+//! need nothing new. The store keeps the resulting state (read marks, flags, amendments) keyed,
+//! and unread counts are computed from it when the list is read, so no device can drift.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    ServiceError,
+    groups::{HistoryVisibility, Role},
+    ids::{ConversationId, ConversationKind, GroupId, MessageId, UserId},
+    messages::{Applied, MessageService, validate_content},
+    pb,
+    store::{
+        Amend, Amendment, ConversationStore, ConversationSummary, GroupStore, InboxEvent, MarkRead,
+        MessageStore, SetFlags, StoredMessage, SummaryQuery, Write,
+    },
+};
+
+/// Settings of the conversation service.
+#[derive(Debug, Clone)]
+pub struct ConversationConfig {
+    /// How long after sending a message its sender (or a group admin) may recall it.
+    pub recall_window: Duration,
+    /// How long after sending a message its sender may edit it.
+    pub edit_window: Duration,
+    /// The most inbox entries a CONVERSATION_LIST scans for changes; beyond it, the whole list
+    /// is sent instead.
+    pub max_changes_scanned: u32,
+    /// The largest edited content, measured as its protobuf encoding.
+    pub max_content_bytes: usize,
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        Self {
+            recall_window: Duration::from_secs(120),
+            edit_window: Duration::from_secs(15 * 60),
+            max_changes_scanned: 2000,
+            max_content_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Which conversation a request names, unvalidated.
+#[derive(Debug, Clone)]
+pub enum ConversationTarget {
+    /// The one-to-one conversation with this user.
+    Peer(String),
+    /// A conversation id.
+    Id(String),
+    /// A group's timeline.
+    Group(u64),
+}
+
+/// Who may amend a message, and how: decided in the writer, against the message as stored and
+/// the actor's standing at that point of the commit order.
+///
+/// `actor_role` is the actor's role for a group message (`None` when not a member) and is
+/// ignored for a one-to-one message. Returns the event to record, or `None` when the amendment
+/// changes nothing (a second recall, an edit to the same content).
+pub fn decide_amend(
+    message: &StoredMessage,
+    actor: &UserId,
+    actor_role: Option<Role>,
+    change: &Amendment,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<Option<pb::Content>, ServiceError> {
+    // Someone who cannot see the message learns nothing about it.
+    let participant = match message.conversation.kind() {
+        Ok(ConversationKind::Direct(a, b)) => &a == actor || &b == actor,
+        Ok(ConversationKind::Group(_)) => actor_role.is_some(),
+        Ok(ConversationKind::Notices(owner)) => &owner == actor,
+        Err(_) => false,
+    };
+    if !participant {
+        return Err(ServiceError::MessageNotFound);
+    }
+    if message.client_msg_id.is_empty() {
+        return Err(ServiceError::NotEditable(
+            "events and notices cannot be recalled or edited",
+        ));
+    }
+    let is_sender = &message.sender == actor;
+    let what = match change {
+        Amendment::Recall => {
+            if message.recalled_by.is_some() {
+                return Ok(None);
+            }
+            let admin = matches!(actor_role, Some(Role::Admin | Role::Owner))
+                && matches!(message.conversation.kind(), Ok(ConversationKind::Group(_)));
+            if !is_sender && !admin {
+                return Err(ServiceError::PermissionDenied(
+                    "only the sender or a group admin can recall a message",
+                ));
+            }
+            "recall"
+        }
+        Amendment::Edit(content) => {
+            if message.recalled_by.is_some() {
+                return Err(ServiceError::NotEditable("the message was recalled"));
+            }
+            if !is_sender {
+                return Err(ServiceError::PermissionDenied(
+                    "only the sender can edit a message",
+                ));
+            }
+            if &message.content == content {
+                return Ok(None);
+            }
+            "edit"
+        }
+    };
+    if now_ms.saturating_sub(message.server_time_ms) > window_ms {
+        return Err(ServiceError::WindowPassed {
+            what,
+            minutes: (window_ms / 60_000).max(0) as u64,
+        });
+    }
+    let body = match change {
+        Amendment::Recall => pb::content::Body::Recall(pb::Recall {
+            message_id: message.id.0,
+            seq: message.seq,
+        }),
+        Amendment::Edit(content) => pb::content::Body::Edit(Box::new(pb::Edit {
+            message_id: message.id.0,
+            seq: message.seq,
+            content: Some(Box::new(content.clone())),
+        })),
+    };
+    Ok(Some(pb::Content { body: Some(body) }))
+}
+
+/// Applies an amendment event's effect to the message it names, as readers show it.
+pub fn apply_amendment(message: &mut StoredMessage, event: &StoredMessage) {
+    match &event.content.body {
+        Some(pb::content::Body::Recall(_)) => {
+            message.recalled_by = Some(event.sender.clone());
+            message.content = pb::Content::default();
+        }
+        Some(pb::content::Body::Edit(e)) if message.recalled_by.is_none() => {
+            message.content = e.content.as_deref().cloned().unwrap_or_default();
+            message.edited_ms = event.server_time_ms;
+        }
+        _ => {}
+    }
+}
+
+/// One conversation of a user's list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationView {
+    /// Counts, marks, flags and the newest entry.
+    pub summary: ConversationSummary,
+    /// The peer of a one-to-one conversation.
+    pub peer: Option<UserId>,
+    /// The group of a group conversation.
+    pub group: Option<GroupId>,
+}
+
+/// A user's conversation list, whole or the changes since a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationList {
+    /// Pinned first, then newest entry first.
+    pub conversations: Vec<ConversationView>,
+    /// The version to ask for changes from next time.
+    pub version: u64,
+    /// Whether this is the whole list.
+    pub full: bool,
+}
+
+/// Read marks, recall, edit, flags and the conversation list.
+#[derive(Debug, Clone)]
+pub struct ConversationService {
+    messages: MessageService,
+    store: Arc<dyn ConversationStore>,
+    inbox: Arc<dyn MessageStore>,
+    groups: Arc<dyn GroupStore>,
+    config: ConversationConfig,
+}
+
+impl ConversationService {
+    /// The service over the message pipeline (which commits every change) and the stores.
+    pub fn new(
+        messages: MessageService,
+        store: Arc<dyn ConversationStore>,
+        inbox: Arc<dyn MessageStore>,
+        groups: Arc<dyn GroupStore>,
+        config: ConversationConfig,
+    ) -> Self {
+        Self {
+            messages,
+            store,
+            inbox,
+            groups,
+            config,
+        }
+    }
+
+    /// The conversation a target names, checked to be one `user` may take part in now. A group
+    /// is checked by the writer, in commit order.
+    fn resolve(
+        &self,
+        user: &UserId,
+        target: ConversationTarget,
+    ) -> Result<ConversationId, ServiceError> {
+        let conversation = match target {
+            ConversationTarget::Peer(peer) => {
+                let peer = UserId::parse(&peer).map_err(|_| ServiceError::NotAParticipant)?;
+                ConversationId::direct(user, &peer)
+            }
+            ConversationTarget::Group(0) => return Err(ServiceError::NotAParticipant),
+            ConversationTarget::Group(id) => ConversationId::group(GroupId(id)),
+            ConversationTarget::Id(raw) => ConversationId::parse(&raw)?.0,
+        };
+        match conversation.kind()? {
+            ConversationKind::Direct(a, b) if &a == user || &b == user => Ok(conversation),
+            ConversationKind::Group(_) => Ok(conversation),
+            _ => Err(ServiceError::NotAParticipant),
+        }
+    }
+
+    /// Raises `user`'s read mark in a conversation to `seq` (0: its newest seq). Answers with
+    /// the mark after the request and the unread count it leaves.
+    pub async fn mark_read(
+        &self,
+        user: &UserId,
+        target: ConversationTarget,
+        seq: u64,
+    ) -> Result<(ConversationId, u64, u64), ServiceError> {
+        let conversation = self.resolve(user, target)?;
+        let done = self
+            .messages
+            .submit_applied(Write::MarkRead(MarkRead {
+                user: user.clone(),
+                conversation: conversation.clone(),
+                seq,
+                now_ms: self.messages.now_ms(),
+            }))?
+            .await?;
+        let floor = self.floor(user, &conversation).await?;
+        let summary = self
+            .store
+            .summaries(
+                user,
+                vec![SummaryQuery {
+                    conversation: conversation.clone(),
+                    peer: None,
+                    floor,
+                }],
+            )
+            .await?;
+        let unread = summary.first().map_or(0, |s| s.unread);
+        Ok((conversation, done.value, unread))
+    }
+
+    /// Recalls a message; answers with its conversation and the event's seq (0 when it was
+    /// already recalled).
+    pub async fn recall(&self, actor: &UserId, message: u64) -> Result<Applied, ServiceError> {
+        self.amend(actor, message, Amendment::Recall, self.config.recall_window)
+            .await
+    }
+
+    /// Replaces a message's content; answers with its conversation and the event's seq (0 when
+    /// the content was the same).
+    pub async fn edit(
+        &self,
+        actor: &UserId,
+        message: u64,
+        content: Option<pb::Content>,
+    ) -> Result<Applied, ServiceError> {
+        let content = content.ok_or(ServiceError::InvalidContent("content is missing"))?;
+        validate_content(&content, self.config.max_content_bytes)?;
+        self.amend(
+            actor,
+            message,
+            Amendment::Edit(content),
+            self.config.edit_window,
+        )
+        .await
+    }
+
+    async fn amend(
+        &self,
+        actor: &UserId,
+        message: u64,
+        change: Amendment,
+        window: Duration,
+    ) -> Result<Applied, ServiceError> {
+        if message == 0 {
+            return Err(ServiceError::MessageNotFound);
+        }
+        self.messages
+            .submit_applied(Write::Amend(Amend {
+                actor: actor.clone(),
+                message: MessageId(message),
+                change,
+                now_ms: self.messages.now_ms(),
+                window_ms: window.as_millis().min(i64::MAX as u128) as i64,
+                write_diffusion_max: self.messages.group_limits().write_diffusion_max,
+            }))?
+            .await
+    }
+
+    /// Pins or mutes a conversation in `user`'s list; answers with it as the list shows it.
+    pub async fn set_flags(
+        &self,
+        user: &UserId,
+        conversation: &str,
+        pinned: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<ConversationView, ServiceError> {
+        let conversation = self.resolve(user, ConversationTarget::Id(conversation.to_owned()))?;
+        if pinned.is_none() && muted.is_none() {
+            return Err(ServiceError::InvalidArgument(
+                "set pinned, muted or both".into(),
+            ));
+        }
+        self.messages
+            .submit_applied(Write::SetFlags(SetFlags {
+                user: user.clone(),
+                conversation: conversation.clone(),
+                pinned,
+                muted,
+                now_ms: self.messages.now_ms(),
+            }))?
+            .await?;
+        let peer = conversation.peer_of(user);
+        let floor = self.floor(user, &conversation).await?;
+        let summary = self
+            .store
+            .summaries(
+                user,
+                vec![SummaryQuery {
+                    conversation: conversation.clone(),
+                    peer: peer.clone(),
+                    floor,
+                }],
+            )
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Internal("no summary for a conversation".into()))?;
+        Ok(view(summary, peer))
+    }
+
+    /// The seqs of a group conversation `user` may not count as unread: those before the
+    /// member's view starts.
+    async fn floor(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<u64, ServiceError> {
+        let Ok(ConversationKind::Group(group)) = conversation.kind() else {
+            return Ok(0);
+        };
+        Ok(match self.groups.group(group, user).await? {
+            Some((record, Some(me))) => match record.settings.history {
+                HistoryVisibility::Full => 0,
+                HistoryVisibility::FromJoin => me.joined_seq.saturating_sub(1),
+            },
+            _ => 0,
+        })
+    }
+
+    /// `user`'s conversation list: the whole of it when `since` is 0 (or too much changed
+    /// since), otherwise the one-to-one conversations that changed after version `since` and
+    /// every group (a large group's messages bypass the inbox, so its changes are not seen
+    /// there).
+    pub async fn list(&self, user: &UserId, since: u64) -> Result<ConversationList, ServiceError> {
+        let head = self.inbox.inbox_head(user).await?;
+        let mut changed: Option<Vec<ConversationId>> = None;
+        if since > 0 && since <= head {
+            let limit = self.config.max_changes_scanned.max(1);
+            let page = self.inbox.read_inbox(user, since, limit).await?;
+            let complete = page.entries.last().is_none_or(|e| e.seq >= page.head);
+            if complete {
+                let mut touched = Vec::new();
+                for entry in &page.entries {
+                    let InboxEvent::Message(m) = &entry.event;
+                    if let Some(c) = touched_direct(m) {
+                        touched.push(c);
+                    }
+                }
+                touched.sort_unstable();
+                touched.dedup();
+                changed = Some(touched);
+            }
+        }
+        let full = changed.is_none();
+        let directs = match changed {
+            Some(list) => list,
+            None => self.store.direct_conversations(user).await?,
+        };
+        let mut wanted: Vec<SummaryQuery> = directs
+            .into_iter()
+            .filter_map(|c| {
+                let peer = c.peer_of(user)?;
+                Some(SummaryQuery {
+                    conversation: c,
+                    peer: Some(peer),
+                    floor: 0,
+                })
+            })
+            .collect();
+        for (record, me) in self.groups.groups_of(user).await? {
+            wanted.push(SummaryQuery {
+                conversation: ConversationId::group(record.id),
+                peer: None,
+                floor: match record.settings.history {
+                    HistoryVisibility::Full => 0,
+                    HistoryVisibility::FromJoin => me.joined_seq.saturating_sub(1),
+                },
+            });
+        }
+        let peers: Vec<Option<UserId>> = wanted.iter().map(|q| q.peer.clone()).collect();
+        let summaries = self.store.summaries(user, wanted).await?;
+        let mut conversations: Vec<ConversationView> = summaries
+            .into_iter()
+            .zip(peers)
+            // A conversation whose only entries were notices has nothing to show yet.
+            .filter(|(s, _)| s.max_seq > 0)
+            .map(|(s, peer)| view(s, peer))
+            .collect();
+        conversations.sort_by(|a, b| {
+            let time =
+                |v: &ConversationView| v.summary.last.as_ref().map_or(0, |m| m.server_time_ms);
+            b.summary
+                .pinned
+                .cmp(&a.summary.pinned)
+                .then_with(|| time(b).cmp(&time(a)))
+                .then_with(|| a.summary.conversation.cmp(&b.summary.conversation))
+        });
+        Ok(ConversationList {
+            conversations,
+            version: head,
+            full,
+        })
+    }
+
+    /// The read marks of `users` in a group `viewer` is a member of.
+    pub async fn read_marks(
+        &self,
+        conversation: &ConversationId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<u64>, ServiceError> {
+        Ok(self.store.read_marks(conversation, users).await?)
+    }
+}
+
+/// The one-to-one conversation an inbox message changes in its user's list, if any: its own,
+/// or the one a notice (a read mark, a flag change, a peer's receipt) is about.
+fn touched_direct(m: &StoredMessage) -> Option<ConversationId> {
+    let target = match m.conversation.kind().ok()? {
+        ConversationKind::Direct(..) => return Some(m.conversation.clone()),
+        ConversationKind::Group(_) => return None,
+        ConversationKind::Notices(_) => match &m.content.body {
+            Some(pb::content::Body::ReadMark(r)) => &r.conversation_id,
+            Some(pb::content::Body::ConversationFlags(f)) => &f.conversation_id,
+            _ => return None,
+        },
+    };
+    match ConversationId::parse(target).ok()? {
+        (c, ConversationKind::Direct(..)) => Some(c),
+        _ => None,
+    }
+}
+
+fn view(summary: ConversationSummary, peer: Option<UserId>) -> ConversationView {
+    let group = match summary.conversation.kind() {
+        Ok(ConversationKind::Group(g)) => Some(g),
+        _ => None,
+    };
+    ConversationView {
+        summary,
+        peer,
+        group,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn message(sender: &str, conversation: ConversationId, sent_ms: i64) -> StoredMessage {
+        StoredMessage {
+            id: MessageId(7),
+            conversation,
+            seq: 3,
+            sender: user(sender),
+            client_msg_id: "c1".into(),
+            server_time_ms: sent_ms,
+            sender_inbox_seq: 1,
+            content: pb::Content {
+                body: Some(pb::content::Body::Text(pb::Text { text: "hi".into() })),
+            },
+            recalled_by: None,
+            edited_ms: 0,
+        }
+    }
+
+    fn text(t: &str) -> pb::Content {
+        pb::Content {
+            body: Some(pb::content::Body::Text(pb::Text { text: t.into() })),
+        }
+    }
+
+    #[test]
+    fn only_the_sender_recalls_a_direct_message_within_the_window() {
+        let c = ConversationId::direct(&user("a"), &user("b"));
+        let m = message("a", c, 1_000);
+        let ok = decide_amend(&m, &user("a"), None, &Amendment::Recall, 2_000, 120_000).unwrap();
+        assert!(matches!(
+            ok.unwrap().body,
+            Some(pb::content::Body::Recall(pb::Recall {
+                message_id: 7,
+                seq: 3
+            }))
+        ));
+        assert!(matches!(
+            decide_amend(&m, &user("b"), None, &Amendment::Recall, 2_000, 120_000),
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            decide_amend(&m, &user("z"), None, &Amendment::Recall, 2_000, 120_000),
+            Err(ServiceError::MessageNotFound)
+        ));
+        assert!(matches!(
+            decide_amend(&m, &user("a"), None, &Amendment::Recall, 122_001, 120_000),
+            Err(ServiceError::WindowPassed {
+                what: "recall",
+                minutes: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn a_group_admin_recalls_others_messages_but_cannot_edit_them() {
+        let c = ConversationId::group(GroupId(4));
+        let m = message("a", c, 0);
+        assert!(
+            decide_amend(
+                &m,
+                &user("adm"),
+                Some(Role::Admin),
+                &Amendment::Recall,
+                1,
+                120_000
+            )
+            .unwrap()
+            .is_some()
+        );
+        assert!(matches!(
+            decide_amend(
+                &m,
+                &user("mem"),
+                Some(Role::Member),
+                &Amendment::Recall,
+                1,
+                120_000
+            ),
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            decide_amend(
+                &m,
+                &user("adm"),
+                Some(Role::Owner),
+                &Amendment::Edit(text("x")),
+                1,
+                1
+            ),
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            decide_amend(&m, &user("gone"), None, &Amendment::Recall, 1, 120_000),
+            Err(ServiceError::MessageNotFound)
+        ));
+    }
+
+    #[test]
+    fn repeated_amendments_record_nothing_and_a_recalled_message_cannot_be_edited() {
+        let c = ConversationId::direct(&user("a"), &user("b"));
+        let mut m = message("a", c, 0);
+        assert_eq!(
+            decide_amend(&m, &user("a"), None, &Amendment::Edit(text("hi")), 1, 10).unwrap(),
+            None
+        );
+        let edit = decide_amend(&m, &user("a"), None, &Amendment::Edit(text("yo")), 1, 10)
+            .unwrap()
+            .unwrap();
+        let event = StoredMessage {
+            content: edit,
+            server_time_ms: 5,
+            ..message("a", m.conversation.clone(), 5)
+        };
+        apply_amendment(&mut m, &event);
+        assert_eq!((m.content.clone(), m.edited_ms), (text("yo"), 5));
+        m.recalled_by = Some(user("a"));
+        assert_eq!(
+            decide_amend(&m, &user("a"), None, &Amendment::Recall, 1, 10).unwrap(),
+            None
+        );
+        assert!(matches!(
+            decide_amend(&m, &user("a"), None, &Amendment::Edit(text("z")), 1, 10),
+            Err(ServiceError::NotEditable(_))
+        ));
+    }
+
+    #[test]
+    fn events_cannot_be_amended() {
+        let c = ConversationId::direct(&user("a"), &user("b"));
+        let mut m = message("a", c, 0);
+        m.client_msg_id.clear();
+        assert!(matches!(
+            decide_amend(&m, &user("a"), None, &Amendment::Recall, 1, 10),
+            Err(ServiceError::NotEditable(_))
+        ));
+    }
+
+    #[test]
+    fn notices_touch_the_conversation_they_are_about() {
+        let (a, b) = (user("a"), user("b"));
+        let direct = ConversationId::direct(&a, &b);
+        let mut notice = message("b", ConversationId::notices(&b), 0);
+        notice.content = pb::Content {
+            body: Some(pb::content::Body::ReadMark(pb::ReadMark {
+                conversation_id: direct.as_str().into(),
+                read_seq: 4,
+            })),
+        };
+        assert_eq!(touched_direct(&notice), Some(direct.clone()));
+        assert_eq!(
+            touched_direct(&message("a", direct.clone(), 0)),
+            Some(direct)
+        );
+        assert_eq!(
+            touched_direct(&message("a", ConversationId::group(GroupId(1)), 0)),
+            None
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! CONVERSATION_LIST: the caller's conversations, whole or changed since a version.
+
+use tern_core::ServiceError;
+use tern_proto::pb;
+
+use super::{Caller, conversation_to_wire};
+use crate::Services;
+
+pub(crate) async fn run(
+    services: &Services,
+    caller: &Caller,
+    req: pb::ConversationListRequest,
+) -> Result<pb::ConversationListResponse, ServiceError> {
+    let list = services
+        .conversations
+        .list(&caller.user, req.since_version)
+        .await?;
+    Ok(pb::ConversationListResponse {
+        conversations: list
+            .conversations
+            .iter()
+            .map(conversation_to_wire)
+            .collect(),
+        version: list.version,
+        full: list.full,
+    })
+}
