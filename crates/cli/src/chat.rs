@@ -76,7 +76,20 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
                 Some(Event::PeerRead { user, read_seq, .. }) => {
                     eprintln!("{user} read up to {read_seq}")
                 }
-                Some(Event::Read { .. } | Event::ConversationFlags { .. }) => {}
+                Some(Event::Friend {
+                    kind: tern_client::pb::FriendEventKind::Requested,
+                    other,
+                    by_me: false,
+                    message,
+                    ..
+                }) => eprintln!("{other} asks to be friends: {message}"),
+                Some(
+                    Event::Read { .. }
+                    | Event::ConversationFlags { .. }
+                    | Event::Friend { .. }
+                    | Event::ProfileChanged { .. }
+                    | Event::BlockChanged { .. },
+                ) => {}
                 Some(Event::Connected { .. }) => {}
                 Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),
                 Some(Event::Kicked(k)) => {

@@ -59,7 +59,31 @@ pub(crate) fn content(c: Option<&pb::Content>) -> String {
             if f.pinned { "pinned" } else { "not pinned" },
             if f.muted { "muted" } else { "not muted" }
         ),
+        Some(pb::content::Body::FriendEvent(f)) => format!("[{}]", friend_event(f)),
+        Some(pb::content::Body::ProfileChanged(p)) => format!(
+            "[profile is now {:?}]",
+            p.profile.as_ref().map_or("", |p| p.nickname.as_str())
+        ),
+        Some(pb::content::Body::BlockChanged(b)) => format!(
+            "[{} {}]",
+            if b.blocked { "blocked" } else { "unblocked" },
+            b.user_id
+        ),
         None => "[empty]".into(),
+    }
+}
+
+/// A friend event in words, as its sender did it.
+pub(crate) fn friend_event(e: &pb::FriendEvent) -> String {
+    use pb::FriendEventKind as K;
+    match K::try_from(e.kind).unwrap_or(K::Unspecified) {
+        K::Requested if e.message.is_empty() => format!("asked {} to be friends", e.user_id),
+        K::Requested => format!("asked {} to be friends: {}", e.user_id, e.message),
+        K::Added => format!("became friends with {}", e.user_id),
+        K::Declined => format!("declined the request of {}", e.user_id),
+        K::Removed => format!("is no longer friends with {}", e.user_id),
+        K::Remarked => format!("named {} {:?}", e.user_id, e.remark),
+        K::Unspecified => format!("friend event {}", e.kind),
     }
 }
 

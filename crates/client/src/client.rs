@@ -180,6 +180,34 @@ pub enum Event {
         /// Muted now.
         muted: bool,
     },
+    /// A friend request, answer, removal or remark that concerns this user, from whichever
+    /// side made it (ask FRIEND_LIST for the list after it).
+    Friend {
+        /// What happened.
+        kind: pb::FriendEventKind,
+        /// The other user.
+        other: String,
+        /// True when this user made the change (on this device or another).
+        by_me: bool,
+        /// A request's message.
+        message: String,
+        /// A remark's new text.
+        remark: String,
+    },
+    /// This user's profile or settings changed (on this device or another).
+    ProfileChanged {
+        /// The profile now.
+        profile: pb::Profile,
+        /// The stranger policy now.
+        stranger_policy: pb::StrangerPolicy,
+    },
+    /// This user blocked or unblocked someone (on this device or another).
+    BlockChanged {
+        /// Who.
+        user: String,
+        /// Blocked now.
+        blocked: bool,
+    },
     /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
     Connected {
         /// The inbox head at login.
@@ -563,6 +591,111 @@ impl Client {
         .await?
         .conversation
         .ok_or_else(|| ClientError::Protocol("CONVERSATION_UPDATE answered without one".into()))
+    }
+
+    /// The profiles of `users` (unknown ones are left out).
+    pub async fn profiles(&self, users: &[&str]) -> Result<Vec<pb::Profile>, ClientError> {
+        Ok(self
+            .request(pb::ProfileGetRequest {
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+            })
+            .await?
+            .profiles)
+    }
+
+    /// Changes this user's profile fields and settings that are set.
+    pub async fn update_profile(
+        &self,
+        update: pb::ProfileUpdateRequest,
+    ) -> Result<pb::ProfileUpdateResponse, ClientError> {
+        self.request(update).await
+    }
+
+    /// The user whose id is `query`, then users whose nickname starts with it.
+    pub async fn search_users(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<pb::Profile>, ClientError> {
+        Ok(self
+            .request(pb::UserSearchRequest {
+                query: query.to_owned(),
+                limit,
+            })
+            .await?
+            .profiles)
+    }
+
+    /// Asks `to` to be friends; answers whether they are friends now (when `to` had asked
+    /// first). Retried like sends: asking again only replaces the message.
+    pub async fn request_friend(&self, to: &str, message: &str) -> Result<bool, ClientError> {
+        Ok(self
+            .request(pb::FriendRequestRequest {
+                to_user: to.to_owned(),
+                message: message.to_owned(),
+            })
+            .await?
+            .friends)
+    }
+
+    /// Accepts or declines the pending request of `from`. Not retried: a request answered
+    /// before the connection dropped is gone the second time.
+    pub async fn respond_friend(&self, from: &str, accept: bool) -> Result<(), ClientError> {
+        self.connection()
+            .await?
+            .request(pb::FriendRespondRequest {
+                from_user: from.to_owned(),
+                accept,
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Ends a friendship.
+    pub async fn delete_friend(&self, user: &str) -> Result<(), ClientError> {
+        self.request(pb::FriendDeleteRequest {
+            user_id: user.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Sets this user's private name for a friend.
+    pub async fn remark_friend(&self, user: &str, remark: &str) -> Result<(), ClientError> {
+        self.request(pb::FriendRemarkRequest {
+            user_id: user.to_owned(),
+            remark: remark.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Friends and pending requests: all with `since_version` 0, else the changes since.
+    pub async fn friends(&self, since_version: u64) -> Result<pb::FriendListResponse, ClientError> {
+        self.request(pb::FriendListRequest { since_version }).await
+    }
+
+    /// Refuses `user`'s one-to-one messages and friend requests.
+    pub async fn block(&self, user: &str) -> Result<(), ClientError> {
+        self.request(pb::BlockRequest {
+            user_id: user.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Stops refusing `user`.
+    pub async fn unblock(&self, user: &str) -> Result<(), ClientError> {
+        self.request(pb::UnblockRequest {
+            user_id: user.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Everyone this user blocked.
+    pub async fn blocked(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self.request(pb::BlockListRequest {}).await?.user_ids)
     }
 
     /// Every group of this user, with each timeline's head.
@@ -1212,6 +1345,30 @@ fn typed_event(message: &pb::Message, me: &str) -> Option<Event> {
             conversation_id: f.conversation_id.clone(),
             pinned: f.pinned,
             muted: f.muted,
+        },
+        Body::FriendEvent(f) => {
+            let by_me = message.sender == me;
+            Event::Friend {
+                kind: pb::FriendEventKind::try_from(f.kind)
+                    .unwrap_or(pb::FriendEventKind::Unspecified),
+                other: if by_me {
+                    f.user_id.clone()
+                } else {
+                    message.sender.clone()
+                },
+                by_me,
+                message: f.message.clone(),
+                remark: f.remark.clone(),
+            }
+        }
+        Body::ProfileChanged(p) => Event::ProfileChanged {
+            profile: p.profile.clone().unwrap_or_default(),
+            stranger_policy: pb::StrangerPolicy::try_from(p.stranger_policy)
+                .unwrap_or(pb::StrangerPolicy::Anyone),
+        },
+        Body::BlockChanged(b) => Event::BlockChanged {
+            user: b.user_id.clone(),
+            blocked: b.blocked,
         },
         _ => return None,
     })

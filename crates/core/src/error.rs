@@ -73,6 +73,12 @@ pub enum ServiceError {
     /// An edit of a recalled message or of an event.
     #[error("this message cannot be edited: {0}")]
     NotEditable(&'static str),
+    /// The recipient refuses this from the caller (blocked, or friends only). Says no more.
+    #[error("the recipient does not accept this")]
+    NotAccepted,
+    /// A friend response without a pending request.
+    #[error("there is no pending friend request from that user")]
+    RequestNotFound,
     /// The caller's role in the group does not allow the change.
     #[error("permission denied: {0}")]
     PermissionDenied(&'static str),

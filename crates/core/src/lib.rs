@@ -14,6 +14,7 @@ pub mod group_service;
 pub mod groups;
 pub mod ids;
 pub mod messages;
+pub mod social;
 pub mod store;
 pub mod sync;
 pub mod typing;

@@ -501,7 +501,10 @@ pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), S
             | Body::Recall(_)
             | Body::Edit(_)
             | Body::ReadMark(_)
-            | Body::ConversationFlags(_),
+            | Body::ConversationFlags(_)
+            | Body::FriendEvent(_)
+            | Body::ProfileChanged(_)
+            | Body::BlockChanged(_),
         ) => Err(ServiceError::InvalidContent(
             "events and notices are written by the server",
         )),

@@ -105,6 +105,8 @@ pub enum Write {
     Amend(Amend),
     /// Change a conversation's list flags and record a `ConversationFlags` notice.
     SetFlags(SetFlags),
+    /// Change a profile, a friendship or a block, decided in the writer, and record notices.
+    Social(crate::social::SocialWrite),
 }
 
 /// A read mark to raise.

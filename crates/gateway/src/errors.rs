@@ -26,6 +26,8 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::MessageNotFound => ErrorCode::MessageNotFound,
         ServiceError::WindowPassed { .. } => ErrorCode::WindowPassed,
         ServiceError::NotEditable(_) => ErrorCode::NotEditable,
+        ServiceError::NotAccepted => ErrorCode::NotAccepted,
+        ServiceError::RequestNotFound => ErrorCode::RequestNotFound,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
         ServiceError::Overloaded => ErrorCode::Overloaded,
         ServiceError::RateLimited(_) => ErrorCode::RateLimited,

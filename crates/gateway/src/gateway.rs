@@ -13,8 +13,8 @@ use std::{
 use axum::{extract::ws::WebSocketUpgrade, response::Response};
 use tern_core::{
     Clock, ConnectionId, accounts::AccountService, conversations::ConversationService,
-    group_service::GroupService, messages::MessageService, sync::SyncService,
-    typing::TypingService,
+    group_service::GroupService, messages::MessageService, social::SocialService,
+    sync::SyncService, typing::TypingService,
 };
 use tern_proto::FrameDecoder;
 use tokio::net::TcpListener;
@@ -41,6 +41,8 @@ pub struct Services {
     pub typing: Arc<TypingService>,
     /// Read marks, recall, edit and the conversation list.
     pub conversations: ConversationService,
+    /// Profiles, friends and the blacklist.
+    pub social: SocialService,
 }
 
 /// Settings of the connection layer.

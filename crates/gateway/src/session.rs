@@ -574,6 +574,59 @@ impl Session<'_> {
                     command::conversation_update::run(&services, &caller, req).await
                 })
             }
+            Request::ProfileGet(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::profile_get::run(&services, &caller, req).await
+                })
+            }
+            Request::ProfileUpdate(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::profile_update::run(&services, &caller, req).await
+                })
+            }
+            Request::UserSearch(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::user_search::run(&services, &caller, req).await
+                })
+            }
+            Request::FriendRequest(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::friend_request::run(&services, &caller, req).await
+                })
+            }
+            Request::FriendRespond(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::friend_respond::run(&services, &caller, req).await
+                })
+            }
+            Request::FriendDelete(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::friend_delete::run(&services, &caller, req).await
+                })
+            }
+            Request::FriendRemark(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::friend_remark::run(&services, &caller, req).await
+                })
+            }
+            Request::FriendList(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::friend_list::run(&services, &caller, req).await
+                })
+            }
+            Request::Block(req) => self.spawn_as_caller(meta, move |services, caller| async move {
+                command::block::run(&services, &caller, req).await
+            }),
+            Request::Unblock(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::unblock::run(&services, &caller, req).await
+                })
+            }
+            Request::BlockList(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::block_list::run(&services, &caller, req).await
+                })
+            }
         }
     }
 

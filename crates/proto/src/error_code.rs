@@ -55,6 +55,11 @@ pub enum ErrorCode {
     WindowPassed = 3007,
     /// EDIT of a recalled message, or of a message that cannot be edited (an event).
     NotEditable = 3008,
+    /// The recipient does not accept this from the caller (a block or a friends-only policy;
+    /// deliberately not saying which).
+    NotAccepted = 3009,
+    /// FRIEND_RESPOND without a pending request from that user.
+    RequestNotFound = 3010,
     /// The caller's role in the group does not allow the change.
     PermissionDenied = 4000,
     /// The sender is muted in the group, or the group is muted for members.
@@ -105,6 +110,8 @@ impl ErrorCode {
         ErrorCode::MessageNotFound,
         ErrorCode::WindowPassed,
         ErrorCode::NotEditable,
+        ErrorCode::NotAccepted,
+        ErrorCode::RequestNotFound,
         ErrorCode::PermissionDenied,
         ErrorCode::Muted,
         ErrorCode::GroupDissolved,
@@ -155,6 +162,8 @@ impl ErrorCode {
             ErrorCode::MessageNotFound => "MESSAGE_NOT_FOUND",
             ErrorCode::WindowPassed => "WINDOW_PASSED",
             ErrorCode::NotEditable => "NOT_EDITABLE",
+            ErrorCode::NotAccepted => "NOT_ACCEPTED",
+            ErrorCode::RequestNotFound => "REQUEST_NOT_FOUND",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Muted => "MUTED",
             ErrorCode::GroupDissolved => "GROUP_DISSOLVED",

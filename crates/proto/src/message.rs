@@ -245,6 +245,17 @@ protocol! {
         Edit = 0x0403, "EDIT", EditRequest => EditResponse;
         ConversationList = 0x0404, "CONVERSATION_LIST", ConversationListRequest => ConversationListResponse;
         ConversationUpdate = 0x0405, "CONVERSATION_UPDATE", ConversationUpdateRequest => ConversationUpdateResponse;
+        ProfileGet = 0x0501, "PROFILE_GET", ProfileGetRequest => ProfileGetResponse;
+        ProfileUpdate = 0x0502, "PROFILE_UPDATE", ProfileUpdateRequest => ProfileUpdateResponse;
+        UserSearch = 0x0503, "USER_SEARCH", UserSearchRequest => UserSearchResponse;
+        FriendRequest = 0x0511, "FRIEND_REQUEST", FriendRequestRequest => FriendRequestResponse;
+        FriendRespond = 0x0512, "FRIEND_RESPOND", FriendRespondRequest => FriendRespondResponse;
+        FriendDelete = 0x0513, "FRIEND_DELETE", FriendDeleteRequest => FriendDeleteResponse;
+        FriendRemark = 0x0514, "FRIEND_REMARK", FriendRemarkRequest => FriendRemarkResponse;
+        FriendList = 0x0515, "FRIEND_LIST", FriendListRequest => FriendListResponse;
+        Block = 0x0521, "BLOCK", BlockRequest => BlockResponse;
+        Unblock = 0x0522, "UNBLOCK", UnblockRequest => UnblockResponse;
+        BlockList = 0x0523, "BLOCK_LIST", BlockListRequest => BlockListResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;

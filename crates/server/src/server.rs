@@ -8,6 +8,7 @@ use tern_core::{
     conversations::ConversationService,
     group_service::GroupService,
     messages::MessageService,
+    social::SocialService,
     sync::SyncService,
     typing::{TypingConfig, TypingService},
 };
@@ -100,7 +101,13 @@ impl Server {
             Arc::new(store.clone()),
             config.conversations(),
         );
+        let social = SocialService::new(
+            messages.clone(),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+        );
         let services = Services {
+            social,
             accounts,
             messages: messages.clone(),
             sync,

@@ -3,9 +3,16 @@
 //! This module holds what they share: the caller, and domain ⇄ wire conversions.
 
 pub(crate) mod ack_cursor;
+pub(crate) mod block;
+pub(crate) mod block_list;
 pub(crate) mod conversation_list;
 pub(crate) mod conversation_update;
 pub(crate) mod edit;
+pub(crate) mod friend_delete;
+pub(crate) mod friend_list;
+pub(crate) mod friend_remark;
+pub(crate) mod friend_request;
+pub(crate) mod friend_respond;
 pub(crate) mod group_create;
 pub(crate) mod group_info;
 pub(crate) mod group_list;
@@ -15,12 +22,16 @@ pub(crate) mod history;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod ping;
+pub(crate) mod profile_get;
+pub(crate) mod profile_update;
 pub(crate) mod read;
 pub(crate) mod recall;
 pub(crate) mod register;
 pub(crate) mod send;
 pub(crate) mod sync;
 pub(crate) mod typing;
+pub(crate) mod unblock;
+pub(crate) mod user_search;
 
 use tern_core::{
     ConnectionId, ConversationId, DeviceId, UserId,

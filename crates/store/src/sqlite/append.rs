@@ -42,6 +42,7 @@ pub(crate) fn append_batch(
             Write::MarkRead(m) => mark_read(batch, m)?,
             Write::Amend(a) => amend(batch, a)?,
             Write::SetFlags(f) => set_flags(batch, f)?,
+            Write::Social(w) => super::social::apply(batch, w)?,
         });
     }
     Ok(outcomes)
@@ -137,7 +138,14 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
         return Ok(AppendOutcome::Duplicate(existing));
     }
     let (inboxes, push_members) = match &m.audience {
-        Audience::Direct(inboxes) => (inboxes.clone(), None),
+        Audience::Direct(inboxes) => {
+            if let Some(recipient) = inboxes.get(1)
+                && batch.refuses(recipient, &m.sender)?
+            {
+                return Ok(AppendOutcome::Refused(ServiceError::NotAccepted));
+            }
+            (inboxes.clone(), None)
+        }
         Audience::Group {
             group,
             write_diffusion_max,
@@ -468,8 +476,21 @@ fn notice(
     body: pb::content::Body,
     now_ms: i64,
 ) -> Result<Result<Stored, ServiceError>, JobError> {
+    let also: Vec<UserId> = also.into_iter().collect();
+    notice_to(batch, user, &also, body, now_ms)
+}
+
+/// Records a notice in `user`'s notice timeline, with entries in the inboxes of `user` and of
+/// each of `also`.
+pub(crate) fn notice_to(
+    batch: &mut Batch<'_>,
+    user: &UserId,
+    also: &[UserId],
+    body: pb::content::Body,
+    now_ms: i64,
+) -> Result<Result<Stored, ServiceError>, JobError> {
     let mut inboxes = vec![user.clone()];
-    inboxes.extend(also.filter(|u| u != user));
+    inboxes.extend(also.iter().filter(|u| *u != user).cloned());
     let row = Row {
         conversation: ConversationId::notices(user),
         sender: user.clone(),

@@ -6,6 +6,7 @@ mod indexer;
 mod reader;
 mod rows;
 mod schema;
+mod social;
 mod tail;
 mod writer;
 
@@ -21,6 +22,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tern_core::{
     ConversationId, DeviceId, GroupId, Platform, StoreError, UserId,
     groups::Member,
+    social::{FriendRecord, FriendRequestRecord, Profile, SocialStore, StrangerPolicy},
     store::{
         AccountStore, AppendOutcome, ConversationStore, ConversationSummary, Direction,
         GroupRecord, GroupStore, HistoryPage, InboxPage, MessageStore, SummaryQuery, TokenRecord,
@@ -644,5 +646,55 @@ impl ConversationStore for SqliteStore {
         let conversation = conversation.clone();
         self.read(move |conn| reader::read_marks(conn, &conversation, &users))
             .await
+    }
+}
+
+#[async_trait]
+impl SocialStore for SqliteStore {
+    async fn profiles(&self, users: Vec<UserId>) -> Result<Vec<Profile>, StoreError> {
+        self.read(move |conn| social::profiles(conn, &users)).await
+    }
+
+    async fn stranger_policy(&self, user: &UserId) -> Result<StrangerPolicy, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| social::stranger_policy(conn, &user))
+            .await
+    }
+
+    async fn search_nicknames(&self, prefix: &str, limit: u32) -> Result<Vec<Profile>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| social::search_nicknames(conn, &prefix, limit))
+            .await
+    }
+
+    async fn friends(&self, user: &UserId, since: u64) -> Result<Vec<FriendRecord>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| social::friend_rows(conn, &user, since))
+            .await
+    }
+
+    async fn friend_requests(
+        &self,
+        user: &UserId,
+        limit: u32,
+    ) -> Result<Vec<FriendRequestRecord>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| social::friend_requests(conn, &user, limit))
+            .await
+    }
+
+    async fn are_friends(
+        &self,
+        user: &UserId,
+        others: Vec<UserId>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| social::are_friends(conn, &user, &others))
+            .await
+    }
+
+    async fn blocked(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| social::blocked(conn, &user)).await
     }
 }

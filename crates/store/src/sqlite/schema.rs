@@ -135,6 +135,49 @@ const MAIN: &[&str] = &[
         SELECT substr(c, 3 + instr(substr(c, 3), ':')), c
         FROM (SELECT DISTINCT conversation AS c FROM messages WHERE conversation LIKE 'p:%');
     "#,
+    // 5: people. Written only by profile, friend and block changes.
+    r#"
+    -- A user's profile and private settings; users without a row have an empty profile.
+    CREATE TABLE profiles (
+        user_id TEXT PRIMARY KEY,
+        nickname TEXT NOT NULL DEFAULT '',
+        avatar TEXT NOT NULL DEFAULT '',
+        signature TEXT NOT NULL DEFAULT '',
+        extra TEXT NOT NULL DEFAULT '',
+        updated_ms INTEGER NOT NULL DEFAULT 0,
+        -- StrangerPolicy as on the wire: 0 anyone, 1 friends only.
+        stranger_policy INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX profiles_by_nickname ON profiles (nickname) WHERE nickname <> '';
+    -- One row per direction of a friendship. A removed friendship keeps its rows (deleted = 1)
+    -- so that a device asking for changes learns of the removal; `version` is the owner's
+    -- inbox seq of the notice that last changed the row.
+    CREATE TABLE friends (
+        user_id TEXT NOT NULL,
+        friend_id TEXT NOT NULL,
+        remark TEXT NOT NULL DEFAULT '',
+        since_ms INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, friend_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX friends_by_version ON friends (user_id, version);
+    -- Pending requests only: an answer deletes the row.
+    CREATE TABLE friend_requests (
+        from_id TEXT NOT NULL,
+        to_id TEXT NOT NULL,
+        message TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (from_id, to_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX friend_requests_to ON friend_requests (to_id, from_id);
+    CREATE TABLE blocks (
+        user_id TEXT NOT NULL,
+        blocked_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (user_id, blocked_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that

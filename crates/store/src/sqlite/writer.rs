@@ -21,7 +21,7 @@ use std::{
 
 use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use tern_core::{
     ConversationId, GroupId, StoreError, UserId, groups::GroupState, store::StoredMessage,
 };
@@ -109,6 +109,8 @@ pub(crate) struct Batch<'a> {
     dedupe: FxHashMap<(UserId, String), Arc<StoredMessage>>,
     appended: Vec<Appended>,
     pairs: Vec<(UserId, ConversationId)>,
+    /// Users who block someone or take messages from friends only (loaded on first use).
+    restrictive: &'a mut Option<FxHashSet<UserId>>,
 }
 
 /// Members held by the writer's group cache across all cached groups (about 100 MB); the
@@ -239,6 +241,33 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Whether `recipient` refuses a one-to-one message from `sender` (a block, or a
+    /// friends-only policy and no friendship). Most users restrict nobody, and the writer knows
+    /// which do, so the common case costs one hash lookup.
+    pub(crate) fn refuses(
+        &mut self,
+        recipient: &UserId,
+        sender: &UserId,
+    ) -> Result<bool, JobError> {
+        if recipient == sender || !self.restrictive()?.contains(recipient) {
+            return Ok(false);
+        }
+        Ok(super::social::refuses(self.conn, recipient, sender)?)
+    }
+
+    /// Notes that `user` now blocks someone or takes messages from friends only.
+    pub(crate) fn mark_restrictive(&mut self, user: &UserId) -> Result<(), JobError> {
+        self.restrictive()?.insert(user.clone());
+        Ok(())
+    }
+
+    fn restrictive(&mut self) -> Result<&mut FxHashSet<UserId>, JobError> {
+        if self.restrictive.is_none() {
+            *self.restrictive = Some(super::social::restrictive_users(self.conn)?);
+        }
+        Ok(self.restrictive.get_or_insert_with(FxHashSet::default))
+    }
+
     /// A message by id as readers see it now (amended), if it exists.
     pub(crate) fn message(&self, id: u64) -> Result<Option<StoredMessage>, JobError> {
         let message = self
@@ -306,6 +335,9 @@ pub(crate) struct Writer {
     index: Connection,
     heads: Heads,
     groups: LruCache<GroupId, GroupState, FxBuildHasher>,
+    /// Users who restrict who may message them; never shrinks (a stale member only costs a
+    /// lookup), so a rolled-back batch leaves nothing wrong in it.
+    restrictive: Option<FxHashSet<UserId>>,
     tail: Arc<Mutex<Tail>>,
     max_jobs: usize,
     progress: Arc<Progress>,
@@ -343,6 +375,7 @@ impl Writer {
                 NonZeroUsize::new(parts.group_cache.max(1)).unwrap_or(NonZeroUsize::MIN),
                 FxBuildHasher,
             ),
+            restrictive: None,
             tail: parts.tail,
             max_jobs: parts.max_jobs.max(1),
             deleted_log: 0,
@@ -421,6 +454,7 @@ impl Writer {
             dedupe: FxHashMap::default(),
             appended: Vec::new(),
             pairs: Vec::new(),
+            restrictive: &mut self.restrictive,
         };
         for job in jobs.iter_mut() {
             job.run(&mut batch)?;

@@ -1,0 +1,596 @@
+//! People: profiles, friends, the blacklist and who may message a user.
+//!
+//! Every change is a write of the message pipeline, so it takes one place in the commit order:
+//! a block or a friends-only policy applies to exactly the messages committed after it. Each
+//! change records a notice in the actor's notice timeline with inbox entries for whoever must
+//! learn it (the actor's devices, and for friend requests, answers and removals the other user),
+//! so every device converges through sync; the lists themselves are read by version.
+
+use std::sync::Arc;
+
+use crate::{
+    ServiceError,
+    ids::UserId,
+    messages::MessageService,
+    pb,
+    store::{MessageStore, Write},
+};
+
+/// The longest nickname, in bytes.
+pub const MAX_NICKNAME: usize = 64;
+/// The longest avatar reference, in bytes.
+pub const MAX_AVATAR: usize = 2048;
+/// The longest signature, in bytes.
+pub const MAX_SIGNATURE: usize = 256;
+/// The longest extra JSON, in bytes.
+pub const MAX_EXTRA: usize = 4096;
+/// The longest remark, in bytes.
+pub const MAX_REMARK: usize = 64;
+/// The longest friend request message, in bytes.
+pub const MAX_REQUEST_MESSAGE: usize = 256;
+/// Profiles per PROFILE_GET.
+pub const MAX_PROFILES_PER_GET: usize = 200;
+/// Pending requests listed per FRIEND_LIST.
+pub const MAX_LISTED_REQUESTS: u32 = 200;
+
+/// Who may start a one-to-one conversation with a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrangerPolicy {
+    /// Anyone not blocked.
+    #[default]
+    Anyone,
+    /// Friends only.
+    FriendsOnly,
+}
+
+impl StrangerPolicy {
+    /// The policy as stored and on the wire.
+    pub fn to_wire(self) -> pb::StrangerPolicy {
+        match self {
+            StrangerPolicy::Anyone => pb::StrangerPolicy::Anyone,
+            StrangerPolicy::FriendsOnly => pb::StrangerPolicy::FriendsOnly,
+        }
+    }
+
+    /// The policy for a stored or wire value (unknown values read as the default).
+    pub fn from_wire(v: i32) -> StrangerPolicy {
+        match pb::StrangerPolicy::try_from(v) {
+            Ok(pb::StrangerPolicy::FriendsOnly) => StrangerPolicy::FriendsOnly,
+            _ => StrangerPolicy::Anyone,
+        }
+    }
+}
+
+/// A user's public profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Whose.
+    pub user: UserId,
+    /// Display name; empty when never set.
+    pub nickname: String,
+    /// A file id or URL.
+    pub avatar: String,
+    /// A short status line.
+    pub signature: String,
+    /// A JSON object as text, or empty.
+    pub extra: String,
+    /// When it last changed (0: never).
+    pub updated_ms: i64,
+}
+
+impl Profile {
+    /// The profile of a user who never set one.
+    pub fn empty(user: UserId) -> Self {
+        Self {
+            user,
+            nickname: String::new(),
+            avatar: String::new(),
+            signature: String::new(),
+            extra: String::new(),
+            updated_ms: 0,
+        }
+    }
+
+    /// The profile as the wire shows it.
+    pub fn to_wire(&self) -> pb::Profile {
+        pb::Profile {
+            user_id: self.user.to_string(),
+            nickname: self.nickname.clone(),
+            avatar: self.avatar.clone(),
+            signature: self.signature.clone(),
+            extra: self.extra.clone(),
+            updated_ms: self.updated_ms,
+        }
+    }
+}
+
+/// Changes to a profile and settings; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfilePatch {
+    /// New nickname.
+    pub nickname: Option<String>,
+    /// New avatar.
+    pub avatar: Option<String>,
+    /// New signature.
+    pub signature: Option<String>,
+    /// New extra JSON.
+    pub extra: Option<String>,
+    /// New stranger policy.
+    pub stranger_policy: Option<StrangerPolicy>,
+}
+
+impl ProfilePatch {
+    /// Checks every field that is set.
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        let check = |v: &Option<String>, max: usize, what: &str| match v {
+            Some(s) if s.len() > max => Err(ServiceError::InvalidArgument(format!(
+                "{what} is longer than {max} bytes"
+            ))),
+            _ => Ok(()),
+        };
+        check(&self.nickname, MAX_NICKNAME, "nickname")?;
+        check(&self.avatar, MAX_AVATAR, "avatar")?;
+        check(&self.signature, MAX_SIGNATURE, "signature")?;
+        check(&self.extra, MAX_EXTRA, "extra")?;
+        if let Some(extra) = &self.extra
+            && !extra.is_empty()
+            && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(extra).is_err()
+        {
+            return Err(ServiceError::InvalidArgument(
+                "extra must be a JSON object or empty".into(),
+            ));
+        }
+        if self.nickname.as_deref().is_some_and(has_control) {
+            return Err(ServiceError::InvalidArgument(
+                "nickname has control characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ProfilePatch::default()
+    }
+
+    /// The profile and policy after the patch, or `None` when it changes nothing.
+    pub fn apply(
+        &self,
+        profile: &Profile,
+        policy: StrangerPolicy,
+        now_ms: i64,
+    ) -> Option<(Profile, StrangerPolicy)> {
+        let mut next = profile.clone();
+        let set = |field: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                field.clone_from(v);
+            }
+        };
+        set(&mut next.nickname, &self.nickname);
+        set(&mut next.avatar, &self.avatar);
+        set(&mut next.signature, &self.signature);
+        set(&mut next.extra, &self.extra);
+        let policy_next = self.stranger_policy.unwrap_or(policy);
+        if next == *profile && policy_next == policy {
+            return None;
+        }
+        next.updated_ms = now_ms;
+        Some((next, policy_next))
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// A change to the social graph, decided in the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocialChange {
+    /// Change the actor's profile and settings.
+    UpdateProfile(ProfilePatch),
+    /// Ask `to` to be friends.
+    FriendRequest {
+        /// Who is asked.
+        to: UserId,
+        /// The request's message.
+        message: String,
+    },
+    /// Answer the pending request of `from`.
+    FriendRespond {
+        /// Who asked.
+        from: UserId,
+        /// Accept (else decline).
+        accept: bool,
+    },
+    /// End a friendship.
+    FriendDelete(UserId),
+    /// Set the actor's remark for a friend.
+    FriendRemark {
+        /// The friend.
+        friend: UserId,
+        /// The remark (empty clears it).
+        remark: String,
+    },
+    /// Refuse a user's one-to-one messages and friend requests.
+    Block(UserId),
+    /// Stop refusing them.
+    Unblock(UserId),
+}
+
+/// One friend of a user, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendRecord {
+    /// The friend.
+    pub user: UserId,
+    /// The owner's remark for it.
+    pub remark: String,
+    /// When the friendship began.
+    pub since_ms: i64,
+    /// The friendship ended (listed only among changes).
+    pub removed: bool,
+}
+
+/// A pending friend request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendRequestRecord {
+    /// Who asked.
+    pub from: UserId,
+    /// Who is asked.
+    pub to: UserId,
+    /// Its message.
+    pub message: String,
+    /// When.
+    pub created_ms: i64,
+}
+
+/// Profiles, friends and blocks as readers see them (written through the message pipeline).
+#[async_trait::async_trait]
+pub trait SocialStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The profiles of those of `users` that exist, in the same order.
+    async fn profiles(&self, users: Vec<UserId>) -> Result<Vec<Profile>, crate::StoreError>;
+
+    /// A user's stranger policy.
+    async fn stranger_policy(&self, user: &UserId) -> Result<StrangerPolicy, crate::StoreError>;
+
+    /// Users whose nickname starts with `prefix`, ordered by nickname, `limit` at most.
+    async fn search_nicknames(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<Profile>, crate::StoreError>;
+
+    /// `user`'s friends; with `since` 0 the current ones, otherwise the rows changed by notices
+    /// after inbox seq `since`, removals included.
+    async fn friends(
+        &self,
+        user: &UserId,
+        since: u64,
+    ) -> Result<Vec<FriendRecord>, crate::StoreError>;
+
+    /// Pending requests to or from `user`, newest first, `limit` at most.
+    async fn friend_requests(
+        &self,
+        user: &UserId,
+        limit: u32,
+    ) -> Result<Vec<FriendRequestRecord>, crate::StoreError>;
+
+    /// Whether `user` is friends with each of `others`, in the same order.
+    async fn are_friends(
+        &self,
+        user: &UserId,
+        others: Vec<UserId>,
+    ) -> Result<Vec<bool>, crate::StoreError>;
+
+    /// Everyone `user` blocked, ordered by id.
+    async fn blocked(&self, user: &UserId) -> Result<Vec<UserId>, crate::StoreError>;
+}
+
+/// A user's friend list, whole or the changes since a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FriendList {
+    /// Friends added or changed (all of them when `full`).
+    pub friends: Vec<FriendRecord>,
+    /// Users who stopped being friends since.
+    pub removed: Vec<UserId>,
+    /// Pending requests to or from the user.
+    pub requests: Vec<FriendRequestRecord>,
+    /// The version to ask for changes from.
+    pub version: u64,
+    /// Whether this is the whole list.
+    pub full: bool,
+}
+
+/// Profiles, friends and the blacklist.
+#[derive(Debug, Clone)]
+pub struct SocialService {
+    messages: MessageService,
+    store: Arc<dyn SocialStore>,
+    inbox: Arc<dyn MessageStore>,
+}
+
+fn parse_user(raw: &str) -> Result<UserId, ServiceError> {
+    UserId::parse(raw).map_err(|_| ServiceError::UnknownUser(unknown(raw)))
+}
+
+fn unknown(raw: &str) -> UserId {
+    UserId::parse(raw).unwrap_or_else(|_| UserId::parse("invalid").expect("valid literal"))
+}
+
+impl SocialService {
+    /// The service over the message pipeline (which commits every change) and the stores.
+    pub fn new(
+        messages: MessageService,
+        store: Arc<dyn SocialStore>,
+        inbox: Arc<dyn MessageStore>,
+    ) -> Self {
+        Self {
+            messages,
+            store,
+            inbox,
+        }
+    }
+
+    async fn submit(&self, actor: &UserId, change: SocialChange) -> Result<u64, ServiceError> {
+        let done = self
+            .messages
+            .submit_applied(Write::Social(SocialWrite {
+                actor: actor.clone(),
+                change,
+                now_ms: self.messages.now_ms(),
+            }))?
+            .await?;
+        Ok(done.value)
+    }
+
+    /// Profiles of existing users among `users` (unknown or invalid ids are left out).
+    pub async fn profiles(&self, users: &[String]) -> Result<Vec<Profile>, ServiceError> {
+        if users.len() > MAX_PROFILES_PER_GET {
+            return Err(ServiceError::InvalidArgument(format!(
+                "at most {MAX_PROFILES_PER_GET} profiles per request"
+            )));
+        }
+        let ids: Vec<UserId> = users.iter().filter_map(|u| UserId::parse(u).ok()).collect();
+        Ok(self.store.profiles(ids).await?)
+    }
+
+    /// Changes the caller's profile and settings; answers with them after the change.
+    pub async fn update_profile(
+        &self,
+        user: &UserId,
+        patch: ProfilePatch,
+    ) -> Result<(Profile, StrangerPolicy), ServiceError> {
+        patch.validate()?;
+        if !patch.is_empty() {
+            self.submit(user, SocialChange::UpdateProfile(patch))
+                .await?;
+        }
+        let profile = self
+            .store
+            .profiles(vec![user.clone()])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Profile::empty(user.clone()));
+        Ok((profile, self.store.stranger_policy(user).await?))
+    }
+
+    /// The user whose id is `query`, then users whose nickname starts with it.
+    pub async fn search(&self, query: &str, limit: u32) -> Result<Vec<Profile>, ServiceError> {
+        if query.is_empty() || query.len() > MAX_NICKNAME {
+            return Err(ServiceError::InvalidArgument(
+                "query must be 1 to 64 bytes".into(),
+            ));
+        }
+        let limit = if limit == 0 { 20 } else { limit.min(100) };
+        let mut out = match UserId::parse(query) {
+            Ok(id) => self.store.profiles(vec![id]).await?,
+            Err(_) => Vec::new(),
+        };
+        for p in self.store.search_nicknames(query, limit).await? {
+            if out.len() >= limit as usize {
+                break;
+            }
+            if !out.iter().any(|o| o.user == p.user) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks `to` to be friends; answers whether they are friends afterwards.
+    pub async fn request_friend(
+        &self,
+        user: &UserId,
+        to: &str,
+        message: String,
+    ) -> Result<bool, ServiceError> {
+        let to = parse_user(to)?;
+        if &to == user {
+            return Err(ServiceError::InvalidArgument(
+                "you cannot befriend yourself".into(),
+            ));
+        }
+        if message.len() > MAX_REQUEST_MESSAGE {
+            return Err(ServiceError::InvalidArgument(format!(
+                "the message is longer than {MAX_REQUEST_MESSAGE} bytes"
+            )));
+        }
+        Ok(self
+            .submit(user, SocialChange::FriendRequest { to, message })
+            .await?
+            == 1)
+    }
+
+    /// Accepts or declines the pending request of `from`.
+    pub async fn respond(
+        &self,
+        user: &UserId,
+        from: &str,
+        accept: bool,
+    ) -> Result<(), ServiceError> {
+        let from = UserId::parse(from).map_err(|_| ServiceError::RequestNotFound)?;
+        self.submit(user, SocialChange::FriendRespond { from, accept })
+            .await
+            .map(drop)
+    }
+
+    /// Ends a friendship (succeeds when there is none).
+    pub async fn delete_friend(&self, user: &UserId, friend: &str) -> Result<(), ServiceError> {
+        let friend = parse_user(friend)?;
+        self.submit(user, SocialChange::FriendDelete(friend))
+            .await
+            .map(drop)
+    }
+
+    /// Sets the caller's remark for a friend.
+    pub async fn remark(
+        &self,
+        user: &UserId,
+        friend: &str,
+        remark: String,
+    ) -> Result<(), ServiceError> {
+        let friend = parse_user(friend)?;
+        if remark.len() > MAX_REMARK || has_control(&remark) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "a remark is at most {MAX_REMARK} bytes without control characters"
+            )));
+        }
+        self.submit(user, SocialChange::FriendRemark { friend, remark })
+            .await
+            .map(drop)
+    }
+
+    /// The caller's friends: all with `since` 0, else the changes after that version.
+    pub async fn friends(&self, user: &UserId, since: u64) -> Result<FriendList, ServiceError> {
+        // Read first: a change committed meanwhile is listed again next time, never missed.
+        let version = self.inbox.inbox_head(user).await?;
+        let full = since == 0 || since > version;
+        let rows = self
+            .store
+            .friends(user, if full { 0 } else { since })
+            .await?;
+        let (removed, friends): (Vec<FriendRecord>, Vec<FriendRecord>) =
+            rows.into_iter().partition(|f| f.removed);
+        let requests = self
+            .store
+            .friend_requests(user, MAX_LISTED_REQUESTS)
+            .await?;
+        Ok(FriendList {
+            friends,
+            removed: removed.into_iter().map(|f| f.user).collect(),
+            requests,
+            version,
+            full,
+        })
+    }
+
+    /// Blocks a user.
+    pub async fn block(&self, user: &UserId, other: &str) -> Result<(), ServiceError> {
+        let other = parse_user(other)?;
+        if &other == user {
+            return Err(ServiceError::InvalidArgument(
+                "you cannot block yourself".into(),
+            ));
+        }
+        self.submit(user, SocialChange::Block(other))
+            .await
+            .map(drop)
+    }
+
+    /// Unblocks a user (succeeds when it was not blocked).
+    pub async fn unblock(&self, user: &UserId, other: &str) -> Result<(), ServiceError> {
+        let other = parse_user(other)?;
+        self.submit(user, SocialChange::Unblock(other))
+            .await
+            .map(drop)
+    }
+
+    /// Everyone the caller blocked.
+    pub async fn blocked(&self, user: &UserId) -> Result<Vec<UserId>, ServiceError> {
+        Ok(self.store.blocked(user).await?)
+    }
+
+    /// Which of `others` are friends of `user`.
+    pub async fn are_friends(
+        &self,
+        user: &UserId,
+        others: Vec<UserId>,
+    ) -> Result<Vec<bool>, ServiceError> {
+        Ok(self.store.are_friends(user, others).await?)
+    }
+}
+
+/// A social change by `actor`.
+#[derive(Debug, Clone)]
+pub struct SocialWrite {
+    /// Who makes it.
+    pub actor: UserId,
+    /// What.
+    pub change: SocialChange,
+    /// When.
+    pub now_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Profile {
+        Profile::empty(UserId::parse("me").unwrap())
+    }
+
+    #[test]
+    fn patches_are_validated_field_by_field() {
+        let ok = ProfilePatch {
+            nickname: Some("Ann".into()),
+            extra: Some(r#"{"team":"blue"}"#.into()),
+            ..Default::default()
+        };
+        ok.validate().unwrap();
+        for bad in [
+            ProfilePatch {
+                nickname: Some("x".repeat(65)),
+                ..Default::default()
+            },
+            ProfilePatch {
+                nickname: Some("a\nb".into()),
+                ..Default::default()
+            },
+            ProfilePatch {
+                extra: Some("[1,2]".into()),
+                ..Default::default()
+            },
+            ProfilePatch {
+                extra: Some("{".into()),
+                ..Default::default()
+            },
+            ProfilePatch {
+                signature: Some("s".repeat(257)),
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(ServiceError::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_applies_as_none() {
+        let patch = ProfilePatch {
+            nickname: Some(String::new()),
+            stranger_policy: Some(StrangerPolicy::Anyone),
+            ..Default::default()
+        };
+        assert_eq!(patch.apply(&me(), StrangerPolicy::Anyone, 5), None);
+        let patch = ProfilePatch {
+            nickname: Some("Ann".into()),
+            ..Default::default()
+        };
+        let (p, policy) = patch.apply(&me(), StrangerPolicy::FriendsOnly, 5).unwrap();
+        assert_eq!(
+            (p.nickname.as_str(), p.updated_ms, policy),
+            ("Ann", 5, StrangerPolicy::FriendsOnly)
+        );
+    }
+}

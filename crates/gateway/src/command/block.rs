@@ -1,0 +1,16 @@
+//! BLOCK: refuses a user's one-to-one messages and friend requests.
+
+use tern_core::ServiceError;
+use tern_proto::pb;
+
+use super::Caller;
+use crate::Services;
+
+pub(crate) async fn run(
+    services: &Services,
+    caller: &Caller,
+    req: pb::BlockRequest,
+) -> Result<pb::BlockResponse, ServiceError> {
+    services.social.block(&caller.user, &req.user_id).await?;
+    Ok(pb::BlockResponse {})
+}

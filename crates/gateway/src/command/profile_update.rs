@@ -1,0 +1,29 @@
+//! PROFILE_UPDATE: changes the caller's profile and settings.
+
+use tern_core::{
+    ServiceError,
+    social::{ProfilePatch, StrangerPolicy},
+};
+use tern_proto::pb;
+
+use super::Caller;
+use crate::Services;
+
+pub(crate) async fn run(
+    services: &Services,
+    caller: &Caller,
+    req: pb::ProfileUpdateRequest,
+) -> Result<pb::ProfileUpdateResponse, ServiceError> {
+    let patch = ProfilePatch {
+        nickname: req.nickname,
+        avatar: req.avatar,
+        signature: req.signature,
+        extra: req.extra,
+        stranger_policy: req.stranger_policy.map(StrangerPolicy::from_wire),
+    };
+    let (profile, policy) = services.social.update_profile(&caller.user, patch).await?;
+    Ok(pb::ProfileUpdateResponse {
+        profile: Some(profile.to_wire()),
+        stranger_policy: policy.to_wire() as i32,
+    })
+}

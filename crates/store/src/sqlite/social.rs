@@ -1,0 +1,521 @@
+//! Profiles, friends and blocks: applying social changes inside the writer's transaction, and
+//! the read queries.
+//!
+//! Each change records its notices first (so the rows can carry the owner's inbox seq as their
+//! version) and then updates the keyed tables, all in the batch's transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rustc_hash::FxHashSet;
+use tern_core::{
+    ConversationId, ServiceError, StoreError, UserId, pb,
+    social::{
+        FriendRecord, FriendRequestRecord, Profile, SocialChange, SocialWrite, StrangerPolicy,
+    },
+    store::{AppendOutcome, Stored},
+};
+
+use super::{
+    append::notice_to,
+    rows::store_err,
+    writer::{Batch, JobError},
+};
+
+/// Users who block someone or take messages from friends only.
+pub(crate) fn restrictive_users(conn: &Connection) -> rusqlite::Result<FxHashSet<UserId>> {
+    conn.prepare(
+        "SELECT user_id FROM blocks UNION SELECT user_id FROM profiles WHERE stranger_policy <> 0",
+    )?
+    .query_map([], |r| r.get::<_, String>(0))?
+    .filter_map(|r| match r {
+        Ok(s) => UserId::parse(&s).ok().map(Ok),
+        Err(e) => Some(Err(e)),
+    })
+    .collect()
+}
+
+/// Whether `recipient` refuses one-to-one messages from `sender`.
+pub(crate) fn refuses(
+    conn: &Connection,
+    recipient: &UserId,
+    sender: &UserId,
+) -> rusqlite::Result<bool> {
+    if blocks(conn, recipient, sender)? {
+        return Ok(true);
+    }
+    Ok(policy(conn, recipient)? == StrangerPolicy::FriendsOnly
+        && !friends(conn, recipient, sender)?)
+}
+
+fn blocks(conn: &Connection, user: &UserId, other: &UserId) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
+        .exists(params![user.as_str(), other.as_str()])
+}
+
+fn friends(conn: &Connection, user: &UserId, other: &UserId) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2 AND deleted = 0",
+    )?
+    .exists(params![user.as_str(), other.as_str()])
+}
+
+fn policy(conn: &Connection, user: &UserId) -> rusqlite::Result<StrangerPolicy> {
+    Ok(conn
+        .prepare_cached("SELECT stranger_policy FROM profiles WHERE user_id = ?1")?
+        .query_row([user.as_str()], |r| r.get::<_, i32>(0))
+        .optional()?
+        .map_or(StrangerPolicy::Anyone, StrangerPolicy::from_wire))
+}
+
+const PROFILE_COLUMNS: &str = "u.id, coalesce(p.nickname, ''), coalesce(p.avatar, ''), coalesce(p.signature, ''), coalesce(p.extra, ''), coalesce(p.updated_ms, 0)";
+
+fn profile_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Profile> {
+    let id: String = row.get(0)?;
+    let user = UserId::parse(&id).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, "user id".into())
+    })?;
+    Ok(Profile {
+        user,
+        nickname: row.get(1)?,
+        avatar: row.get(2)?,
+        signature: row.get(3)?,
+        extra: row.get(4)?,
+        updated_ms: row.get(5)?,
+    })
+}
+
+/// The profile of an existing user.
+pub(crate) fn profile(conn: &Connection, user: &UserId) -> rusqlite::Result<Option<Profile>> {
+    conn.prepare_cached(&format!(
+        "SELECT {PROFILE_COLUMNS} FROM users u LEFT JOIN profiles p ON p.user_id = u.id WHERE u.id = ?1"
+    ))?
+    .query_row([user.as_str()], profile_from_row)
+    .optional()
+}
+
+/// Applies one social change.
+pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutcome, JobError> {
+    let SocialWrite {
+        actor,
+        change,
+        now_ms,
+    } = w;
+    let done = |value: u64, event: Option<Stored>| AppendOutcome::Applied {
+        conversation: ConversationId::notices(&actor),
+        value,
+        event,
+    };
+    let refuse = |e: ServiceError| Ok(AppendOutcome::Refused(e));
+    let friend_event =
+        |kind: pb::FriendEventKind, other: &UserId, message: String, remark: String| {
+            pb::content::Body::FriendEvent(pb::FriendEvent {
+                kind: kind as i32,
+                user_id: other.to_string(),
+                message,
+                remark,
+            })
+        };
+    match change {
+        SocialChange::UpdateProfile(patch) => {
+            let Some(current) = profile(batch.conn, &actor)? else {
+                return refuse(ServiceError::UnknownUser(actor.clone()));
+            };
+            let old_policy = policy(batch.conn, &actor)?;
+            let Some((next, next_policy)) = patch.apply(&current, old_policy, now_ms) else {
+                return Ok(done(0, None));
+            };
+            let body = pb::content::Body::ProfileChanged(pb::ProfileChanged {
+                profile: Some(next.to_wire()),
+                stranger_policy: next_policy.to_wire() as i32,
+            });
+            let stored = match notice_to(batch, &actor, &[], body, now_ms)? {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            batch
+                .conn
+                .prepare_cached(
+                    "INSERT INTO profiles (user_id, nickname, avatar, signature, extra, updated_ms, stranger_policy)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (user_id) DO UPDATE SET nickname = excluded.nickname,
+                       avatar = excluded.avatar, signature = excluded.signature, extra = excluded.extra,
+                       updated_ms = excluded.updated_ms, stranger_policy = excluded.stranger_policy",
+                )?
+                .execute(params![
+                    actor.as_str(),
+                    next.nickname,
+                    next.avatar,
+                    next.signature,
+                    next.extra,
+                    next.updated_ms,
+                    next_policy.to_wire() as i32
+                ])?;
+            if next_policy == StrangerPolicy::FriendsOnly {
+                batch.mark_restrictive(&actor)?;
+            }
+            Ok(done(0, Some(stored)))
+        }
+        SocialChange::FriendRequest { to, message } => {
+            if batch.inbox_head(&to)?.is_none() {
+                return refuse(ServiceError::UnknownUser(to));
+            }
+            if blocks(batch.conn, &to, &actor)? {
+                return refuse(ServiceError::NotAccepted);
+            }
+            if friends(batch.conn, &actor, &to)? {
+                return Ok(done(1, None));
+            }
+            if pending(batch.conn, &to, &actor)? {
+                // They asked first: asking back is accepting.
+                let stored = befriend(batch, &actor, &to, now_ms)?;
+                return Ok(done(1, Some(stored)));
+            }
+            let body = friend_event(
+                pb::FriendEventKind::Requested,
+                &to,
+                message.clone(),
+                String::new(),
+            );
+            let stored = match notice_to(batch, &actor, std::slice::from_ref(&to), body, now_ms)? {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            batch
+                .conn
+                .prepare_cached(
+                    "INSERT INTO friend_requests (from_id, to_id, message, created_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (from_id, to_id) DO UPDATE SET message = excluded.message, created_ms = excluded.created_ms",
+                )?
+                .execute(params![actor.as_str(), to.as_str(), message, now_ms])?;
+            Ok(done(0, Some(stored)))
+        }
+        SocialChange::FriendRespond { from, accept } => {
+            if !pending(batch.conn, &from, &actor)? {
+                return refuse(ServiceError::RequestNotFound);
+            }
+            if accept {
+                let stored = befriend(batch, &actor, &from, now_ms)?;
+                return Ok(done(1, Some(stored)));
+            }
+            delete_request(batch.conn, &from, &actor)?;
+            let body = friend_event(
+                pb::FriendEventKind::Declined,
+                &from,
+                String::new(),
+                String::new(),
+            );
+            let stored = match notice_to(batch, &actor, &[], body, now_ms)? {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            Ok(done(0, Some(stored)))
+        }
+        SocialChange::FriendDelete(other) => {
+            if !friends(batch.conn, &actor, &other)? {
+                return Ok(done(0, None));
+            }
+            let body = friend_event(
+                pb::FriendEventKind::Removed,
+                &other,
+                String::new(),
+                String::new(),
+            );
+            let stored = match notice_to(batch, &actor, std::slice::from_ref(&other), body, now_ms)?
+            {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            for (owner, friend) in [(&actor, &other), (&other, &actor)] {
+                batch
+                    .conn
+                    .prepare_cached(
+                        "UPDATE friends SET deleted = 1, version = ?3 WHERE user_id = ?1 AND friend_id = ?2",
+                    )?
+                    .execute(params![
+                        owner.as_str(),
+                        friend.as_str(),
+                        version_of(&stored, owner) as i64
+                    ])?;
+            }
+            Ok(done(0, Some(stored)))
+        }
+        SocialChange::FriendRemark { friend, remark } => {
+            if !friends(batch.conn, &actor, &friend)? {
+                return refuse(ServiceError::InvalidArgument(
+                    "a remark can only be set for a friend".into(),
+                ));
+            }
+            let current: String = batch
+                .conn
+                .prepare_cached("SELECT remark FROM friends WHERE user_id = ?1 AND friend_id = ?2")?
+                .query_row(params![actor.as_str(), friend.as_str()], |r| r.get(0))?;
+            if current == remark {
+                return Ok(done(0, None));
+            }
+            let body = friend_event(
+                pb::FriendEventKind::Remarked,
+                &friend,
+                String::new(),
+                remark.clone(),
+            );
+            let stored = match notice_to(batch, &actor, &[], body, now_ms)? {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            batch
+                .conn
+                .prepare_cached(
+                    "UPDATE friends SET remark = ?3, version = ?4 WHERE user_id = ?1 AND friend_id = ?2",
+                )?
+                .execute(params![
+                    actor.as_str(),
+                    friend.as_str(),
+                    remark,
+                    version_of(&stored, &actor) as i64
+                ])?;
+            Ok(done(0, Some(stored)))
+        }
+        SocialChange::Block(other) | SocialChange::Unblock(other) if other == actor => refuse(
+            ServiceError::InvalidArgument("you cannot block yourself".into()),
+        ),
+        SocialChange::Block(other) => {
+            if batch.inbox_head(&other)?.is_none() {
+                return refuse(ServiceError::UnknownUser(other));
+            }
+            if blocks(batch.conn, &actor, &other)? {
+                return Ok(done(0, None));
+            }
+            let stored = match block_notice(batch, &actor, &other, true, now_ms)? {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            batch
+                .conn
+                .prepare_cached(
+                    "INSERT INTO blocks (user_id, blocked_id, created_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![actor.as_str(), other.as_str(), now_ms])?;
+            batch.mark_restrictive(&actor)?;
+            Ok(done(0, Some(stored)))
+        }
+        SocialChange::Unblock(other) => {
+            if !blocks(batch.conn, &actor, &other)? {
+                return Ok(done(0, None));
+            }
+            let stored = match block_notice(batch, &actor, &other, false, now_ms)? {
+                Ok(s) => s,
+                Err(e) => return refuse(e),
+            };
+            batch
+                .conn
+                .prepare_cached("DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
+                .execute(params![actor.as_str(), other.as_str()])?;
+            Ok(done(0, Some(stored)))
+        }
+    }
+}
+
+fn block_notice(
+    batch: &mut Batch<'_>,
+    actor: &UserId,
+    other: &UserId,
+    blocked: bool,
+    now_ms: i64,
+) -> Result<Result<Stored, ServiceError>, JobError> {
+    let body = pb::content::Body::BlockChanged(pb::BlockChanged {
+        user_id: other.to_string(),
+        blocked,
+    });
+    notice_to(batch, actor, &[], body, now_ms)
+}
+
+fn pending(conn: &Connection, from: &UserId, to: &UserId) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM friend_requests WHERE from_id = ?1 AND to_id = ?2")?
+        .exists(params![from.as_str(), to.as_str()])
+}
+
+fn delete_request(conn: &Connection, from: &UserId, to: &UserId) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM friend_requests WHERE from_id = ?1 AND to_id = ?2")?
+        .execute(params![from.as_str(), to.as_str()])?;
+    Ok(())
+}
+
+/// The inbox seq the notice took in `owner`'s inbox.
+fn version_of(stored: &Stored, owner: &UserId) -> u64 {
+    stored
+        .inbox_seqs
+        .iter()
+        .find(|(u, _)| u == owner)
+        .map_or(0, |(_, seq)| *seq)
+}
+
+/// Makes `actor` and `other` friends (answering a pending request either way round).
+fn befriend(
+    batch: &mut Batch<'_>,
+    actor: &UserId,
+    other: &UserId,
+    now_ms: i64,
+) -> Result<Stored, JobError> {
+    delete_request(batch.conn, other, actor)?;
+    delete_request(batch.conn, actor, other)?;
+    let body = pb::content::Body::FriendEvent(pb::FriendEvent {
+        kind: pb::FriendEventKind::Added as i32,
+        user_id: other.to_string(),
+        ..Default::default()
+    });
+    let stored = notice_to(batch, actor, std::slice::from_ref(other), body, now_ms)?
+        .map_err(|e| JobError::Store(StoreError::Unavailable(format!("befriending: {e}"))))?;
+    for (owner, friend) in [(actor, other), (other, actor)] {
+        batch
+            .conn
+            .prepare_cached(
+                "INSERT INTO friends (user_id, friend_id, remark, since_ms, version, deleted)
+                 VALUES (?1, ?2, '', ?3, ?4, 0)
+                 ON CONFLICT (user_id, friend_id) DO UPDATE SET remark = '', since_ms = excluded.since_ms,
+                   version = excluded.version, deleted = 0",
+            )?
+            .execute(params![
+                owner.as_str(),
+                friend.as_str(),
+                now_ms,
+                version_of(&stored, owner) as i64
+            ])?;
+    }
+    Ok(stored)
+}
+
+/// Profiles of those of `users` that exist, in order.
+pub(crate) fn profiles(conn: &Connection, users: &[UserId]) -> Result<Vec<Profile>, StoreError> {
+    let mut out = Vec::with_capacity(users.len());
+    for u in users {
+        if let Some(p) = profile(conn, u).map_err(store_err)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A user's stranger policy.
+pub(crate) fn stranger_policy(
+    conn: &Connection,
+    user: &UserId,
+) -> Result<StrangerPolicy, StoreError> {
+    policy(conn, user).map_err(store_err)
+}
+
+/// Users whose nickname starts with `prefix`.
+pub(crate) fn search_nicknames(
+    conn: &Connection,
+    prefix: &str,
+    limit: u32,
+) -> Result<Vec<Profile>, StoreError> {
+    // Every string with the prefix sorts at or after it and before the prefix followed by the
+    // largest character, so the nickname index answers it as a range.
+    let upper = format!("{prefix}\u{10FFFF}");
+    conn.prepare_cached(&format!(
+        "SELECT {PROFILE_COLUMNS} FROM profiles p JOIN users u ON u.id = p.user_id
+         WHERE p.nickname <> '' AND p.nickname >= ?1 AND p.nickname < ?2
+         ORDER BY p.nickname, u.id LIMIT ?3"
+    ))
+    .and_then(|mut s| {
+        s.query_map(params![prefix, upper, i64::from(limit)], profile_from_row)?
+            .collect()
+    })
+    .map_err(store_err)
+}
+
+/// Friends of `user` (current ones with `since` 0, else rows changed after `since`).
+pub(crate) fn friend_rows(
+    conn: &Connection,
+    user: &UserId,
+    since: u64,
+) -> Result<Vec<FriendRecord>, StoreError> {
+    let sql = if since == 0 {
+        "SELECT friend_id, remark, since_ms, deleted FROM friends WHERE user_id = ?1 AND deleted = 0 AND ?2 = 0 ORDER BY friend_id"
+    } else {
+        "SELECT friend_id, remark, since_ms, deleted FROM friends WHERE user_id = ?1 AND version > ?2 ORDER BY friend_id"
+    };
+    conn.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_map(params![user.as_str(), since as i64], |r| {
+                let id: String = r.get(0)?;
+                Ok((id, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, String, i64, bool)>>>()
+        })
+        .map_err(store_err)?
+        .into_iter()
+        .map(|(id, remark, since_ms, removed)| {
+            Ok(FriendRecord {
+                user: UserId::parse(&id)
+                    .map_err(|_| StoreError::Corrupt(format!("friend id {id:?}")))?,
+                remark,
+                since_ms,
+                removed,
+            })
+        })
+        .collect()
+}
+
+/// Pending requests to or from `user`, newest first.
+pub(crate) fn friend_requests(
+    conn: &Connection,
+    user: &UserId,
+    limit: u32,
+) -> Result<Vec<FriendRequestRecord>, StoreError> {
+    conn.prepare_cached(
+        "SELECT from_id, to_id, message, created_ms FROM (
+             SELECT * FROM friend_requests WHERE from_id = ?1
+             UNION ALL
+             SELECT * FROM friend_requests WHERE to_id = ?1
+         ) ORDER BY created_ms DESC, from_id, to_id LIMIT ?2",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![user.as_str(), i64::from(limit)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<(String, String, String, i64)>>>()
+    })
+    .map_err(store_err)?
+    .into_iter()
+    .map(|(from, to, message, created_ms)| {
+        let parse =
+            |s: &str| UserId::parse(s).map_err(|_| StoreError::Corrupt(format!("user id {s:?}")));
+        Ok(FriendRequestRecord {
+            from: parse(&from)?,
+            to: parse(&to)?,
+            message,
+            created_ms,
+        })
+    })
+    .collect()
+}
+
+/// Whether `user` is friends with each of `others`.
+pub(crate) fn are_friends(
+    conn: &Connection,
+    user: &UserId,
+    others: &[UserId],
+) -> Result<Vec<bool>, StoreError> {
+    others
+        .iter()
+        .map(|o| friends(conn, user, o).map_err(store_err))
+        .collect()
+}
+
+/// Everyone `user` blocked.
+pub(crate) fn blocked(conn: &Connection, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+    conn.prepare_cached("SELECT blocked_id FROM blocks WHERE user_id = ?1 ORDER BY blocked_id")
+        .and_then(|mut s| {
+            s.query_map([user.as_str()], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(store_err)?
+        .into_iter()
+        .map(|id| UserId::parse(&id).map_err(|_| StoreError::Corrupt(format!("user id {id:?}"))))
+        .collect()
+}
