@@ -88,7 +88,8 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
                     | Event::ConversationFlags { .. }
                     | Event::Friend { .. }
                     | Event::ProfileChanged { .. }
-                    | Event::BlockChanged { .. },
+                    | Event::BlockChanged { .. }
+                    | Event::Presence(_),
                 ) => {}
                 Some(Event::Connected { .. }) => {}
                 Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),

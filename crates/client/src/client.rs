@@ -208,6 +208,8 @@ pub enum Event {
         /// Blocked now.
         blocked: bool,
     },
+    /// A followed user's devices changed (or, after a reconnect, its presence now).
+    Presence(pb::Presence),
     /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
     Connected {
         /// The inbox head at login.
@@ -281,10 +283,23 @@ pub async fn register(endpoint: &Endpoint, user: &str, password: &str) -> Result
     result.map(|_| ())
 }
 
-/// A logged-in client. Cloning shares it.
+/// A logged-in client. Cloning shares it; dropping the last clone closes it, like
+/// [`Client::close`].
 #[derive(Debug, Clone)]
 pub struct Client {
     shared: Arc<Shared>,
+    _open: Arc<StopOnDrop>,
+}
+
+/// Stops the client's background task when the last handle goes (the task itself holds the
+/// shared state, so that state alone cannot notice).
+#[derive(Debug)]
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 #[derive(Debug)]
@@ -300,6 +315,8 @@ struct Shared {
     /// Cancelled by the supervisor when it has finished (after its last cursor ack).
     finished: CancellationToken,
     token: Mutex<Option<String>>,
+    /// Users whose presence this client follows; followed again after each reconnect.
+    followed: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Where an acknowledged own send sits.
@@ -348,6 +365,7 @@ impl Client {
         let (own_tx, own_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             token: Mutex::new(config.token.clone()),
+            followed: Mutex::default(),
             config,
             current,
             own: own_tx,
@@ -369,7 +387,13 @@ impl Client {
         };
         tokio::spawn(supervisor.run(ready_tx));
         match ready.await {
-            Ok(Ok(())) => Ok((Client { shared }, events)),
+            Ok(Ok(())) => Ok((
+                Client {
+                    _open: Arc::new(StopOnDrop(shared.stop.clone())),
+                    shared,
+                },
+                events,
+            )),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ClientError::Closed),
         }
@@ -698,6 +722,41 @@ impl Client {
         Ok(self.request(pb::BlockListRequest {}).await?.user_ids)
     }
 
+    /// Follows the presence of `users` (friends, or this user): answers with it now, and every
+    /// change arrives as [`Event::Presence`], also across reconnects.
+    pub async fn follow_presence(&self, users: &[&str]) -> Result<Vec<pb::Presence>, ClientError> {
+        self.shared
+            .followed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(users.iter().map(|u| u.to_string()));
+        Ok(self
+            .request(pb::PresenceSubscribeRequest {
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+            })
+            .await?
+            .presences)
+    }
+
+    /// Stops following the presence of `users`.
+    pub async fn unfollow_presence(&self, users: &[&str]) -> Result<(), ClientError> {
+        {
+            let mut followed = self
+                .shared
+                .followed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for u in users {
+                followed.remove(*u);
+            }
+        }
+        self.request(pb::PresenceUnsubscribeRequest {
+            user_ids: users.iter().map(|u| u.to_string()).collect(),
+        })
+        .await
+        .map(drop)
+    }
+
     /// Every group of this user, with each timeline's head.
     pub async fn groups(&self) -> Result<Vec<pb::GroupInfo>, ClientError> {
         Ok(self.request(pb::GroupListRequest {}).await?.groups)
@@ -990,7 +1049,10 @@ impl Supervisor {
         if let Err(e) = self.catch_up(conn).await {
             return Ended::Lost(e.to_string());
         }
-        let interval = Duration::from_millis(u64::from(login.heartbeat_interval_ms.max(1000)));
+        if let Err(e) = self.follow_again(conn).await {
+            return Ended::Lost(e.to_string());
+        }
+        let interval = Duration::from_millis(u64::from(login.heartbeat_interval_ms.max(100)));
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut ack_timer = tokio::time::interval(self.shared.config.cursor_ack_interval);
@@ -1041,6 +1103,9 @@ impl Supervisor {
                             from: t.from_user,
                             conversation_id: t.conversation_id,
                         });
+                    }
+                    Some(ServerEvent::Presence(p)) => {
+                        let _ = self.events.send(Event::Presence(p));
                     }
                     Some(ServerEvent::Kick(kick)) => return Ended::Kicked(kick),
                     Some(ServerEvent::Goodbye(g)) => return Ended::Goodbye(Duration::from_millis(u64::from(g.reconnect_after_ms))),
@@ -1136,6 +1201,28 @@ impl Supervisor {
             c.cursor_store
                 .save_group(&c.user, &c.device_id, conversation, pos);
         }
+    }
+
+    /// Follows again, on a new connection, the presence the app followed, and reports it.
+    async fn follow_again(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        let users: Vec<String> = self
+            .shared
+            .followed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if users.is_empty() {
+            return Ok(());
+        }
+        let resp = conn
+            .request(pb::PresenceSubscribeRequest { user_ids: users })
+            .await?;
+        for p in resp.presences {
+            let _ = self.events.send(Event::Presence(p));
+        }
+        Ok(())
     }
 
     /// Syncs the inbox, then compares every group's head with its position and pulls the rest.

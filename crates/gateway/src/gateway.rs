@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    presence::Presence,
     registry::{KickPolicy, Registry},
     session,
     transport::{TcpTransport, WsTransport},
@@ -43,6 +44,8 @@ pub struct Services {
     pub conversations: ConversationService,
     /// Profiles, friends and the blacklist.
     pub social: SocialService,
+    /// Who follows whose presence (over the same registry as the gateway).
+    pub presence: Arc<Presence>,
 }
 
 /// Settings of the connection layer.
@@ -101,6 +104,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Removes a connection from the registry and from presence, and tells the followers of
+    /// its user (a connection kicked earlier was removed then, and tells nobody twice).
+    pub(crate) fn detach(&self, id: ConnectionId) {
+        if let Some(entry) = self.registry.detach(id) {
+            self.services.presence.changed(&entry.user);
+        }
+        self.services.presence.forget(id);
+    }
+
     /// A gateway over `services`, registering connections in `registry` (the same registry the
     /// fan-out delivers through).
     pub fn new(

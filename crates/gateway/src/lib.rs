@@ -11,6 +11,7 @@ mod errors;
 pub mod fanout;
 mod gateway;
 pub mod outbox;
+pub mod presence;
 pub mod registry;
 mod session;
 mod transport;

@@ -178,6 +178,11 @@ impl Registry {
         out
     }
 
+    /// The entry of a logged-in connection.
+    pub fn entry(&self, id: ConnectionId) -> Option<Entry> {
+        self.lock().connections.get(&id).cloned()
+    }
+
     /// Every logged-in connection's outbox, for broadcasts such as shutdown.
     pub fn all_outboxes(&self) -> Vec<Outbox> {
         self.lock()

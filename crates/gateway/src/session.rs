@@ -149,7 +149,7 @@ struct Detach<'a> {
 
 impl Drop for Detach<'_> {
     fn drop(&mut self) {
-        self.gateway.registry.detach(self.id);
+        self.gateway.detach(self.id);
         self.gateway.metrics.connections.decrement(1.0);
     }
 }
@@ -400,6 +400,8 @@ impl Session<'_> {
                     self.gateway
                         .registry
                         .attach(self.id, entry, self.gateway.config.kick_policy);
+                // One notice covers the new device and the ones it replaced.
+                self.gateway.services.presence.changed(&login.user);
                 for (conn, old) in kicked {
                     tracing::debug!(conn = conn.0, by = self.id.0, user = %old.user, "kicking a replaced connection");
                     old.outbox.close(CloseReason::Kick(pb::Kick {
@@ -430,7 +432,7 @@ impl Session<'_> {
                 let ok = result.is_ok();
                 self.out.push(meta.result(result));
                 if ok {
-                    self.gateway.registry.detach(self.id);
+                    self.gateway.detach(self.id);
                     Some(CloseCause::LoggedOut)
                 } else {
                     None
@@ -625,6 +627,16 @@ impl Session<'_> {
             Request::BlockList(req) => {
                 self.spawn_as_caller(meta, move |services, caller| async move {
                     command::block_list::run(&services, &caller, req).await
+                })
+            }
+            Request::PresenceSubscribe(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::presence_subscribe::run(&services, &caller, req).await
+                })
+            }
+            Request::PresenceUnsubscribe(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::presence_unsubscribe::run(&services, &caller, req).await
                 })
             }
         }

@@ -256,6 +256,8 @@ protocol! {
         Block = 0x0521, "BLOCK", BlockRequest => BlockResponse;
         Unblock = 0x0522, "UNBLOCK", UnblockRequest => UnblockResponse;
         BlockList = 0x0523, "BLOCK_LIST", BlockListRequest => BlockListResponse;
+        PresenceSubscribe = 0x0601, "PRESENCE_SUBSCRIBE", PresenceSubscribeRequest => PresenceSubscribeResponse;
+        PresenceUnsubscribe = 0x0602, "PRESENCE_UNSUBSCRIBE", PresenceUnsubscribeRequest => PresenceUnsubscribeResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;
@@ -263,6 +265,7 @@ protocol! {
         Push = 0x0102, "PUSH", Push;
         SyncNotify = 0x0106, "SYNC_NOTIFY", SyncNotify;
         TypingNotice = 0x0302, "TYPING_NOTICE", TypingNotice;
+        Presence = 0x0603, "PRESENCE", Presence;
     }
 }
 

@@ -12,7 +12,7 @@ use tern_core::{
     sync::SyncService,
     typing::{TypingConfig, TypingService},
 };
-use tern_gateway::{Gateway, Services, fanout::Fanout, registry::Registry};
+use tern_gateway::{Gateway, Services, fanout::Fanout, presence::Presence, registry::Registry};
 use tern_store::SqliteStore;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -106,7 +106,9 @@ impl Server {
             Arc::new(store.clone()),
             Arc::new(store.clone()),
         );
+        let presence = Arc::new(Presence::new(registry.clone()));
         let services = Services {
+            presence,
             social,
             accounts,
             messages: messages.clone(),

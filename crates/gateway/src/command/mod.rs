@@ -22,6 +22,8 @@ pub(crate) mod history;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod ping;
+pub(crate) mod presence_subscribe;
+pub(crate) mod presence_unsubscribe;
 pub(crate) mod profile_get;
 pub(crate) mod profile_update;
 pub(crate) mod read;

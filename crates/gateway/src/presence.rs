@@ -1,0 +1,230 @@
+//! Presence: which devices of a user are connected, told to the connections that follow it.
+//!
+//! Presence is read from the registry, never stored: a device is online exactly while its
+//! connection is registered, so a connection that crashed or timed out (its heartbeat lapsed)
+//! is offline as soon as its session ends, and a restarted server starts with everyone offline.
+//! Each change of a user's devices (a login, a replaced login, a close) sends the user's whole
+//! device list to its followers as an ephemeral PRESENCE frame.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use bytes::Bytes;
+use tern_core::{ConnectionId, UserId};
+use tern_proto::{Encoding, PacketId, ServerEvent, pb};
+
+use crate::{outbox::Outbox, registry::Registry};
+
+/// The most users one connection may follow.
+pub const MAX_FOLLOWED_PER_CONNECTION: usize = 1000;
+
+/// A connection that follows someone.
+#[derive(Debug, Clone)]
+struct Follower {
+    outbox: Outbox,
+    encoding: Encoding,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Who follows each user.
+    followers: HashMap<UserId, HashMap<ConnectionId, Follower>>,
+    /// Whom each connection follows, to forget it at close.
+    following: HashMap<ConnectionId, HashSet<UserId>>,
+}
+
+/// Presence subscriptions of this process's connections.
+#[derive(Debug)]
+pub struct Presence {
+    registry: Arc<Registry>,
+    inner: Mutex<Inner>,
+}
+
+impl Presence {
+    /// Presence over `registry` (the one sessions attach to).
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self {
+            registry,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `user`'s presence now.
+    pub fn of(&self, user: &UserId) -> pb::Presence {
+        let devices: Vec<pb::DevicePresence> = self
+            .registry
+            .connections_of(user)
+            .into_iter()
+            .map(|(_, device, platform)| pb::DevicePresence {
+                device_id: device.to_string(),
+                platform: platform.to_wire(),
+            })
+            .collect();
+        pb::Presence {
+            user_id: user.to_string(),
+            online: !devices.is_empty(),
+            devices,
+        }
+    }
+
+    /// Makes connection `id` follow `users` and answers with their presence now. A connection
+    /// that is not logged in follows nobody; beyond [`MAX_FOLLOWED_PER_CONNECTION`] the rest
+    /// are refused.
+    pub fn follow(&self, id: ConnectionId, users: &[UserId]) -> Result<Vec<pb::Presence>, usize> {
+        let Some(entry) = self.registry.entry(id) else {
+            return Ok(Vec::new());
+        };
+        {
+            let mut inner = self.lock();
+            let following = inner.following.entry(id).or_default();
+            let new = users.iter().filter(|u| !following.contains(*u)).count();
+            if following.len() + new > MAX_FOLLOWED_PER_CONNECTION {
+                return Err(MAX_FOLLOWED_PER_CONNECTION);
+            }
+            following.extend(users.iter().cloned());
+            for user in users {
+                inner.followers.entry(user.clone()).or_default().insert(
+                    id,
+                    Follower {
+                        outbox: entry.outbox.clone(),
+                        encoding: entry.encoding,
+                    },
+                );
+            }
+        }
+        // Read after subscribing: a change in between is sent as an event as well, so the
+        // client's view ends up current either way.
+        Ok(users.iter().map(|u| self.of(u)).collect())
+    }
+
+    /// Stops connection `id` following `users`.
+    pub fn unfollow(&self, id: ConnectionId, users: &[UserId]) {
+        let mut inner = self.lock();
+        for user in users {
+            if let Some(f) = inner.following.get_mut(&id) {
+                f.remove(user);
+            }
+            drop_follower(&mut inner, user, id);
+        }
+    }
+
+    /// Forgets everything connection `id` follows (at close).
+    pub fn forget(&self, id: ConnectionId) {
+        let mut inner = self.lock();
+        if let Some(users) = inner.following.remove(&id) {
+            for user in users {
+                drop_follower(&mut inner, &user, id);
+            }
+        }
+    }
+
+    /// Tells `user`'s followers its presence now, after its devices changed.
+    pub fn changed(&self, user: &UserId) {
+        let followers: Vec<Follower> = match self.lock().followers.get(user) {
+            Some(f) => f.values().cloned().collect(),
+            None => return,
+        };
+        let event = ServerEvent::Presence(self.of(user));
+        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        for f in followers {
+            let slot = &mut frames[matches!(f.encoding, Encoding::Json) as usize];
+            let frame = slot.get_or_insert_with(|| {
+                event
+                    .to_frame(PacketId(rand::random()), f.encoding)
+                    .map(|fr| fr.to_bytes())
+                    .ok()
+            });
+            if let Some(frame) = frame {
+                f.outbox.push_ephemeral(frame.clone());
+            }
+        }
+    }
+
+    /// Connections following someone, and users followed (for tests).
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.following.len(), inner.followers.len())
+    }
+}
+
+fn drop_follower(inner: &mut Inner, user: &UserId, id: ConnectionId) {
+    if let Some(f) = inner.followers.get_mut(user) {
+        f.remove(&id);
+        if f.is_empty() {
+            inner.followers.remove(user);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_core::{DeviceId, Platform};
+
+    use super::*;
+    use crate::{
+        outbox::outbox,
+        registry::{Entry, KickPolicy},
+    };
+
+    fn entry(user: &str, device: &str, tx: Outbox) -> Entry {
+        Entry {
+            user: UserId::parse(user).unwrap(),
+            device: DeviceId::parse(device).unwrap(),
+            platform: Platform::Ios,
+            encoding: Encoding::Protobuf,
+            outbox: tx,
+        }
+    }
+
+    #[test]
+    fn followers_hear_of_each_change_and_are_forgotten_at_close() {
+        let registry = Arc::new(Registry::new());
+        let presence = Presence::new(registry.clone());
+        let (watcher_tx, watcher_rx) = outbox(16);
+        registry.attach(
+            ConnectionId(1),
+            entry("w", "d", watcher_tx),
+            KickPolicy::Unlimited,
+        );
+        let bob = UserId::parse("bob").unwrap();
+        let now = presence.follow(ConnectionId(1), &[bob.clone()]).unwrap();
+        assert!(!now[0].online);
+        registry.attach(
+            ConnectionId(2),
+            entry("bob", "phone", outbox(4).0),
+            KickPolicy::Unlimited,
+        );
+        presence.changed(&bob);
+        assert_eq!(watcher_rx.drain().frames.len(), 1);
+        assert!(presence.of(&bob).online);
+        presence.forget(ConnectionId(1));
+        assert_eq!(presence.counts(), (0, 0));
+        presence.changed(&bob);
+        assert!(watcher_rx.drain().frames.is_empty());
+        // A connection that is not logged in follows nobody.
+        assert!(presence.follow(ConnectionId(9), &[bob]).unwrap().is_empty());
+        assert_eq!(presence.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_connection_follows_at_most_the_limit() {
+        let registry = Arc::new(Registry::new());
+        let presence = Presence::new(registry.clone());
+        registry.attach(
+            ConnectionId(1),
+            entry("w", "d", outbox(4).0),
+            KickPolicy::Unlimited,
+        );
+        let many: Vec<UserId> = (0..=MAX_FOLLOWED_PER_CONNECTION)
+            .map(|i| UserId::parse(&format!("u{i}")).unwrap())
+            .collect();
+        assert!(presence.follow(ConnectionId(1), &many).is_err());
+        assert!(presence.follow(ConnectionId(1), &many[1..]).is_ok());
+    }
+}
