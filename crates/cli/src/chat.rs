@@ -89,7 +89,8 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
                     | Event::Friend { .. }
                     | Event::ProfileChanged { .. }
                     | Event::BlockChanged { .. }
-                    | Event::Presence(_),
+                    | Event::Presence(_)
+                    | Event::Observed(_),
                 ) => {}
                 Some(Event::Connected { .. }) => {}
                 Some(Event::Disconnected { reason }) => eprintln!("disconnected ({reason}); reconnecting"),

@@ -210,6 +210,8 @@ pub enum Event {
     },
     /// A followed user's devices changed (or, after a reconnect, its presence now).
     Presence(pb::Presence),
+    /// A message of a conversation this client observes (live only).
+    Observed(pb::Message),
     /// The client (re)connected and logged in; `inbox_head` is the server's head at login.
     Connected {
         /// The inbox head at login.
@@ -317,6 +319,8 @@ struct Shared {
     token: Mutex<Option<String>>,
     /// Users whose presence this client follows; followed again after each reconnect.
     followed: Mutex<std::collections::BTreeSet<String>>,
+    /// Conversations this client observes; observed again after each reconnect.
+    observed: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Where an acknowledged own send sits.
@@ -366,6 +370,7 @@ impl Client {
         let shared = Arc::new(Shared {
             token: Mutex::new(config.token.clone()),
             followed: Mutex::default(),
+            observed: Mutex::default(),
             config,
             current,
             own: own_tx,
@@ -738,6 +743,38 @@ impl Client {
             .presences)
     }
 
+    /// Observes a conversation's live messages (this user needs the observer role): each
+    /// arrives as [`Event::Observed`], also across reconnects (messages stored while the client
+    /// was disconnected are not replayed).
+    pub async fn observe(&self, conversation_id: &str) -> Result<(), ClientError> {
+        self.request(pb::ObserveRequest {
+            conversation_id: conversation_id.to_owned(),
+            stop: false,
+        })
+        .await?;
+        self.shared
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conversation_id.to_owned());
+        Ok(())
+    }
+
+    /// Stops observing a conversation.
+    pub async fn stop_observing(&self, conversation_id: &str) -> Result<(), ClientError> {
+        self.shared
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(conversation_id);
+        self.request(pb::ObserveRequest {
+            conversation_id: conversation_id.to_owned(),
+            stop: true,
+        })
+        .await
+        .map(drop)
+    }
+
     /// Stops following the presence of `users`.
     pub async fn unfollow_presence(&self, users: &[&str]) -> Result<(), ClientError> {
         {
@@ -1087,6 +1124,9 @@ impl Supervisor {
                         if let Some(message) = push.group_message {
                             self.offer_group(message);
                         }
+                        if let Some(message) = push.observed {
+                            let _ = self.events.send(Event::Observed(message));
+                        }
                         if self.pull_groups && let Err(e) = self.pull_groups(conn).await {
                             return Ended::Lost(e.to_string());
                         }
@@ -1203,7 +1243,8 @@ impl Supervisor {
         }
     }
 
-    /// Follows again, on a new connection, the presence the app followed, and reports it.
+    /// Follows again, on a new connection, the presence the app followed (and reports it) and
+    /// the conversations it observed.
     async fn follow_again(&mut self, conn: &Connection) -> Result<(), ClientError> {
         let users: Vec<String> = self
             .shared
@@ -1213,14 +1254,28 @@ impl Supervisor {
             .iter()
             .cloned()
             .collect();
-        if users.is_empty() {
-            return Ok(());
+        if !users.is_empty() {
+            let resp = conn
+                .request(pb::PresenceSubscribeRequest { user_ids: users })
+                .await?;
+            for p in resp.presences {
+                let _ = self.events.send(Event::Presence(p));
+            }
         }
-        let resp = conn
-            .request(pb::PresenceSubscribeRequest { user_ids: users })
+        let observed: Vec<String> = self
+            .shared
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for conversation_id in observed {
+            conn.request(pb::ObserveRequest {
+                conversation_id,
+                stop: false,
+            })
             .await?;
-        for p in resp.presences {
-            let _ = self.events.send(Event::Presence(p));
         }
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct ConversationConfig {
     pub max_changes_scanned: u32,
     /// The largest edited content, measured as its protobuf encoding.
     pub max_content_bytes: usize,
+    /// Users with the observer role: they may observe any conversation's live messages.
+    pub observers: Vec<UserId>,
 }
 
 impl Default for ConversationConfig {
@@ -44,6 +46,7 @@ impl Default for ConversationConfig {
             edit_window: Duration::from_secs(15 * 60),
             max_changes_scanned: 2000,
             max_content_bytes: 32 * 1024,
+            observers: Vec::new(),
         }
     }
 }
@@ -443,7 +446,26 @@ impl ConversationService {
         })
     }
 
-    /// The read marks of `users` in a group `viewer` is a member of.
+    /// The conversation `user` asks to observe, if `user` has the observer role. Notice
+    /// timelines are private and cannot be observed.
+    pub fn may_observe(
+        &self,
+        user: &UserId,
+        conversation: &str,
+    ) -> Result<ConversationId, ServiceError> {
+        if !self.config.observers.contains(user) {
+            return Err(ServiceError::PermissionDenied(
+                "only users with the observer role may observe",
+            ));
+        }
+        let (conversation, kind) = ConversationId::parse(conversation)?;
+        match kind {
+            ConversationKind::Direct(..) | ConversationKind::Group(_) => Ok(conversation),
+            ConversationKind::Notices(_) => Err(ServiceError::NotAParticipant),
+        }
+    }
+
+    /// The read marks of `users` in a conversation.
     pub async fn read_marks(
         &self,
         conversation: &ConversationId,

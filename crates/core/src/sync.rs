@@ -16,7 +16,7 @@ use crate::{
     ServiceError,
     groups::Members,
     ids::{ConnectionId, ConversationId, DeviceId, UserId},
-    store::{InboxEntry, InboxPage, MessageStore, StoredMessage},
+    store::{InboxEntry, InboxEvent, InboxPage, MessageStore, StoredMessage},
 };
 
 /// The fan-out stage: hands new inbox entries to a user's online connections.
@@ -42,6 +42,12 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
     /// Tells every online connection of `to` that `from` is typing in `conversation`. Never
     /// stored: a connection that cannot take it now simply misses it.
     fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId);
+
+    /// Whether any connection observes any conversation (when not, `observe` is skipped).
+    fn observing(&self) -> bool;
+
+    /// Queues a newly stored message for the connections observing its conversation.
+    fn observe(&self, message: &Arc<StoredMessage>);
 }
 
 /// Something a committed batch makes visible, in commit order.
@@ -212,6 +218,23 @@ impl SyncService {
                     except,
                     skip,
                 } => self.delivery.deliver_group(message, members, except, *skip),
+            }
+        }
+        if self.delivery.observing() {
+            // A message appears once per inbox it reaches; observers get it once.
+            let mut last = None;
+            for p in published {
+                let message = match p {
+                    Publication::Entry { entry, .. } => {
+                        let InboxEvent::Message(m) = &entry.event;
+                        m
+                    }
+                    Publication::Group { message, .. } => message,
+                };
+                if last != Some(message.id) {
+                    last = Some(message.id);
+                    self.delivery.observe(message);
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ use tern_proto::{Encoding, PacketId, ServerEvent, pb};
 
 use crate::{
     command::{inbox_entry_to_wire, message_to_wire},
+    observe::Observers,
     registry::Registry,
 };
 
@@ -19,15 +20,17 @@ use crate::{
 #[derive(Debug)]
 pub struct Fanout {
     registry: Arc<Registry>,
+    observers: Arc<Observers>,
     delivered: metrics::Counter,
     dropped: metrics::Counter,
 }
 
 impl Fanout {
-    /// Fan-out over `registry`.
-    pub fn new(registry: Arc<Registry>) -> Self {
+    /// Fan-out over `registry`, and to the connections in `observers`.
+    pub fn new(registry: Arc<Registry>, observers: Arc<Observers>) -> Self {
         Self {
             registry,
+            observers,
             delivered: metrics::counter!("tern_pushes_total", "result" => "queued"),
             dropped: metrics::counter!("tern_pushes_total", "result" => "lagged"),
         }
@@ -38,7 +41,7 @@ impl Fanout {
 pub(crate) fn push_frame(entry: &InboxEntry, encoding: Encoding) -> Option<Bytes> {
     let event = ServerEvent::Push(pb::Push {
         entry: Some(inbox_entry_to_wire(entry)),
-        group_message: None,
+        ..Default::default()
     });
     match event.to_frame(PacketId(rand::random()), encoding) {
         Ok(frame) => Some(frame.to_bytes()),
@@ -52,8 +55,8 @@ pub(crate) fn push_frame(entry: &InboxEntry, encoding: Encoding) -> Option<Bytes
 /// Encodes the push of a read-diffusion group message.
 fn group_push_frame(message: &StoredMessage, encoding: Encoding) -> Option<Bytes> {
     let event = ServerEvent::Push(pb::Push {
-        entry: None,
         group_message: Some(message_to_wire(message)),
+        ..Default::default()
     });
     match event.to_frame(PacketId(rand::random()), encoding) {
         Ok(frame) => Some(frame.to_bytes()),
@@ -123,6 +126,36 @@ impl Delivery for Fanout {
         // Counted once per message, not per connection, to keep the loop free of atomics.
         self.delivered.increment(queued);
         self.dropped.increment(lagged);
+    }
+
+    fn observing(&self) -> bool {
+        self.observers.any()
+    }
+
+    fn observe(&self, message: &Arc<StoredMessage>) {
+        let observers = self.observers.of(&message.conversation);
+        if observers.is_empty() {
+            return;
+        }
+        let event = ServerEvent::Push(pb::Push {
+            observed: Some(message_to_wire(message)),
+            ..Default::default()
+        });
+        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        for o in observers {
+            let slot = &mut frames[matches!(o.encoding, Encoding::Json) as usize];
+            let frame = slot.get_or_insert_with(|| {
+                event
+                    .to_frame(PacketId(rand::random()), o.encoding)
+                    .map(|f| f.to_bytes())
+                    .ok()
+            });
+            // Live only: an observer that falls behind misses messages rather than making its
+            // connection sync an inbox it has no part in.
+            if let Some(frame) = frame {
+                o.outbox.push_ephemeral(frame.clone());
+            }
+        }
     }
 
     fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId) {

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    observe::Observers,
     presence::Presence,
     registry::{KickPolicy, Registry},
     session,
@@ -46,6 +47,8 @@ pub struct Services {
     pub social: SocialService,
     /// Who follows whose presence (over the same registry as the gateway).
     pub presence: Arc<Presence>,
+    /// Who observes which conversation (the same set fan-out pushes to).
+    pub observers: Arc<Observers>,
 }
 
 /// Settings of the connection layer.
@@ -111,6 +114,7 @@ impl Gateway {
             self.services.presence.changed(&entry.user);
         }
         self.services.presence.forget(id);
+        self.services.observers.forget(id);
     }
 
     /// A gateway over `services`, registering connections in `registry` (the same registry the

@@ -10,6 +10,7 @@ mod command;
 mod errors;
 pub mod fanout;
 mod gateway;
+pub mod observe;
 pub mod outbox;
 pub mod presence;
 pub mod registry;

@@ -51,6 +51,11 @@ impl Presence {
         }
     }
 
+    /// The registry presence reads.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

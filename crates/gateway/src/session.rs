@@ -639,6 +639,11 @@ impl Session<'_> {
                     command::presence_unsubscribe::run(&services, &caller, req).await
                 })
             }
+            Request::Observe(req) => {
+                self.spawn_as_caller(meta, move |services, caller| async move {
+                    command::observe::run(&services, &caller, req).await
+                })
+            }
         }
     }
 

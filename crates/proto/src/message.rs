@@ -258,6 +258,7 @@ protocol! {
         BlockList = 0x0523, "BLOCK_LIST", BlockListRequest => BlockListResponse;
         PresenceSubscribe = 0x0601, "PRESENCE_SUBSCRIBE", PresenceSubscribeRequest => PresenceSubscribeResponse;
         PresenceUnsubscribe = 0x0602, "PRESENCE_UNSUBSCRIBE", PresenceUnsubscribeRequest => PresenceUnsubscribeResponse;
+        Observe = 0x0701, "OBSERVE", ObserveRequest => ObserveResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;

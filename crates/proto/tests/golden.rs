@@ -104,7 +104,7 @@ fn vectors() -> Vec<(&'static str, Frame)> {
                     seq: 9,
                     event: Some(pb::inbox_entry::Event::Message(message())),
                 }),
-                group_message: None,
+                ..Default::default()
             })
             .to_frame(id, Encoding::Protobuf)
             .unwrap(),

@@ -243,11 +243,23 @@ fn event() -> BoxedStrategy<ServerEvent> {
         )),
         proptest::option::of(inbox_entry()).prop_map(|entry| ServerEvent::Push(pb::Push {
             entry,
-            group_message: None
+            ..Default::default()
         })),
         message().prop_map(|m| ServerEvent::Push(pb::Push {
-            entry: None,
-            group_message: Some(m)
+            group_message: Some(m),
+            ..Default::default()
+        })),
+        message().prop_map(|m| ServerEvent::Push(pb::Push {
+            observed: Some(m),
+            ..Default::default()
+        })),
+        (text(), any::<bool>()).prop_map(|(user_id, online)| ServerEvent::Presence(pb::Presence {
+            user_id,
+            online,
+            devices: vec![pb::DevicePresence {
+                device_id: "d".into(),
+                platform: 2,
+            }],
         })),
         any::<u64>().prop_map(|head| ServerEvent::SyncNotify(pb::SyncNotify { head })),
         (text(), text()).prop_map(|(from_user, conversation_id)| ServerEvent::TypingNotice(

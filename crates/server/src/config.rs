@@ -9,7 +9,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 use tern_core::{
-    accounts::AccountConfig, conversations::ConversationConfig, groups::GroupLimits,
+    UserId, accounts::AccountConfig, conversations::ConversationConfig, groups::GroupLimits,
     messages::MessageConfig, sync::SyncConfig,
 };
 use tern_gateway::{GatewayConfig, KickPolicy};
@@ -61,6 +61,8 @@ pub struct Config {
     pub recall_window_secs: u64,
     /// How long after sending a message it may be edited, in seconds.
     pub edit_window_secs: u64,
+    /// Users with the observer role: they may observe any conversation's live messages.
+    pub observers: Vec<String>,
     /// Inbox entries kept in memory per user.
     pub ring_capacity: usize,
     /// Users whose inbox ring is kept in memory.
@@ -103,6 +105,7 @@ impl Default for Config {
             group_write_diffusion_max: messages.groups.write_diffusion_max,
             recall_window_secs: ConversationConfig::default().recall_window.as_secs(),
             edit_window_secs: ConversationConfig::default().edit_window.as_secs(),
+            observers: Vec::new(),
             ring_capacity: sync.ring_capacity,
             max_rings: sync.max_rings,
             token_ttl_secs: accounts.token_ttl.as_secs(),
@@ -238,13 +241,22 @@ impl Config {
     }
 
     /// The conversation service's part.
-    pub fn conversations(&self) -> ConversationConfig {
-        ConversationConfig {
+    pub fn conversations(&self) -> Result<ConversationConfig, ConfigError> {
+        let observers = self
+            .observers
+            .iter()
+            .map(|u| {
+                UserId::parse(u)
+                    .map_err(|_| ConfigError(format!("observers: {u:?} is not a valid user id")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ConversationConfig {
+            observers,
             recall_window: Duration::from_secs(self.recall_window_secs),
             edit_window: Duration::from_secs(self.edit_window_secs),
             max_content_bytes: self.max_content_bytes,
             ..ConversationConfig::default()
-        }
+        })
     }
 
     /// The sync service's part.

@@ -12,7 +12,9 @@ use tern_core::{
     sync::SyncService,
     typing::{TypingConfig, TypingService},
 };
-use tern_gateway::{Gateway, Services, fanout::Fanout, presence::Presence, registry::Registry};
+use tern_gateway::{
+    Gateway, Services, fanout::Fanout, observe::Observers, presence::Presence, registry::Registry,
+};
 use tern_store::SqliteStore;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -72,7 +74,8 @@ impl Server {
         let metrics = metrics_setup::handle();
         let store = SqliteStore::open(&config.data_dir, config.store())?;
         let registry = Arc::new(Registry::new());
-        let fanout = Arc::new(Fanout::new(registry.clone()));
+        let observers = Arc::new(Observers::new());
+        let fanout = Arc::new(Fanout::new(registry.clone(), observers.clone()));
         let typing = Arc::new(TypingService::new(
             Arc::new(store.clone()),
             fanout.clone(),
@@ -99,7 +102,7 @@ impl Server {
             Arc::new(store.clone()),
             Arc::new(store.clone()),
             Arc::new(store.clone()),
-            config.conversations(),
+            config.conversations()?,
         );
         let social = SocialService::new(
             messages.clone(),
@@ -108,6 +111,7 @@ impl Server {
         );
         let presence = Arc::new(Presence::new(registry.clone()));
         let services = Services {
+            observers,
             presence,
             social,
             accounts,

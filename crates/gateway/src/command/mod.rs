@@ -21,6 +21,7 @@ pub(crate) mod group_update;
 pub(crate) mod history;
 pub(crate) mod login;
 pub(crate) mod logout;
+pub(crate) mod observe;
 pub(crate) mod ping;
 pub(crate) mod presence_subscribe;
 pub(crate) mod presence_unsubscribe;
