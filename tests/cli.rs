@@ -270,3 +270,96 @@ async fn group_commands_create_change_send_and_print_history() {
     assert!(!ok, "--to and --group exclude each other");
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+/// `tern` as `user` (registered by the kit), with the subcommand words before the login flags.
+fn tern_as(server: &TestServer, user: &str, words: &[&str]) -> (bool, String, String) {
+    let password = tern_testkit::password(user);
+    let split = words
+        .iter()
+        .position(|w| !w.chars().all(|c| c.is_ascii_lowercase()))
+        .unwrap_or(words.len())
+        .min(if words.first() == Some(&"friend") {
+            2
+        } else {
+            1
+        });
+    let mut args: Vec<&str> = words[..split].to_vec();
+    args.extend(["--user", user, "--password", &password]);
+    args.extend(&words[split..]);
+    tern(server, &args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friends_blocks_conversations_read_recall_and_edit_from_the_command_line() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "carol"]).await;
+
+    let (ok, out, err) = tern_as(
+        &server,
+        "bob",
+        &["friend", "request", "alice", "hi", "there"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "asked alice to be friends");
+    let (_, out, _) = tern_as(&server, "alice", &["friend", "list"]);
+    assert_eq!(
+        out.trim(),
+        "request: bob asked alice to be friends: hi there"
+    );
+    let (ok, out, _) = tern_as(&server, "alice", &["friend", "accept", "bob"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "you and bob are friends");
+    let (_, out, _) = tern_as(&server, "alice", &["friend", "list"]);
+    assert_eq!(out.trim(), "friend bob");
+    tern_as(&server, "carol", &["friend", "request", "alice"]);
+    let (_, out, _) = tern_as(&server, "alice", &["friend", "decline", "carol"]);
+    assert_eq!(out.trim(), "declined the request of carol");
+    let (ok, _, err) = tern_as(&server, "alice", &["friend", "accept", "carol"]);
+    assert!(!ok && err.contains("REQUEST_NOT_FOUND"), "{err}");
+
+    let bob = server.client("bob", "phone").await;
+    let first = bob.client.send_text("alice", "helo").await.unwrap();
+    let second = bob.client.send_text("alice", "oops").await.unwrap();
+    let (_, out, _) = tern_as(&server, "alice", &["conversations"]);
+    assert_eq!(out.trim(), "bob\t2 unread\t2 bob: oops");
+    let (ok, out, _) = tern_as(&server, "alice", &["read", "--with", "bob"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "read p:alice:bob up to 2 (0 unread)");
+
+    let id = second.message_id.to_string();
+    let (ok, out, _) = tern_as(&server, "bob", &["recall", "--id", &id]);
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        format!("recalled message {id} in p:alice:bob (event seq 3)")
+    );
+    let id = first.message_id.to_string();
+    let (ok, out, _) = tern_as(&server, "bob", &["edit", "--id", &id, "hello", "alice"]);
+    assert!(ok);
+    assert!(
+        out.starts_with(&format!("edited message {id} in p:alice:bob")),
+        "{out}"
+    );
+    let (ok, _, err) = tern_as(&server, "alice", &["edit", "--id", &id, "mine"]);
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+    let (_, out, _) = tern_as(&server, "alice", &["history", "--with", "bob"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1 bob: hello alice (edited)");
+    assert_eq!(lines[1], "2 bob: [recalled by bob]");
+    let (_, out, _) = tern_as(&server, "alice", &["conversations"]);
+    assert!(out.starts_with("bob\t0 unread\t"), "{out}");
+
+    let (ok, out, _) = tern_as(&server, "alice", &["block", "bob"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "blocked bob");
+    let (ok, _, err) = tern_as(&server, "bob", &["send", "--to", "alice", "let me in"]);
+    assert!(!ok && err.contains("NOT_ACCEPTED"), "{err}");
+    let (_, out, _) = tern_as(&server, "alice", &["unblock", "bob"]);
+    assert_eq!(out.trim(), "unblocked bob");
+    let (ok, _, _) = tern_as(&server, "bob", &["send", "--to", "alice", "thanks"]);
+    assert!(ok);
+    let (_, out, _) = tern_as(&server, "alice", &["friend", "delete", "bob"]);
+    assert_eq!(out.trim(), "you and bob are no longer friends");
+    let (_, out, _) = tern_as(&server, "alice", &["friend", "list"]);
+    assert!(out.trim().is_empty(), "{out}");
+}

@@ -1,12 +1,17 @@
 //! The client commands of the `tern` binary, built on the SDK.
 //!
-//! One-shot commands (`register`, `send`, `history`, `group ...`) log in with a throwaway device, do one
-//! thing, and log out again, so they never replace a running `chat` and leave no token behind.
+//! One-shot commands (`register`, `send`, `history`, `group ...`, `friend ...`, `block`,
+//! `conversations`, `read`, `recall`, `edit`) log in with a throwaway device, do one thing, and
+//! log out again, so they never replace a running `chat` and leave no token behind.
 #![forbid(unsafe_code)]
 
 mod chat;
+mod conversations;
 mod format;
 mod oneshot;
+mod people;
+
+pub use people::FriendCommand;
 
 use clap::{Args, Subcommand};
 
@@ -58,6 +63,56 @@ pub enum Command {
     /// Create groups and change their members.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Friend requests, answers and the friend list.
+    #[command(subcommand)]
+    Friend(FriendCommand),
+    /// Refuse a user's one-to-one messages and friend requests.
+    Block {
+        #[command(flatten)]
+        login: Login,
+        /// Who.
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Stop refusing a user.
+    Unblock {
+        #[command(flatten)]
+        login: Login,
+        /// Who.
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Print one line per conversation: peer or group, unread count, last message.
+    Conversations {
+        #[command(flatten)]
+        login: Login,
+    },
+    /// Mark a conversation read up to its newest message, on every device.
+    Read {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        with: HistoryTarget,
+    },
+    /// Recall a message (the sender within the recall window; a group admin too).
+    Recall {
+        #[command(flatten)]
+        login: Login,
+        /// The message id (as `send` printed it).
+        #[arg(long)]
+        id: u64,
+    },
+    /// Replace a message's text (the sender, within the edit window).
+    Edit {
+        #[command(flatten)]
+        login: Login,
+        /// The message id (as `send` printed it).
+        #[arg(long)]
+        id: u64,
+        /// The new text (several words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
     /// Chat interactively: `/to USER` picks the peer, each other line is sent to it, incoming
     /// messages print as they arrive, `/quit` leaves.
     Chat {
@@ -81,7 +136,7 @@ pub struct Target {
     pub group: Option<u64>,
 }
 
-/// Which conversation `history` prints: exactly one of `--with` and `--group`.
+/// Which conversation `history` (or `read`) works on: exactly one of `--with` and `--group`.
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
 pub struct HistoryTarget {
@@ -156,6 +211,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             group,
             members,
         }) => oneshot::group_members(&login, group, &members, false).await,
+        Command::Friend(command) => people::friend(command).await,
+        Command::Block { login, who } => people::block(&login, &who, true).await,
+        Command::Unblock { login, who } => people::block(&login, &who, false).await,
+        Command::Conversations { login } => conversations::list(&login).await,
+        Command::Read { login, with } => conversations::read(&login, &with).await,
+        Command::Recall { login, id } => conversations::recall(&login, id).await,
+        Command::Edit { login, id, text } => conversations::edit(&login, id, &text.join(" ")).await,
         Command::Chat { login, device } => chat::run(&login, &device).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `register`, `send`, `history` and `group ...`: connect, do one thing, log out.
+//! `register`, `send`, `history` and `group ...`: connect, do one thing, log out; and the
+//! helper the other one-shot commands share.
 
 use std::time::Duration;
 
@@ -39,6 +40,17 @@ async fn connect(login: &Login) -> anyhow::Result<Connection> {
     .await
     .with_context(|| format!("logging in as {}", login.user))?;
     Ok(conn)
+}
+
+/// Logs in, makes one request, logs out; the error names what was being done.
+pub(crate) async fn call<R>(login: &Login, request: R, doing: &str) -> anyhow::Result<R::Response>
+where
+    R: tern_client::RequestPayload,
+{
+    let conn = connect(login).await?;
+    let answer = conn.request(request).await;
+    finish(conn).await;
+    answer.with_context(|| doing.to_owned())
 }
 
 /// Revokes the throwaway device's token and closes.

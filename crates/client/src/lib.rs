@@ -20,7 +20,7 @@ pub use connection::{Connection, Endpoint, PendingResponse};
 pub use conversations::ConversationList;
 pub use cursor::{CursorStore, MemoryCursorStore};
 pub use error::ClientError;
-pub use tern_proto::{Encoding, ErrorCode, pb};
+pub use tern_proto::{Encoding, ErrorCode, RequestPayload, pb};
 
 /// A fresh client message id: 48 bits of milliseconds since the Unix epoch, then 80 random
 /// bits, as 32 hex characters.
