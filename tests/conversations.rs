@@ -416,3 +416,50 @@ async fn a_new_device_fetches_a_thousand_conversations_in_one_request() {
     assert!(!again.full && again.conversations.is_empty());
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_far_behind_gets_the_whole_list_instead_of_the_changes() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "carol"]).await;
+    let alice = server.client("alice", "phone").await;
+    let carol = server.client("carol", "phone").await;
+    carol
+        .client
+        .send_text("alice", "an older conversation")
+        .await
+        .unwrap();
+    let before = alice.client.conversations(0).await.unwrap();
+    assert_eq!(before.conversations.len(), 1);
+
+    // More entries than the server scans for changes (2000).
+    let bob = server.client("bob", "phone").await;
+    let conn = bob.client.connection().await.unwrap();
+    let ids: Vec<usize> = (0..2001).collect();
+    for window in ids.chunks(200) {
+        let pending: Vec<_> = window
+            .iter()
+            .map(|i| {
+                conn.start(pb::SendRequest {
+                    target: Some(pb::send_request::Target::ToUser("alice".into())),
+                    client_msg_id: format!("bulk-{i}"),
+                    content: Some(text(&format!("m{i}"))),
+                })
+                .unwrap()
+            })
+            .collect();
+        for p in pending {
+            p.await.unwrap();
+        }
+    }
+    let after = alice.client.conversations(before.version).await.unwrap();
+    assert!(after.full, "too much changed: the whole list");
+    assert_eq!(after.conversations.len(), 2);
+    assert_eq!(find(&after, "p:alice:bob").unread, 2001);
+    assert_eq!(find(&after, "p:alice:carol").unread, 1);
+    // A few changes later, only those come.
+    bob.client.send_text("alice", "one more").await.unwrap();
+    let changes = alice.client.conversations(after.version).await.unwrap();
+    assert!(!changes.full);
+    assert_eq!(changes.conversations.len(), 1);
+    assert_eq!(changes.conversations[0].unread, 2002);
+}

@@ -98,3 +98,26 @@ async fn typing_too_often_is_refused_with_rate_limited() {
     assert!((10..=13).contains(&accepted), "accepted {accepted}");
     assert_eq!(accepted + limited, 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_to_someone_who_refuses_the_sender_is_refused_like_a_message() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let alice = server.client("alice", "phone").await;
+    let mut bob = server.client("bob", "phone").await;
+    bob.client.block("alice").await.unwrap();
+    let e = alice.client.typing("bob").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotAccepted));
+    let quiet = tokio::time::timeout(Duration::from_millis(200), async {
+        loop {
+            if let Some(Event::Typing { .. }) = bob.events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the blocker is not told");
+    bob.client.unblock("alice").await.unwrap();
+    alice.client.typing("bob").await.unwrap();
+    assert_eq!(next_typing(&mut bob.events).await.0, "alice");
+}

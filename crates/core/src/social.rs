@@ -283,6 +283,11 @@ pub trait SocialStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Everyone `user` blocked, ordered by id.
     async fn blocked(&self, user: &UserId) -> Result<Vec<UserId>, crate::StoreError>;
+
+    /// Whether `recipient` refuses one-to-one traffic from `sender` (a block, or a friends-only
+    /// policy and no friendship), as committed now.
+    async fn refuses(&self, recipient: &UserId, sender: &UserId)
+    -> Result<bool, crate::StoreError>;
 }
 
 /// A user's friend list, whole or the changes since a version.

@@ -11,6 +11,7 @@ use lru::LruCache;
 use crate::{
     Clock, ServiceError,
     ids::{ConversationId, UserId},
+    social::SocialStore,
     store::AccountStore,
     sync::Delivery,
 };
@@ -49,6 +50,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct TypingService {
     accounts: Arc<dyn AccountStore>,
+    social: Arc<dyn SocialStore>,
     delivery: Arc<dyn Delivery>,
     clock: Arc<dyn Clock>,
     config: TypingConfig,
@@ -57,9 +59,11 @@ pub struct TypingService {
 }
 
 impl TypingService {
-    /// The service; `accounts` tells whether the peer exists.
+    /// The service; `accounts` tells whether the peer exists, `social` whether it takes
+    /// anything from the sender.
     pub fn new(
         accounts: Arc<dyn AccountStore>,
+        social: Arc<dyn SocialStore>,
         delivery: Arc<dyn Delivery>,
         clock: Arc<dyn Clock>,
         config: TypingConfig,
@@ -67,6 +71,7 @@ impl TypingService {
         let cap = NonZeroUsize::new(config.max_senders.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             accounts,
+            social,
             delivery,
             clock,
             config,
@@ -104,6 +109,10 @@ impl TypingService {
         }
         if self.accounts.password_hash(&to).await?.is_none() {
             return Err(ServiceError::UnknownUser(to));
+        }
+        // Whoever may not message the peer may not tell it they are typing either.
+        if self.social.refuses(&to, from).await? {
+            return Err(ServiceError::NotAccepted);
         }
         self.delivery
             .typing(&to, from, &ConversationId::direct(from, &to));

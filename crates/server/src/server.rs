@@ -78,6 +78,7 @@ impl Server {
         let fanout = Arc::new(Fanout::new(registry.clone(), observers.clone()));
         let typing = Arc::new(TypingService::new(
             Arc::new(store.clone()),
+            Arc::new(store.clone()),
             fanout.clone(),
             clock.clone(),
             TypingConfig::default(),

@@ -697,4 +697,10 @@ impl SocialStore for SqliteStore {
         let user = user.clone();
         self.read(move |conn| social::blocked(conn, &user)).await
     }
+
+    async fn refuses(&self, recipient: &UserId, sender: &UserId) -> Result<bool, StoreError> {
+        let (recipient, sender) = (recipient.clone(), sender.clone());
+        self.read(move |conn| social::refuses(conn, &recipient, &sender).map_err(rows::store_err))
+            .await
+    }
 }
