@@ -493,7 +493,46 @@ fn touched_direct(m: &StoredMessage) -> Option<ConversationId> {
     }
 }
 
-fn view(summary: ConversationSummary, peer: Option<UserId>) -> ConversationView {
+/// The longest text (or custom data) a list's last message carries, in bytes.
+pub const SUMMARY_TEXT_BYTES: usize = 256;
+/// The most members a group event in a list's last message names.
+pub const SUMMARY_MEMBERS: usize = 10;
+
+/// Shortens content for a conversation list, so that a list of thousands of conversations stays
+/// small whatever their last messages say: text and custom data are cut at
+/// [`SUMMARY_TEXT_BYTES`] (on a character boundary), group events name at most
+/// [`SUMMARY_MEMBERS`] members. History keeps the whole message.
+pub fn summarize(content: &mut pb::Content) {
+    use pb::content::Body;
+    fn cut(s: &mut String) {
+        if s.len() > SUMMARY_TEXT_BYTES {
+            let mut end = SUMMARY_TEXT_BYTES;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+    }
+    match &mut content.body {
+        Some(Body::Text(t)) => cut(&mut t.text),
+        Some(Body::Custom(c)) => cut(&mut c.data),
+        Some(Body::GroupEvent(e)) => {
+            e.members.truncate(SUMMARY_MEMBERS);
+            cut(&mut e.announcement);
+        }
+        Some(Body::Edit(e)) => {
+            if let Some(inner) = e.content.as_deref_mut() {
+                summarize(inner);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn view(mut summary: ConversationSummary, peer: Option<UserId>) -> ConversationView {
+    if let Some(last) = summary.last.as_mut() {
+        summarize(&mut last.content);
+    }
     let group = match summary.conversation.kind() {
         Ok(ConversationKind::Group(g)) => Some(g),
         _ => None,
@@ -636,6 +675,31 @@ mod tests {
             decide_amend(&m, &user("a"), None, &Amendment::Edit(text("z")), 1, 10),
             Err(ServiceError::NotEditable(_))
         ));
+    }
+
+    #[test]
+    fn summaries_cut_long_text_on_a_character_boundary_and_long_member_lists() {
+        // One ASCII byte first, so that byte 256 falls inside a two-byte character.
+        let mut c = text(&format!("a{}", "é".repeat(200)));
+        summarize(&mut c);
+        let Some(pb::content::Body::Text(t)) = &c.body else {
+            panic!("text stays text")
+        };
+        assert_eq!(t.text.len(), SUMMARY_TEXT_BYTES - 1);
+        let mut c = text("short");
+        summarize(&mut c);
+        assert_eq!(c, text("short"));
+        let mut e = pb::Content {
+            body: Some(pb::content::Body::GroupEvent(pb::GroupEvent {
+                members: (0..50).map(|i| format!("u{i}")).collect(),
+                ..Default::default()
+            })),
+        };
+        summarize(&mut e);
+        let Some(pb::content::Body::GroupEvent(g)) = &e.body else {
+            panic!("event stays an event")
+        };
+        assert_eq!(g.members.len(), SUMMARY_MEMBERS);
     }
 
     #[test]

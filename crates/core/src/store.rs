@@ -362,6 +362,9 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     async fn groups_of(&self, user: &UserId) -> Result<Vec<(GroupRecord, Member)>, StoreError>;
 }
 
+/// Where an unread count stops.
+pub const MAX_UNREAD_COUNTED: u64 = 10_000;
+
 /// One conversation of a user's list, as asked of [`ConversationStore::summaries`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SummaryQuery {
@@ -382,7 +385,8 @@ pub struct ConversationSummary {
     pub max_seq: u64,
     /// The user's read mark.
     pub read_seq: u64,
-    /// Messages from others after `max(read_seq, floor)`: neither events nor recalled.
+    /// Messages from others after `max(read_seq, floor)`: neither events nor recalled; at most
+    /// [`MAX_UNREAD_COUNTED`].
     pub unread: u64,
     /// The newest entry, amended.
     pub last: Option<StoredMessage>,

@@ -60,6 +60,7 @@ pub async fn run_all<H: Harness>(h: &H) {
     recall_and_edit_amend_what_readers_see(&fresh(h).await).await;
     group_admins_recall_and_flags_change_once(&fresh(h).await).await;
     people_blocks_and_friends_apply_in_commit_order(&fresh(h).await).await;
+    unread_counts_stop_at_the_cap(&fresh(h).await).await;
     reopen_keeps_everything(h).await;
 }
 
@@ -1422,4 +1423,23 @@ pub async fn people_blocks_and_friends_apply_in_commit_order(store: &dyn Backend
     let changed = store.friends(&user("ann"), version).await.unwrap();
     assert!(changed.len() == 1 && changed[0].removed);
     assert!(store.friends(&user("ann"), 0).await.unwrap().is_empty());
+}
+
+/// A backlog larger than the cap counts as the cap, wherever its messages are held.
+pub async fn unread_counts_stop_at_the_cap(store: &dyn Backend) {
+    use tern_core::store::MAX_UNREAD_COUNTED;
+    register(store, &["a", "b"]).await;
+    let n = MAX_UNREAD_COUNTED as usize + 50;
+    let batch: Vec<Write> = (0..n)
+        .map(|i| text("a", "b", &format!("m{i}"), "x"))
+        .collect();
+    store.append(batch).await.unwrap();
+    assert_eq!(summary(store, "b", "a").await.unread, MAX_UNREAD_COUNTED);
+    store.append(vec![mark_read("b", "a", 40)]).await.unwrap();
+    assert_eq!(summary(store, "b", "a").await.unread, MAX_UNREAD_COUNTED);
+    store
+        .append(vec![mark_read("b", "a", n as u64 - 7)])
+        .await
+        .unwrap();
+    assert_eq!(summary(store, "b", "a").await.unread, 7);
 }

@@ -399,7 +399,8 @@ fn state(
 }
 
 /// Messages of `conversation` after `after` that count as unread for `user`: sent by someone
-/// else, not events (which have no client message id), not recalled.
+/// else, not events (which have no client message id), not recalled; at most
+/// [`MAX_UNREAD_COUNTED`].
 fn unread(
     conn: &Connection,
     tail: &Mutex<Tail>,
@@ -431,12 +432,18 @@ fn unread(
             count += 1;
         }
     }
+    if count >= MAX_UNREAD_COUNTED {
+        return Ok(MAX_UNREAD_COUNTED);
+    }
+    // Counting stops at the cap, so a huge unread backlog costs a bounded scan.
     let indexed: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM ix.conversation_index c JOIN messages m ON m.id = c.message_id
-             WHERE c.conversation = ?1 AND c.seq > ?2 AND c.message_id <= ?3
-               AND m.sender <> ?4 AND m.client_msg_id <> ''
-               AND NOT EXISTS (SELECT 1 FROM amendments a WHERE a.message_id = m.id AND a.recall_event IS NOT NULL)",
+            "SELECT count(*) FROM (
+               SELECT 1 FROM ix.conversation_index c JOIN messages m ON m.id = c.message_id
+               WHERE c.conversation = ?1 AND c.seq > ?2 AND c.message_id <= ?3
+                 AND m.sender <> ?4 AND m.client_msg_id <> ''
+                 AND NOT EXISTS (SELECT 1 FROM amendments a WHERE a.message_id = m.id AND a.recall_event IS NOT NULL)
+               LIMIT ?5)",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -444,7 +451,8 @@ fn unread(
                     conversation.as_str(),
                     after.min(i64::MAX as u64) as i64,
                     watermark as i64,
-                    user.as_str()
+                    user.as_str(),
+                    (MAX_UNREAD_COUNTED - count) as i64
                 ],
                 |r| r.get(0),
             )
@@ -452,6 +460,10 @@ fn unread(
         .map_err(store_err)?;
     Ok(count + indexed as u64)
 }
+
+/// Where unread counting stops: beyond it a client shows "10000+" anyway, and counting a
+/// backlog of millions would cost a scan per list.
+pub(crate) const MAX_UNREAD_COUNTED: u64 = tern_core::store::MAX_UNREAD_COUNTED;
 
 /// The summary of each wanted conversation for `user`.
 pub(crate) fn summaries(
