@@ -198,7 +198,9 @@ mod tests {
             KickPolicy::Unlimited,
         );
         let bob = UserId::parse("bob").unwrap();
-        let now = presence.follow(ConnectionId(1), &[bob.clone()]).unwrap();
+        let now = presence
+            .follow(ConnectionId(1), std::slice::from_ref(&bob))
+            .unwrap();
         assert!(!now[0].online);
         registry.attach(
             ConnectionId(2),
