@@ -232,7 +232,7 @@ async fn edits_propagate_and_history_shows_them() {
     let e = bob
         .client
         .request(pb::EditRequest {
-            message_id: edited.event_seq,
+            message_id: ack.message_id,
             content: Some(pb::Content {
                 body: Some(pb::content::Body::Recall(pb::Recall::default())),
             }),
@@ -462,4 +462,181 @@ async fn a_device_far_behind_gets_the_whole_list_instead_of_the_changes() {
     assert!(!changes.full);
     assert_eq!(changes.conversations.len(), 1);
     assert_eq!(changes.conversations[0].unread, 2002);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_withdraws_every_version_wherever_a_device_reads_it() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let mut phone = server.client("alice", "phone").await;
+    let bob = server.client("bob", "phone").await;
+    let ack = bob.client.send_text("alice", "secret").await.unwrap();
+    phone.messages(1).await;
+    bob.client
+        .edit_text(ack.message_id, "secret v2")
+        .await
+        .unwrap();
+    bob.client.recall(ack.message_id).await.unwrap();
+
+    // A new device syncs from 0: served from the server's memory (the entries are recent),
+    // it sees the tombstone, an edit with no text, and the recall; never the text.
+    let mut tablet = server
+        .client_with("alice", "tablet", |c| c.platform = pb::Platform::Web)
+        .await;
+    let mut seen = Vec::new();
+    tablet
+        .next_where(|e| {
+            let done = matches!(e, Event::Recalled { .. });
+            seen.push(e);
+            done.then_some(())
+        })
+        .await;
+    let rendered = format!("{seen:?}");
+    assert!(!rendered.contains("secret"), "{rendered}");
+    let original = seen
+        .iter()
+        .find_map(|e| match e {
+            Event::Message { message, .. } if message.message_id == ack.message_id => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .expect("the original entry, as a tombstone");
+    assert!(original.recalled && original.content.is_none());
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Edited { content: None, .. }))
+    );
+    // History says the same.
+    let page = phone
+        .client
+        .history(&tern_client::HistoryQuery::newest(
+            Conversation::Peer("bob".into()),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert!(!format!("{page:?}").contains("secret"), "{page:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_mutes_and_join_points_bound_edits_recalls_and_receipts() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "owner", "late"]).await;
+    let alice = server.client("alice", "phone").await;
+    let mut bob = server.client("bob", "phone").await;
+
+    // After bob blocks alice, she can still withdraw a message but not edit new text in, and
+    // bob's reads send her no receipt.
+    let ack = alice.client.send_text("bob", "hi").await.unwrap();
+    bob.messages(1).await;
+    bob.client.block("alice").await.unwrap();
+    let e = alice
+        .client
+        .edit_text(ack.message_id, "hey you")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotAccepted));
+    bob.client
+        .mark_read(&Conversation::Peer("alice".into()), 0)
+        .await
+        .unwrap();
+    let list = alice.client.conversations(0).await.unwrap();
+    assert_eq!(
+        find(&list, "p:alice:bob").peer_read_seq,
+        0,
+        "no receipt across a block"
+    );
+    let inbox = alice
+        .client
+        .request(pb::SyncRequest { after: 0, limit: 0 })
+        .await
+        .unwrap();
+    assert!(
+        !format!("{inbox:?}").contains("ReadMark"),
+        "no read notice reached alice: {inbox:?}"
+    );
+    alice.client.recall(ack.message_id).await.unwrap();
+
+    // A muted member cannot edit; a member who joined later cannot touch what came before.
+    let owner = server.client("owner", "phone").await;
+    let group = owner.client.create_group("g", &["bob"]).await.unwrap();
+    let early = bob
+        .client
+        .send_group_text(group.group_id, "early")
+        .await
+        .unwrap();
+    owner
+        .client
+        .update_group(
+            group.group_id,
+            pb::group_update_request::Change::MuteMember(pb::GroupMute {
+                user_id: "bob".into(),
+                until_ms: i64::MAX,
+            }),
+        )
+        .await
+        .unwrap();
+    let e = bob
+        .client
+        .edit_text(early.message_id, "late edit")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Muted));
+    owner
+        .client
+        .update_group(
+            group.group_id,
+            pb::group_update_request::Change::AddMembers(pb::StringList {
+                values: vec!["late".into()],
+            }),
+        )
+        .await
+        .unwrap();
+    owner
+        .client
+        .update_group(
+            group.group_id,
+            pb::group_update_request::Change::SetRole(pb::GroupMemberRole {
+                user_id: "late".into(),
+                role: pb::GroupRole::Admin as i32,
+            }),
+        )
+        .await
+        .unwrap();
+    let late = server.client("late", "phone").await;
+    let e = late.client.recall(early.message_id).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(ErrorCode::MessageNotFound),
+        "before its view begins"
+    );
+    owner.client.recall(early.message_id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_left_drops_out_of_the_list_kept_by_version() {
+    let server = TestServer::start().await;
+    server.register(&["owner", "m"]).await;
+    let owner = server.client("owner", "phone").await;
+    let m = server.client("m", "phone").await;
+    let group = owner.client.create_group("g", &["m"]).await.unwrap();
+    owner
+        .client
+        .send_group_text(group.group_id, "hello")
+        .await
+        .unwrap();
+    let mut list = ConversationList::new();
+    list.apply(m.client.conversations(0).await.unwrap());
+    assert_eq!(list.get(&group.conversation_id).unwrap().unread, 1);
+    m.client
+        .update_group(
+            group.group_id,
+            pb::group_update_request::Change::Leave(true),
+        )
+        .await
+        .unwrap();
+    list.apply(m.client.conversations(list.version()).await.unwrap());
+    assert!(list.get(&group.conversation_id).is_none());
+    assert_eq!(list.total_unread(), 0);
 }

@@ -30,12 +30,15 @@ async fn an_observer_follows_live_messages_without_being_a_member_and_stops() {
     let mut sup = server.client("supervisor", "desk").await;
 
     alice.client.send_text("bob", "before").await.unwrap();
+    // Published before the observer starts: it must never see it.
+    bob.messages(1).await;
     sup.client.observe("p:alice:bob").await.unwrap();
     let group = alice
         .client
         .create_group("team", &["bob", "carol"])
         .await
         .unwrap();
+    bob.group_messages_until(|m| m.seq == 1).await;
     sup.client.observe(&group.conversation_id).await.unwrap();
 
     alice.client.send_text("bob", "one").await.unwrap();

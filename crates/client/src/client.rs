@@ -730,17 +730,19 @@ impl Client {
     /// Follows the presence of `users` (friends, or this user): answers with it now, and every
     /// change arrives as [`Event::Presence`], also across reconnects.
     pub async fn follow_presence(&self, users: &[&str]) -> Result<Vec<pb::Presence>, ClientError> {
-        self.shared
-            .followed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(users.iter().map(|u| u.to_string()));
-        Ok(self
+        let presences = self
             .request(pb::PresenceSubscribeRequest {
                 user_ids: users.iter().map(|u| u.to_string()).collect(),
             })
             .await?
-            .presences)
+            .presences;
+        // Only what the server accepted is followed again after a reconnect.
+        self.shared
+            .followed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(presences.iter().map(|p| p.user_id.clone()));
+        Ok(presences)
     }
 
     /// Observes a conversation's live messages (this user needs the observer role): each
@@ -1255,11 +1257,33 @@ impl Supervisor {
             .cloned()
             .collect();
         if !users.is_empty() {
-            let resp = conn
+            match conn
                 .request(pb::PresenceSubscribeRequest { user_ids: users })
-                .await?;
-            for p in resp.presences {
-                let _ = self.events.send(Event::Presence(p));
+                .await
+            {
+                Ok(resp) => {
+                    // Whoever is no longer a friend is left out, and no longer followed.
+                    let kept: std::collections::BTreeSet<String> =
+                        resp.presences.iter().map(|p| p.user_id.clone()).collect();
+                    *self
+                        .shared
+                        .followed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = kept;
+                    for p in resp.presences {
+                        let _ = self.events.send(Event::Presence(p));
+                    }
+                }
+                // A refusal will not change by reconnecting: stop asking, keep the connection.
+                Err(e) if e.code().is_some() => {
+                    tracing::warn!(error = %e, "following presence again was refused");
+                    self.shared
+                        .followed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                }
+                Err(e) => return Err(e),
             }
         }
         let observed: Vec<String> = self
@@ -1271,11 +1295,25 @@ impl Supervisor {
             .cloned()
             .collect();
         for conversation_id in observed {
-            conn.request(pb::ObserveRequest {
-                conversation_id,
-                stop: false,
-            })
-            .await?;
+            let result = conn
+                .request(pb::ObserveRequest {
+                    conversation_id: conversation_id.clone(),
+                    stop: false,
+                })
+                .await;
+            match result {
+                Ok(_) => {}
+                // The role was taken away, say: stop asking, keep the connection.
+                Err(e) if e.code().is_some() => {
+                    tracing::warn!(error = %e, conversation_id, "observing again was refused");
+                    self.shared
+                        .observed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&conversation_id);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

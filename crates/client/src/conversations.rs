@@ -26,10 +26,13 @@ impl ConversationList {
         self.version
     }
 
-    /// Merges a response.
+    /// Merges a response. A partial answer names every group the user is in now, so a group it
+    /// does not name is one the user left.
     pub fn apply(&mut self, response: pb::ConversationListResponse) {
         if response.full {
             self.by_id.clear();
+        } else {
+            self.by_id.retain(|id, _| !id.starts_with("g:"));
         }
         for c in response.conversations {
             self.by_id.insert(c.conversation_id.clone(), c);
@@ -98,11 +101,18 @@ mod tests {
         });
         assert_eq!((list.len(), list.total_unread(), list.version()), (2, 3, 5));
         list.apply(pb::ConversationListResponse {
-            conversations: vec![conv("p:a:b", 0, false)],
+            conversations: vec![conv("p:a:b", 0, false), conv("g:2", 1, false)],
             version: 7,
             full: false,
         });
-        assert_eq!((list.len(), list.total_unread(), list.version()), (2, 0, 7));
+        assert_eq!((list.len(), list.total_unread(), list.version()), (3, 1, 7));
+        // A partial answer without g:2: the user left it.
+        list.apply(pb::ConversationListResponse {
+            conversations: vec![],
+            version: 8,
+            full: false,
+        });
+        assert_eq!((list.len(), list.total_unread()), (2, 0));
         list.apply(pb::ConversationListResponse {
             conversations: vec![conv("g:1", 4, false)],
             version: 9,

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     ServiceError,
-    groups::{HistoryVisibility, Role},
+    groups::Role,
     ids::{ConversationId, ConversationKind, GroupId, MessageId, UserId},
     messages::{Applied, MessageService, validate_content},
     pb,
@@ -65,8 +65,9 @@ pub enum ConversationTarget {
 /// Who may amend a message, and how: decided in the writer, against the message as stored and
 /// the actor's standing at that point of the commit order.
 ///
-/// `actor_role` is the actor's role for a group message (`None` when not a member) and is
-/// ignored for a one-to-one message. Returns the event to record, or `None` when the amendment
+/// `actor_role` is the actor's role for a group message (`None` when not a member, or when the
+/// message is from before the member's view of the history begins) and is ignored for a
+/// one-to-one message. Returns the event to record, or `None` when the amendment
 /// changes nothing (a second recall, an edit to the same content).
 pub fn decide_amend(
     message: &StoredMessage,
@@ -92,11 +93,10 @@ pub fn decide_amend(
         ));
     }
     let is_sender = &message.sender == actor;
+    // Who may comes first, so nobody else learns anything from the answer; then whether the
+    // amendment is a repeat (a retry succeeds even once the window has passed); then the window.
     let what = match change {
         Amendment::Recall => {
-            if message.recalled_by.is_some() {
-                return Ok(None);
-            }
             let admin = matches!(actor_role, Some(Role::Admin | Role::Owner))
                 && matches!(message.conversation.kind(), Ok(ConversationKind::Group(_)));
             if !is_sender && !admin {
@@ -104,16 +104,19 @@ pub fn decide_amend(
                     "only the sender or a group admin can recall a message",
                 ));
             }
+            if message.recalled_by.is_some() {
+                return Ok(None);
+            }
             "recall"
         }
         Amendment::Edit(content) => {
-            if message.recalled_by.is_some() {
-                return Err(ServiceError::NotEditable("the message was recalled"));
-            }
             if !is_sender {
                 return Err(ServiceError::PermissionDenied(
                     "only the sender can edit a message",
                 ));
+            }
+            if message.recalled_by.is_some() {
+                return Err(ServiceError::NotEditable("the message was recalled"));
             }
             if &message.content == content {
                 return Ok(None);
@@ -139,6 +142,23 @@ pub fn decide_amend(
         })),
     };
     Ok(Some(pb::Content { body: Some(body) }))
+}
+
+/// The message an amendment event (a recall or an edit) is about, if `event` is one.
+pub fn amendment_target(event: &StoredMessage) -> Option<MessageId> {
+    match &event.content.body {
+        Some(pb::content::Body::Recall(r)) => Some(MessageId(r.message_id)),
+        Some(pb::content::Body::Edit(e)) => Some(MessageId(e.message_id)),
+        _ => None,
+    }
+}
+
+/// Drops the text an edit event carries, once the message it edited was recalled: the recall
+/// withdraws every version of the message, not only the original.
+pub fn withdraw_edit(event: &mut StoredMessage) {
+    if let Some(pb::content::Body::Edit(e)) = &mut event.content.body {
+        e.content = None;
+    }
 }
 
 /// Applies an amendment event's effect to the message it names, as readers show it.
@@ -352,8 +372,7 @@ impl ConversationService {
         Ok(view(summary, peer))
     }
 
-    /// The seqs of a group conversation `user` may not count as unread: those before the
-    /// member's view starts.
+    /// The seqs of a group conversation that do not count as unread for `user`.
     async fn floor(
         &self,
         user: &UserId,
@@ -363,10 +382,7 @@ impl ConversationService {
             return Ok(0);
         };
         Ok(match self.groups.group(group, user).await? {
-            Some((record, Some(me))) => match record.settings.history {
-                HistoryVisibility::Full => 0,
-                HistoryVisibility::FromJoin => me.joined_seq.saturating_sub(1),
-            },
+            Some((_, Some(me))) => unread_floor(&me),
             _ => 0,
         })
     }
@@ -415,10 +431,7 @@ impl ConversationService {
             wanted.push(SummaryQuery {
                 conversation: ConversationId::group(record.id),
                 peer: None,
-                floor: match record.settings.history {
-                    HistoryVisibility::Full => 0,
-                    HistoryVisibility::FromJoin => me.joined_seq.saturating_sub(1),
-                },
+                floor: unread_floor(&me),
             });
         }
         let peers: Vec<Option<UserId>> = wanted.iter().map(|q| q.peer.clone()).collect();
@@ -473,6 +486,12 @@ impl ConversationService {
     ) -> Result<Vec<u64>, ServiceError> {
         Ok(self.store.read_marks(conversation, users).await?)
     }
+}
+
+/// Up to where a member's group timeline never counts as unread: what was said before it
+/// joined, even when it may read that history.
+fn unread_floor(me: &crate::groups::Member) -> u64 {
+    me.joined_seq.saturating_sub(1)
 }
 
 /// The one-to-one conversation an inbox message changes in its user's list, if any: its own,

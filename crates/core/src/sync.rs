@@ -117,6 +117,31 @@ struct Ring {
 }
 
 impl Ring {
+    /// Shows the ring's copies of message `target` (and, after a recall, of its edits) as
+    /// `event` leaves them, so that a sync served from memory shows what one served from the
+    /// store shows. Entries are shared, so the changed ones are replaced, not mutated.
+    fn amend(&mut self, target: crate::ids::MessageId, event: &StoredMessage) {
+        let recall = matches!(
+            event.content.body,
+            Some(crate::pb::content::Body::Recall(_))
+        );
+        for slot in self.entries.iter_mut() {
+            let InboxEvent::Message(m) = &slot.event;
+            let mut changed = (**m).clone();
+            if m.id == target {
+                crate::conversations::apply_amendment(&mut changed, event);
+            } else if recall && crate::conversations::amendment_target(m) == Some(target) {
+                crate::conversations::withdraw_edit(&mut changed);
+            } else {
+                continue;
+            }
+            *slot = Arc::new(InboxEntry {
+                seq: slot.seq,
+                event: InboxEvent::Message(Arc::new(changed)),
+            });
+        }
+    }
+
     fn first(&self) -> Option<u64> {
         self.entries.front().map(|e| e.seq)
     }
@@ -195,6 +220,10 @@ impl SyncService {
                     ring.entries.clear();
                 }
                 _ => {}
+            }
+            let InboxEvent::Message(m) = &entry.event;
+            if let Some(target) = crate::conversations::amendment_target(m) {
+                ring.amend(target, m);
             }
             if ring.entries.len() == self.config.ring_capacity.max(1) {
                 ring.entries.pop_front();
@@ -361,5 +390,52 @@ mod tests {
         assert!(page.has_more);
         let page = r.read(20, 3).unwrap();
         assert!(page.entries.is_empty() && !page.has_more && page.head == 20);
+    }
+
+    #[test]
+    fn a_recall_in_the_ring_withdraws_the_message_and_its_edits() {
+        let mut r = ring(1..=3);
+        let a = UserId::parse("a").unwrap();
+        let event = |seq: u64, body| StoredMessage {
+            id: MessageId(100 + seq),
+            conversation: ConversationId::direct(&a, &a),
+            seq,
+            sender: a.clone(),
+            client_msg_id: String::new(),
+            server_time_ms: 5,
+            sender_inbox_seq: 0,
+            content: pb::Content { body: Some(body) },
+            recalled_by: None,
+            edited_ms: 0,
+        };
+        let edit = event(
+            4,
+            pb::content::Body::Edit(Box::new(pb::Edit {
+                message_id: 2,
+                seq: 2,
+                content: Some(Box::new(pb::Content::default())),
+            })),
+        );
+        r.amend(MessageId(2), &edit);
+        r.entries.push_back(Arc::new(InboxEntry {
+            seq: 4,
+            event: InboxEvent::Message(Arc::new(edit)),
+        }));
+        let InboxEvent::Message(m) = &r.entries[1].event;
+        assert_eq!(m.edited_ms, 5);
+        let recall = event(
+            5,
+            pb::content::Body::Recall(pb::Recall {
+                message_id: 2,
+                seq: 2,
+            }),
+        );
+        r.amend(MessageId(2), &recall);
+        let InboxEvent::Message(m) = &r.entries[1].event;
+        assert_eq!(m.recalled_by, Some(a.clone()));
+        let InboxEvent::Message(e) = &r.entries[3].event;
+        assert!(matches!(&e.content.body, Some(pb::content::Body::Edit(e)) if e.content.is_none()));
+        let InboxEvent::Message(other) = &r.entries[0].event;
+        assert!(other.recalled_by.is_none(), "other messages are untouched");
     }
 }

@@ -23,6 +23,8 @@ pub const MAX_FOLLOWED_PER_CONNECTION: usize = 1000;
 /// A connection that follows someone.
 #[derive(Debug, Clone)]
 struct Follower {
+    /// Whose connection it is, so a friendship's end can stop it.
+    user: UserId,
     outbox: Outbox,
     encoding: Encoding,
 }
@@ -97,6 +99,7 @@ impl Presence {
                 inner.followers.entry(user.clone()).or_default().insert(
                     id,
                     Follower {
+                        user: entry.user.clone(),
                         outbox: entry.outbox.clone(),
                         encoding: entry.encoding,
                     },
@@ -129,12 +132,35 @@ impl Presence {
         }
     }
 
+    /// Stops every connection of `follower` following `followed` (the two stopped being
+    /// friends, or `followed` blocked `follower`).
+    pub fn revoke(&self, follower: &UserId, followed: &UserId) {
+        let mut inner = self.lock();
+        let Some(f) = inner.followers.get_mut(followed) else {
+            return;
+        };
+        let gone: Vec<ConnectionId> = f
+            .iter()
+            .filter(|(_, x)| &x.user == follower)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            drop_follower(&mut inner, followed, id);
+            if let Some(mine) = inner.following.get_mut(&id) {
+                mine.remove(followed);
+            }
+        }
+    }
+
     /// Tells `user`'s followers its presence now, after its devices changed.
     pub fn changed(&self, user: &UserId) {
-        let followers: Vec<Follower> = match self.lock().followers.get(user) {
-            Some(f) => f.values().cloned().collect(),
-            None => return,
+        // The device list is read and sent under the lock, so two changes of one user reach
+        // each follower in the order they happened: the last one a follower sees is current.
+        let inner = self.lock();
+        let Some(followers) = inner.followers.get(user) else {
+            return;
         };
+        let followers: Vec<Follower> = followers.values().cloned().collect();
         let event = ServerEvent::Presence(self.of(user));
         let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
         for f in followers {
@@ -149,6 +175,7 @@ impl Presence {
                 f.outbox.push_ephemeral(frame.clone());
             }
         }
+        drop(inner);
     }
 
     /// Connections following someone, and users followed (for tests).
@@ -215,8 +242,23 @@ mod tests {
         presence.changed(&bob);
         assert!(watcher_rx.drain().frames.is_empty());
         // A connection that is not logged in follows nobody.
-        assert!(presence.follow(ConnectionId(9), &[bob]).unwrap().is_empty());
+        assert!(
+            presence
+                .follow(ConnectionId(9), std::slice::from_ref(&bob))
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(presence.counts(), (0, 0));
+        // Revoking stops the follower's connections only.
+        presence
+            .follow(ConnectionId(1), std::slice::from_ref(&bob))
+            .unwrap();
+        presence.revoke(&UserId::parse("someone").unwrap(), &bob);
+        assert_eq!(presence.counts(), (1, 1));
+        presence.revoke(&UserId::parse("w").unwrap(), &bob);
+        assert_eq!(presence.counts().1, 0);
+        presence.changed(&bob);
+        assert!(watcher_rx.drain().frames.is_empty());
     }
 
     #[test]

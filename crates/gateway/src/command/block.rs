@@ -1,6 +1,6 @@
 //! BLOCK: refuses a user's one-to-one messages and friend requests.
 
-use tern_core::ServiceError;
+use tern_core::{ServiceError, UserId};
 use tern_proto::pb;
 
 use super::Caller;
@@ -12,5 +12,9 @@ pub(crate) async fn run(
     req: pb::BlockRequest,
 ) -> Result<pb::BlockResponse, ServiceError> {
     services.social.block(&caller.user, &req.user_id).await?;
+    // A blocked user no longer sees the blocker come and go.
+    if let Ok(other) = UserId::parse(&req.user_id) {
+        services.presence.revoke(&other, &caller.user);
+    }
     Ok(pb::BlockResponse {})
 }

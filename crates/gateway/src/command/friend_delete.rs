@@ -1,6 +1,6 @@
 //! FRIEND_DELETE: ends a friendship.
 
-use tern_core::ServiceError;
+use tern_core::{ServiceError, UserId};
 use tern_proto::pb;
 
 use super::Caller;
@@ -15,5 +15,10 @@ pub(crate) async fn run(
         .social
         .delete_friend(&caller.user, &req.user_id)
         .await?;
+    // Presence is for friends: neither follows the other any longer.
+    if let Ok(other) = UserId::parse(&req.user_id) {
+        services.presence.revoke(&caller.user, &other);
+        services.presence.revoke(&other, &caller.user);
+    }
     Ok(pb::FriendDeleteResponse {})
 }

@@ -18,8 +18,8 @@ use tern_core::{
     },
     pb,
     store::{
-        Amend, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored, StoredMessage,
-        Write,
+        Amend, Amendment, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored,
+        StoredMessage, Write,
     },
 };
 
@@ -527,7 +527,11 @@ fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobErr
         conversation_id: m.conversation.as_str().to_owned(),
         read_seq: target,
     });
-    let peer = m.conversation.peer_of(&m.user);
+    // No receipt crosses a block, either way.
+    let peer = match m.conversation.peer_of(&m.user) {
+        Some(p) if super::social::blocks_either(batch.conn, &m.user, &p)? => None,
+        other => other,
+    };
     let stored = match notice(batch, &m.user, peer, body, m.now_ms)? {
         Ok(s) => s,
         Err(e) => return Ok(AppendOutcome::Refused(e)),
@@ -583,10 +587,15 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
         Ok(ConversationKind::Group(g)) => batch.group(g)?.cloned(),
         _ => None,
     };
-    let role = group
-        .as_ref()
-        .and_then(|g| g.members.get(&a.actor))
-        .map(|m| m.role);
+    // A member sees the timeline from its view on; a message before that is not its to see.
+    let role = group.as_ref().and_then(|g| {
+        g.members
+            .get(&a.actor)
+            .filter(|m| {
+                g.settings.history == groups::HistoryVisibility::Full || message.seq >= m.joined_seq
+            })
+            .map(|m| m.role)
+    });
     let event = match decide_amend(&message, &a.actor, role, &a.change, a.now_ms, a.window_ms) {
         Ok(Some(event)) => event,
         Ok(None) => {
@@ -598,6 +607,19 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
         }
         Err(e) => return Ok(AppendOutcome::Refused(e)),
     };
+    if matches!(a.change, Amendment::Edit(_)) {
+        // An edit says something new: whoever could not send it may not edit it in.
+        let refused = match &group {
+            Some(state) => groups::check_send(state, &a.actor, a.now_ms).err(),
+            None => match conversation.peer_of(&a.actor) {
+                Some(peer) if batch.refuses(&peer, &a.actor)? => Some(ServiceError::NotAccepted),
+                _ => None,
+            },
+        };
+        if let Some(e) = refused {
+            return Ok(AppendOutcome::Refused(e));
+        }
+    }
     let (inboxes, push_members) = match &group {
         Some(state) if state.settings.dissolved => {
             return Ok(AppendOutcome::Refused(ServiceError::GroupDissolved));

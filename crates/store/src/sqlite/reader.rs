@@ -11,7 +11,7 @@ use std::{
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tern_core::{
-    ConversationId, StoreError, UserId,
+    ConversationId, StoreError, UserId, pb,
     store::{
         ConversationSummary, Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage,
         StoredMessage, SummaryQuery,
@@ -200,6 +200,21 @@ pub(crate) fn amend(conn: &Connection, messages: &mut [StoredMessage]) -> Result
                 .and_then(|mut s| s.query_row([event], |row| Ok(message_from_row(row, 0))))
                 .map_err(store_err)??;
             tern_core::conversations::apply_amendment(message, &event);
+        }
+    }
+    // An edit event of a message recalled since carries no text either.
+    let mut recalled = conn
+        .prepare_cached(
+            "SELECT 1 FROM amendments WHERE message_id = ?1 AND recall_event IS NOT NULL",
+        )
+        .map_err(store_err)?;
+    for m in messages.iter_mut() {
+        if let Some(pb::content::Body::Edit(e)) = &m.content.body
+            && recalled
+                .exists([e.message_id.min(i64::MAX as u64) as i64])
+                .map_err(store_err)?
+        {
+            tern_core::conversations::withdraw_edit(m);
         }
     }
     Ok(())
@@ -480,9 +495,12 @@ pub(crate) fn summaries(
             .messages
             .pop();
         let unread = unread(conn, tail, user, &q.conversation, read_seq.max(q.floor))?;
+        // A peer's read mark is its receipt: none crosses a block, either way.
         let peer_read_seq = match &q.peer {
-            Some(peer) => state(conn, peer, &q.conversation)?.0,
-            None => 0,
+            Some(peer) if !super::social::blocks_either(conn, user, peer).map_err(store_err)? => {
+                state(conn, peer, &q.conversation)?.0
+            }
+            _ => 0,
         };
         out.push(ConversationSummary {
             conversation: q.conversation,

@@ -46,6 +46,11 @@ pub(crate) fn refuses(
         && !friends(conn, recipient, sender)?)
 }
 
+/// Whether either of two users blocks the other.
+pub(crate) fn blocks_either(conn: &Connection, a: &UserId, b: &UserId) -> rusqlite::Result<bool> {
+    Ok(blocks(conn, a, b)? || blocks(conn, b, a)?)
+}
+
 fn blocks(conn: &Connection, user: &UserId, other: &UserId) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
         .exists(params![user.as_str(), other.as_str()])
@@ -166,8 +171,10 @@ pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutco
             }
             if pending(batch.conn, &to, &actor)? {
                 // They asked first: asking back is accepting.
-                let stored = befriend(batch, &actor, &to, now_ms)?;
-                return Ok(done(1, Some(stored)));
+                return Ok(match befriend(batch, &actor, &to, now_ms)? {
+                    Ok(stored) => done(1, Some(stored)),
+                    Err(e) => AppendOutcome::Refused(e),
+                });
             }
             let body = friend_event(
                 pb::FriendEventKind::Requested,
@@ -193,10 +200,11 @@ pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutco
                 return refuse(ServiceError::RequestNotFound);
             }
             if accept {
-                let stored = befriend(batch, &actor, &from, now_ms)?;
-                return Ok(done(1, Some(stored)));
+                return Ok(match befriend(batch, &actor, &from, now_ms)? {
+                    Ok(stored) => done(1, Some(stored)),
+                    Err(e) => AppendOutcome::Refused(e),
+                });
             }
-            delete_request(batch.conn, &from, &actor)?;
             let body = friend_event(
                 pb::FriendEventKind::Declined,
                 &from,
@@ -207,6 +215,7 @@ pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutco
                 Ok(s) => s,
                 Err(e) => return refuse(e),
             };
+            delete_request(batch.conn, &from, &actor)?;
             Ok(done(0, Some(stored)))
         }
         SocialChange::FriendDelete(other) => {
@@ -348,22 +357,25 @@ fn version_of(stored: &Stored, owner: &UserId) -> u64 {
         .map_or(0, |(_, seq)| *seq)
 }
 
-/// Makes `actor` and `other` friends (answering a pending request either way round).
+/// Makes `actor` and `other` friends (answering a pending request either way round). The
+/// notice goes first, so a refusal leaves nothing written.
 fn befriend(
     batch: &mut Batch<'_>,
     actor: &UserId,
     other: &UserId,
     now_ms: i64,
-) -> Result<Stored, JobError> {
-    delete_request(batch.conn, other, actor)?;
-    delete_request(batch.conn, actor, other)?;
+) -> Result<Result<Stored, ServiceError>, JobError> {
     let body = pb::content::Body::FriendEvent(pb::FriendEvent {
         kind: pb::FriendEventKind::Added as i32,
         user_id: other.to_string(),
         ..Default::default()
     });
-    let stored = notice_to(batch, actor, std::slice::from_ref(other), body, now_ms)?
-        .map_err(|e| JobError::Store(StoreError::Unavailable(format!("befriending: {e}"))))?;
+    let stored = match notice_to(batch, actor, std::slice::from_ref(other), body, now_ms)? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    delete_request(batch.conn, other, actor)?;
+    delete_request(batch.conn, actor, other)?;
     for (owner, friend) in [(actor, other), (other, actor)] {
         batch
             .conn
@@ -380,7 +392,7 @@ fn befriend(
                 version_of(&stored, owner) as i64
             ])?;
     }
-    Ok(stored)
+    Ok(Ok(stored))
 }
 
 /// Profiles of those of `users` that exist, in order.
