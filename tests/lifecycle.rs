@@ -319,3 +319,31 @@ async fn a_graceful_shutdown_commits_the_sends_in_flight_before_it_exits() {
         "each send stored exactly once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_logout_is_answered_and_the_client_stays_out() {
+    let server = TestServer::start().await;
+    server.register(&["alice"]).await;
+    for round in 0..20 {
+        let mut alice = server.client("alice", "phone").await;
+        alice
+            .next_where(|e| matches!(e, Event::Connected { .. }).then_some(()))
+            .await;
+        // A cursor ack in flight while the server answers and closes must not cost the answer.
+        alice
+            .client
+            .logout()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        until_registry_holds(&server, 0).await;
+        // The client stops instead of taking the close for a loss and logging in again.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), alice.events.recv()).await {
+                Ok(Some(Event::Connected { .. })) => panic!("round {round}: logged in again"),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => panic!("round {round}: the client did not stop"),
+            }
+        }
+    }
+}

@@ -317,6 +317,8 @@ struct Shared {
     /// Cancelled by the supervisor when it has finished (after its last cursor ack).
     finished: CancellationToken,
     token: Mutex<Option<String>>,
+    /// Set by `logout`: the connection's end is the logout's, not a loss.
+    logging_out: std::sync::atomic::AtomicBool,
     /// Users whose presence this client follows; followed again after each reconnect.
     followed: Mutex<std::collections::BTreeSet<String>>,
     /// Conversations this client observes; observed again after each reconnect.
@@ -369,6 +371,7 @@ impl Client {
         let (own_tx, own_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             token: Mutex::new(config.token.clone()),
+            logging_out: std::sync::atomic::AtomicBool::new(false),
             followed: Mutex::default(),
             observed: Mutex::default(),
             config,
@@ -902,8 +905,15 @@ impl Client {
     /// Logs out (revoking the token) and stops the client.
     pub async fn logout(&self) -> Result<(), ClientError> {
         let conn = self.connection().await?;
+        // The server closes the connection once it has answered: that must neither be taken
+        // for a loss (and a new login) nor be raced by closing the connection from this side
+        // before the answer arrives.
+        self.shared
+            .logging_out
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let result = conn.request(pb::LogoutRequest {}).await.map(|_| ());
         self.shared.stop.cancel();
-        conn.request(pb::LogoutRequest {}).await.map(|_| ())
+        result
     }
 }
 
@@ -964,6 +974,14 @@ impl Supervisor {
                         Ended::Kicked(kick) => {
                             let _ = self.events.send(Event::Kicked(kick));
                             self.shared.stop.cancel();
+                            break;
+                        }
+                        Ended::Lost(_)
+                            if self
+                                .shared
+                                .logging_out
+                                .load(std::sync::atomic::Ordering::SeqCst) =>
+                        {
                             break;
                         }
                         Ended::Lost(reason) => {

@@ -162,10 +162,11 @@ pub(crate) async fn run<T: Transport>(
     peer: SocketAddr,
 ) {
     gateway.metrics.connections.increment(1.0);
-    let _detach = Detach {
+    let detach = Detach {
         gateway: &gateway,
         id,
     };
+    let mut transport = transport;
     let mut session = Session {
         gateway: &gateway,
         id,
@@ -174,11 +175,15 @@ pub(crate) async fn run<T: Transport>(
         last_seen: Instant::now(),
         pending: None,
     };
-    let cause = session.run(transport).await;
+    let cause = session.run(&mut transport).await;
     let user = match &session.phase {
         Phase::Active(a) => Some(a.caller.user.to_string()),
         Phase::Anonymous { .. } => None,
     };
+    // Out of the registry (and offline) at once; the socket then closes gracefully.
+    drop(session);
+    drop(detach);
+    transport.finish().await;
     // Every connection logs who closed it and why.
     match &cause {
         CloseCause::Io(_) | CloseCause::ProtocolError(_) => {
@@ -202,7 +207,7 @@ struct Session<'g> {
 }
 
 impl Session<'_> {
-    async fn run<T: Transport>(&mut self, mut transport: T) -> CloseCause {
+    async fn run<T: Transport>(&mut self, transport: &mut T) -> CloseCause {
         let config = &self.gateway.config;
         let heartbeat_timeout = config.heartbeat_interval * 2;
         let timer = sleep_until(Instant::now() + config.login_timeout);
@@ -227,7 +232,7 @@ impl Session<'_> {
                 self.pending = None;
             }
             if draining && self.pending.is_none() {
-                self.say_goodbye(&mut transport).await;
+                self.say_goodbye(transport).await;
                 return CloseCause::Shutdown;
             }
             let outbox = match &self.phase {
@@ -246,7 +251,7 @@ impl Session<'_> {
                 Wake::Shutdown => draining = true,
                 Wake::Completed(done) => {
                     if let Some(cause) = self.complete(done) {
-                        self.flush_then(&mut transport).await;
+                        self.flush_then(transport).await;
                         return cause;
                     }
                     if matches!(self.phase, Phase::Active(_)) {
@@ -255,7 +260,7 @@ impl Session<'_> {
                 }
                 Wake::Outbox => {
                     if let Some(cause) = self.drain_outbox() {
-                        self.flush_then(&mut transport).await;
+                        self.flush_then(transport).await;
                         return cause;
                     }
                 }
@@ -271,12 +276,12 @@ impl Session<'_> {
                         .to_error("frames travel in binary WebSocket messages only");
                     self.out
                         .push(Frame::error(0, PacketId::ZERO, Encoding::Json, &error).to_bytes());
-                    self.flush_then(&mut transport).await;
+                    self.flush_then(transport).await;
                     return CloseCause::ProtocolError("text WebSocket message".into());
                 }
                 Wake::Received(Err(TransportError::Frame(e))) => {
                     self.out.push(framing_error(&e));
-                    self.flush_then(&mut transport).await;
+                    self.flush_then(transport).await;
                     return CloseCause::ProtocolError(e.to_string());
                 }
                 Wake::Timer => match self.phase {
@@ -286,7 +291,7 @@ impl Session<'_> {
                         self.out.push(
                             Frame::error(0, PacketId::ZERO, Encoding::Protobuf, &error).to_bytes(),
                         );
-                        self.flush_then(&mut transport).await;
+                        self.flush_then(transport).await;
                         return CloseCause::LoginTimeout;
                     }
                     Phase::Active(_) => {

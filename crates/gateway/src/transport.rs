@@ -28,7 +28,20 @@ pub(crate) trait Transport: Send + 'static {
 
     /// Writes the frames, in order, in as few writes as the transport allows.
     fn send(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Closes the connection so that the frames written last reach the peer: the server's side
+    /// is shut first, then whatever the peer still sends is read and dropped until it closes
+    /// too or [`LINGER`] passes. Closing a socket with unread bytes in it would reset the
+    /// connection instead, and a reset can destroy the last response (a LOGOUT's, a KICK) before
+    /// the client reads it.
+    fn finish(self) -> impl Future<Output = ()> + Send;
 }
+
+/// How long a closing connection waits for its peer to close too.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The most a closing connection reads (and drops) while it waits.
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// Bytes reserved per read when no partial frame says how many more are needed.
 const READ_CHUNK: usize = 4096;
@@ -80,6 +93,23 @@ impl Transport for TcpTransport {
         }
     }
 
+    async fn finish(mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            let mut dropped = 0;
+            while dropped < LINGER_BYTES {
+                match tokio::io::AsyncReadExt::read(&mut self.stream, &mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => dropped += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+
     async fn send(&mut self, frames: &[Bytes]) -> io::Result<()> {
         match frames {
             [] => Ok(()),
@@ -128,6 +158,21 @@ impl Transport for WsTransport {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             }
         }
+    }
+
+    async fn finish(mut self) {
+        // The WebSocket close handshake: our Close frame, then theirs (or the linger runs out).
+        let _ = tokio::time::timeout(LINGER, async {
+            if self.socket.send(Message::Close(None)).await.is_err() {
+                return;
+            }
+            while let Some(Ok(m)) = self.socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     async fn send(&mut self, frames: &[Bytes]) -> io::Result<()> {
