@@ -5,7 +5,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -103,6 +103,8 @@ pub struct Gateway {
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: GatewayMetrics,
     next_id: AtomicU64,
+    /// The size of the last connection task's future, in bytes.
+    task_bytes: AtomicUsize,
     tracker: TaskTracker,
 }
 
@@ -138,6 +140,7 @@ impl Gateway {
                 accepted: metrics::counter!("tern_connections_accepted_total"),
             },
             next_id: AtomicU64::new(1),
+            task_bytes: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
         })
     }
@@ -145,6 +148,13 @@ impl Gateway {
     /// The connection registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The bytes a connection's task holds for its whole life, not counting what it allocates
+    /// (0 before the first connection). Every idle connection costs this much and more, so it is
+    /// kept small: tests hold it to a budget.
+    pub fn connection_task_bytes(&self) -> usize {
+        self.task_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether shutdown has begun.
@@ -209,8 +219,10 @@ impl Gateway {
     ) {
         let id = self.next_connection_id();
         self.metrics.accepted.increment(1);
-        self.tracker
-            .spawn(session::run(self.clone(), id, transport, peer));
+        let task = session::run(self.clone(), id, transport, peer);
+        self.task_bytes
+            .store(std::mem::size_of_val(&task), Ordering::Relaxed);
+        self.tracker.spawn(task);
     }
 
     /// Stops accepting, lets every session finish its in-flight requests and say goodbye, and

@@ -98,7 +98,9 @@ impl Transport for TcpTransport {
             return;
         }
         let drain = async {
-            let mut scratch = [0u8; 4096];
+            // On the heap, and only now: a buffer in the future itself would be part of every
+            // connection's task for its whole life.
+            let mut scratch = vec![0u8; 4096];
             let mut dropped = 0;
             while dropped < LINGER_BYTES {
                 match tokio::io::AsyncReadExt::read(&mut self.stream, &mut scratch).await {
