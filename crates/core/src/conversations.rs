@@ -267,19 +267,7 @@ impl ConversationService {
                 now_ms: self.messages.now_ms(),
             }))?
             .await?;
-        let floor = self.floor(user, &conversation).await?;
-        let summary = self
-            .store
-            .summaries(
-                user,
-                vec![SummaryQuery {
-                    conversation: conversation.clone(),
-                    peer: None,
-                    floor,
-                }],
-            )
-            .await?;
-        let unread = summary.first().map_or(0, |s| s.unread);
+        let unread = self.summary(user, &conversation, None).await?.unread;
         Ok((conversation, done.value, unread))
     }
 
@@ -355,21 +343,30 @@ impl ConversationService {
             }))?
             .await?;
         let peer = conversation.peer_of(user);
-        let floor = self.floor(user, &conversation).await?;
-        let summary = self
-            .store
+        let summary = self.summary(user, &conversation, peer.clone()).await?;
+        Ok(view(summary, peer))
+    }
+
+    /// One conversation as `user`'s list shows it.
+    async fn summary(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        peer: Option<UserId>,
+    ) -> Result<ConversationSummary, ServiceError> {
+        let floor = self.floor(user, conversation).await?;
+        self.store
             .summaries(
                 user,
                 vec![SummaryQuery {
                     conversation: conversation.clone(),
-                    peer: peer.clone(),
+                    peer,
                     floor,
                 }],
             )
             .await?
             .pop()
-            .ok_or_else(|| ServiceError::Internal("no summary for a conversation".into()))?;
-        Ok(view(summary, peer))
+            .ok_or_else(|| ServiceError::Internal("no summary for a conversation".into()))
     }
 
     /// The seqs of a group conversation that do not count as unread for `user`.

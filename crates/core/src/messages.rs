@@ -450,7 +450,7 @@ impl MessageService {
     }
 }
 
-fn unknown_user(raw: &str) -> UserId {
+pub(crate) fn unknown_user(raw: &str) -> UserId {
     // An unparsable id cannot exist; report it under a placeholder rather than echoing bytes
     // that may not be printable.
     UserId::parse(raw).unwrap_or_else(|_| UserId::parse("invalid").expect("valid literal"))

@@ -314,11 +314,7 @@ pub struct SocialService {
 }
 
 fn parse_user(raw: &str) -> Result<UserId, ServiceError> {
-    UserId::parse(raw).map_err(|_| ServiceError::UnknownUser(unknown(raw)))
-}
-
-fn unknown(raw: &str) -> UserId {
-    UserId::parse(raw).unwrap_or_else(|_| UserId::parse("invalid").expect("valid literal"))
+    UserId::parse(raw).map_err(|_| ServiceError::UnknownUser(crate::messages::unknown_user(raw)))
 }
 
 impl SocialService {

@@ -37,6 +37,36 @@ impl Fanout {
     }
 }
 
+/// A server event encoded at most once per encoding, on first need: fan-out to many
+/// connections builds each frame once, and only for the encodings some connection uses.
+pub(crate) struct Encoded<'a> {
+    event: &'a ServerEvent,
+    frames: [Option<Option<Bytes>>; 2],
+}
+
+impl<'a> Encoded<'a> {
+    pub(crate) fn new(event: &'a ServerEvent) -> Self {
+        Self {
+            event,
+            frames: [None, None],
+        }
+    }
+
+    /// The event's frame in `encoding` (`None` if it cannot be encoded, which is logged once).
+    pub(crate) fn frame(&mut self, encoding: Encoding) -> Option<&Bytes> {
+        let event = self.event;
+        self.frames[matches!(encoding, Encoding::Json) as usize]
+            .get_or_insert_with(|| match event.to_frame(PacketId(rand::random()), encoding) {
+                Ok(f) => Some(f.to_bytes()),
+                Err(e) => {
+                    tracing::error!(error = %e, kind = event.message_type().name(), "cannot encode an event");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
 /// Encodes a push frame. Pushes carry a fresh random packet id: they answer no request.
 pub(crate) fn push_frame(entry: &InboxEntry, encoding: Encoding) -> Option<Bytes> {
     let event = ServerEvent::Push(pb::Push {
@@ -141,18 +171,11 @@ impl Delivery for Fanout {
             observed: Some(message_to_wire(message)),
             ..Default::default()
         });
-        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        let mut encoded = Encoded::new(&event);
         for o in observers {
-            let slot = &mut frames[matches!(o.encoding, Encoding::Json) as usize];
-            let frame = slot.get_or_insert_with(|| {
-                event
-                    .to_frame(PacketId(rand::random()), o.encoding)
-                    .map(|f| f.to_bytes())
-                    .ok()
-            });
             // Live only: an observer that falls behind misses messages rather than making its
             // connection sync an inbox it has no part in.
-            if let Some(frame) = frame {
+            if let Some(frame) = encoded.frame(o.encoding) {
                 o.outbox.push_ephemeral(frame.clone());
             }
         }
@@ -163,16 +186,9 @@ impl Delivery for Fanout {
             from_user: from.to_string(),
             conversation_id: conversation.as_str().to_owned(),
         });
-        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        let mut encoded = Encoded::new(&notice);
         self.registry.for_each_connection(to, |_, conn| {
-            let slot = &mut frames[matches!(conn.encoding, Encoding::Json) as usize];
-            let frame = slot.get_or_insert_with(|| {
-                notice
-                    .to_frame(PacketId(rand::random()), conn.encoding)
-                    .map(|f| f.to_bytes())
-                    .ok()
-            });
-            if let Some(frame) = frame {
+            if let Some(frame) = encoded.frame(conn.encoding) {
                 conn.outbox.push_ephemeral(frame.clone());
             }
         });

@@ -11,11 +11,10 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use bytes::Bytes;
 use tern_core::{ConnectionId, UserId};
-use tern_proto::{Encoding, PacketId, ServerEvent, pb};
+use tern_proto::{Encoding, ServerEvent, pb};
 
-use crate::{outbox::Outbox, registry::Registry};
+use crate::{fanout::Encoded, outbox::Outbox, registry::Registry};
 
 /// The most users one connection may follow.
 pub const MAX_FOLLOWED_PER_CONNECTION: usize = 1000;
@@ -162,16 +161,9 @@ impl Presence {
         };
         let followers: Vec<Follower> = followers.values().cloned().collect();
         let event = ServerEvent::Presence(self.of(user));
-        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        let mut encoded = Encoded::new(&event);
         for f in followers {
-            let slot = &mut frames[matches!(f.encoding, Encoding::Json) as usize];
-            let frame = slot.get_or_insert_with(|| {
-                event
-                    .to_frame(PacketId(rand::random()), f.encoding)
-                    .map(|fr| fr.to_bytes())
-                    .ok()
-            });
-            if let Some(frame) = frame {
+            if let Some(frame) = encoded.frame(f.encoding) {
                 f.outbox.push_ephemeral(frame.clone());
             }
         }

@@ -424,25 +424,6 @@ fn takes_part(
     })
 }
 
-/// `(read_seq, pinned, muted)` of `user` in `conversation`, inside the batch.
-fn conversation_state(
-    batch: &Batch<'_>,
-    user: &UserId,
-    conversation: &ConversationId,
-) -> rusqlite::Result<(u64, bool, bool)> {
-    use rusqlite::OptionalExtension as _;
-    batch
-        .conn
-        .prepare_cached(
-            "SELECT read_seq, pinned, muted FROM conversation_states WHERE user_id = ?1 AND conversation = ?2",
-        )?
-        .query_row(params![user.as_str(), conversation.as_str()], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
-        })
-        .optional()
-        .map(|r| r.unwrap_or((0, false, false)))
-}
-
 fn put_conversation_state(
     batch: &Batch<'_>,
     user: &UserId,
@@ -515,7 +496,7 @@ fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobErr
     }
     let head = batch.conversation_head(&m.conversation)?;
     let target = if m.seq == 0 { head } else { m.seq.min(head) };
-    let (read_seq, pinned, muted) = conversation_state(batch, &m.user, &m.conversation)?;
+    let (read_seq, pinned, muted) = super::reader::state(batch.conn, &m.user, &m.conversation)?;
     if target <= read_seq {
         return Ok(AppendOutcome::Applied {
             conversation: m.conversation,
@@ -548,7 +529,7 @@ fn set_flags(batch: &mut Batch<'_>, f: SetFlags) -> Result<AppendOutcome, JobErr
     if !takes_part(batch, &f.user, &f.conversation)? {
         return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
     }
-    let (read_seq, pinned, muted) = conversation_state(batch, &f.user, &f.conversation)?;
+    let (read_seq, pinned, muted) = super::reader::state(batch.conn, &f.user, &f.conversation)?;
     let new = (
         read_seq,
         f.pinned.unwrap_or(pinned),

@@ -86,6 +86,18 @@ impl ReaderPool {
     }
 }
 
+/// A conversation's unindexed messages and the watermark, taken together under the tail's lock.
+fn tail_of(tail: &Mutex<Tail>, conversation: &ConversationId) -> (Vec<Arc<StoredMessage>>, u64) {
+    let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+    (
+        tail.conversations
+            .get(conversation)
+            .cloned()
+            .unwrap_or_default(),
+        tail.watermark,
+    )
+}
+
 pub(crate) fn history(
     conn: &Connection,
     tail: &Mutex<Tail>,
@@ -98,16 +110,7 @@ pub(crate) fn history(
     // The tail's part and the watermark are taken together; the indexed part is then read only up
     // to that watermark, so each message is seen once however the indexer moves meanwhile. A
     // conversation's unindexed messages are its newest, so the two parts simply concatenate.
-    let (newest, watermark): (Vec<Arc<StoredMessage>>, u64) = {
-        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            tail.conversations
-                .get(conversation)
-                .cloned()
-                .unwrap_or_default(),
-            tail.watermark,
-        )
-    };
+    let (newest, watermark) = tail_of(tail, conversation);
     let mut messages: Vec<StoredMessage>;
     match direction {
         Direction::Backward => {
@@ -395,7 +398,7 @@ pub(crate) fn direct_conversations(
 }
 
 /// `(read_seq, pinned, muted)` of `user` in `conversation`.
-fn state(
+pub(crate) fn state(
     conn: &Connection,
     user: &UserId,
     conversation: &ConversationId,
@@ -423,16 +426,7 @@ fn unread(
     conversation: &ConversationId,
     after: u64,
 ) -> Result<u64, StoreError> {
-    let (newest, watermark): (Vec<Arc<StoredMessage>>, u64) = {
-        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            tail.conversations
-                .get(conversation)
-                .cloned()
-                .unwrap_or_default(),
-            tail.watermark,
-        )
-    };
+    let (newest, watermark) = tail_of(tail, conversation);
     let mut count = 0;
     let mut recalled = conn
         .prepare_cached(
