@@ -239,7 +239,12 @@ impl File {
 /// Brings a file's schema to the newest version, one transaction per migration, and refuses a
 /// file written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection, file: File) -> rusqlite::Result<()> {
-    let migrations = file.migrations();
+    migrate_to(conn, file, file.migrations().len())
+}
+
+/// [`migrate`], stopping at version `target` (tests build older databases with it).
+fn migrate_to(conn: &mut Connection, file: File, target: usize) -> rusqlite::Result<()> {
+    let migrations = &file.migrations()[..target.min(file.migrations().len())];
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > migrations.len() as i64 {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -255,4 +260,56 @@ pub(crate) fn migrate(conn: &mut Connection, file: File) -> rusqlite::Result<()>
         tracing::info!(?file, version = i + 1, "applied schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrading_lists_the_one_to_one_conversations_stored_before() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, File::Main, 3).unwrap();
+        for (conversation, seq) in [
+            ("p:alice:bob", 1),
+            ("p:alice:bob", 2),
+            ("p:b.o-b@x:carol", 1),
+            ("p:dave:dave", 1),
+            ("g:7", 1),
+        ] {
+            conn.execute(
+                "INSERT INTO messages (conversation, seq, sender, client_msg_id, server_time_ms, sender_inbox_seq, content)
+                 VALUES (?1, ?2, 'x', 'c', 0, 0, x'')",
+                rusqlite::params![conversation, seq],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, File::Main).unwrap();
+        let mut rows: Vec<(String, String)> = conn
+            .prepare("SELECT user_id, conversation FROM user_conversations")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.sort();
+        let expected = [
+            ("alice", "p:alice:bob"),
+            ("b.o-b@x", "p:b.o-b@x:carol"),
+            ("bob", "p:alice:bob"),
+            ("carol", "p:b.o-b@x:carol"),
+            ("dave", "p:dave:dave"),
+        ];
+        assert_eq!(
+            rows,
+            expected
+                .iter()
+                .map(|(u, c)| (u.to_string(), c.to_string()))
+                .collect::<Vec<_>>()
+        );
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MAIN.len());
+    }
 }
