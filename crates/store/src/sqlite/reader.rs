@@ -363,8 +363,27 @@ pub(crate) fn conversation_head(
     .map_err(store_err)
 }
 
-/// [`amend`] for inbox entries, whose messages are shared: only amended ones are copied.
+/// [`amend`] for inbox entries, whose messages are shared: only amended ones are copied, and a
+/// page with nothing to amend (nearly every page) costs one indexed probe and no copy.
 fn amend_entries(conn: &Connection, entries: &mut [InboxEntry]) -> Result<(), StoreError> {
+    let ids = entries.iter().map(|e| {
+        let InboxEvent::Message(m) = &e.event;
+        m.id.0
+    });
+    let (Some(lo), Some(hi)) = (ids.clone().min(), ids.max()) else {
+        return Ok(());
+    };
+    let has_edit = entries.iter().any(|e| {
+        let InboxEvent::Message(m) = &e.event;
+        matches!(m.content.body, Some(pb::content::Body::Edit(_)))
+    });
+    let amended = conn
+        .prepare_cached("SELECT 1 FROM amendments WHERE message_id BETWEEN ?1 AND ?2 LIMIT 1")
+        .and_then(|mut s| s.exists(params![lo as i64, hi as i64]))
+        .map_err(store_err)?;
+    if !amended && !has_edit {
+        return Ok(());
+    }
     let mut messages: Vec<StoredMessage> = entries
         .iter()
         .map(|e| {
