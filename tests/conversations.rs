@@ -640,3 +640,77 @@ async fn a_group_left_drops_out_of_the_list_kept_by_version() {
     assert!(list.get(&group.conversation_id).is_none());
     assert_eq!(list.total_unread(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_conversation_requests_get_clear_errors_and_change_nothing() {
+    let server = TestServer::start_with(|c| c.max_content_bytes = 1024).await;
+    server.register(&["alice", "bob"]).await;
+    let alice = server.client("alice", "phone").await;
+    let bob = server.client("bob", "phone").await;
+    let ack = bob.client.send_text("alice", "hi").await.unwrap();
+    let conn = alice.client.connection().await.unwrap();
+    fn code<T>(r: Result<T, tern_client::ClientError>) -> Option<ErrorCode> {
+        r.err().and_then(|e| e.code())
+    }
+    let read = |target| pb::ReadRequest { target, seq: 0 };
+    use pb::read_request::Target;
+    assert_eq!(
+        code(conn.request(read(None)).await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    for target in [
+        Target::ConversationId("nonsense".into()),
+        Target::ConversationId("p:bob:carol".into()),
+        Target::ConversationId("u:alice".into()),
+        Target::GroupId(0),
+        Target::GroupId(99),
+        Target::Peer("not a user".into()),
+    ] {
+        assert_eq!(
+            code(conn.request(read(Some(target.clone()))).await),
+            Some(ErrorCode::NotAParticipant),
+            "{target:?}"
+        );
+    }
+    assert_eq!(
+        code(conn.request(pb::RecallRequest { message_id: 0 }).await),
+        Some(ErrorCode::MessageNotFound)
+    );
+    let edit = |content| pb::EditRequest {
+        message_id: ack.message_id,
+        content,
+    };
+    assert_eq!(
+        code(bob.client.request(edit(None)).await),
+        Some(ErrorCode::InvalidContent)
+    );
+    assert_eq!(
+        code(bob.client.request(edit(Some(text("")))).await),
+        Some(ErrorCode::InvalidContent)
+    );
+    assert_eq!(
+        code(
+            bob.client
+                .request(edit(Some(text(&"x".repeat(2000)))))
+                .await
+        ),
+        Some(ErrorCode::ContentTooLarge)
+    );
+    let update = |id: &str| pb::ConversationUpdateRequest {
+        conversation_id: id.into(),
+        pinned: Some(true),
+        muted: None,
+    };
+    for id in ["", "g:0", "u:alice", "p:bob:carol"] {
+        assert_eq!(
+            code(conn.request(update(id)).await),
+            Some(ErrorCode::NotAParticipant),
+            "{id:?}"
+        );
+    }
+    // Nothing above changed anything: the message stands as sent, unread and unpinned.
+    let list = alice.client.conversations(0).await.unwrap();
+    let c = find(&list, "p:alice:bob");
+    assert_eq!((c.unread, c.read_seq, c.pinned), (1, 0, false));
+    assert_eq!(text_of(c.last_message.as_ref().unwrap()), "hi");
+}

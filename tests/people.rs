@@ -238,3 +238,87 @@ async fn profiles_are_searchable_and_follow_the_user_to_every_device() {
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::InvalidArgument));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_people_requests_get_clear_errors_and_change_nothing() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let alice = server.client("alice", "phone").await;
+    let code = |r: Result<bool, tern_client::ClientError>| r.err().and_then(|e| e.code());
+    assert_eq!(
+        code(alice.client.request_friend("alice", "me").await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        code(alice.client.request_friend("nobody", "").await),
+        Some(ErrorCode::UnknownUser)
+    );
+    assert_eq!(
+        code(alice.client.request_friend("not a user", "").await),
+        Some(ErrorCode::UnknownUser)
+    );
+    assert_eq!(
+        code(alice.client.request_friend("bob", &"m".repeat(257)).await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    let e = alice
+        .client
+        .respond_friend("not a user", true)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::RequestNotFound));
+    let e = alice
+        .client
+        .remark_friend("bob", &"r".repeat(65))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidArgument));
+    let e = alice.client.delete_friend("not a user").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownUser));
+    // Ending a friendship that does not exist succeeds and changes nothing.
+    alice.client.delete_friend("bob").await.unwrap();
+    let too_many: Vec<String> = (0..201).map(|i| format!("u{i}")).collect();
+    let e = alice
+        .client
+        .request(pb::ProfileGetRequest { user_ids: too_many })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidArgument));
+    let e = alice
+        .client
+        .search_users(&"q".repeat(65), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidArgument));
+    for bad in [
+        pb::ProfileUpdateRequest {
+            nickname: Some("n".repeat(65)),
+            ..Default::default()
+        },
+        pb::ProfileUpdateRequest {
+            nickname: Some("tab\there".into()),
+            ..Default::default()
+        },
+        pb::ProfileUpdateRequest {
+            avatar: Some("a".repeat(2049)),
+            ..Default::default()
+        },
+        pb::ProfileUpdateRequest {
+            extra: Some("[1]".into()),
+            ..Default::default()
+        },
+    ] {
+        let e = alice.client.update_profile(bad.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{bad:?}");
+    }
+    let too_many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let refs: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let e = alice.client.follow_presence(&refs).await;
+    // Only friends are followed, so a long list of strangers follows nobody.
+    assert!(e.unwrap().is_empty());
+    // Nothing above changed anything.
+    let list = alice.client.friends(0).await.unwrap();
+    assert!(list.friends.is_empty() && list.requests.is_empty());
+    let me = alice.client.profiles(&["alice"]).await.unwrap();
+    assert_eq!((me[0].nickname.as_str(), me[0].updated_ms), ("", 0));
+}
