@@ -183,7 +183,9 @@ pub(crate) async fn run<T: Transport>(
     // Out of the registry (and offline) at once; the socket then closes gracefully.
     drop(session);
     drop(detach);
-    transport.finish().await;
+    transport
+        .finish(matches!(cause, CloseCause::ClientClosed))
+        .await;
     // Every connection logs who closed it and why.
     match &cause {
         CloseCause::Io(_) | CloseCause::ProtocolError(_) => {

@@ -30,11 +30,11 @@ pub(crate) trait Transport: Send + 'static {
     fn send(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Closes the connection so that the frames written last reach the peer: the server's side
-    /// is shut first, then whatever the peer still sends is read and dropped until it closes
-    /// too or [`LINGER`] passes. Closing a socket with unread bytes in it would reset the
-    /// connection instead, and a reset can destroy the last response (a LOGOUT's, a KICK) before
-    /// the client reads it.
-    fn finish(self) -> impl Future<Output = ()> + Send;
+    /// is shut first, then, unless the peer closed first (`peer_closed`), whatever it still
+    /// sends is read and dropped until it closes too or [`LINGER`] passes. Closing a socket with
+    /// unread bytes in it would reset the connection instead, and a reset can destroy the last
+    /// response (a LOGOUT's, a KICK) before the client reads it.
+    fn finish(self, peer_closed: bool) -> impl Future<Output = ()> + Send;
 }
 
 /// How long a closing connection waits for its peer to close too.
@@ -93,19 +93,27 @@ impl Transport for TcpTransport {
         }
     }
 
-    async fn finish(mut self) {
-        if self.stream.shutdown().await.is_err() {
+    async fn finish(mut self, peer_closed: bool) {
+        if self.stream.shutdown().await.is_err() || peer_closed {
             return;
         }
         let drain = async {
-            // On the heap, and only now: a buffer in the future itself would be part of every
-            // connection's task for its whole life.
-            let mut scratch = vec![0u8; 4096];
+            // Small, and only once the peer sends something: when many connections close at
+            // once (a network blip, a shutdown), their lingering must not add up.
+            let mut scratch = Vec::new();
             let mut dropped = 0;
             while dropped < LINGER_BYTES {
-                match tokio::io::AsyncReadExt::read(&mut self.stream, &mut scratch).await {
-                    Ok(0) | Err(_) => return,
+                if self.stream.readable().await.is_err() {
+                    return;
+                }
+                if scratch.is_empty() {
+                    scratch = vec![0u8; 512];
+                }
+                match self.stream.try_read(&mut scratch) {
+                    Ok(0) => return,
                     Ok(n) => dropped += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
                 }
             }
         };
@@ -162,7 +170,10 @@ impl Transport for WsTransport {
         }
     }
 
-    async fn finish(mut self) {
+    async fn finish(mut self, peer_closed: bool) {
+        if peer_closed {
+            return;
+        }
         // The WebSocket close handshake: our Close frame, then theirs (or the linger runs out).
         let _ = tokio::time::timeout(LINGER, async {
             if self.socket.send(Message::Close(None)).await.is_err() {
