@@ -362,7 +362,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     async fn groups_of(&self, user: &UserId) -> Result<Vec<(GroupRecord, Member)>, StoreError>;
 }
 
-/// Where an unread count stops.
+/// Where an unread count stops: beyond it a client shows "10000+" anyway, and counting a
+/// backlog of millions would cost a scan per conversation listed.
 pub const MAX_UNREAD_COUNTED: u64 = 10_000;
 
 /// One conversation of a user's list, as asked of [`ConversationStore::summaries`].

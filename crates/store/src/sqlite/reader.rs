@@ -14,7 +14,7 @@ use tern_core::{
     ConversationId, StoreError, UserId, pb,
     store::{
         ConversationSummary, Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage,
-        StoredMessage, SummaryQuery,
+        MAX_UNREAD_COUNTED, StoredMessage, SummaryQuery,
     },
 };
 
@@ -488,10 +488,6 @@ fn unread(
         .map_err(store_err)?;
     Ok(count + indexed as u64)
 }
-
-/// Where unread counting stops: beyond it a client shows "10000+" anyway, and counting a
-/// backlog of millions would cost a scan per list.
-pub(crate) const MAX_UNREAD_COUNTED: u64 = tern_core::store::MAX_UNREAD_COUNTED;
 
 /// The summary of each wanted conversation for `user`.
 pub(crate) fn summaries(
