@@ -29,6 +29,8 @@ pub(crate) struct IndexPolicy {
     pub(crate) interval: Duration,
     /// Messages copied per index transaction.
     pub(crate) chunk: usize,
+    /// A tail this long is indexed without waiting for the interval.
+    pub(crate) max_tail: usize,
 }
 
 /// What the writer and the indexer share.
@@ -94,17 +96,35 @@ fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
 }
 
 fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progress: Arc<Progress>) {
+    // Indexing is background work: when it competes with the writer and the connections for a
+    // core, it should yield to them rather than add its bursts to their latency.
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(error = %e, "could not lower the indexer thread's priority");
+    }
     loop {
         let stopping = progress.stop.load(Ordering::Acquire);
-        // Index everything there is, a chunk per transaction.
+        // One pass indexes what the tail holds now and leaves what arrives meanwhile to the
+        // next pass. Each pass rewrites every index page its keys touch, whatever their number,
+        // so a pass must gather an interval's worth of entries: chasing the arrivals would
+        // shrink the passes to whatever came in during the previous one, and multiply the
+        // writes.
+        let Some(upto) = lock(&tail).newest_id() else {
+            if stopping {
+                break;
+            }
+            thread::park_timeout(policy.interval.max(Duration::from_millis(1)));
+            continue;
+        };
+        let mut failed = false;
         loop {
-            match index_chunk(&mut conn, &tail, policy.chunk.max(1)) {
+            match index_chunk(&mut conn, &tail, upto, policy.chunk.max(1)) {
                 Ok(Some(last_log)) => {
                     progress.indexed_log.fetch_max(last_log, Ordering::AcqRel);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "indexing the tail failed; it stays in memory and is retried");
+                    failed = true;
                     thread::sleep(Duration::from_millis(100));
                     if stopping {
                         break;
@@ -113,27 +133,40 @@ fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progre
             }
         }
         if stopping {
-            break;
+            // What is left (after a failure, or committed during this pass) is read back from
+            // the append-only tables at the next open.
+            if failed || lock(&tail).len() == 0 {
+                break;
+            }
+            continue;
         }
-        thread::park_timeout(policy.interval.max(Duration::from_millis(1)));
+        // A tail past its bound is indexed again at once.
+        if lock(&tail).len() < policy.max_tail {
+            thread::park_timeout(policy.interval.max(Duration::from_millis(1)));
+        }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "final index checkpoint failed; the WAL will be replayed at next open");
     }
 }
 
-/// Copies the oldest `chunk` messages of the tail (and their inbox entries) into the indexes in
-/// one transaction, sorted by key, then drops them from the tail. Returns the largest
-/// `inbox_log` row id copied, or `None` when the tail was empty.
+/// Copies the oldest `chunk` messages of the tail with ids up to `limit` (and their inbox
+/// entries) into the indexes in one transaction, sorted by key, then drops them from the tail.
+/// Returns the largest `inbox_log` row id copied, or `None` when there was nothing to copy.
 fn index_chunk(
     conn: &mut Connection,
     tail: &Mutex<Tail>,
+    limit: u64,
     chunk: usize,
 ) -> Result<Option<u64>, StoreError> {
     let (upto, mut messages, mut entries) = {
         let tail = lock(tail);
-        let messages: Vec<Arc<StoredMessage>> =
-            tail.messages.values().take(chunk).cloned().collect();
+        let messages: Vec<Arc<StoredMessage>> = tail
+            .messages
+            .range(..=limit)
+            .take(chunk)
+            .map(|(_, m)| m.clone())
+            .collect();
         let Some(upto) = messages.last().map(|m| m.id.0) else {
             return Ok(None);
         };

@@ -109,9 +109,9 @@ impl Default for SqliteConfig {
             group_cache: 1024,
             max_jobs_per_commit: 4096,
             page_size: 4096,
-            index_interval: Duration::from_millis(200),
+            index_interval: Duration::from_millis(1000),
             index_chunk: 20_000,
-            max_tail: 20_000,
+            max_tail: 100_000,
         }
     }
 }
@@ -194,6 +194,7 @@ impl SqliteStore {
             IndexPolicy {
                 interval: config.index_interval,
                 chunk: config.index_chunk,
+                max_tail: config.max_tail,
             },
             progress.clone(),
         )

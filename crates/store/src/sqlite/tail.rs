@@ -66,6 +66,11 @@ impl Tail {
         self.messages.len()
     }
 
+    /// The id of the newest message in the tail.
+    pub(crate) fn newest_id(&self) -> Option<u64> {
+        self.messages.last_key_value().map(|(id, _)| *id)
+    }
+
     /// Forgets everything up to `upto`, which the indexes now hold, and moves the watermark.
     pub(crate) fn indexed_upto(&mut self, upto: u64) {
         let keep = self.messages.split_off(&(upto + 1));

@@ -113,6 +113,9 @@ pub(crate) struct Batch<'a> {
     restrictive: &'a mut Option<FxHashSet<UserId>>,
 }
 
+/// A tail this many times its bound holds commits until the indexer catches up.
+const HARD_TAIL_FACTOR: usize = 4;
+
 /// Members held by the writer's group cache across all cached groups (about 100 MB); the
 /// least recently used groups are dropped beyond it (the one just used is always kept).
 const MAX_CACHED_MEMBERS: usize = 1_000_000;
@@ -385,6 +388,24 @@ impl Writer {
         }
     }
 
+    /// Holds further commits until the indexer has shrunk the tail back to twice its bound. The
+    /// tail lives in memory, so a writer outrunning the indexer for long must wait for it; the
+    /// commit queue then fills and new requests are refused as overloaded instead.
+    fn wait_for_indexer(&self) {
+        let started = Instant::now();
+        let mut warned = false;
+        while lock(&self.tail).len() >= self.wake_at.saturating_mul(2) {
+            if let Some(indexer) = &self.indexer {
+                indexer.unpark();
+            }
+            thread::sleep(std::time::Duration::from_millis(2));
+            if !warned && started.elapsed() > std::time::Duration::from_secs(5) {
+                tracing::warn!("commits are waiting for the indexer to catch up");
+                warned = true;
+            }
+        }
+    }
+
     /// Runs until a `Close` arrives or every sender is gone.
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut jobs: Vec<Box<dyn WriteJob>> = Vec::new();
@@ -415,10 +436,14 @@ impl Writer {
                 for job in jobs.drain(..) {
                     job.finish(result.clone());
                 }
-                if lock(&self.tail).len() >= self.wake_at
+                let pending = lock(&self.tail).len();
+                if pending >= self.wake_at
                     && let Some(indexer) = &self.indexer
                 {
                     indexer.unpark();
+                }
+                if pending >= self.wake_at.saturating_mul(HARD_TAIL_FACTOR) {
+                    self.wait_for_indexer();
                 }
             }
         }
