@@ -159,7 +159,9 @@ fn index_chunk(
     limit: u64,
     chunk: usize,
 ) -> Result<Option<u64>, StoreError> {
-    let (upto, mut messages, mut entries) = {
+    // Collected under the tail lock, which the writer takes for every message: one key clone
+    // per user, not per entry.
+    let (upto, mut messages, inboxes) = {
         let tail = lock(tail);
         let messages: Vec<Arc<StoredMessage>> = tail
             .messages
@@ -170,17 +172,25 @@ fn index_chunk(
         let Some(upto) = messages.last().map(|m| m.id.0) else {
             return Ok(None);
         };
-        let entries: Vec<(UserId, u64, u64, u64)> = tail
+        let inboxes: Vec<(UserId, Vec<(u64, u64, u64)>)> = tail
             .inboxes
             .iter()
-            .flat_map(|(user, v)| {
-                v.iter()
+            .filter(|(_, v)| v.first().is_some_and(|e| e.message.id.0 <= upto))
+            .map(|(user, v)| {
+                let entries = v
+                    .iter()
                     .take_while(|e| e.message.id.0 <= upto)
-                    .map(|e| (user.clone(), e.seq, e.message.id.0, e.log_id))
+                    .map(|e| (e.seq, e.message.id.0, e.log_id))
+                    .collect();
+                (user.clone(), entries)
             })
             .collect();
-        (upto, messages, entries)
+        (upto, messages, inboxes)
     };
+    let mut entries: Vec<(&UserId, u64, u64, u64)> = inboxes
+        .iter()
+        .flat_map(|(user, v)| v.iter().map(move |&(seq, id, log)| (user, seq, id, log)))
+        .collect();
     let last_log = entries.iter().map(|e| e.3).max().unwrap_or(0);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -210,7 +220,7 @@ fn index_chunk(
             ins.execute(params![m.sender.as_str(), m.client_msg_id, m.id.0 as i64])
                 .map_err(store_err)?;
         }
-        entries.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let mut ins = tx
             .prepare_cached("INSERT INTO inbox (user_id, seq, message_id) VALUES (?1, ?2, ?3)")
             .map_err(store_err)?;
@@ -223,7 +233,8 @@ fn index_chunk(
             .map_err(store_err)?;
     }
     tx.commit().map_err(store_err)?;
-    lock(tail).indexed_upto(upto);
+    let gone = lock(tail).indexed_upto(upto);
+    drop(gone);
     tracing::trace!(
         messages = messages.len(),
         entries = entries.len(),

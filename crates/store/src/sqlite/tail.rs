@@ -72,31 +72,27 @@ impl Tail {
     }
 
     /// Forgets everything up to `upto`, which the indexes now hold, and moves the watermark.
-    pub(crate) fn indexed_upto(&mut self, upto: u64) {
+    /// Returns the forgotten messages, for the caller to drop once it has released the lock.
+    ///
+    /// Writers wait on this lock for every message, so this allocates nothing and visits each
+    /// pending entry once.
+    pub(crate) fn indexed_upto(&mut self, upto: u64) -> BTreeMap<u64, Arc<StoredMessage>> {
         let keep = self.messages.split_off(&(upto + 1));
         let gone = std::mem::replace(&mut self.messages, keep);
-        let mut conversations = rustc_hash::FxHashSet::default();
-        for m in gone.values() {
-            conversations.insert(m.conversation.clone());
-            self.dedupe
-                .remove(&(m.sender.clone(), m.client_msg_id.clone()));
-        }
+        self.dedupe.retain(|_, m| m.id.0 > upto);
         // Within each list the oldest come first, so the indexed ones are a prefix.
-        for c in conversations {
-            if let Some(v) = self.conversations.get_mut(&c) {
-                let n = v.partition_point(|x| x.id.0 <= upto);
-                v.drain(..n);
-                if v.is_empty() {
-                    self.conversations.remove(&c);
-                }
-            }
-        }
+        self.conversations.retain(|_, v| {
+            let n = v.partition_point(|x| x.id.0 <= upto);
+            v.drain(..n);
+            !v.is_empty()
+        });
         self.inboxes.retain(|_, entries| {
             let n = entries.partition_point(|e| e.message.id.0 <= upto);
             entries.drain(..n);
             !entries.is_empty()
         });
         self.watermark = self.watermark.max(upto);
+        gone
     }
 
     /// The newest inbox seq of `user` in the tail.
