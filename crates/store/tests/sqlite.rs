@@ -174,3 +174,43 @@ async fn crash_and_verify(indexing: &str) {
     let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
     conformance::verify_acked(&store, "a", "b", &acked).await;
 }
+
+/// Commits never checkpoint `tern.db` themselves; a thread beside the writer copies the WAL
+/// into the database file. Without it the file would stay at its initial size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writer() {
+    use tern_core::store::{AccountStore, MessageStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    let db = dir.path().join(tern_store::sqlite::DB_FILE);
+    let initial = std::fs::metadata(&db).unwrap().len();
+    store
+        .create_user(&conformance::user("a"), "h", 0)
+        .await
+        .unwrap();
+    store
+        .create_user(&conformance::user("b"), "h", 0)
+        .await
+        .unwrap();
+    let body = "x".repeat(200);
+    for batch in 0..40 {
+        let messages = (0..50)
+            .map(|i| conformance::text("a", "b", &format!("m{batch}-{i}"), &body))
+            .collect();
+        store.append(messages).await.unwrap();
+    }
+    // 2,000 messages of 200 bytes: about 400 KB of rows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&db).unwrap().len();
+        if size >= initial + 300_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tern.db is still {size} bytes (initially {initial}): the WAL was never checkpointed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.close().await;
+}

@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite database in WAL mode under the data directory.
 
 mod append;
+mod checkpoint;
 mod groups;
 mod indexer;
 mod reader;
@@ -31,6 +32,7 @@ use tern_core::{
 };
 
 use self::{
+    checkpoint::Checkpointer,
     indexer::{IndexPolicy, Indexer, Progress},
     reader::ReaderPool,
     rows::{MESSAGE_COLUMNS, message_from_row, store_err},
@@ -167,6 +169,12 @@ impl SqliteStore {
             Ok(conn)
         };
         let conn = open_rw(&path, schema::File::Main)?;
+        // Checkpoints of tern.db run on their own thread (see checkpoint.rs), never in a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(store_err)?;
+        // A WAL that grew under load is cut back when the writer restarts it.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(store_err)?;
         let index_conn = open_rw(&index_path, schema::File::Index)?;
         // Whatever was committed but not indexed before the last shutdown (or crash) is read
         // back into the tail; inbox_log rows already indexed are dropped.
@@ -218,6 +226,13 @@ impl SqliteStore {
                 progress,
                 indexer: indexer.waker(),
                 wake_at: config.max_tail,
+                checkpointer: Checkpointer::start(
+                    open_connection(&path, config.synchronous, false, None).map_err(store_err)?,
+                    &path,
+                )
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("starting the checkpoint thread: {e}"))
+                })?,
             },
         );
         let (tx, rx) = mpsc::channel();

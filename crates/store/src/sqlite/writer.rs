@@ -27,6 +27,7 @@ use tern_core::{
 };
 
 use super::{
+    checkpoint::Checkpointer,
     indexer::Progress,
     rows::{message_from_row, store_err},
     tail::{Tail, TailEntry},
@@ -349,6 +350,8 @@ pub(crate) struct Writer {
     /// Wakes the indexer when the tail grows past `wake_at` messages.
     indexer: Option<thread::Thread>,
     wake_at: usize,
+    /// Checkpoints the WAL beside the writer; stopped before the final checkpoint.
+    checkpointer: Checkpointer,
 }
 
 /// What the writer needs besides its connection.
@@ -361,6 +364,7 @@ pub(crate) struct WriterParts {
     pub(crate) progress: Arc<Progress>,
     pub(crate) indexer: Option<thread::Thread>,
     pub(crate) wake_at: usize,
+    pub(crate) checkpointer: Checkpointer,
 }
 
 impl Writer {
@@ -385,6 +389,7 @@ impl Writer {
             progress: parts.progress,
             indexer: parts.indexer,
             wake_at: parts.wake_at.max(1),
+            checkpointer: parts.checkpointer,
         }
     }
 
@@ -453,6 +458,7 @@ impl Writer {
                 job.finish(Err(StoreError::Unavailable("store is closed".into())));
             }
         }
+        self.checkpointer.stop();
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL will be replayed at next open");
         }
