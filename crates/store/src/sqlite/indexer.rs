@@ -40,6 +40,9 @@ pub(crate) struct Progress {
     pub(crate) indexed_log: AtomicU64,
     /// Set to stop the indexer after it has indexed the whole tail.
     stop: AtomicBool,
+    /// Held by the writer while a batch looks keys up, and by the indexer while it releases
+    /// entries from the tail, so that a batch never misses an entry that moves mid-batch.
+    pub(crate) release: Mutex<()>,
 }
 
 /// The running indexer thread.
@@ -117,7 +120,13 @@ fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progre
         };
         let mut failed = false;
         loop {
-            match index_chunk(&mut conn, &tail, upto, policy.chunk.max(1)) {
+            match index_chunk(
+                &mut conn,
+                &tail,
+                &progress.release,
+                upto,
+                policy.chunk.max(1),
+            ) {
                 Ok(Some(last_log)) => {
                     progress.indexed_log.fetch_max(last_log, Ordering::AcqRel);
                 }
@@ -156,6 +165,7 @@ fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progre
 fn index_chunk(
     conn: &mut Connection,
     tail: &Mutex<Tail>,
+    release: &Mutex<()>,
     limit: u64,
     chunk: usize,
 ) -> Result<Option<u64>, StoreError> {
@@ -233,7 +243,10 @@ fn index_chunk(
             .map_err(store_err)?;
     }
     tx.commit().map_err(store_err)?;
-    let gone = lock(tail).indexed_upto(upto);
+    let gone = {
+        let _gate = release.lock().unwrap_or_else(|p| p.into_inner());
+        lock(tail).indexed_upto(upto)
+    };
     drop(gone);
     tracing::trace!(
         messages = messages.len(),

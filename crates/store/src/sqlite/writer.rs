@@ -474,9 +474,19 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_err)?;
+        // One snapshot of the index file serves every lookup of the batch: one read lock per
+        // batch instead of one per message. It stays exact because the indexer, which may
+        // commit meanwhile, releases entries from the tail only through the gate held here:
+        // every key is either still in the tail or was released before this snapshot began.
+        let gate = self
+            .progress
+            .release
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let index = self.index.unchecked_transaction().map_err(store_err)?;
         let mut batch = Batch {
             conn: &tx,
-            index: &self.index,
+            index: &index,
             heads: &mut self.heads,
             groups: &mut self.groups,
             tail: &self.tail,
@@ -497,6 +507,9 @@ impl Writer {
             pairs,
             ..
         } = batch;
+        // Reads only: ending the snapshot rolls nothing back.
+        drop(index);
+        drop(gate);
         // Inbox entries the indexer has made durable need no second copy here.
         let indexed_log = self.progress.indexed_log.load(Ordering::Acquire);
         if indexed_log > self.deleted_log {
