@@ -159,6 +159,9 @@ fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progre
     }
 }
 
+/// An inbox entry to index: `(seq, message id, inbox_log row)`.
+type PendingEntry = (u64, u64, u64);
+
 /// Copies the oldest `chunk` messages of the tail with ids up to `limit` (and their inbox
 /// entries) into the indexes in one transaction, sorted by key, then drops them from the tail.
 /// Returns the largest `inbox_log` row id copied, or `None` when there was nothing to copy.
@@ -182,7 +185,7 @@ fn index_chunk(
         let Some(upto) = messages.last().map(|m| m.id.0) else {
             return Ok(None);
         };
-        let inboxes: Vec<(UserId, Vec<(u64, u64, u64)>)> = tail
+        let inboxes: Vec<(UserId, Vec<PendingEntry>)> = tail
             .inboxes
             .iter()
             .filter(|(_, v)| v.first().is_some_and(|e| e.message.id.0 <= upto))
