@@ -168,10 +168,27 @@ impl SqliteStore {
             })?;
             Ok(conn)
         };
-        let conn = open_rw(&path, schema::File::Main)?;
-        // Checkpoints of tern.db run on their own thread (see checkpoint.rs), never in a commit.
+        let mut conn = open_rw(&path, schema::File::Main)?;
+        // Checkpoints of tern.db run on their own thread (see checkpoint.rs), never in a commit:
+        // the writer's commits only report the WAL's size to it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(store_err)?;
+        let checkpointer = Checkpointer::start(
+            open_connection(&path, config.synchronous, false, None).map_err(store_err)?,
+            &path,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("starting the checkpoint thread: {e}")))?;
+        if let Some(checkpoints) = checkpointer.waker() {
+            conn.wal_hook(Some(
+                move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                    if pages >= checkpoint::WAL_PAGES {
+                        checkpoints.unpark();
+                    }
+                    Ok(())
+                },
+            ))
+            .map_err(store_err)?;
+        }
         // A WAL that grew under load is cut back when the writer restarts it.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(store_err)?;
@@ -226,13 +243,7 @@ impl SqliteStore {
                 progress,
                 indexer: indexer.waker(),
                 wake_at: config.max_tail,
-                checkpointer: Checkpointer::start(
-                    open_connection(&path, config.synchronous, false, None).map_err(store_err)?,
-                    &path,
-                )
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("starting the checkpoint thread: {e}"))
-                })?,
+                checkpointer,
             },
         );
         let (tx, rx) = mpsc::channel();
