@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Splits the server's CPU time and bytes written by thread during one `pairs` run: the async
+# runtime's workers, the SQLite writer, the indexer and the checkpointer. Pins the server to CPU 0
+# and the load tool to CPU 1. Extra arguments go to `tern serve` (for example `--config FILE`), and
+# TERN_* settings reach it through the environment (for example TERN_COMMIT_WINDOW_US=2000).
+#
+#   bash bench/threads.sh                       # 1,000 pairs, 10,000 msg/s, 15 s
+#   RATE=5000 DURATION=20 bash bench/threads.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T="${CARGO_TARGET_DIR:-target}/release"
+[ -x "$T/tern" ] && [ -x "$T/tern-bench" ] || cargo build --release -p tern -p tern-bench
+dir=$(mktemp -d)
+log=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir" "$log"' EXIT
+# Cheap password hashing, as `tern-bench --spawn` uses, so that registering the users is quick.
+TERN_ARGON2_MEMORY_KIB=64 TERN_ARGON2_ITERATIONS=1 TERN_LOG=warn taskset -c 0 "$T/tern" serve \
+    --tcp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$log" 2>&1 &
+pid=$!
+addr=
+for _ in $(seq 1 300); do
+    addr=$(sed -n 's/^tern: tcp listening on //p' "$log")
+    [ -n "$addr" ] && break
+    sleep 0.1
+done
+[ -n "$addr" ] || { cat "$log"; exit 1; }
+# thread name, CPU ticks (user + system), bytes written (wchar), summed over threads of a name.
+snapshot() {
+    for t in /proc/"$pid"/task/*; do
+        printf '%s %s %s\n' "$(tr ' ' _ <"$t/comm")" \
+            "$(awk '{print $14 + $15}' "$t/stat")" "$(awk '/^wchar/ {print $2}' "$t/io")"
+    done | awk '{c[$1] += $2; w[$1] += $3} END {for (k in c) print k, c[k], w[k]}' | sort
+}
+before=$(snapshot)
+taskset -c 1 "$T/tern-bench" pairs --server "$addr" --server-pid "$pid" --pairs "${PAIRS:-1000}" \
+    --rate "${RATE:-10000}" --duration "${DURATION:-15}" | tee /dev/stderr |
+    awk '/messages delivered/ {print $3}' >"$dir/delivered"
+after=$(snapshot)
+delivered=$(cat "$dir/delivered")
+hz=$(getconf CLK_TCK)
+echo
+echo "server threads over the run (${delivered} messages delivered)"
+join <(echo "$before") <(echo "$after") | awk -v n="$delivered" -v hz="$hz" '
+    { cpu = ($4 - $2) / hz; w = $5 - $3
+      printf "  %-18s %7.2f s CPU  %6.1f us/msg  %8.1f MB written  %7.0f B/msg\n", $1, cpu, cpu * 1e6 / n, w / 1e6, w / n }'
