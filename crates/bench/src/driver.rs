@@ -345,7 +345,8 @@ pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Resu
                 mqtt_subscriber(host, port, &format!("b{tag}r{k}"), &topic, recorder.clone())
                     .await?;
                 senders.push(Arc::new(Sender::Mqtt(
-                    mqtt_publisher(host, port, &format!("b{tag}s{k}"), &topic).await?,
+                    mqtt_publisher(host, port, &format!("b{tag}s{k}"), &topic, PAIR_INFLIGHT)
+                        .await?,
                 )));
             }
             Ok(Pairs {
@@ -356,6 +357,10 @@ pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Resu
         }
     }
 }
+
+/// Unacknowledged publishes one pair's sender may have: far more than a pair sends during any
+/// stall seen here (tens per second), and a thousand such windows fit in a few hundred MiB.
+const PAIR_INFLIGHT: u16 = 4096;
 
 /// MQTT options for the benchmark: persistent sessions, no inflight cap.
 pub fn mqtt_options(id: &str, host: &str, port: u16) -> MqttOptions {
@@ -375,7 +380,11 @@ async fn mqtt_subscriber(
     topic: &str,
     recorder: Arc<Recorder>,
 ) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(mqtt_options(id, host, port), 1024);
+    // A subscriber publishes nothing, and the client preallocates its outgoing window: the
+    // full window for a thousand subscribers took gigabytes of the tool's memory.
+    let mut options = mqtt_options(id, host, port);
+    options.set_inflight(16);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
     client.subscribe(topic, QoS::AtLeastOnce).await?;
     let (ready_tx, ready) = oneshot::channel();
     let mut ready_tx = Some(ready_tx);
@@ -405,14 +414,19 @@ async fn mqtt_subscriber(
     Ok(())
 }
 
-/// A QoS 1 publisher to `topic` whose acks resolve [`Sender::fire`] futures.
+/// A QoS 1 publisher to `topic` whose acks resolve [`Sender::fire`] futures, with at most
+/// `inflight` unacknowledged publishes (the client preallocates that window; a fuller window
+/// holds further publishes in the tool, where open-loop latency still counts them).
 pub async fn mqtt_publisher(
     host: &str,
     port: u16,
     id: &str,
     topic: &str,
+    inflight: u16,
 ) -> anyhow::Result<MqttSender> {
-    let (client, mut eventloop) = AsyncClient::new(mqtt_options(id, host, port), 65536);
+    let mut options = mqtt_options(id, host, port);
+    options.set_inflight(inflight);
+    let (client, mut eventloop) = AsyncClient::new(options, 65536);
     let queued: Arc<Mutex<VecDeque<oneshot::Sender<()>>>> = Arc::default();
     let (ready_tx, ready) = oneshot::channel();
     let mut ready_tx = Some(ready_tx);

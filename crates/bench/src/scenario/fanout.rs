@@ -248,7 +248,7 @@ async fn connect_mqtt(addr: &str, p: &Params) -> anyhow::Result<Fan> {
     let mut senders = Vec::with_capacity(p.senders);
     for s in 0..p.senders.max(1) {
         let sender: MqttSender =
-            driver::mqtt_publisher(host, port, &format!("f{tag}s{s}"), &topic).await?;
+            driver::mqtt_publisher(host, port, &format!("f{tag}s{s}"), &topic, u16::MAX).await?;
         senders.push(Arc::new(Sender::Mqtt(sender)));
     }
     Ok(Fan {
