@@ -14,3 +14,5 @@ $B fanout --spawn --members 30 --rate 20 --duration 2 --set group_write_diffusio
 $B pairs --spawn --system mqtt --pairs 10 --rate 200 --duration 2 --quiet
 $B compare --scenario pairs --pairs 10 --rate 200 --duration 2 --quiet
 $B compare --scenario fanout --members 20 --rate 20 --duration 2 --quiet
+# The per-thread split script, on the same debug build.
+PROFILE=debug PAIRS=10 RATE=200 DURATION=2 bash bench/threads.sh >/dev/null

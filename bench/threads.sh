@@ -6,13 +6,20 @@
 #
 #   bash bench/threads.sh                       # 1,000 pairs, 10,000 msg/s, 15 s
 #   RATE=5000 DURATION=20 bash bench/threads.sh
+#   PROFILE=debug PAIRS=10 RATE=200 DURATION=2 bash bench/threads.sh   # the CI smoke run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T="${CARGO_TARGET_DIR:-target}/release"
-[ -x "$T/tern" ] && [ -x "$T/tern-bench" ] || cargo build --release -p tern -p tern-bench
+profile=${PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release -p tern -p tern-bench
+else
+    cargo build -p tern -p tern-bench
+fi
+T="${CARGO_TARGET_DIR:-target}/$profile"
 dir=$(mktemp -d)
 log=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir" "$log"' EXIT
+pid=
+trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$dir" "$log"' EXIT
 # Cheap password hashing, as `tern-bench --spawn` uses, so that registering the users is quick.
 TERN_ARGON2_MEMORY_KIB=64 TERN_ARGON2_ITERATIONS=1 TERN_LOG=warn taskset -c 0 "$T/tern" serve \
     --tcp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$log" 2>&1 &
