@@ -33,6 +33,12 @@ pub struct ProcSample {
     pub cpu_us: f64,
     /// Resident set size, in KiB.
     pub rss_kib: u64,
+    /// The anonymous part of it (heap, stacks): what grows with the work the process holds.
+    pub rss_anon_kib: u64,
+    /// The file-backed part (the binary's code as it is paged in, mapped files).
+    pub rss_file_kib: u64,
+    /// The shared-memory part (SQLite's WAL index).
+    pub rss_shmem_kib: u64,
 }
 
 /// Reads a process's CPU time and RSS.
@@ -44,6 +50,9 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     Ok(ProcSample {
         cpu_us: (stat.utime + stat.stime) as f64 * 1e6 / ticks,
         rss_kib: status.vmrss.unwrap_or(0),
+        rss_anon_kib: status.rssanon.unwrap_or(0),
+        rss_file_kib: status.rssfile.unwrap_or(0),
+        rss_shmem_kib: status.rssshmem.unwrap_or(0),
     })
 }
 

@@ -143,6 +143,26 @@ pub async fn run(
             "MiB",
         );
         report.figure("server RSS per connection", per_conn, "KiB");
+        // The parts: code paged in for the first time and the WAL index are fixed costs that
+        // land in the difference too; the anonymous part is what connections hold.
+        let part = |f: fn(&crate::target::ProcSample) -> u64| {
+            f(&loaded).saturating_sub(f(&base)) as f64 / connected.max(1) as f64
+        };
+        report.figure(
+            "server RSS per connection, anonymous",
+            part(|s| s.rss_anon_kib),
+            "KiB",
+        );
+        report.figure(
+            "server RSS per connection, file-backed",
+            part(|s| s.rss_file_kib),
+            "KiB",
+        );
+        report.figure(
+            "server RSS per connection, shared",
+            part(|s| s.rss_shmem_kib),
+            "KiB",
+        );
         let conn_seconds = connected.max(1) as f64 * p.duration.as_secs_f64();
         report.figure(
             "server CPU per connection-second",
