@@ -155,43 +155,52 @@ impl Drop for Detach<'_> {
 }
 
 /// Runs a connection to its end.
-pub(crate) async fn run<T: Transport>(
+///
+/// A plain function returning an `async move` block, not an `async fn`: an `async fn` moves its
+/// arguments into locals and keeps both copies in every state, and this future is held by
+/// every idle connection.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
+pub(crate) fn run<T: Transport>(
     gateway: Arc<Gateway>,
     id: ConnectionId,
-    transport: T,
+    mut transport: T,
     peer: SocketAddr,
-) {
-    gateway.metrics.connections.increment(1.0);
-    let detach = Detach {
-        gateway: &gateway,
-        id,
-    };
-    let mut transport = transport;
-    let mut session = Session {
-        gateway: &gateway,
-        id,
-        phase: Phase::Anonymous { logging_in: false },
-        out: Vec::new(),
-        last_seen: Instant::now(),
-        pending: None,
-    };
-    let cause = session.run(&mut transport).await;
-    let user = match &session.phase {
-        Phase::Active(a) => Some(a.caller.user.to_string()),
-        Phase::Anonymous { .. } => None,
-    };
-    // Out of the registry (and offline) at once; the socket then closes gracefully.
-    drop(session);
-    drop(detach);
-    transport
-        .finish(matches!(cause, CloseCause::ClientClosed))
-        .await;
-    // Every connection logs who closed it and why.
-    match &cause {
-        CloseCause::Io(_) | CloseCause::ProtocolError(_) => {
-            tracing::info!(conn = id.0, %peer, user, %cause, "connection closed")
+) -> impl Future<Output = ()> + Send {
+    async move {
+        gateway.metrics.connections.increment(1.0);
+        let detach = Detach {
+            gateway: &gateway,
+            id,
+        };
+        let mut session = Session {
+            gateway: &gateway,
+            id,
+            phase: Phase::Anonymous { logging_in: false },
+            out: Vec::new(),
+            last_seen: Instant::now(),
+            pending: None,
+        };
+        let cause = session.run(&mut transport).await;
+        let user = match &session.phase {
+            Phase::Active(a) => Some(a.caller.user.to_string()),
+            Phase::Anonymous { .. } => None,
+        };
+        // Out of the registry (and offline) at once; the socket then closes gracefully.
+        drop(session);
+        drop(detach);
+        transport
+            .finish(matches!(cause, CloseCause::ClientClosed))
+            .await;
+        // Every connection logs who closed it and why.
+        match &cause {
+            CloseCause::Io(_) | CloseCause::ProtocolError(_) => {
+                tracing::info!(conn = id.0, %peer, user, %cause, "connection closed")
+            }
+            _ => tracing::debug!(conn = id.0, %peer, user, %cause, "connection closed"),
         }
-        _ => tracing::debug!(conn = id.0, %peer, user, %cause, "connection closed"),
     }
 }
 
@@ -234,7 +243,9 @@ impl Session<'_> {
                 self.pending = None;
             }
             if draining && self.pending.is_none() {
-                self.say_goodbye(transport).await;
+                // Boxed: it runs once per connection, and unboxed it would be the largest state
+                // of the future every idle connection holds.
+                Box::pin(self.say_goodbye(transport)).await;
                 return CloseCause::Shutdown;
             }
             let outbox = match &self.phase {

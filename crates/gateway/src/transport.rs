@@ -1,6 +1,9 @@
 //! Transports: TCP byte streams and WebSocket messages, both carrying the same frames.
 
-use std::io;
+use std::{
+    io,
+    task::{Context, Poll, ready},
+};
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::{Bytes, BytesMut};
@@ -65,8 +68,9 @@ impl TcpTransport {
     }
 }
 
-impl Transport for TcpTransport {
-    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+impl TcpTransport {
+    /// Polls for the next frame: decodes what is buffered, else reads what the socket has.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, TransportError>> {
         loop {
             let mut needed = 0;
             if !self.buf.is_empty() {
@@ -75,22 +79,31 @@ impl Transport for TcpTransport {
                     .decode(&mut self.buf)
                     .map_err(TransportError::Frame)?
                 {
-                    Decoded::Frame(frame) => return Ok(Some(frame)),
+                    Decoded::Frame(frame) => return Poll::Ready(Ok(Some(frame))),
                     Decoded::Incomplete { needed: n } => needed = n,
                 }
             } else if self.buf.capacity() > 0 {
                 // An idle connection keeps no read buffer: memory per connection stays small.
                 self.buf = BytesMut::new();
             }
-            self.stream.readable().await.map_err(TransportError::Io)?;
+            ready!(self.stream.poll_read_ready(cx)).map_err(TransportError::Io)?;
             self.buf.reserve(needed.max(READ_CHUNK));
             match self.stream.try_read_buf(&mut self.buf) {
-                Ok(0) => return Ok(None),
+                Ok(0) => return Poll::Ready(Ok(None)),
                 Ok(_) => {}
+                // Readiness was cleared: the next turn registers for the next wake-up.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(TransportError::Io(e)),
+                Err(e) => return Poll::Ready(Err(TransportError::Io(e))),
             }
         }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn recv(&mut self) -> impl Future<Output = Result<Option<Frame>, TransportError>> + Send {
+        // A poll function rather than an `async fn` awaiting `readable()`: it holds no waiter
+        // of its own, so the future an idle connection waits on is one reference.
+        std::future::poll_fn(move |cx| self.poll_recv(cx))
     }
 
     async fn finish(mut self, peer_closed: bool) {
