@@ -2,6 +2,7 @@
 
 use std::{
     io,
+    pin::Pin,
     task::{Context, Poll, ready},
 };
 
@@ -86,14 +87,22 @@ impl TcpTransport {
                 // An idle connection keeps no read buffer: memory per connection stays small.
                 self.buf = BytesMut::new();
             }
+            // Readiness first, so that an idle connection reserves no buffer while it waits.
             ready!(self.stream.poll_read_ready(cx)).map_err(TransportError::Io)?;
             self.buf.reserve(needed.max(READ_CHUNK));
-            match self.stream.try_read_buf(&mut self.buf) {
-                Ok(0) => return Poll::Ready(Ok(None)),
-                Ok(_) => {}
-                // Readiness was cleared: the next turn registers for the next wake-up.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(TransportError::Io(e))),
+            // `AsyncRead` rather than `try_read`: a read that leaves room in the buffer tells it
+            // the socket is drained, which saves the read that would only return `WouldBlock`.
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(TransportError::Io(e))),
+                Poll::Pending => {
+                    // The readiness was stale; wait without holding an empty buffer.
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
