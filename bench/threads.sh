@@ -39,11 +39,15 @@ snapshot() {
     done | awk '{c[$1] += $2; w[$1] += $3} END {for (k in c) print k, c[k], w[k]}' | sort
 }
 before=$(snapshot)
+# The table goes through a file, not `tee /dev/stderr`: reopening a stderr that is redirected to
+# a file truncates that file (a CI log lost everything before this script's output).
+status=0
 taskset -c 1 "$T/tern-bench" pairs --server "$addr" --server-pid "$pid" --pairs "${PAIRS:-1000}" \
-    --rate "${RATE:-10000}" --duration "${DURATION:-15}" | tee /dev/stderr |
-    awk '/messages delivered/ {print $3}' >"$dir/delivered"
+    --rate "${RATE:-10000}" --duration "${DURATION:-15}" >"$dir/pairs.out" || status=$?
 after=$(snapshot)
-delivered=$(cat "$dir/delivered")
+cat "$dir/pairs.out"
+[ "$status" -eq 0 ] || exit "$status"
+delivered=$(awk '/messages delivered/ {print $3}' "$dir/pairs.out")
 hz=$(getconf CLK_TCK)
 echo
 echo "server threads over the run (${delivered} messages delivered)"
