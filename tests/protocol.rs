@@ -245,6 +245,60 @@ async fn bad_messages_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_split_across_writes_or_sharing_one_are_all_answered_in_order() {
+    // TCP keeps no message boundaries: the server must cut frames out of whatever arrives.
+    let server = TestServer::start().await;
+    let mut raw = server.raw().await;
+    let ping = |id: u128, time: i64, padding: usize| {
+        let mut frame = Request::Ping(pb::Ping {
+            client_time_ms: time,
+        })
+        .to_frame(PacketId::from_u128(id), Encoding::Protobuf)
+        .expect("encodable");
+        if padding > 0 {
+            // An unknown length-delimited field (number 15): decoders skip it, so the ping stays
+            // a ping while its frame outgrows a single read.
+            let mut payload = BytesMut::from(&frame.payload[..]);
+            payload.put_u8(15 << 3 | 2);
+            let mut len = padding as u64;
+            while len >= 0x80 {
+                payload.put_u8(len as u8 | 0x80);
+                len >>= 7;
+            }
+            payload.put_u8(len as u8);
+            payload.put_bytes(b'x', padding);
+            frame.payload = payload.freeze();
+        }
+        frame.to_bytes()
+    };
+    // One byte per write.
+    for b in ping(1, 11, 0).iter() {
+        raw.write(&[*b]).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Two frames in one write, the second cut in the middle of its header and finished later.
+    let mut two = ping(2, 22, 0).to_vec();
+    let third = ping(3, 33, 0);
+    two.extend_from_slice(&third[..7]);
+    raw.write(&two).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    raw.write(&third[7..]).await;
+    // A frame several times larger than one read, in uneven pieces.
+    let big = ping(4, 44, 20_000);
+    for piece in big.chunks(1_500) {
+        raw.write(piece).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for (id, time) in [(1, 11), (2, 22), (3, 33), (4, 44)] {
+        let frame = raw.read().await.expect("a response");
+        assert_eq!(frame.packet_id, PacketId::from_u128(id));
+        let pong: pb::Pong = decode(&frame);
+        assert_eq!(pong.client_time_ms, time);
+    }
+    still_open(&mut raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_frame_is_answered_then_the_connection_closes() {
     let server = TestServer::start_with(|c| c.max_frame_bytes = 1024).await;
     let mut raw = server.raw().await;

@@ -67,9 +67,7 @@ impl TcpTransport {
             buf: BytesMut::new(),
         }
     }
-}
 
-impl TcpTransport {
     /// Polls for the next frame: decodes what is buffered, else reads what the socket has.
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, TransportError>> {
         loop {
