@@ -214,3 +214,78 @@ async fn the_wal_is_checkpointed_beside_the_writer() {
     }
     store.close().await;
 }
+
+/// The tail lives in memory until the indexer takes it, so a stalled indexer must stop the
+/// writer before memory runs away: once the tail holds four times its bound, commits wait (and
+/// their sends with them) until the indexer has caught up, and then every one of them lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_indexer_holds_commits_at_four_times_the_tail_bound() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use tern_core::store::{AccountStore, MessageStore};
+    const BOUND: usize = 10;
+    const BATCHES: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        max_tail: BOUND,
+        // Passes only when the writer wakes the indexer: the tail's size decides, not a timer.
+        index_interval: Duration::from_secs(3600),
+        ..SqliteConfig::default()
+    };
+    let store = Arc::new(SqliteStore::open(dir.path(), config).unwrap());
+    for u in ["a", "b"] {
+        store
+            .create_user(&conformance::user(u), "h", 0)
+            .await
+            .unwrap();
+    }
+    // Another connection holds the index file's write lock: the indexer cannot take anything.
+    let blocker =
+        rusqlite::Connection::open(dir.path().join(tern_store::sqlite::INDEX_FILE)).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let (store, acked) = (store.clone(), acked.clone());
+        async move {
+            for batch in 0..BATCHES {
+                let messages = (0..BOUND)
+                    .map(|i| conformance::text("a", "b", &format!("m{batch}-{i}"), "x"))
+                    .collect();
+                store.append(messages).await.unwrap();
+                acked.fetch_add(BOUND, Ordering::SeqCst);
+            }
+        }
+    });
+    // Wait until the acknowledgements stop coming at or past the bound (a slow disk may pause
+    // them earlier for a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = acked.load(Ordering::SeqCst);
+        if now == last && (now >= 4 * BOUND || std::time::Instant::now() > deadline) {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        (4 * BOUND..=5 * BOUND).contains(&last),
+        "with the indexer stalled, {last} messages were acknowledged; the writer should hold \
+         commits once the tail reaches {}",
+        4 * BOUND
+    );
+    assert!(!writer.is_finished());
+
+    // The indexer catches up, and every held send is committed.
+    blocker.execute_batch("ROLLBACK").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), writer)
+        .await
+        .expect("the held commits resumed")
+        .unwrap();
+    assert_eq!(acked.load(Ordering::SeqCst), BATCHES * BOUND);
+    let store = Arc::into_inner(store).expect("the only handle");
+    store.close().await;
+}
