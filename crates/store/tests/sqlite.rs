@@ -289,3 +289,67 @@ async fn a_stalled_indexer_holds_commits_at_four_times_the_tail_bound() {
     let store = Arc::into_inner(store).expect("the only handle");
     store.close().await;
 }
+
+/// Indexing is background work: its thread runs at nice 10 so that, sharing a core, it yields
+/// to the writer and the connections. Only that thread: the writer keeps the process's priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_indexer_thread_runs_at_a_lower_priority() {
+    /// (thread name, nice) of every thread of this process.
+    fn threads() -> Vec<(String, i64)> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
+                // "tid (name) state ppid …": the name may hold spaces, so split after its ')'.
+                let (head, rest) = stat.rsplit_once(')')?;
+                let name = head.split_once('(')?.1.to_owned();
+                // Field 19 of the line is nice; `rest` starts at field 3.
+                let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+                Some((name, nice))
+            })
+            .collect()
+    }
+    // The priority the process runs at (0 unless the test itself was started under `nice`).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let base: i64 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lowered = base.max(10);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (indexers, writers) = loop {
+        let all = threads();
+        let of = |prefix: &str| -> Vec<i64> {
+            all.iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, nice)| *nice)
+                .collect()
+        };
+        let (indexers, writers) = (of("tern-sqlite-ind"), of("tern-sqlite-wri"));
+        // The indexer lowers its priority as its first step; give it the moment to.
+        if indexers.iter().all(|n| *n == lowered) && !indexers.is_empty()
+            || std::time::Instant::now() > deadline
+        {
+            break (indexers, writers);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(!indexers.is_empty(), "no indexer thread: {:?}", threads());
+    assert!(
+        indexers.iter().all(|n| *n == 10),
+        "indexer nice {indexers:?}"
+    );
+    assert!(!writers.is_empty(), "no writer thread: {:?}", threads());
+    assert!(
+        writers.iter().all(|n| *n == base),
+        "writer nice {writers:?}, expected {base}"
+    );
+    store.close().await;
+}
