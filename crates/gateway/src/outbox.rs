@@ -7,12 +7,16 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tern_proto::pb;
-use tokio::sync::Notify;
 
 /// Why a connection's task must end, as told by another task.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,10 +33,15 @@ pub struct Outbox(Arc<Shared>);
 #[derive(Debug)]
 pub struct OutboxReceiver(Arc<Shared>);
 
+/// One producer side per registry entry, one consumer: the connection's task. The task is
+/// woken through an `AtomicWaker` rather than a `Notify`: waiting then needs no waiter of its
+/// own in the task's future (every idle connection holds that future) and no lock per wait.
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    notify: Notify,
+    /// Something was queued (or a close asked for) since the receiver last looked.
+    signalled: AtomicBool,
+    waker: AtomicWaker,
     capacity: usize,
 }
 
@@ -59,10 +68,19 @@ pub struct Drained {
 pub fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
-        notify: Notify::new(),
+        signalled: AtomicBool::new(false),
+        waker: AtomicWaker::new(),
         capacity: capacity.max(1),
     });
     (Outbox(shared.clone()), OutboxReceiver(shared))
+}
+
+impl Shared {
+    /// Tells the receiver to look; called after the state's lock is released.
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
 }
 
 impl Outbox {
@@ -82,7 +100,7 @@ impl Outbox {
                 true
             }
         };
-        self.0.notify.notify_one();
+        self.0.signal();
         accepted
     }
 
@@ -97,7 +115,7 @@ impl Outbox {
             }
             state.frames.push_back(frame);
         }
-        self.0.notify.notify_one();
+        self.0.signal();
         true
     }
 
@@ -107,7 +125,7 @@ impl Outbox {
             let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
             state.close.get_or_insert(reason);
         }
-        self.0.notify.notify_one();
+        self.0.signal();
     }
 
     /// Whether both ends are the same queue.
@@ -134,15 +152,32 @@ impl OutboxReceiver {
 
     /// Waits until something may have been queued since the last drain.
     ///
-    /// Cancel safety: dropping the future loses no notification for later calls, because
-    /// `Notify` keeps one permit when nobody waits; callers drain after every wake anyway.
-    pub async fn changed(&self) {
-        self.0.notify.notified().await;
+    /// Cancel safety: dropping the future loses no signal for later calls: the signal stays set
+    /// until a wait sees it. Callers drain after every wake anyway.
+    pub fn changed(&self) -> impl Future<Output = ()> + Send + '_ {
+        std::future::poll_fn(move |cx| self.poll_changed(cx))
+    }
+
+    /// Ready once something was signalled since the last ready poll.
+    fn poll_changed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.signalled.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        // Register, then look again: a signal sent between the two is seen now, and one sent
+        // after wakes the registered task.
+        self.0.waker.register(cx.waker());
+        if self.0.signalled.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -175,6 +210,36 @@ mod tests {
         let d = rx.drain();
         assert_eq!(d.frames.len(), 4);
         assert_eq!(d.lagged, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_push_wakes_the_waiting_receiver_and_one_made_before_waiting_is_not_lost() {
+        let (tx, rx) = outbox(8);
+        // Made before anyone waits: the next wait returns at once.
+        assert!(tx.push(Bytes::from_static(b"1"), 1));
+        tokio::time::timeout(Duration::from_secs(1), rx.changed())
+            .await
+            .expect("an earlier push is seen");
+        // Nothing new: a wait stays pending.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), rx.changed())
+                .await
+                .is_err()
+        );
+        // Made while the receiver waits: it wakes.
+        let rx = Arc::new(rx);
+        let waiting = tokio::spawn({
+            let rx = rx.clone();
+            async move { rx.changed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        tx.close(CloseReason::Kick(pb::Kick::default()));
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the waiting receiver woke")
+            .unwrap();
+        assert!(rx.drain().close.is_some());
     }
 
     #[test]

@@ -141,19 +141,6 @@ enum Wake {
     Timer,
 }
 
-/// Removes the connection from the registry however the task ends.
-struct Detach<'a> {
-    gateway: &'a Gateway,
-    id: ConnectionId,
-}
-
-impl Drop for Detach<'_> {
-    fn drop(&mut self) {
-        self.gateway.detach(self.id);
-        self.gateway.metrics.connections.decrement(1.0);
-    }
-}
-
 /// Runs a connection to its end.
 ///
 /// A plain function returning an `async move` block, not an `async fn`: an `async fn` moves its
@@ -171,10 +158,6 @@ pub(crate) fn run<T: Transport>(
 ) -> impl Future<Output = ()> + Send {
     async move {
         gateway.metrics.connections.increment(1.0);
-        let detach = Detach {
-            gateway: &gateway,
-            id,
-        };
         let mut session = Session {
             gateway: &gateway,
             id,
@@ -190,7 +173,6 @@ pub(crate) fn run<T: Transport>(
         };
         // Out of the registry (and offline) at once; the socket then closes gracefully.
         drop(session);
-        drop(detach);
         transport
             .finish(matches!(cause, CloseCause::ClientClosed))
             .await;
@@ -215,6 +197,15 @@ struct Session<'g> {
     /// Requests in progress. Created on demand and dropped when empty, so an idle connection
     /// holds no allocation for it.
     pending: Option<FuturesUnordered<Pending>>,
+}
+
+/// Removes the connection from the registry however the task ends: after `run` returns, or
+/// when the task is dropped mid-way.
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.gateway.detach(self.id);
+        self.gateway.metrics.connections.decrement(1.0);
+    }
 }
 
 impl Session<'_> {
