@@ -294,32 +294,26 @@ async fn a_stalled_indexer_holds_commits_at_four_times_the_tail_bound() {
 /// to the writer and the connections. Only that thread: the writer keeps the process's priority.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_indexer_thread_runs_at_a_lower_priority() {
+    /// (name, nice) from a `/proc/…/stat` line: "tid (name) state ppid …". The name may hold
+    /// spaces, so the fields are counted after its ')'; nice is field 19, and the rest starts at
+    /// field 3.
+    fn name_and_nice(stat: &str) -> Option<(String, i64)> {
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1.to_owned();
+        let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+        Some((name, nice))
+    }
     /// (thread name, nice) of every thread of this process.
     fn threads() -> Vec<(String, i64)> {
         std::fs::read_dir("/proc/self/task")
             .unwrap()
             .filter_map(|t| {
-                let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
-                // "tid (name) state ppid …": the name may hold spaces, so split after its ')'.
-                let (head, rest) = stat.rsplit_once(')')?;
-                let name = head.split_once('(')?.1.to_owned();
-                // Field 19 of the line is nice; `rest` starts at field 3.
-                let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
-                Some((name, nice))
+                name_and_nice(&std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?)
             })
             .collect()
     }
     // The priority the process runs at (0 unless the test itself was started under `nice`).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let base: i64 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_, base) = name_and_nice(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
     let lowered = base.max(10);
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
@@ -344,8 +338,8 @@ async fn only_the_indexer_thread_runs_at_a_lower_priority() {
     };
     assert!(!indexers.is_empty(), "no indexer thread: {:?}", threads());
     assert!(
-        indexers.iter().all(|n| *n == 10),
-        "indexer nice {indexers:?}"
+        indexers.iter().all(|n| *n == lowered),
+        "indexer nice {indexers:?}, expected {lowered}"
     );
     assert!(!writers.is_empty(), "no writer thread: {:?}", threads());
     assert!(

@@ -98,10 +98,17 @@ fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
     tail.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The indexer thread's nice value (higher is lower priority).
+const INDEXER_NICE: i32 = 10;
+
 fn run(mut conn: Connection, tail: Arc<Mutex<Tail>>, policy: IndexPolicy, progress: Arc<Progress>) {
     // Indexing is background work: when it competes with the writer and the connections for a
     // core, it should yield to them rather than add its bursts to their latency.
-    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+    // Nice 10, or the process's own level if that is lower still: never a higher priority
+    // than the rest of the process (as root, setting 10 under `nice -n 15` would raise it).
+    let nice =
+        rustix::process::getpriority_process(None).map_or(INDEXER_NICE, |n| n.max(INDEXER_NICE));
+    if let Err(e) = rustix::process::setpriority_process(None, nice) {
         tracing::debug!(error = %e, "could not lower the indexer thread's priority");
     }
     loop {
