@@ -348,3 +348,77 @@ async fn only_the_indexer_thread_runs_at_a_lower_priority() {
     );
     store.close().await;
 }
+
+/// A data directory left by a build that let `inbox_log` hand out row ids again from 1 once the
+/// table was empty, and stored a largest released row id beside the watermark: rows of
+/// unindexed messages sit below that stored bound. Opening it must keep every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
+    use tern_core::store::{AccountStore, MessageStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    for u in ["a", "b"] {
+        store
+            .create_user(&conformance::user(u), "h", 0)
+            .await
+            .unwrap();
+    }
+    let five = (0..5)
+        .map(|i| conformance::text("a", "b", &format!("m{i}"), "x"))
+        .collect();
+    store.append(five).await.unwrap();
+    // A clean close indexes all five: the watermark is 5.
+    store.close().await;
+    drop(store);
+
+    // What the old build left after the table emptied: five more messages, unindexed, whose
+    // entries took row ids 1..=10 again, under a stored release bound of 10.
+    let main = rusqlite::Connection::open(dir.path().join(tern_store::sqlite::DB_FILE)).unwrap();
+    main.execute_batch(
+        "DELETE FROM inbox_log;
+         INSERT INTO messages (conversation, seq, sender, client_msg_id, server_time_ms, sender_inbox_seq, content)
+             SELECT conversation, seq + 5, sender, client_msg_id || '-again', server_time_ms, sender_inbox_seq + 5, content
+             FROM messages ORDER BY id;
+         INSERT INTO inbox_log (id, user_id, seq, message_id)
+             SELECT 2 * (id - 5) - 1, 'a', id, id FROM messages WHERE id > 5;
+         INSERT INTO inbox_log (id, user_id, seq, message_id)
+             SELECT 2 * (id - 5), 'b', id, id FROM messages WHERE id > 5;",
+    )
+    .unwrap();
+    drop(main);
+    let index =
+        rusqlite::Connection::open(dir.path().join(tern_store::sqlite::INDEX_FILE)).unwrap();
+    index
+        .execute_batch(
+            "ALTER TABLE index_state ADD COLUMN indexed_log INTEGER NOT NULL DEFAULT 10;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    drop(index);
+
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    for u in ["a", "b"] {
+        let page = store
+            .read_inbox(&conformance::user(u), 0, 100)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "{u}'s inbox");
+        assert_eq!(page.head, 10);
+    }
+    // The next message continues both inboxes; nothing is handed out twice.
+    let next = store
+        .append(vec![conformance::text("a", "b", "after", "x")])
+        .await
+        .unwrap();
+    match &next[0] {
+        tern_core::store::AppendOutcome::Stored(s) => {
+            assert_eq!(
+                s.inbox_seqs,
+                vec![(conformance::user("a"), 11), (conformance::user("b"), 11)]
+            );
+        }
+        other => panic!("expected a stored message, got {other:?}"),
+    }
+    store.close().await;
+}

@@ -97,15 +97,17 @@ fn insert(batch: &mut Batch<'_>, row: Row<'_>) -> Result<Result<Inserted, UserId
     let mut entries = Vec::with_capacity(row.inboxes.len());
     {
         let mut insert = batch.conn.prepare_cached(
-            "INSERT INTO inbox_log (user_id, seq, message_id) VALUES (?1, ?2, ?3)",
+            "INSERT INTO inbox_log (id, user_id, seq, message_id) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (user, head) in row.inboxes.iter().zip(&heads) {
-            insert.execute(params![user.as_str(), (head + 1) as i64, id as i64])?;
-            entries.push((
-                user.clone(),
-                head + 1,
-                batch.conn.last_insert_rowid() as u64,
-            ));
+            let log_id = batch.next_log_id();
+            insert.execute(params![
+                log_id as i64,
+                user.as_str(),
+                (head + 1) as i64,
+                id as i64
+            ])?;
+            entries.push((user.clone(), head + 1, log_id));
             inbox_seqs.push((user.clone(), head + 1));
         }
     }

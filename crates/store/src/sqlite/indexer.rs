@@ -36,7 +36,9 @@ pub(crate) struct IndexPolicy {
 /// What the writer and the indexer share.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
-    /// The largest `inbox_log` row id whose entry is durably indexed: rows up to it may go.
+    /// The largest `inbox_log` row id whose entry is durably indexed in this process: rows up
+    /// to it may go. Kept in memory only: row ids grow with message ids within one process,
+    /// and at open the rows already indexed are found by message id against the watermark.
     pub(crate) indexed_log: AtomicU64,
     /// Set to stop the indexer after it has indexed the whole tail.
     stop: AtomicBool,
@@ -248,8 +250,8 @@ fn index_chunk(
             ins.execute(params![user.as_str(), *seq as i64, *message_id as i64])
                 .map_err(store_err)?;
         }
-        tx.prepare_cached("UPDATE index_state SET indexed_upto = ?1, indexed_log = max(indexed_log, ?2) WHERE id = 1")
-            .and_then(|mut s| s.execute(params![upto as i64, last_log as i64]))
+        tx.prepare_cached("UPDATE index_state SET indexed_upto = ?1 WHERE id = 1")
+            .and_then(|mut s| s.execute([upto as i64]))
             .map_err(store_err)?;
     }
     tx.commit().map_err(store_err)?;

@@ -194,24 +194,29 @@ impl SqliteStore {
             .map_err(store_err)?;
         let index_conn = open_rw(&index_path, schema::File::Index)?;
         // Whatever was committed but not indexed before the last shutdown (or crash) is read
-        // back into the tail; inbox_log rows already indexed are dropped.
-        let (watermark, indexed_log): (i64, i64) = index_conn
+        // back into the tail. An inbox_log row is indexed exactly when its message is at or
+        // below the watermark: the indexer writes a message's entries in the same transaction
+        // that moves the watermark past it. Row ids say nothing across processes (a file
+        // written by an older build may have reused them), so rows go by message id here.
+        let watermark: i64 = index_conn
             .query_row(
-                "SELECT indexed_upto, indexed_log FROM index_state WHERE id = 1",
+                "SELECT indexed_upto FROM index_state WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .map_err(store_err)?;
-        conn.execute("DELETE FROM inbox_log WHERE id <= ?1", [indexed_log])
+        conn.execute("DELETE FROM inbox_log WHERE message_id <= ?1", [watermark])
+            .map_err(store_err)?;
+        let next_log: i64 = conn
+            .query_row("SELECT coalesce(max(id), 0) + 1 FROM inbox_log", [], |r| {
+                r.get(0)
+            })
             .map_err(store_err)?;
         let tail = Arc::new(Mutex::new(
             load_tail(&conn, watermark as u64).map_err(StoreError::from)?,
         ));
         drop(index_conn);
         let progress = Arc::new(Progress::default());
-        progress
-            .indexed_log
-            .store(indexed_log as u64, std::sync::atomic::Ordering::Release);
         let indexer = Indexer::start(
             &index_path,
             config.synchronous,
@@ -244,6 +249,7 @@ impl SqliteStore {
                 indexer: indexer.waker(),
                 wake_at: config.max_tail,
                 checkpointer,
+                next_log: next_log as u64,
             },
         );
         let (tx, rx) = mpsc::channel();

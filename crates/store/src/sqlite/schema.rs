@@ -208,13 +208,20 @@ const INDEX: &[&str] = &[
         message_id INTEGER NOT NULL,
         PRIMARY KEY (user_id, seq)
     ) WITHOUT ROWID;
-    -- indexed_log: the largest inbox_log row (in tern.db) whose entry is here.
+    -- indexed_log: the largest inbox_log row (in tern.db) whose entry is here (dropped by 2).
     CREATE TABLE index_state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         indexed_upto INTEGER NOT NULL,
         indexed_log INTEGER NOT NULL
     );
     INSERT INTO index_state (id, indexed_upto, indexed_log) VALUES (1, 0, 0);
+    "#,
+    // 2: the watermark alone says which inbox_log rows are indexed (those of messages at or
+    // below it). A persisted largest row id could not: tern.db handed out row ids again from 1
+    // once the table was empty, and a restart then deleted new, unindexed rows under the old
+    // bound.
+    r#"
+    ALTER TABLE index_state DROP COLUMN indexed_log;
     "#,
 ];
 

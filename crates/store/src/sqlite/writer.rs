@@ -112,6 +112,8 @@ pub(crate) struct Batch<'a> {
     pairs: Vec<(UserId, ConversationId)>,
     /// Users who block someone or take messages from friends only (loaded on first use).
     restrictive: &'a mut Option<FxHashSet<UserId>>,
+    /// The next `inbox_log` row id.
+    next_log: &'a mut u64,
 }
 
 /// A tail this many times its bound holds commits until the indexer catches up.
@@ -128,6 +130,16 @@ fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
 }
 
 impl Batch<'_> {
+    /// A fresh `inbox_log` row id, greater than every id handed out before, in this process or
+    /// an earlier one. Releases delete rows by id range, so an id must never be handed out
+    /// twice: SQLite's own choice (one more than the largest id present) starts again at 1 once
+    /// the table is empty, and would put new, unindexed rows under a release bound.
+    pub(crate) fn next_log_id(&mut self) -> u64 {
+        let id = *self.next_log;
+        *self.next_log += 1;
+        id
+    }
+
     /// The newest inbox seq of `user`, or `None` if the user does not exist.
     pub(crate) fn inbox_head(&mut self, user: &UserId) -> rusqlite::Result<Option<u64>> {
         if let Some(seq) = self.users.get(user) {
@@ -347,6 +359,8 @@ pub(crate) struct Writer {
     progress: Arc<Progress>,
     /// `inbox_log` rows up to here are deleted.
     deleted_log: u64,
+    /// The next `inbox_log` row id; ids only grow, even across a rolled-back batch.
+    next_log: u64,
     /// Wakes the indexer when the tail grows past `wake_at` messages.
     indexer: Option<thread::Thread>,
     wake_at: usize,
@@ -365,6 +379,8 @@ pub(crate) struct WriterParts {
     pub(crate) indexer: Option<thread::Thread>,
     pub(crate) wake_at: usize,
     pub(crate) checkpointer: Checkpointer,
+    /// The first `inbox_log` row id to hand out: above every row in the table at open.
+    pub(crate) next_log: u64,
 }
 
 impl Writer {
@@ -386,6 +402,7 @@ impl Writer {
             tail: parts.tail,
             max_jobs: parts.max_jobs.max(1),
             deleted_log: 0,
+            next_log: parts.next_log,
             progress: parts.progress,
             indexer: parts.indexer,
             wake_at: parts.wake_at.max(1),
@@ -496,6 +513,7 @@ impl Writer {
             appended: Vec::new(),
             pairs: Vec::new(),
             restrictive: &mut self.restrictive,
+            next_log: &mut self.next_log,
         };
         for job in jobs.iter_mut() {
             job.run(&mut batch)?;
