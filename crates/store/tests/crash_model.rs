@@ -1543,9 +1543,11 @@ fn cursor(model: &Model, rng: &mut StdRng) -> (Op, Expect) {
     (Op::Cursor { user, device, seq }, Expect::Anything)
 }
 
-fn random_settings(rng: &mut StdRng) -> StoreSettings {
+/// Odd seeds run with `store_sync = normal`, even ones with `full`; the rest is random.
+fn random_settings(seed: u64) -> StoreSettings {
+    let rng = &mut StdRng::seed_from_u64(seed ^ 0x5eed);
     StoreSettings {
-        full_sync: rng.random_bool(0.5),
+        full_sync: seed % 2 == 0,
         index_interval_ms: *[0, 5, 30, 200, 1000].choose(rng).unwrap(),
         index_chunk: *[7, 64, 20_000].choose(rng).unwrap(),
         max_tail: *[40, 100_000].choose(rng).unwrap(),
@@ -1553,7 +1555,7 @@ fn random_settings(rng: &mut StdRng) -> StoreSettings {
 }
 
 fn run_seed(test: &str, seed: u64, rounds: usize) -> Result<(), String> {
-    let settings = random_settings(&mut StdRng::seed_from_u64(seed ^ 0x5eed));
+    let settings = random_settings(seed);
     run(
         test,
         seed,
