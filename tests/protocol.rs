@@ -580,3 +580,32 @@ async fn http_get(server: &TestServer, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A newer client may add keys to a JSON payload: an older server skips them and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_requests_with_unknown_keys_are_answered() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw().await;
+    let ping = raw_frame(
+        0x0001,
+        1,
+        Flags::JSON.bits(),
+        5,
+        br#"{"clientTimeMs":"5","someFutureField":1}"#,
+    );
+    raw.write(&ping.to_bytes()).await;
+    let resp = raw.response(ping.packet_id).await;
+    assert!(!resp.is_error(), "{:?}", resp.payload);
+    let pong: pb::Pong = decode(&resp);
+    assert_eq!(pong.client_time_ms, 5);
+    let register = raw_frame(
+        0x0002,
+        1,
+        Flags::JSON.bits(),
+        6,
+        br#"{"userId":"fresh","password":"fresh-secret","inviteCode":{"v":2}}"#,
+    );
+    raw.write(&register.to_bytes()).await;
+    let resp = raw.response(register.packet_id).await;
+    assert!(!resp.is_error(), "{:?}", resp.payload);
+}

@@ -18,9 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(descriptors)?;
 
     // The JSON encoding follows the proto3 JSON mapping, so that browsers and scripts need no protobuf library.
+    // Readers skip keys they do not know, as protobuf readers skip unknown fields: a newer peer
+    // may add fields, and an older one must still understand the rest.
     let set = fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&set)?
+        .ignore_unknown_fields()
         .build(&[".tern"])?;
     Ok(())
 }
