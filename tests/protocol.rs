@@ -468,6 +468,16 @@ async fn a_retry_returns_the_original_ack_also_after_a_dropped_connection() {
         (first.message_id, true),
         "after reconnecting too"
     );
+    // The same id for a different message is not a retry: refused, nothing stored.
+    server.register(&["carol"]).await;
+    for reused in [
+        send_req("bob", "retry-1", "not the same words"),
+        send_req("carol", "retry-1", "once"),
+    ] {
+        let e = raw.call_err(reused).await;
+        assert_eq!(e.code, ErrorCode::ClientMsgIdReused.as_u32(), "{e:?}");
+        assert!(!e.retryable);
+    }
 
     let mut bob = server.client("bob", "phone").await;
     let got = bob.messages(2).await;

@@ -76,6 +76,12 @@ pub enum ServiceError {
     /// The recipient refuses this from the caller (blocked, or friends only). Says no more.
     #[error("the recipient does not accept this")]
     NotAccepted,
+    /// A send whose client message id the sender already used for another message (another
+    /// conversation, or other content): a retry must repeat the request unchanged.
+    #[error(
+        "this client message id was already used for a different message; a retry must repeat the same target and content, a new message needs a new id"
+    )]
+    ClientMsgIdReused,
     /// A friend response without a pending request.
     #[error("there is no pending friend request from that user")]
     RequestNotFound,

@@ -456,6 +456,18 @@ pub(crate) fn unknown_user(raw: &str) -> UserId {
     UserId::parse(raw).unwrap_or_else(|_| UserId::parse("invalid").expect("valid literal"))
 }
 
+/// Whether a send that repeats the client message id of `earlier` is a retry of it: the same
+/// conversation (so the same receiver) and the same content. A client that reuses an id for a
+/// different message is told so, rather than being answered with an ack for a message it did
+/// not send.
+pub fn is_retry_of(
+    earlier: &StoredMessage,
+    conversation: &ConversationId,
+    content: &pb::Content,
+) -> bool {
+    earlier.conversation == *conversation && earlier.content == *content
+}
+
 /// Checks that content is present, well-formed and within the size limit.
 pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), ServiceError> {
     use pb::content::Body;

@@ -28,6 +28,7 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::NotEditable(_) => ErrorCode::NotEditable,
         ServiceError::NotAccepted => ErrorCode::NotAccepted,
         ServiceError::RequestNotFound => ErrorCode::RequestNotFound,
+        ServiceError::ClientMsgIdReused => ErrorCode::ClientMsgIdReused,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
         ServiceError::Overloaded => ErrorCode::Overloaded,
         ServiceError::RateLimited(_) => ErrorCode::RateLimited,

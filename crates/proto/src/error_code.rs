@@ -60,6 +60,9 @@ pub enum ErrorCode {
     NotAccepted = 3009,
     /// FRIEND_RESPOND without a pending request from that user.
     RequestNotFound = 3010,
+    /// SEND reusing a client message id of an earlier message with a different conversation
+    /// or content: it is not a retry, and nothing is stored.
+    ClientMsgIdReused = 3011,
     /// The caller's role in the group does not allow the change.
     PermissionDenied = 4000,
     /// The sender is muted in the group, or the group is muted for members.
@@ -112,6 +115,7 @@ impl ErrorCode {
         ErrorCode::NotEditable,
         ErrorCode::NotAccepted,
         ErrorCode::RequestNotFound,
+        ErrorCode::ClientMsgIdReused,
         ErrorCode::PermissionDenied,
         ErrorCode::Muted,
         ErrorCode::GroupDissolved,
@@ -164,6 +168,7 @@ impl ErrorCode {
             ErrorCode::NotEditable => "NOT_EDITABLE",
             ErrorCode::NotAccepted => "NOT_ACCEPTED",
             ErrorCode::RequestNotFound => "REQUEST_NOT_FOUND",
+            ErrorCode::ClientMsgIdReused => "CLIENT_MSG_ID_REUSED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Muted => "MUTED",
             ErrorCode::GroupDissolved => "GROUP_DISSOLVED",

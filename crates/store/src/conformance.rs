@@ -46,6 +46,7 @@ pub trait Harness: Send + Sync {
 pub async fn run_all<H: Harness>(h: &H) {
     appends_assign_gapless_seqs(&fresh(h).await).await;
     retries_are_deduplicated(&fresh(h).await).await;
+    a_reused_client_id_for_another_message_is_refused(&fresh(h).await).await;
     unknown_users_store_nothing(&fresh(h).await).await;
     history_pages_both_ways(&fresh(h).await).await;
     inbox_reads_are_contiguous_from_the_cursor(&fresh(h).await).await;
@@ -261,6 +262,44 @@ pub async fn retries_are_deduplicated(store: &dyn Backend) {
         .unwrap();
     assert_eq!(stored(&other[0]).seq, 3);
     assert_eq!(store.inbox_head(&user("b")).await.unwrap(), 3);
+}
+
+/// A client message id reused for a different message (other content, or another receiver) is
+/// not a retry: it is refused and nothing is stored, whether the first is in this batch, in the
+/// tail, or indexed.
+pub async fn a_reused_client_id_for_another_message_is_refused(store: &dyn Backend) {
+    register(store, &["a", "b", "c"]).await;
+    let first = store
+        .append(vec![text("a", "b", "m1", "one")])
+        .await
+        .unwrap();
+    let original = stored(&first[0]).clone();
+    let out = store
+        .append(vec![
+            text("a", "b", "m1", "other words"),
+            text("a", "c", "m1", "one"),
+            text("a", "b", "m1", "one"),
+            text("a", "b", "m2", "two"),
+            text("a", "b", "m2", "changed"),
+        ])
+        .await
+        .unwrap();
+    for (i, o) in out.iter().enumerate() {
+        let refused = matches!(o, AppendOutcome::Refused(ServiceError::ClientMsgIdReused));
+        let want = matches!(i, 0 | 1 | 4);
+        assert_eq!(refused, want, "write {i}: {o:?}");
+    }
+    match &out[2] {
+        AppendOutcome::Duplicate(m) => assert_eq!(**m, original, "the exact retry"),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert_eq!(stored(&out[3]).seq, 2);
+    assert_eq!(store.inbox_head(&user("b")).await.unwrap(), 2);
+    assert_eq!(
+        store.inbox_head(&user("c")).await.unwrap(),
+        0,
+        "nothing for c"
+    );
 }
 
 /// A message to an unknown user is refused; the rest of its batch is unaffected.
@@ -932,10 +971,17 @@ pub async fn verify_acked(store: &dyn Backend, from: &str, to: &str, acked: &[(S
         .unwrap();
     assert_eq!(stored(&out[0]).seq, next, "seqs continue after reopen");
     if let Some((cmid, seq)) = acked.first() {
-        let out = store
-            .append(vec![text(from, to, cmid, "retry")])
-            .await
-            .unwrap();
+        // A retry repeats the request: same receiver, same content.
+        let mut retry = text(from, to, cmid, "");
+        if let Write::Message(m) = &mut retry {
+            m.content = page
+                .messages
+                .iter()
+                .find(|m| &m.client_msg_id == cmid)
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+        }
+        let out = store.append(vec![retry]).await.unwrap();
         match &out[0] {
             AppendOutcome::Duplicate(m) => assert_eq!(m.seq, *seq),
             other => panic!("a retry after reopen was not deduplicated: {other:?}"),

@@ -137,6 +137,9 @@ fn insert(batch: &mut Batch<'_>, row: Row<'_>) -> Result<Result<Inserted, UserId
 fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome, JobError> {
     // A retry is answered with the original even if the sender has since left its group.
     if let Some(existing) = batch.find_duplicate(&m.sender, &m.client_msg_id)? {
+        if !tern_core::messages::is_retry_of(&existing, &m.conversation, &m.content) {
+            return Ok(AppendOutcome::Refused(ServiceError::ClientMsgIdReused));
+        }
         return Ok(AppendOutcome::Duplicate(existing));
     }
     let (inboxes, push_members) = match &m.audience {
