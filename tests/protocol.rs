@@ -248,7 +248,10 @@ async fn bad_messages_are_refused_and_nothing_is_stored() {
 async fn frames_split_across_writes_or_sharing_one_are_all_answered_in_order() {
     // TCP keeps no message boundaries: the server must cut frames out of whatever arrives.
     let server = TestServer::start().await;
+    server.register(&["alice"]).await;
     let mut raw = server.raw().await;
+    // Logged in: frames past the small limit before login are allowed.
+    raw.login("alice", "phone").await;
     let ping = |id: u128, time: i64, padding: usize| {
         let mut frame = Request::Ping(pb::Ping {
             client_time_ms: time,

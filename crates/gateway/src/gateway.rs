@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{extract::ws::WebSocketUpgrade, response::Response};
+use axum::{extract::Request, response::Response};
 use tern_core::{
     Clock, ConnectionId, accounts::AccountService, conversations::ConversationService,
     group_service::GroupService, messages::MessageService, social::SocialService,
@@ -26,6 +26,7 @@ use crate::{
     registry::{KickPolicy, Registry},
     session,
     transport::{TcpTransport, WsTransport},
+    websocket::{self, Limited, MessageLimit, PIECE},
 };
 
 /// The services sessions call.
@@ -56,6 +57,12 @@ pub struct Services {
 pub struct GatewayConfig {
     /// The largest frame accepted, header included.
     pub max_frame_len: usize,
+    /// The largest frame accepted before login: what a connection nobody has authenticated
+    /// may make the server buffer.
+    pub max_frame_len_before_login: usize,
+    /// Connections that have not logged in (yet), at most; more are refused at once. With
+    /// `max_frame_len_before_login` this bounds what anonymous connections may hold in all.
+    pub max_anonymous_connections: usize,
     /// How often clients should send something; silence for twice this closes a connection.
     pub heartbeat_interval: Duration,
     /// How long a new connection may stay without logging in.
@@ -74,6 +81,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             max_frame_len: tern_proto::DEFAULT_MAX_FRAME_LEN,
+            max_frame_len_before_login: DEFAULT_MAX_FRAME_LEN_BEFORE_LOGIN,
+            max_anonymous_connections: 10_000,
             heartbeat_interval: Duration::from_secs(30),
             login_timeout: Duration::from_secs(10),
             kick_policy: KickPolicy::OnePerPlatform,
@@ -84,6 +93,10 @@ impl Default for GatewayConfig {
     }
 }
 
+/// The default of [`GatewayConfig::max_frame_len_before_login`]: a LOGIN or REGISTER needs
+/// a few hundred bytes.
+pub const DEFAULT_MAX_FRAME_LEN_BEFORE_LOGIN: usize = 2048;
+
 /// Metric handles resolved once, so per-frame work does no registry lookups.
 #[derive(Debug)]
 pub(crate) struct GatewayMetrics {
@@ -91,6 +104,8 @@ pub(crate) struct GatewayMetrics {
     pub(crate) frames_in: metrics::Counter,
     pub(crate) frames_out: metrics::Counter,
     pub(crate) accepted: metrics::Counter,
+    /// Connections refused because too many had not logged in.
+    pub(crate) refused_anonymous: metrics::Counter,
 }
 
 /// All connections of this process.
@@ -103,6 +118,8 @@ pub struct Gateway {
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: GatewayMetrics,
     next_id: AtomicU64,
+    /// Connections that have not logged in.
+    pub(crate) anonymous: AtomicUsize,
     /// The size of the last connection task's future, in bytes.
     task_bytes: AtomicUsize,
     tracker: TaskTracker,
@@ -138,8 +155,13 @@ impl Gateway {
                 frames_in: metrics::counter!("tern_frames_in_total"),
                 frames_out: metrics::counter!("tern_frames_out_total"),
                 accepted: metrics::counter!("tern_connections_accepted_total"),
+                refused_anonymous: metrics::counter!(
+                    "tern_connections_refused_total",
+                    "reason" => "anonymous"
+                ),
             },
             next_id: AtomicU64::new(1),
+            anonymous: AtomicUsize::new(0),
             task_bytes: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
         })
@@ -166,8 +188,30 @@ impl Gateway {
         ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The decoder of a new connection: it has not logged in.
     fn decoder(&self) -> FrameDecoder {
-        FrameDecoder::new(self.config.max_frame_len)
+        FrameDecoder::new(self.config.max_frame_len_before_login)
+    }
+
+    /// Counts a new connection as anonymous, or refuses it when too many are.
+    fn admit_anonymous(&self) -> bool {
+        let before = self.anonymous.fetch_add(1, Ordering::AcqRel);
+        if before >= self.config.max_anonymous_connections {
+            self.anonymous.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.refused_anonymous.increment(1);
+            return false;
+        }
+        true
+    }
+
+    /// A connection logged in or ended before it did.
+    pub(crate) fn release_anonymous(&self) {
+        self.anonymous.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Connections that have not logged in, now.
+    pub fn anonymous_connections(&self) -> usize {
+        self.anonymous.load(Ordering::Acquire)
     }
 
     /// Accepts TCP connections until shutdown begins.
@@ -179,6 +223,13 @@ impl Gateway {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    if !self.admit_anonymous() {
+                        // Closed unread: a flood of connections that never log in must not
+                        // cost more than the budget they were refused for.
+                        tracing::debug!(%peer, "refused: too many connections without a login");
+                        drop(stream);
+                        continue;
+                    }
                     // Small frames must leave at once; batching happens in the session.
                     let _ = stream.set_nodelay(true);
                     self.spawn_session(TcpTransport::new(stream, self.decoder()), peer);
@@ -192,24 +243,55 @@ impl Gateway {
         }
     }
 
-    /// Upgrades an HTTP request to a WebSocket session.
-    pub fn upgrade_websocket(self: Arc<Self>, ws: WebSocketUpgrade, peer: SocketAddr) -> Response {
-        if self.is_shutting_down() {
-            return axum::http::Response::builder()
+    /// Upgrades an HTTP request to a WebSocket session, or answers why not.
+    pub fn upgrade_websocket(self: Arc<Self>, mut request: Request, peer: SocketAddr) -> Response {
+        let unavailable = |why: &'static str| {
+            axum::http::Response::builder()
                 .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
-                .body(axum::body::Body::from("shutting down"))
-                .unwrap_or_default();
+                .header(axum::http::header::RETRY_AFTER, "1")
+                .body(axum::body::Body::from(why))
+                .unwrap_or_default()
+        };
+        if self.is_shutting_down() {
+            return unavailable("shutting down\n");
         }
-        let max = self.config.max_frame_len;
-        ws.max_message_size(max)
-            .max_frame_size(max)
-            // Small buffers keep an idle WebSocket near the size of an idle TCP connection.
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .on_upgrade(move |socket| async move {
-                let transport = WsTransport::new(socket, self.decoder());
-                self.spawn_session(transport, peer);
-            })
+        let response = websocket::accept(request.method(), request.headers());
+        if response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            return response;
+        }
+        if !self.admit_anonymous() {
+            tracing::debug!(%peer, "refused: too many connections without a login");
+            return unavailable("too many connections without a login; retry later\n");
+        }
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let upgraded = match upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.release_anonymous();
+                    tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
+                    return;
+                }
+            };
+            let limit = MessageLimit::new(self.config.max_frame_len_before_login);
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                // The reader beneath cuts frames to PIECE and holds messages to the limit;
+                // these are backstops.
+                .max_frame_size(Some(PIECE))
+                .max_message_size(Some(self.config.max_frame_len))
+                // Small buffers keep an idle WebSocket near the size of an idle TCP connection.
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
+            let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                Limited::new(hyper_util::rt::TokioIo::new(upgraded), limit.clone()),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                Some(config),
+            )
+            .await;
+            let transport = WsTransport::new(socket, self.decoder(), limit);
+            self.spawn_session(transport, peer);
+        });
+        response
     }
 
     fn spawn_session<T: crate::transport::Transport>(

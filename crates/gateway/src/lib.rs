@@ -16,6 +16,7 @@ pub mod presence;
 pub mod registry;
 mod session;
 mod transport;
+mod websocket;
 
-pub use gateway::{Gateway, GatewayConfig, Services};
+pub use gateway::{DEFAULT_MAX_FRAME_LEN_BEFORE_LOGIN, Gateway, GatewayConfig, Services};
 pub use registry::KickPolicy;

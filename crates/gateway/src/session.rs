@@ -23,7 +23,7 @@ use crate::{
     gateway::Gateway,
     outbox::{CloseReason, OutboxReceiver, outbox},
     registry::Entry,
-    transport::{Transport, TransportError},
+    transport::{Closing, Transport, TransportError},
 };
 
 /// Why a connection ended; logged once per connection.
@@ -42,9 +42,51 @@ enum CloseCause {
     /// The server is shutting down.
     Shutdown,
     /// The client broke the framing.
-    ProtocolError(String),
+    ProtocolError(ProtocolError),
     /// Reading or writing failed.
     Io(std::io::Error),
+}
+
+impl CloseCause {
+    /// What the transport tells the peer as it closes.
+    fn closing(&self) -> Closing {
+        match self {
+            CloseCause::ClientClosed => Closing::PeerClosed,
+            CloseCause::LoggedOut => Closing::LoggedOut,
+            CloseCause::HeartbeatTimeout => Closing::HeartbeatTimeout,
+            CloseCause::LoginTimeout => Closing::LoginTimeout,
+            CloseCause::Kicked => Closing::Kicked,
+            CloseCause::Shutdown => Closing::Shutdown,
+            CloseCause::ProtocolError(ProtocolError::TooLarge(_)) => Closing::FrameTooLarge,
+            CloseCause::ProtocolError(ProtocolError::Text) => Closing::TextMessage,
+            CloseCause::ProtocolError(ProtocolError::InvalidText) => Closing::InvalidText,
+            CloseCause::ProtocolError(ProtocolError::Framing(_)) => Closing::BrokenFraming,
+            CloseCause::Io(_) => Closing::Failed,
+        }
+    }
+}
+
+/// How the client broke the protocol.
+#[derive(Debug)]
+enum ProtocolError {
+    /// A frame over the size limit.
+    TooLarge(String),
+    /// A WebSocket text message.
+    Text,
+    /// A WebSocket text message that is not even UTF-8.
+    InvalidText,
+    /// Bytes that do not frame, or broken WebSocket framing.
+    Framing(String),
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolError::TooLarge(e) | ProtocolError::Framing(e) => f.write_str(e),
+            ProtocolError::Text => f.write_str("text WebSocket message"),
+            ProtocolError::InvalidText => f.write_str("text WebSocket message that is not UTF-8"),
+        }
+    }
 }
 
 impl std::fmt::Display for CloseCause {
@@ -162,6 +204,7 @@ pub(crate) fn run<T: Transport>(
             gateway: &gateway,
             id,
             phase: Phase::Anonymous { logging_in: false },
+            encoding: Encoding::Json,
             out: Vec::new(),
             last_seen: Instant::now(),
             pending: None,
@@ -173,9 +216,7 @@ pub(crate) fn run<T: Transport>(
         };
         // Out of the registry (and offline) at once; the socket then closes gracefully.
         drop(session);
-        transport
-            .finish(matches!(cause, CloseCause::ClientClosed))
-            .await;
+        transport.finish(cause.closing()).await;
         // Every connection logs who closed it and why.
         match &cause {
             CloseCause::Io(_) | CloseCause::ProtocolError(_) => {
@@ -190,6 +231,9 @@ struct Session<'g> {
     gateway: &'g Gateway,
     id: ConnectionId,
     phase: Phase,
+    /// The encoding of errors about the connection itself: the one the client logged in with,
+    /// else the one of the last frame it sent, else JSON (readable without a schema).
+    encoding: Encoding,
     /// Frames ready to write at the top of the next turn.
     out: Vec<Bytes>,
     /// When the client last sent anything.
@@ -203,6 +247,9 @@ struct Session<'g> {
 /// when the task is dropped mid-way.
 impl Drop for Session<'_> {
     fn drop(&mut self) {
+        if matches!(self.phase, Phase::Anonymous { .. }) {
+            self.gateway.release_anonymous();
+        }
         self.gateway.detach(self.id);
         self.gateway.metrics.connections.decrement(1.0);
     }
@@ -260,6 +307,8 @@ impl Session<'_> {
                     }
                     if matches!(self.phase, Phase::Active(_)) {
                         timer.as_mut().reset(self.last_seen + heartbeat_timeout);
+                        // Logged in: frames up to the full limit from now on.
+                        transport.set_max_frame_len(config.max_frame_len);
                     }
                 }
                 Wake::Outbox => {
@@ -270,30 +319,55 @@ impl Session<'_> {
                 }
                 Wake::Received(Ok(Some(frame))) => {
                     self.last_seen = Instant::now();
+                    if matches!(self.phase, Phase::Anonymous { .. }) {
+                        self.encoding = frame.encoding();
+                    }
                     self.gateway.metrics.frames_in.increment(1);
                     self.handle(frame);
                 }
                 Wake::Received(Ok(None)) => return CloseCause::ClientClosed,
                 Wake::Received(Err(TransportError::Io(e))) => return CloseCause::Io(e),
                 Wake::Received(Err(TransportError::TextMessage)) => {
-                    let error = ErrorCode::BadFrame
-                        .to_error("frames travel in binary WebSocket messages only");
-                    self.out
-                        .push(Frame::error(0, PacketId::ZERO, Encoding::Json, &error).to_bytes());
-                    self.flush_then(transport).await;
-                    return CloseCause::ProtocolError("text WebSocket message".into());
+                    // Boxed, like the goodbye: states an idle connection never reaches must not
+                    // grow the future every connection holds.
+                    return Box::pin(self.refuse(
+                        transport,
+                        "frames travel in binary WebSocket messages only".into(),
+                        ProtocolError::Text,
+                    ))
+                    .await;
+                }
+                Wake::Received(Err(TransportError::InvalidText)) => {
+                    return Box::pin(self.refuse(
+                        transport,
+                        "frames travel in binary WebSocket messages only, and this text message is not even UTF-8".into(),
+                        ProtocolError::InvalidText,
+                    ))
+                    .await;
+                }
+                Wake::Received(Err(TransportError::WebSocketProtocol(e))) => {
+                    let message = format!("broken WebSocket framing: {e}");
+                    return Box::pin(self.refuse(
+                        transport,
+                        message.clone(),
+                        ProtocolError::Framing(message),
+                    ))
+                    .await;
                 }
                 Wake::Received(Err(TransportError::Frame(e))) => {
-                    self.out.push(framing_error(&e));
+                    self.out.push(framing_error(&e, self.encoding));
                     self.flush_then(transport).await;
-                    return CloseCause::ProtocolError(e.to_string());
+                    return CloseCause::ProtocolError(match e {
+                        FrameError::TooLarge { .. } => ProtocolError::TooLarge(e.to_string()),
+                        _ => ProtocolError::Framing(e.to_string()),
+                    });
                 }
                 Wake::Timer => match self.phase {
                     Phase::Anonymous { .. } => {
                         let error =
                             ErrorCode::LoginTimeout.to_error("no login within the login timeout");
                         self.out.push(
-                            Frame::error(0, PacketId::ZERO, Encoding::Protobuf, &error).to_bytes(),
+                            Frame::error(0, PacketId::ZERO, self.encoding, &error).to_bytes(),
                         );
                         self.flush_then(transport).await;
                         return CloseCause::LoginTimeout;
@@ -311,6 +385,20 @@ impl Session<'_> {
         }
     }
 
+    /// Answers a broken stream with `BAD_FRAME` as a connection error, then closes.
+    async fn refuse<T: Transport>(
+        &mut self,
+        transport: &mut T,
+        message: String,
+        why: ProtocolError,
+    ) -> CloseCause {
+        let error = ErrorCode::BadFrame.to_error(message);
+        self.out
+            .push(Frame::error(0, PacketId::ZERO, self.encoding, &error).to_bytes());
+        self.flush_then(transport).await;
+        CloseCause::ProtocolError(why)
+    }
+
     /// Writes whatever is ready, ignoring failure: the connection is closing anyway.
     async fn flush_then<T: Transport>(&mut self, transport: &mut T) {
         if !self.out.is_empty() {
@@ -324,10 +412,7 @@ impl Session<'_> {
     }
 
     async fn say_goodbye<T: Transport>(&mut self, transport: &mut T) {
-        let encoding = match &self.phase {
-            Phase::Active(a) => a.encoding,
-            Phase::Anonymous { .. } => Encoding::Protobuf,
-        };
+        let encoding = self.encoding;
         let goodbye = ServerEvent::Goodbye(pb::Goodbye {
             reason: "server is shutting down".into(),
             reconnect_after_ms: self.gateway.config.reconnect_after.as_millis() as u32,
@@ -424,6 +509,9 @@ impl Session<'_> {
                     self.gateway.config.heartbeat_interval.as_millis() as u32,
                     self.gateway.clock.now_ms(),
                 );
+                // Counted among anonymous connections no more.
+                self.gateway.release_anonymous();
+                self.encoding = meta.encoding;
                 self.phase = Phase::Active(Box::new(Active {
                     caller: Caller {
                         connection: self.id,
@@ -688,22 +776,35 @@ async fn next_completion(pending: &mut Option<FuturesUnordered<Pending>>) -> Opt
 }
 
 /// The error frame for a framing failure. Where the header was readable it answers that
-/// request; otherwise it is a connection error with packet id zero.
-fn framing_error(e: &FrameError) -> Bytes {
+/// request, in that frame's encoding; otherwise it is a connection error with packet id zero,
+/// in the connection's encoding.
+fn framing_error(e: &FrameError, connection: Encoding) -> Bytes {
     match e {
         FrameError::TooLarge {
-            kind, packet_id, ..
-        } => Frame::error(
-            *kind,
-            *packet_id,
-            Encoding::Protobuf,
-            &ErrorCode::FrameTooLarge.to_error(e.to_string()),
-        )
-        .to_bytes(),
+            kind,
+            packet_id,
+            flags,
+            ..
+        } => {
+            let encoding = if flags.contains(tern_proto::Flags::JSON) {
+                Encoding::Json
+            } else if *kind == 0 {
+                connection
+            } else {
+                Encoding::Protobuf
+            };
+            Frame::error(
+                *kind,
+                *packet_id,
+                encoding,
+                &ErrorCode::FrameTooLarge.to_error(e.to_string()),
+            )
+            .to_bytes()
+        }
         FrameError::TooShort { .. } | FrameError::LengthMismatch { .. } => Frame::error(
             0,
             PacketId::ZERO,
-            Encoding::Protobuf,
+            connection,
             &ErrorCode::BadFrame.to_error(e.to_string()),
         )
         .to_bytes(),

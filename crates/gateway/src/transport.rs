@@ -6,11 +6,20 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::{Bytes, BytesMut};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use tern_proto::{Decoded, Frame, FrameDecoder, FrameError};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        self, Message,
+        protocol::{CloseFrame, frame::coding::CloseCode},
+    },
+};
+
+use crate::websocket::{Limited, MessageLimit, Oversize};
 
 /// Why a transport cannot deliver the next frame.
 #[derive(Debug)]
@@ -19,8 +28,52 @@ pub(crate) enum TransportError {
     Frame(FrameError),
     /// A WebSocket text message: frames travel in binary messages only.
     TextMessage,
+    /// A WebSocket text message that is not even UTF-8.
+    InvalidText,
+    /// The WebSocket framing itself is broken (unmasked, reserved bits, a bad continuation).
+    WebSocketProtocol(String),
     /// The connection failed.
     Io(io::Error),
+}
+
+/// How a connection ends, as the transport tells the peer (a WebSocket close frame; TCP has
+/// nothing to say beyond closing). One byte: every connection's task holds it while closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// The peer closed first: nothing more to send.
+    PeerClosed,
+    LoggedOut,
+    HeartbeatTimeout,
+    LoginTimeout,
+    Kicked,
+    Shutdown,
+    FrameTooLarge,
+    TextMessage,
+    InvalidText,
+    BrokenFraming,
+    Failed,
+}
+
+impl Closing {
+    /// The WebSocket close code (RFC 6455 section 7.4.1) and a reason for humans.
+    pub(crate) fn code_and_reason(self) -> (u16, &'static str) {
+        match self {
+            Closing::PeerClosed => (1000, ""),
+            Closing::LoggedOut => (1000, "logged out"),
+            Closing::HeartbeatTimeout => (1008, "heartbeat timeout"),
+            Closing::LoginTimeout => (1008, "login timeout"),
+            Closing::Kicked => (1008, "replaced by another login"),
+            Closing::Shutdown => (1001, "server shutting down"),
+            // Message Too Big.
+            Closing::FrameTooLarge => (1009, "frame too large"),
+            // Unsupported Data: frames travel in binary messages.
+            Closing::TextMessage => (1003, "frames travel in binary messages only"),
+            // Invalid Frame Payload Data.
+            Closing::InvalidText => (1007, "text message is not UTF-8"),
+            Closing::BrokenFraming => (1002, "broken framing"),
+            Closing::Failed => (1011, "connection failed"),
+        }
+    }
 }
 
 /// A connection that carries frames.
@@ -33,12 +86,15 @@ pub(crate) trait Transport: Send + 'static {
     /// Writes the frames, in order, in as few writes as the transport allows.
     fn send(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
 
+    /// Changes the largest frame the peer may send from now on (raised at login).
+    fn set_max_frame_len(&mut self, max: usize);
+
     /// Closes the connection so that the frames written last reach the peer: the server's side
     /// is shut first, then, unless the peer closed first (`peer_closed`), whatever it still
     /// sends is read and dropped until it closes too or [`LINGER`] passes. Closing a socket with
     /// unread bytes in it would reset the connection instead, and a reset can destroy the last
     /// response (a LOGOUT's, a KICK) before the client reads it.
-    fn finish(self, peer_closed: bool) -> impl Future<Output = ()> + Send;
+    fn finish(self, closing: Closing) -> impl Future<Output = ()> + Send;
 }
 
 /// How long a closing connection waits for its peer to close too.
@@ -49,6 +105,10 @@ const LINGER_BYTES: usize = 64 * 1024;
 
 /// Bytes reserved per read when no partial frame says how many more are needed.
 const READ_CHUNK: usize = 4096;
+
+/// The most reserved at once for a partial frame: a large frame is buffered as its bytes
+/// arrive, not when its header announces it.
+const MAX_RESERVE: usize = 16 * 1024;
 
 /// Frames over a TCP stream.
 #[derive(Debug)]
@@ -87,7 +147,9 @@ impl TcpTransport {
             }
             // Readiness first, so that an idle connection reserves no buffer while it waits.
             ready!(self.stream.poll_read_ready(cx)).map_err(TransportError::Io)?;
-            self.buf.reserve(needed.max(READ_CHUNK));
+            // Before login the decoder's limit is small, and so is what may be reserved.
+            let floor = READ_CHUNK.min(self.decoder.max_frame_len());
+            self.buf.reserve(needed.min(MAX_RESERVE).max(floor));
             // `AsyncRead` rather than `try_read`: a read that leaves room in the buffer tells it
             // the socket is drained, which saves the read that would only return `WouldBlock`.
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf) {
@@ -113,8 +175,12 @@ impl Transport for TcpTransport {
         std::future::poll_fn(move |cx| self.poll_recv(cx))
     }
 
-    async fn finish(mut self, peer_closed: bool) {
-        if self.stream.shutdown().await.is_err() || peer_closed {
+    fn set_max_frame_len(&mut self, max: usize) {
+        self.decoder.set_max_frame_len(max);
+    }
+
+    async fn finish(mut self, closing: Closing) {
+        if self.stream.shutdown().await.is_err() || closing == Closing::PeerClosed {
             return;
         }
         let drain = async {
@@ -157,25 +223,39 @@ impl Transport for TcpTransport {
     }
 }
 
+/// The WebSocket stream a session reads: a hyper upgrade, held to a size limit beneath the
+/// WebSocket layer (see `websocket.rs`).
+pub(crate) type WsStream = WebSocketStream<Limited<TokioIo<hyper::upgrade::Upgraded>>>;
+
 /// Frames over a WebSocket: one frame per binary message.
 #[derive(Debug)]
 pub(crate) struct WsTransport {
-    socket: WebSocket,
+    socket: WsStream,
     decoder: FrameDecoder,
+    /// Shared with the reader beneath the WebSocket layer.
+    limit: MessageLimit,
 }
 
 impl WsTransport {
-    pub(crate) fn new(socket: WebSocket, decoder: FrameDecoder) -> Self {
-        Self { socket, decoder }
+    pub(crate) fn new(socket: WsStream, decoder: FrameDecoder, limit: MessageLimit) -> Self {
+        Self {
+            socket,
+            decoder,
+            limit,
+        }
     }
 }
 
 impl Transport for WsTransport {
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
-            match self.socket.recv().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Err(e)) => return Err(TransportError::Io(io::Error::other(e))),
+            match self.socket.next().await {
+                None
+                | Some(Ok(Message::Close(_)))
+                | Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                )) => return Ok(None),
+                Some(Err(e)) => return Err(ws_error(e)),
                 Some(Ok(Message::Binary(bytes))) => {
                     return self
                         .decoder
@@ -185,21 +265,31 @@ impl Transport for WsTransport {
                 }
                 Some(Ok(Message::Text(_))) => return Err(TransportError::TextMessage),
                 // Control frames are answered by the WebSocket layer itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             }
         }
     }
 
-    async fn finish(mut self, peer_closed: bool) {
-        if peer_closed {
+    fn set_max_frame_len(&mut self, max: usize) {
+        self.decoder.set_max_frame_len(max);
+        self.limit.set(max);
+    }
+
+    async fn finish(mut self, closing: Closing) {
+        if closing == Closing::PeerClosed {
             return;
         }
         // The WebSocket close handshake: our Close frame, then theirs (or the linger runs out).
         let _ = tokio::time::timeout(LINGER, async {
-            if self.socket.send(Message::Close(None)).await.is_err() {
+            let (code, reason) = closing.code_and_reason();
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            if self.socket.send(Message::Close(Some(frame))).await.is_err() {
                 return;
             }
-            while let Some(Ok(m)) = self.socket.recv().await {
+            while let Some(Ok(m)) = self.socket.next().await {
                 if matches!(m, Message::Close(_)) {
                     return;
                 }
@@ -216,5 +306,21 @@ impl Transport for WsTransport {
                 .map_err(io::Error::other)?;
         }
         self.socket.flush().await.map_err(io::Error::other)
+    }
+}
+
+/// What a WebSocket read error means for the session.
+fn ws_error(e: tungstenite::Error) -> TransportError {
+    match e {
+        tungstenite::Error::Io(e) => {
+            if let Some(Oversize(frame_error)) = e.get_ref().and_then(|r| r.downcast_ref()) {
+                return TransportError::Frame(frame_error.clone());
+            }
+            TransportError::Io(e)
+        }
+        tungstenite::Error::Utf8(_) => TransportError::InvalidText,
+        tungstenite::Error::Protocol(p) => TransportError::WebSocketProtocol(p.to_string()),
+        tungstenite::Error::Capacity(c) => TransportError::WebSocketProtocol(c.to_string()),
+        other => TransportError::Io(io::Error::other(other)),
     }
 }

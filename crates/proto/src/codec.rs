@@ -46,7 +46,51 @@ pub enum FrameError {
         kind: u16,
         /// The frame's packet id, so the error response can echo it.
         packet_id: PacketId,
+        /// The frame's flags, so the error response can use the frame's encoding.
+        flags: Flags,
     },
+}
+
+impl FrameError {
+    /// The error for a frame whose header says it is longer than `max`.
+    pub fn too_large(header: &Header, max: usize) -> FrameError {
+        FrameError::TooLarge {
+            len: header.len,
+            max,
+            kind: header.kind,
+            packet_id: header.packet_id,
+            flags: header.flags,
+        }
+    }
+}
+
+/// A frame's 28-byte header, read without the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The length field: the whole frame, header included.
+    pub len: u32,
+    /// The frame's type.
+    pub kind: u16,
+    /// The protocol version the sender used.
+    pub version: u16,
+    /// The flag bits.
+    pub flags: Flags,
+    /// The packet id.
+    pub packet_id: PacketId,
+}
+
+impl Header {
+    /// Reads the header at the front of `bytes`; `None` if fewer than [`HEADER_LEN`] bytes.
+    pub fn parse(bytes: &[u8]) -> Option<Header> {
+        let b = bytes.get(..HEADER_LEN)?;
+        Some(Header {
+            len: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            kind: u16::from_be_bytes([b[4], b[5]]),
+            version: u16::from_be_bytes([b[6], b[7]]),
+            flags: Flags::from_bits_retain(u32::from_be_bytes([b[8], b[9], b[10], b[11]])),
+            packet_id: read_packet_id(&b[12..28]),
+        })
+    }
 }
 
 /// Splits a byte stream into frames, enforcing a maximum frame length.
@@ -77,6 +121,11 @@ impl FrameDecoder {
         self.max_frame_len
     }
 
+    /// Changes the largest frame accepted (a connection accepts less before it logs in).
+    pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
+        self.max_frame_len = max_frame_len.max(HEADER_LEN);
+    }
+
     /// Removes one frame from the front of `buf` if it is complete.
     ///
     /// On `Incomplete` nothing is consumed. On error nothing is consumed either; the stream is
@@ -94,17 +143,12 @@ impl FrameDecoder {
         }
         if len_usize > self.max_frame_len {
             // Wait for the rest of the header so that the error can name the request it answers.
-            if buf.len() < HEADER_LEN {
+            let Some(header) = Header::parse(buf) else {
                 return Ok(Decoded::Incomplete {
                     needed: HEADER_LEN - buf.len(),
                 });
-            }
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame_len,
-                kind: u16::from_be_bytes([buf[4], buf[5]]),
-                packet_id: read_packet_id(&buf[12..28]),
-            });
+            };
+            return Err(FrameError::too_large(&header, self.max_frame_len));
         }
         if buf.len() < len_usize {
             return Ok(Decoded::Incomplete {
@@ -141,13 +185,10 @@ impl FrameDecoder {
         if (len as usize) < HEADER_LEN {
             return Err(FrameError::TooShort { len });
         }
-        if len as usize > self.max_frame_len && message.len() >= HEADER_LEN {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame_len,
-                kind: u16::from_be_bytes([message[4], message[5]]),
-                packet_id: read_packet_id(&message[12..28]),
-            });
+        if len as usize > self.max_frame_len
+            && let Some(header) = Header::parse(&message)
+        {
+            return Err(FrameError::too_large(&header, self.max_frame_len));
         }
         if len as usize != message.len() {
             return Err(FrameError::LengthMismatch {
@@ -276,7 +317,8 @@ mod tests {
                 len: 128,
                 max: 64,
                 kind: 0x0101,
-                packet_id: PacketId::from_u128(7)
+                packet_id: PacketId::from_u128(7),
+                flags: Flags::JSON,
             })
         );
     }

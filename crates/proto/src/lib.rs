@@ -15,7 +15,7 @@ mod frame;
 mod message;
 mod payload;
 
-pub use codec::{Decoded, FrameDecoder, FrameError};
+pub use codec::{Decoded, FrameDecoder, FrameError, Header};
 pub use error_code::ErrorCode;
 pub use frame::{DEFAULT_MAX_FRAME_LEN, Flags, Frame, HEADER_LEN, PROTOCOL_VERSION, PacketId};
 pub use message::{MessageType, Request, RequestError, RequestPayload, ServerEvent};

@@ -35,6 +35,10 @@ pub struct Config {
     pub kick_policy: String,
     /// The largest frame accepted, header included.
     pub max_frame_bytes: usize,
+    /// The largest frame accepted from a connection that has not logged in.
+    pub max_frame_bytes_before_login: usize,
+    /// Connections without a login, at most; more are refused until some log in or close.
+    pub max_anonymous_connections: usize,
     /// The largest message content accepted (its protobuf encoding).
     pub max_content_bytes: usize,
     /// Requests one connection may have in progress.
@@ -91,6 +95,8 @@ impl Default for Config {
             login_timeout_ms: gateway.login_timeout.as_millis() as u64,
             kick_policy: "one_per_platform".into(),
             max_frame_bytes: gateway.max_frame_len,
+            max_frame_bytes_before_login: gateway.max_frame_len_before_login,
+            max_anonymous_connections: gateway.max_anonymous_connections,
             max_content_bytes: messages.max_content_bytes,
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
@@ -201,6 +207,12 @@ impl Config {
                 tern_proto::HEADER_LEN + 64
             )));
         }
+        if self.max_frame_bytes_before_login < tern_proto::HEADER_LEN + 64 {
+            return Err(ConfigError(format!(
+                "max_frame_bytes_before_login must be at least {}",
+                tern_proto::HEADER_LEN + 64
+            )));
+        }
         Ok(())
     }
 
@@ -216,6 +228,11 @@ impl Config {
     pub fn gateway(&self) -> GatewayConfig {
         GatewayConfig {
             max_frame_len: self.max_frame_bytes,
+            // Never more than after login.
+            max_frame_len_before_login: self
+                .max_frame_bytes_before_login
+                .min(self.max_frame_bytes),
+            max_anonymous_connections: self.max_anonymous_connections,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             login_timeout: Duration::from_millis(self.login_timeout_ms),
             kick_policy: self.kick_policy().unwrap_or_default(),

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
-    extract::{ConnectInfo, State, WebSocketUpgrade},
+    extract::{ConnectInfo, Request, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
@@ -30,9 +30,9 @@ pub(crate) fn app(state: AppState) -> Router {
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
-    state.gateway.clone().upgrade_websocket(ws, peer)
+    state.gateway.clone().upgrade_websocket(request, peer)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

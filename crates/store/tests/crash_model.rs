@@ -1547,7 +1547,7 @@ fn cursor(model: &Model, rng: &mut StdRng) -> (Op, Expect) {
 fn random_settings(seed: u64) -> StoreSettings {
     let rng = &mut StdRng::seed_from_u64(seed ^ 0x5eed);
     StoreSettings {
-        full_sync: seed % 2 == 0,
+        full_sync: seed.is_multiple_of(2),
         index_interval_ms: *[0, 5, 30, 200, 1000].choose(rng).unwrap(),
         index_chunk: *[7, 64, 20_000].choose(rng).unwrap(),
         max_tail: *[40, 100_000].choose(rng).unwrap(),

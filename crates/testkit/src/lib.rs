@@ -429,6 +429,162 @@ impl RawClient {
     }
 }
 
+/// What a raw WebSocket client reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsRead {
+    /// A binary message: one Tern frame.
+    Frame(Frame),
+    /// A text message (the server never sends one).
+    Text(Bytes),
+    /// A close frame: its code and reason.
+    Close(u16, String),
+    /// A ping or pong.
+    Control,
+}
+
+/// A WebSocket client that writes exactly the frames (or frame headers) a test gives it, and
+/// reads the server's frames back, close frames included.
+#[derive(Debug)]
+pub struct RawWs {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawWs {
+    /// Connects to `addr` and upgrades `/ws`; `None` if the server refused the upgrade (the
+    /// status line is in the error).
+    pub async fn connect(addr: SocketAddr) -> Result<RawWs, String> {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::new();
+        let end = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return Ok(end + 4);
+                }
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return Err(String::from_utf8_lossy(&buf).into_owned()),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| "no response to the upgrade".to_string())??;
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if !head.starts_with("HTTP/1.1 101") {
+            return Err(head.lines().next().unwrap_or_default().to_owned());
+        }
+        let _ = buf.split_to(end);
+        Ok(RawWs { stream, buf })
+    }
+
+    /// Writes raw bytes.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// A masked frame's header announcing `len` payload bytes (opcode 2 binary, 1 text, 0
+    /// continuation), without the payload.
+    pub fn header(opcode: u8, fin: bool, len: u64) -> Vec<u8> {
+        use tokio_tungstenite::tungstenite::protocol::frame::{FrameHeader, coding::OpCode};
+        let header = FrameHeader {
+            is_final: fin,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: OpCode::from(opcode),
+            mask: Some([0x37, 0xfa, 0x21, 0x3d]),
+        };
+        let mut out = Vec::new();
+        header.format(len, &mut out).expect("formats");
+        out
+    }
+
+    /// `payload` masked as [`RawWs::header`] announces, starting at payload offset `at`.
+    pub fn masked(payload: &[u8], at: usize) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[(at + i) % 4])
+            .collect()
+    }
+
+    /// Writes a whole masked frame.
+    pub async fn write_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mut bytes = Self::header(opcode, true, payload.len() as u64);
+        bytes.extend(Self::masked(payload, 0));
+        self.write(&bytes).await;
+    }
+
+    /// Writes a Tern frame as one binary message.
+    pub async fn send(&mut self, frame: &Frame) {
+        self.write_frame(2, &frame.to_bytes()).await;
+    }
+
+    /// The next thing the server sent, or `None` once it closed the connection.
+    pub async fn read(&mut self) -> Option<WsRead> {
+        use std::io::Cursor;
+        use tokio_tungstenite::tungstenite::protocol::frame::{FrameHeader, coding::OpCode};
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let mut cursor = Cursor::new(&self.buf[..]);
+                if let Ok(Some((header, len))) = FrameHeader::parse(&mut cursor) {
+                    let start = cursor.position() as usize;
+                    if self.buf.len() >= start + len as usize {
+                        let _ = self.buf.split_to(start);
+                        let payload = self.buf.split_to(len as usize).freeze();
+                        return Some(match header.opcode {
+                            OpCode::Data(tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Binary) => {
+                                WsRead::Frame(
+                                    FrameDecoder::new(64 << 20)
+                                        .decode_exact(payload)
+                                        .expect("a Tern frame"),
+                                )
+                            }
+                            OpCode::Data(_) => WsRead::Text(payload),
+                            OpCode::Control(tokio_tungstenite::tungstenite::protocol::frame::coding::Control::Close) => {
+                                let code = payload
+                                    .get(..2)
+                                    .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                                let reason = payload
+                                    .get(2..)
+                                    .map(|r| String::from_utf8_lossy(r).into_owned())
+                                    .unwrap_or_default();
+                                WsRead::Close(code, reason)
+                            }
+                            OpCode::Control(_) => WsRead::Control,
+                        });
+                    }
+                }
+                self.buf.reserve(4096);
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("a frame or a close within the wait")
+    }
+
+    /// Everything the server sends until it closes the connection.
+    pub async fn until_closed(&mut self) -> Vec<WsRead> {
+        let mut all = Vec::new();
+        while let Some(r) = self.read().await {
+            all.push(r);
+        }
+        all
+    }
+}
+
 /// Decodes a payload, panicking with context on failure.
 pub fn decode<M: Payload>(f: &Frame) -> M {
     f.decode()
