@@ -20,7 +20,10 @@ dir=$(mktemp -d)
 log=$(mktemp)
 pid=
 trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$dir" "$log"' EXIT
-# Cheap password hashing, as `tern-bench --spawn` uses, so that registering the users is quick.
+# Cheap password hashing and no limits per address, as `tern-bench --spawn` uses, so that
+# registering the users is quick and loopback clients are not refused as a flood.
+export TERN_REGISTRATIONS_PER_ADDRESS=0 TERN_MAX_CONNECTIONS_PER_ADDRESS=0 \
+    TERN_MAX_CONNECTIONS_PER_USER=0 TERN_MAX_ANONYMOUS_CONNECTIONS=1000000
 TERN_ARGON2_MEMORY_KIB=64 TERN_ARGON2_ITERATIONS=1 TERN_LOG=warn taskset -c 0 "$T/tern" serve \
     --tcp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$log" 2>&1 &
 pid=$!

@@ -324,7 +324,13 @@ impl Drop for Process {
 async fn announced_but_unsent_megabytes_do_not_grow_the_servers_memory() {
     const EACH: usize = 300;
     let dir = tempfile::tempdir().unwrap();
-    let server = Process::spawn(dir.path(), &[("TERN_KICK_POLICY", "unlimited")]);
+    let server = Process::spawn(
+        dir.path(),
+        &[
+            ("TERN_KICK_POLICY", "unlimited"),
+            ("TERN_MAX_CONNECTIONS_PER_USER", "0"),
+        ],
+    );
     tern_client::register(
         &tern_client::Endpoint::Tcp(server.tcp.to_string()),
         "alice",
@@ -407,4 +413,188 @@ async fn announced_but_unsent_megabytes_do_not_grow_the_servers_memory() {
         "connections announcing 1 MiB each grew RSS by {} KiB",
         total >> 10
     );
+}
+
+fn login_req(user: &str, device: &str, credential: pb::login_request::Credential) -> Request {
+    Request::Login(pb::LoginRequest {
+        user_id: user.into(),
+        credential: Some(credential),
+        device_id: device.into(),
+        platform: pb::Platform::Cli as i32,
+    })
+}
+
+/// Sends a LOGIN on a fresh connection; its response (success or error), and how long it took.
+async fn try_login(
+    server: &TestServer,
+    user: &str,
+    device: &str,
+    credential: pb::login_request::Credential,
+) -> (Frame, Duration) {
+    let mut raw = server.raw().await;
+    let started = std::time::Instant::now();
+    let id = raw
+        .send(login_req(user, device, credential), Encoding::Protobuf)
+        .await;
+    let frame = raw.response(id).await;
+    (frame, started.elapsed())
+}
+
+fn pw(s: &str) -> pb::login_request::Credential {
+    pb::login_request::Credential::Password(s.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_slowed_then_refused_while_a_devices_token_keeps_working() {
+    let clock = std::sync::Arc::new(tern_server::ManualClock::new(1_700_000_000_000));
+    let server = TestServer::start_with_clock(
+        |c| {
+            c.login_free_failures = 2;
+            c.login_failure_delay_ms = 100;
+            c.login_max_delay_ms = 250;
+            c.login_max_failures = 5;
+            c.login_failure_window_secs = 60;
+        },
+        clock.clone(),
+    )
+    .await;
+    server.register(&["alice"]).await;
+    // The phone logged in before the guessing began: it holds a token.
+    let mut phone = server.raw().await;
+    let token = phone.login("alice", "phone").await.token;
+    drop(phone);
+
+    let mut waited = Vec::new();
+    for _ in 0..5 {
+        let (frame, took) = try_login(&server, "alice", "laptop", pw("wrong-guess")).await;
+        let error: pb::Error = decode(&frame);
+        assert_eq!(error.code, ErrorCode::AuthFailed.as_u32());
+        waited.push(took);
+    }
+    // Two free failures, then 100, 200 and 250 ms (doubling, capped) before the answer.
+    for (i, at_least) in [0, 0, 100, 200, 250].into_iter().enumerate() {
+        assert!(
+            waited[i] >= Duration::from_millis(at_least),
+            "attempt {i} took {:?}, expected at least {at_least} ms",
+            waited[i]
+        );
+    }
+    assert!(waited[1] < Duration::from_millis(100), "{waited:?}");
+    // The sixth attempt is refused without a check, even with the right password.
+    let (frame, _) = try_login(&server, "alice", "laptop", pw(&password("alice"))).await;
+    let error: pb::Error = decode(&frame);
+    assert_eq!(error.code, ErrorCode::RateLimited.as_u32(), "{error:?}");
+    assert!(error.retryable);
+    assert!(
+        (1..=60_000).contains(&error.retry_after_ms),
+        "retry after the window: {error:?}"
+    );
+    // The phone's token still logs it in.
+    let (frame, _) = try_login(
+        &server,
+        "alice",
+        "phone",
+        pb::login_request::Credential::Token(token),
+    )
+    .await;
+    assert!(!frame.is_error(), "{:?}", decode::<pb::Error>(&frame));
+    // Once the window has passed, the right password works again.
+    clock.advance_ms(61_000);
+    let (frame, _) = try_login(&server, "alice", "laptop", pw(&password("alice"))).await;
+    assert!(!frame.is_error(), "{:?}", decode::<pb::Error>(&frame));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_failing_for_many_users_is_refused_for_every_user() {
+    let server = TestServer::start_with(|c| {
+        c.login_max_failures_per_address = 4;
+        c.login_failure_delay_ms = 1;
+    })
+    .await;
+    server.register(&["alice"]).await;
+    for i in 0..4 {
+        let (frame, _) = try_login(&server, &format!("guess{i}"), "d", pw("wrong-guess")).await;
+        assert_eq!(
+            decode::<pb::Error>(&frame).code,
+            ErrorCode::AuthFailed.as_u32()
+        );
+    }
+    let (frame, _) = try_login(&server, "alice", "d", pw(&password("alice"))).await;
+    let error: pb::Error = decode(&frame);
+    assert_eq!(error.code, ErrorCode::RateLimited.as_u32(), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_from_one_address_are_counted() {
+    let server = TestServer::start_with(|c| c.registrations_per_address = 3).await;
+    let mut raw = server.raw().await;
+    for i in 0..3 {
+        raw.call(pb::RegisterRequest {
+            user_id: format!("user{i}"),
+            password: "long enough".into(),
+        })
+        .await;
+    }
+    let error = raw
+        .call_err(pb::RegisterRequest {
+            user_id: "user3".into(),
+            password: "long enough".into(),
+        })
+        .await;
+    assert_eq!(error.code, ErrorCode::RateLimited.as_u32());
+    assert!(error.retry_after_ms > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_per_address_and_per_user() {
+    let server = TestServer::start_with(|c| {
+        c.max_connections_per_address = 3;
+        c.max_connections_per_user = 2;
+        c.kick_policy = "unlimited".into();
+    })
+    .await;
+    server.register(&["alice"]).await;
+    let mut a = server.raw().await;
+    a.login("alice", "one").await;
+    let mut b = server.raw().await;
+    b.login("alice", "two").await;
+    // A third device of alice is refused; the connection stays, anonymous.
+    let mut c = server.raw().await;
+    let error = c
+        .call_err(pb::LoginRequest {
+            user_id: "alice".into(),
+            credential: Some(pw(&password("alice"))),
+            device_id: "three".into(),
+            platform: pb::Platform::Cli as i32,
+        })
+        .await;
+    assert_eq!(error.code, ErrorCode::RateLimited.as_u32(), "{error:?}");
+    // A fourth connection from this address is closed at once, a WebSocket refused.
+    let mut d = server.raw().await;
+    d.send(
+        Request::Ping(pb::Ping { client_time_ms: 1 }),
+        Encoding::Json,
+    )
+    .await;
+    assert_eq!(d.read().await, None);
+    let refused = RawWs::connect(server.config().http_addr).await.unwrap_err();
+    assert!(refused.contains("503"), "{refused}");
+    // A login replacing one of her devices is not a third connection of hers; the one it
+    // replaces closes, which frees a place for the address.
+    c.login("alice", "two").await;
+    drop(a);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut e = server.raw().await;
+        e.send(
+            Request::Ping(pb::Ping { client_time_ms: 2 }),
+            Encoding::Json,
+        )
+        .await;
+        if e.read().await.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a place was freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

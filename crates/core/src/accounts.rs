@@ -1,6 +1,6 @@
 //! Accounts: registration with argon2id password hashes, login by password or token, logout.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
@@ -14,6 +14,7 @@ use crate::{
     Clock, ServiceError,
     ids::{DeviceId, Platform, UserId},
     store::{AccountStore, TokenRecord},
+    throttle::{Throttle, ThrottleConfig, Verdict},
 };
 
 /// Password length bounds, in bytes.
@@ -22,6 +23,8 @@ pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=256;
 /// Settings of the account service.
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
+    /// Limits on failed logins and registrations.
+    pub throttle: ThrottleConfig,
     /// How long a token stays valid after it is issued.
     pub token_ttl: Duration,
     /// Argon2id memory cost in KiB (OWASP's minimum recommendation is 19456).
@@ -35,6 +38,7 @@ pub struct AccountConfig {
 impl Default for AccountConfig {
     fn default() -> Self {
         Self {
+            throttle: ThrottleConfig::default(),
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             argon2_memory_kib: 19456,
             argon2_iterations: 2,
@@ -82,6 +86,8 @@ pub struct AccountService {
     /// Bounds concurrent hashing to the number of cores: hashing is CPU-bound, so more at once
     /// only adds blocking threads and their memory during a login storm.
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Failed logins and registrations counted per user and per source address.
+    throttle: Arc<Throttle>,
 }
 
 impl AccountService {
@@ -108,15 +114,28 @@ impl AccountService {
         Ok(Self {
             store,
             clock,
-            config,
             argon2,
             decoy_hash: Arc::from(decoy_hash),
             hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
+            throttle: Arc::new(Throttle::new(config.throttle)),
+            config,
         })
     }
 
-    /// Creates an account.
-    pub async fn register(&self, user: &str, password: &str) -> Result<UserId, ServiceError> {
+    /// Creates an account for a client at `source`.
+    pub async fn register(
+        &self,
+        user: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<UserId, ServiceError> {
+        // Every attempt counts, so that a source cannot probe for taken ids without limit.
+        if let Verdict::Refuse(retry_after) = self.throttle.register(source, self.clock.now_ms()) {
+            return Err(ServiceError::RateLimited {
+                what: "registrations from this address",
+                retry_after,
+            });
+        }
         let user = UserId::parse(user)?;
         if !PASSWORD_LEN.contains(&password.len()) {
             return Err(ServiceError::InvalidPassword);
@@ -145,18 +164,36 @@ impl AccountService {
         credential: Credential,
         device: &str,
         platform: Platform,
+        source: IpAddr,
     ) -> Result<Login, ServiceError> {
-        let user = UserId::parse(user).map_err(|_| ServiceError::AuthFailed)?;
+        let refused = |retry_after| ServiceError::RateLimited {
+            what: "failed logins",
+            retry_after,
+        };
+        let now = self.clock.now_ms();
+        let Ok(user) = UserId::parse(user) else {
+            self.throttle.token_failed(source, now);
+            return Err(ServiceError::AuthFailed);
+        };
         let device = DeviceId::parse(device)?;
         match credential {
             Credential::Password(password) => {
+                match self.throttle.before_password(&user, source, now) {
+                    Verdict::Refuse(after) => return Err(refused(after)),
+                    // Each failure past the free ones makes the next answer wait longer.
+                    Verdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+                    Verdict::Proceed(_) => {}
+                }
                 let stored = self.store.password_hash(&user).await?;
                 let known = stored.is_some();
                 let hash = stored.unwrap_or_else(|| self.decoy_hash.to_string());
                 let ok = self.verify_password(password, hash).await?;
                 if !(ok && known) {
+                    self.throttle
+                        .password_failed(&user, source, self.clock.now_ms());
                     return Err(ServiceError::AuthFailed);
                 }
+                self.throttle.password_succeeded(&user);
                 let token = new_token();
                 let record = TokenRecord {
                     hash: token_hash(&token),
@@ -177,18 +214,19 @@ impl AccountService {
                 })
             }
             Credential::Token(token) => {
-                let hash = token_hash(&token);
-                let record = self
-                    .store
-                    .find_token(&hash)
-                    .await?
-                    .ok_or(ServiceError::TokenInvalid)?;
-                if record.user != user
-                    || record.device != device
-                    || record.expires_ms <= self.clock.now_ms()
-                {
-                    return Err(ServiceError::TokenInvalid);
+                // A device holding a token is not held back by failures of the password.
+                if let Verdict::Refuse(after) = self.throttle.before_token(source, now) {
+                    return Err(refused(after));
                 }
+                let hash = token_hash(&token);
+                let record = self.store.find_token(&hash).await?;
+                let valid = record.filter(|r| {
+                    r.user == user && r.device == device && r.expires_ms > self.clock.now_ms()
+                });
+                let Some(record) = valid else {
+                    self.throttle.token_failed(source, self.clock.now_ms());
+                    return Err(ServiceError::TokenInvalid);
+                };
                 Ok(Login {
                     user,
                     device,

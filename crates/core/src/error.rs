@@ -109,9 +109,15 @@ pub enum ServiceError {
     /// The commit queue is full: the store is not keeping up. Retry after a pause.
     #[error("the server is overloaded; retry after a pause")]
     Overloaded,
-    /// The user sends a rate-limited request too often.
-    #[error("too many {0} requests; retry after a pause")]
-    RateLimited(&'static str),
+    /// Too many requests of a limited kind (typing signals, failed logins, registrations from
+    /// one address, connections).
+    #[error("too many {what}; retry after {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// What was limited, for the message.
+        what: &'static str,
+        /// When the same request may succeed.
+        retry_after: std::time::Duration,
+    },
     /// Storage failed; see [`StoreError`].
     #[error(transparent)]
     Store(#[from] StoreError),

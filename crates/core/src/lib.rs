@@ -17,6 +17,7 @@ pub mod messages;
 pub mod social;
 pub mod store;
 pub mod sync;
+pub mod throttle;
 pub mod typing;
 
 pub use clock::{Clock, SystemClock};

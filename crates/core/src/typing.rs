@@ -92,7 +92,12 @@ impl TypingService {
         b.tokens = (b.tokens + elapsed * f64::from(self.config.per_second)).min(burst);
         b.at_ms = now;
         if b.tokens < 1.0 {
-            return Err(ServiceError::RateLimited("TYPING"));
+            // The time until the bucket holds a whole token again.
+            let wait = (1.0 - b.tokens) / f64::from(self.config.per_second.max(1));
+            return Err(ServiceError::RateLimited {
+                what: "TYPING signals",
+                retry_after: std::time::Duration::from_secs_f64(wait),
+            });
         }
         b.tokens -= 1.0;
         Ok(())

@@ -31,7 +31,11 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::ClientMsgIdReused => ErrorCode::ClientMsgIdReused,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
         ServiceError::Overloaded => ErrorCode::Overloaded,
-        ServiceError::RateLimited(_) => ErrorCode::RateLimited,
+        ServiceError::RateLimited { retry_after, .. } => {
+            let mut error = ErrorCode::RateLimited.to_error(err.to_string());
+            error.retry_after_ms = retry_after.as_millis().max(1) as u64;
+            return error;
+        }
         ServiceError::Store(StoreError::Unavailable(detail)) => {
             tracing::warn!(%detail, "store unavailable");
             return ErrorCode::Unavailable

@@ -63,6 +63,12 @@ pub struct GatewayConfig {
     /// Connections that have not logged in (yet), at most; more are refused at once. With
     /// `max_frame_len_before_login` this bounds what anonymous connections may hold in all.
     pub max_anonymous_connections: usize,
+    /// Connections from one source address, at most (0: no limit). Behind a proxy on the same
+    /// machine every client has the proxy's address: raise it or set 0 there.
+    pub max_connections_per_address: usize,
+    /// Logged-in connections of one user, at most (0: no limit); a login past it is refused
+    /// with `RATE_LIMITED` (a login that replaces a connection does not count twice).
+    pub max_connections_per_user: usize,
     /// How often clients should send something; silence for twice this closes a connection.
     pub heartbeat_interval: Duration,
     /// How long a new connection may stay without logging in.
@@ -83,6 +89,8 @@ impl Default for GatewayConfig {
             max_frame_len: tern_proto::DEFAULT_MAX_FRAME_LEN,
             max_frame_len_before_login: DEFAULT_MAX_FRAME_LEN_BEFORE_LOGIN,
             max_anonymous_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_connections_per_user: 32,
             heartbeat_interval: Duration::from_secs(30),
             login_timeout: Duration::from_secs(10),
             kick_policy: KickPolicy::OnePerPlatform,
@@ -106,6 +114,8 @@ pub(crate) struct GatewayMetrics {
     pub(crate) accepted: metrics::Counter,
     /// Connections refused because too many had not logged in.
     pub(crate) refused_anonymous: metrics::Counter,
+    /// Connections refused because their address had too many.
+    pub(crate) refused_address: metrics::Counter,
 }
 
 /// All connections of this process.
@@ -120,6 +130,8 @@ pub struct Gateway {
     next_id: AtomicU64,
     /// Connections that have not logged in.
     pub(crate) anonymous: AtomicUsize,
+    /// Open connections per source address (only addresses with at least one).
+    per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// The size of the last connection task's future, in bytes.
     task_bytes: AtomicUsize,
     tracker: TaskTracker,
@@ -159,9 +171,14 @@ impl Gateway {
                     "tern_connections_refused_total",
                     "reason" => "anonymous"
                 ),
+                refused_address: metrics::counter!(
+                    "tern_connections_refused_total",
+                    "reason" => "address"
+                ),
             },
             next_id: AtomicU64::new(1),
             anonymous: AtomicUsize::new(0),
+            per_address: std::sync::Mutex::new(std::collections::HashMap::new()),
             task_bytes: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
         })
@@ -193,15 +210,40 @@ impl Gateway {
         FrameDecoder::new(self.config.max_frame_len_before_login)
     }
 
-    /// Counts a new connection as anonymous, or refuses it when too many are.
-    fn admit_anonymous(&self) -> bool {
+    /// Counts a new connection from `peer` (as anonymous, and against its address), or
+    /// refuses it when too many are.
+    fn admit(&self, peer: std::net::IpAddr) -> bool {
         let before = self.anonymous.fetch_add(1, Ordering::AcqRel);
         if before >= self.config.max_anonymous_connections {
             self.anonymous.fetch_sub(1, Ordering::AcqRel);
             self.metrics.refused_anonymous.increment(1);
             return false;
         }
+        let cap = self.config.max_connections_per_address;
+        let mut per_address = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_address.entry(peer).or_insert(0);
+        if cap > 0 && *count >= cap {
+            if *count == 0 {
+                per_address.remove(&peer);
+            }
+            drop(per_address);
+            self.anonymous.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.refused_address.increment(1);
+            return false;
+        }
+        *count += 1;
         true
+    }
+
+    /// A connection from `peer` ended (after [`Gateway::admit`]).
+    pub(crate) fn release_address(&self, peer: std::net::IpAddr) {
+        let mut per_address = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_address.get_mut(&peer) {
+            *count -= 1;
+            if *count == 0 {
+                per_address.remove(&peer);
+            }
+        }
     }
 
     /// A connection logged in or ended before it did.
@@ -223,10 +265,10 @@ impl Gateway {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    if !self.admit_anonymous() {
-                        // Closed unread: a flood of connections that never log in must not
-                        // cost more than the budget they were refused for.
-                        tracing::debug!(%peer, "refused: too many connections without a login");
+                    if !self.admit(peer.ip()) {
+                        // Closed unread: a flood of connections must not cost more than the
+                        // budget it was refused for.
+                        tracing::debug!(%peer, "refused: too many connections without a login, or from this address");
                         drop(stream);
                         continue;
                     }
@@ -259,9 +301,9 @@ impl Gateway {
         if response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS {
             return response;
         }
-        if !self.admit_anonymous() {
-            tracing::debug!(%peer, "refused: too many connections without a login");
-            return unavailable("too many connections without a login; retry later\n");
+        if !self.admit(peer.ip()) {
+            tracing::debug!(%peer, "refused: too many connections without a login, or from this address");
+            return unavailable("too many connections; retry later\n");
         }
         let upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
@@ -269,6 +311,7 @@ impl Gateway {
                 Ok(u) => u,
                 Err(e) => {
                     self.release_anonymous();
+                    self.release_address(peer.ip());
                     tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
                     return;
                 }

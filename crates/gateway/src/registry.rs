@@ -87,6 +87,22 @@ impl Registry {
         entry: Entry,
         policy: KickPolicy,
     ) -> Vec<(ConnectionId, Entry)> {
+        match self.attach_within(id, entry, policy, 0) {
+            Ok(kicked) => kicked,
+            Err(_) => unreachable!("no limit was given"),
+        }
+    }
+
+    /// [`Registry::attach`], unless the user would then have more than `max` connections
+    /// (0: no limit); the connections the login replaces do not count. Refused, nothing
+    /// changes and the entry comes back.
+    pub fn attach_within(
+        &self,
+        id: ConnectionId,
+        entry: Entry,
+        policy: KickPolicy,
+        max: usize,
+    ) -> Result<Vec<(ConnectionId, Entry)>, Entry> {
         let mut inner = self.lock();
         // A connection logs in once; should it ever attach again, its old entry goes first.
         remove(&mut inner, id);
@@ -106,6 +122,16 @@ impl Registry {
                 })
             })
             .collect();
+        if max > 0 {
+            let staying = inner
+                .users
+                .get(&entry.user)
+                .map_or(0, |ids| ids.iter().filter(|c| **c != id).count())
+                - replaced.len();
+            if staying >= max {
+                return Err(entry);
+            }
+        }
         let mut kicked = Vec::with_capacity(replaced.len());
         for c in replaced {
             if let Some(old) = remove(&mut inner, c) {
@@ -114,7 +140,7 @@ impl Registry {
         }
         inner.users.entry(entry.user.clone()).or_default().push(id);
         inner.connections.insert(id, entry);
-        kicked
+        Ok(kicked)
     }
 
     /// Removes a connection (at close). Removing an unknown connection does nothing: a kicked

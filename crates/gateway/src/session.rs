@@ -203,6 +203,7 @@ pub(crate) fn run<T: Transport>(
         let mut session = Session {
             gateway: &gateway,
             id,
+            peer: peer.ip(),
             phase: Phase::Anonymous { logging_in: false },
             encoding: Encoding::Json,
             out: Vec::new(),
@@ -230,6 +231,8 @@ pub(crate) fn run<T: Transport>(
 struct Session<'g> {
     gateway: &'g Gateway,
     id: ConnectionId,
+    /// The client's address: limits count per address.
+    peer: std::net::IpAddr,
     phase: Phase,
     /// The encoding of errors about the connection itself: the one the client logged in with,
     /// else the one of the last frame it sent, else JSON (readable without a schema).
@@ -250,6 +253,7 @@ impl Drop for Session<'_> {
         if matches!(self.phase, Phase::Anonymous { .. }) {
             self.gateway.release_anonymous();
         }
+        self.gateway.release_address(self.peer);
         self.gateway.detach(self.id);
         self.gateway.metrics.connections.decrement(1.0);
     }
@@ -490,10 +494,21 @@ impl Session<'_> {
                 };
                 // Attach before answering: whatever is stored after the client sees the
                 // response is pushed to it or found by its next SYNC.
-                let kicked =
-                    self.gateway
-                        .registry
-                        .attach(self.id, entry, self.gateway.config.kick_policy);
+                let attached = self.gateway.registry.attach_within(
+                    self.id,
+                    entry,
+                    self.gateway.config.kick_policy,
+                    self.gateway.config.max_connections_per_user,
+                );
+                let Ok(kicked) = attached else {
+                    self.phase = Phase::Anonymous { logging_in: false };
+                    self.out
+                        .push(meta.error(errors::to_wire(&ServiceError::RateLimited {
+                            what: "connections for this user; close one first",
+                            retry_after: std::time::Duration::from_secs(1),
+                        })));
+                    return None;
+                };
                 // One notice covers the new device and the ones it replaced.
                 self.gateway.services.presence.changed(&login.user);
                 for (conn, old) in kicked {
@@ -565,9 +580,14 @@ impl Session<'_> {
                 let pong = command::ping::run(ping, self.gateway.clock.now_ms());
                 self.out.push(meta.reply(&pong));
             }
-            Request::Register(req) => self.spawn(async move {
-                Completion::Reply(meta.result(command::register::run(&services, req).await))
-            }),
+            Request::Register(req) => {
+                let peer = self.peer;
+                self.spawn(async move {
+                    Completion::Reply(
+                        meta.result(command::register::run(&services, req, peer).await),
+                    )
+                })
+            }
             Request::Login(req) => match &mut self.phase {
                 Phase::Active(_) | Phase::Anonymous { logging_in: true } => {
                     self.out.push(
@@ -579,8 +599,9 @@ impl Session<'_> {
                 }
                 Phase::Anonymous { logging_in } => {
                     *logging_in = true;
+                    let peer = self.peer;
                     self.spawn(async move {
-                        Completion::LoggedIn(meta, command::login::run(&services, req).await)
+                        Completion::LoggedIn(meta, command::login::run(&services, req, peer).await)
                     });
                 }
             },

@@ -208,6 +208,7 @@ impl ErrorCode {
             name: self.name().to_owned(),
             message: message.into(),
             retryable: self.retryable(),
+            retry_after_ms: 0,
         }
     }
 }

@@ -346,7 +346,7 @@ proptest! {
         roundtrip_payload(&pb::SyncResponse { entries, has_more: more, head: seqs.0 }, enc);
         roundtrip_payload(&pb::AckCursorResponse { cursor: seqs.1 }, enc);
         roundtrip_payload(&pb::HistoryResponse { messages, has_more: more }, enc);
-        roundtrip_payload(&pb::Error { code, name: user, message: token, retryable: more }, enc);
+        roundtrip_payload(&pb::Error { code, name: user, message: token, retryable: more, retry_after_ms: u64::from(code) }, enc);
     }
 
     #[test]

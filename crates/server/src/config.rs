@@ -10,7 +10,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use tern_core::{
     UserId, accounts::AccountConfig, conversations::ConversationConfig, groups::GroupLimits,
-    messages::MessageConfig, sync::SyncConfig,
+    messages::MessageConfig, sync::SyncConfig, throttle::ThrottleConfig,
 };
 use tern_gateway::{GatewayConfig, KickPolicy};
 use tern_store::{SqliteConfig, Synchronous};
@@ -39,6 +39,26 @@ pub struct Config {
     pub max_frame_bytes_before_login: usize,
     /// Connections without a login, at most; more are refused until some log in or close.
     pub max_anonymous_connections: usize,
+    /// Connections from one source address, at most (0: no limit).
+    pub max_connections_per_address: usize,
+    /// Logged-in connections of one user, at most (0: no limit).
+    pub max_connections_per_user: usize,
+    /// The window in which failed logins are counted, in seconds.
+    pub login_failure_window_secs: u64,
+    /// Failed password logins of one user answered without delay, per window.
+    pub login_free_failures: u32,
+    /// The delay after the first failure past the free ones, doubling with each further one.
+    pub login_failure_delay_ms: u64,
+    /// The longest such delay.
+    pub login_max_delay_ms: u64,
+    /// Failed password logins of one user per window; more are refused until it ends.
+    pub login_max_failures: u32,
+    /// Failed logins from one source address per window; more are refused until it ends.
+    pub login_max_failures_per_address: u32,
+    /// Registration attempts from one source address per window.
+    pub registrations_per_address: u32,
+    /// The window in which registrations are counted, in seconds.
+    pub registration_window_secs: u64,
     /// The largest message content accepted (its protobuf encoding).
     pub max_content_bytes: usize,
     /// Requests one connection may have in progress.
@@ -97,6 +117,16 @@ impl Default for Config {
             max_frame_bytes: gateway.max_frame_len,
             max_frame_bytes_before_login: gateway.max_frame_len_before_login,
             max_anonymous_connections: gateway.max_anonymous_connections,
+            max_connections_per_address: gateway.max_connections_per_address,
+            max_connections_per_user: gateway.max_connections_per_user,
+            login_failure_window_secs: accounts.throttle.login_window.as_secs(),
+            login_free_failures: accounts.throttle.free_failures,
+            login_failure_delay_ms: accounts.throttle.first_delay.as_millis() as u64,
+            login_max_delay_ms: accounts.throttle.max_delay.as_millis() as u64,
+            login_max_failures: accounts.throttle.max_failures,
+            login_max_failures_per_address: accounts.throttle.max_failures_per_address,
+            registrations_per_address: accounts.throttle.registrations_per_address,
+            registration_window_secs: accounts.throttle.registration_window.as_secs(),
             max_content_bytes: messages.max_content_bytes,
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
@@ -229,10 +259,10 @@ impl Config {
         GatewayConfig {
             max_frame_len: self.max_frame_bytes,
             // Never more than after login.
-            max_frame_len_before_login: self
-                .max_frame_bytes_before_login
-                .min(self.max_frame_bytes),
+            max_frame_len_before_login: self.max_frame_bytes_before_login.min(self.max_frame_bytes),
             max_anonymous_connections: self.max_anonymous_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_connections_per_user: self.max_connections_per_user,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             login_timeout: Duration::from_millis(self.login_timeout_ms),
             kick_policy: self.kick_policy().unwrap_or_default(),
@@ -288,6 +318,17 @@ impl Config {
     /// The account service's part.
     pub fn accounts(&self) -> AccountConfig {
         AccountConfig {
+            throttle: ThrottleConfig {
+                login_window: Duration::from_secs(self.login_failure_window_secs),
+                free_failures: self.login_free_failures,
+                first_delay: Duration::from_millis(self.login_failure_delay_ms),
+                max_delay: Duration::from_millis(self.login_max_delay_ms),
+                max_failures: self.login_max_failures,
+                max_failures_per_address: self.login_max_failures_per_address,
+                registration_window: Duration::from_secs(self.registration_window_secs),
+                registrations_per_address: self.registrations_per_address,
+                ..ThrottleConfig::default()
+            },
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             argon2_memory_kib: self.argon2_memory_kib,
             argon2_iterations: self.argon2_iterations,

@@ -38,6 +38,11 @@ pub fn test_config(dir: PathBuf) -> Config {
         argon2_memory_kib: 64,
         argon2_iterations: 1,
         shutdown_drain_ms: 5_000,
+        // Every test client comes from 127.0.0.1: limits per address would count them all
+        // together. Tests of those limits set them.
+        registrations_per_address: 0,
+        max_connections_per_address: 0,
+        login_max_failures_per_address: 0,
         ..Config::default()
     }
 }

@@ -18,6 +18,7 @@ pub(crate) struct LoggedIn {
 pub(crate) async fn run(
     services: &Services,
     req: pb::LoginRequest,
+    source: std::net::IpAddr,
 ) -> Result<LoggedIn, ServiceError> {
     let credential = match req.credential {
         Some(pb::login_request::Credential::Password(p)) => Credential::Password(p),
@@ -35,6 +36,7 @@ pub(crate) async fn run(
             credential,
             &req.device_id,
             Platform::from_wire(req.platform),
+            source,
         )
         .await?;
     let inbox_head = services.sync.head(&login.user).await?;

@@ -8,10 +8,11 @@ use crate::Services;
 pub(crate) async fn run(
     services: &Services,
     req: pb::RegisterRequest,
+    source: std::net::IpAddr,
 ) -> Result<pb::RegisterResponse, ServiceError> {
     let user = services
         .accounts
-        .register(&req.user_id, &req.password)
+        .register(&req.user_id, &req.password, source)
         .await?;
     Ok(pb::RegisterResponse {
         user_id: user.as_str().to_owned(),
