@@ -363,3 +363,94 @@ async fn friends_blocks_conversations_read_recall_and_edit_from_the_command_line
     let (_, out, _) = tern_as(&server, "alice", &["friend", "list"]);
     assert!(out.trim().is_empty(), "{out}");
 }
+
+/// `--client-msg-id` makes `send` idempotent for scripts: run twice, stored once; the same id
+/// for other words is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_a_client_message_id_stores_the_message_once_however_often_it_runs() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    let alice_pw = tern_testkit::password("alice");
+    let send = |text: &str| {
+        tern(
+            &server,
+            &[
+                "send",
+                "--user",
+                "alice",
+                "--password",
+                &alice_pw,
+                "--to",
+                "bob",
+                "--client-msg-id",
+                "job-42",
+                text,
+            ],
+        )
+    };
+    let (ok, first, err) = send("nightly report");
+    assert!(ok, "{err}");
+    assert!(!first.contains("duplicate"), "{first}");
+    let (ok, again, err) = send("nightly report");
+    assert!(ok, "{err}");
+    assert!(again.trim().ends_with(" duplicate"), "{again}");
+    assert_eq!(
+        first.split_whitespace().take(2).collect::<Vec<_>>(),
+        again.split_whitespace().take(2).collect::<Vec<_>>(),
+        "the same seq and message id"
+    );
+    let (ok, _, err) = send("something else");
+    assert!(!ok);
+    assert!(err.contains("CLIENT_MSG_ID_REUSED"), "{err}");
+}
+
+/// A send that cannot reach the server retries with the same client message id until it can:
+/// the message is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_retries_with_the_same_id_until_the_server_answers() {
+    let mut server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    server.stop().await;
+    let child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "send",
+            "--user",
+            "alice",
+            "--password",
+            &tern_testkit::password("alice"),
+            "--to",
+            "bob",
+            "while you were away",
+        ])
+        .env("TERN_SERVER", server.config().tcp_addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.restart().await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    let (ok, history, _) = tern(
+        &server,
+        &[
+            "history",
+            "--user",
+            "bob",
+            "--password",
+            &tern_testkit::password("bob"),
+            "--with",
+            "alice",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(
+        history.matches("while you were away").count(),
+        1,
+        "{history}"
+    );
+}

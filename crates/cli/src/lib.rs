@@ -46,6 +46,11 @@ pub enum Command {
         login: Login,
         #[command(flatten)]
         target: Target,
+        /// The client message id (1 to 64 bytes; a fresh one by default). Sending again with
+        /// the same id stores nothing new: a script that retries after an error passes the id
+        /// it chose, and the message is stored once whatever happened to the first attempt.
+        #[arg(long, value_name = "ID")]
+        client_msg_id: Option<String>,
         /// The text (several words are joined with spaces).
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
@@ -193,8 +198,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Send {
             login,
             target,
+            client_msg_id,
             text,
-        } => oneshot::send(&login, &target, &text.join(" ")).await,
+        } => oneshot::send(&login, &target, &text.join(" "), client_msg_id).await,
         Command::History { login, with, limit } => oneshot::history(&login, &with, limit).await,
         Command::Group(GroupCommand::Create {
             login,

@@ -59,24 +59,62 @@ async fn finish(conn: Connection) {
     conn.close();
 }
 
-pub(crate) async fn send(login: &Login, target: &Target, text: &str) -> anyhow::Result<()> {
+/// Attempts of `send` when the connection fails or the server asks for a retry.
+const SEND_ATTEMPTS: u32 = 6;
+
+/// Sends one message. A dropped connection, an unreachable server or a retryable error is
+/// retried with the same client message id (the server stores the message once, whichever
+/// attempt landed), after 0.2, 0.4, 0.8, 1.6 and 3.2 s or what the server asked for.
+pub(crate) async fn send(
+    login: &Login,
+    target: &Target,
+    text: &str,
+    client_msg_id: Option<String>,
+) -> anyhow::Result<()> {
     let (target, name) = match (&target.to, target.group) {
         (Some(to), _) => (pb::send_request::Target::ToUser(to.clone()), to.clone()),
         (None, Some(g)) => (pb::send_request::Target::GroupId(g), format!("group {g}")),
         (None, None) => anyhow::bail!("--to or --group is required"),
     };
-    let conn = connect(login).await?;
     let request = pb::SendRequest {
         target: Some(target),
-        client_msg_id: new_client_msg_id(),
+        client_msg_id: client_msg_id.unwrap_or_else(new_client_msg_id),
         content: Some(text_content(text)),
     };
-    let ack = conn.request(request).await;
-    finish(conn).await;
-    let ack = ack.with_context(|| format!("sending to {name}"))?;
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    let ack = loop {
+        let result = async {
+            let conn = connect(login).await?;
+            let ack = conn.request(request.clone()).await;
+            finish(conn).await;
+            Ok::<_, anyhow::Error>(ack.with_context(|| format!("sending to {name}"))?)
+        }
+        .await;
+        let error = match result {
+            Ok(ack) => break ack,
+            Err(e) => e,
+        };
+        let client_error = error.downcast_ref::<tern_client::ClientError>();
+        if attempt >= SEND_ATTEMPTS || !client_error.is_some_and(|e| e.is_retryable()) {
+            return Err(error);
+        }
+        let wait = client_error.and_then(|e| e.retry_after()).unwrap_or(delay);
+        eprintln!(
+            "tern: {error:#}; retrying in {} ms with client message id {}",
+            wait.as_millis(),
+            request.client_msg_id
+        );
+        tokio::time::sleep(wait).await;
+        delay *= 2;
+        attempt += 1;
+    };
     println!(
-        "seq={} message_id={} conversation={}",
-        ack.seq, ack.message_id, ack.conversation_id
+        "seq={} message_id={} conversation={}{}",
+        ack.seq,
+        ack.message_id,
+        ack.conversation_id,
+        if ack.duplicate { " duplicate" } else { "" }
     );
     Ok(())
 }

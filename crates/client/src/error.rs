@@ -16,6 +16,8 @@ pub enum ClientError {
         message: String,
         /// Whether retrying the same request may succeed.
         retryable: bool,
+        /// With `RATE_LIMITED`: how long to wait first, in ms (0: unknown).
+        retry_after_ms: u64,
     },
     /// The connection failed or closed before the answer arrived.
     #[error("disconnected: {0}")]
@@ -50,6 +52,7 @@ impl ClientError {
             name: e.name,
             message: e.message,
             retryable: e.retryable,
+            retry_after_ms: e.retry_after_ms,
         }
     }
 
@@ -57,6 +60,16 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } => ErrorCode::from_u32(*code),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before retrying, when the server said (`RATE_LIMITED`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ClientError::Server { retry_after_ms, .. } if *retry_after_ms > 0 => {
+                Some(std::time::Duration::from_millis(*retry_after_ms))
+            }
             _ => None,
         }
     }
