@@ -49,6 +49,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Waits for SIGINT or SIGTERM; each SIGHUP meanwhile reloads the TLS certificate.
+async fn wait_reloading_on_hangup(server: &Server) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hangups) = signal(SignalKind::hangup()) {
+            let stop = wait_for_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = hangups.recv() => match server.reload_tls() {
+                        Ok(()) => {}
+                        Err(e) => tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use"),
+                    },
+                }
+            }
+        }
+    }
+    wait_for_signal().await;
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -66,7 +88,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.http_addr()
     );
     println!("tern: data in {}", config.data_dir.display());
-    wait_for_signal().await;
+    if let Some(cert) = &config.tls_cert {
+        println!(
+            "tern: tls on both listeners (certificate {}; SIGHUP reloads it)",
+            cert.display()
+        );
+    }
+    wait_reloading_on_hangup(&server).await;
     server.shutdown().await;
     Ok(())
 }

@@ -212,9 +212,12 @@ pub fn bench_password(user: &str) -> String {
 
 /// Registers users, `SETUP_CONCURRENCY` at a time.
 pub async fn register_all(addr: &str, users: Vec<String>) -> anyhow::Result<()> {
-    let endpoint = Endpoint::Tcp(addr.to_owned());
-    let (conn, _events) =
-        Connection::connect(&endpoint, Encoding::Protobuf, Duration::from_secs(60)).await?;
+    let endpoint = Endpoint::parse(addr);
+    let options = tern_client::ConnectOptions {
+        tls: crate::target::tls_trust()?,
+        ..tern_client::ConnectOptions::new(Encoding::Protobuf, Duration::from_secs(60))
+    };
+    let (conn, _events) = Connection::connect_with(&endpoint, &options).await?;
     let results: Vec<_> = stream::iter(users)
         .map(|u| {
             let conn = conn.clone();
@@ -247,14 +250,13 @@ pub async fn login(
     tokio::sync::mpsc::UnboundedReceiver<tern_proto::ServerEvent>,
     pb::LoginResponse,
 )> {
-    let endpoint = Endpoint::Tcp(addr.to_owned());
-    let (conn, events) = Connection::connect_from(
-        &endpoint,
-        Encoding::Protobuf,
-        Duration::from_secs(60),
+    let endpoint = Endpoint::parse(addr);
+    let options = tern_client::ConnectOptions {
         local_ip,
-    )
-    .await?;
+        tls: crate::target::tls_trust()?,
+        ..tern_client::ConnectOptions::new(Encoding::Protobuf, Duration::from_secs(60))
+    };
+    let (conn, events) = Connection::connect_with(&endpoint, &options).await?;
     let resp = conn
         .request(pb::LoginRequest {
             user_id: user.to_owned(),
@@ -275,13 +277,9 @@ pub async fn receiving_client(
     user: &str,
     recorder: Arc<Recorder>,
 ) -> anyhow::Result<Client> {
-    let mut config = ClientConfig::new(
-        Endpoint::Tcp(addr.to_owned()),
-        user,
-        &bench_password(user),
-        "bench",
-    );
+    let mut config = ClientConfig::new(Endpoint::parse(addr), user, &bench_password(user), "bench");
     config.request_timeout = Duration::from_secs(60);
+    config.tls = crate::target::tls_trust()?;
     let (client, mut events) = Client::connect(config)
         .await
         .with_context(|| format!("logging in {user}"))?;

@@ -34,9 +34,12 @@ struct TargetArgs {
     /// Start a fresh server on a temporary directory: Tern, or Mosquitto with `--system mqtt`.
     #[arg(long)]
     spawn: bool,
-    /// A running server, HOST:PORT, when not spawning.
+    /// A running server, HOST:PORT (or tls://HOST:PORT), when not spawning.
     #[arg(long, conflicts_with = "spawn")]
     server: Option<String>,
+    /// Trust this PEM CA for tls:// servers instead of the system's roots.
+    #[arg(long, value_name = "FILE", env = "TERN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// The running server's process id, for its CPU and memory figures.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -285,6 +288,9 @@ fn main() -> ExitCode {
 }
 
 async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
+    if let Some(ca) = &args.tls_ca {
+        target::set_tls_ca(ca)?;
+    }
     match (&args.server, args.spawn, args.system) {
         (Some(addr), _, _) => Ok(Target::external(addr.clone(), args.server_pid)),
         (None, true, System::Tern) => {

@@ -222,3 +222,18 @@ pub fn default_tern_bin() -> PathBuf {
         .and_then(|p| p.parent().map(|d| d.join("tern")))
         .unwrap_or_else(|| PathBuf::from("tern"))
 }
+
+/// The TLS trust for `tls://` servers: the CA given with `--tls-ca`, else the system's roots.
+static TLS_CA: std::sync::OnceLock<tern_client::TlsTrust> = std::sync::OnceLock::new();
+
+/// Trusts the CA in `path` for every connection of this run.
+pub fn set_tls_ca(path: &Path) -> anyhow::Result<()> {
+    let trust = tern_client::TlsTrust::from_pem_file(path)?;
+    let _ = TLS_CA.set(trust);
+    Ok(())
+}
+
+/// The trust connections use (`None`: the system's roots).
+pub fn tls_trust() -> anyhow::Result<Option<tern_client::TlsTrust>> {
+    Ok(TLS_CA.get().cloned())
+}

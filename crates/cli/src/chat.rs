@@ -17,6 +17,7 @@ pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
         device,
     );
     config.platform = pb::Platform::Cli;
+    config.tls = login.tls()?;
     let (client, mut events) = Client::connect(config)
         .await
         .with_context(|| format!("logging in as {}", login.user))?;

@@ -18,12 +18,41 @@ use clap::{Args, Subcommand};
 /// The default server address: the default TCP listener of `tern serve`, on this machine.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:7700";
 
+impl Login {
+    /// The TLS trust to connect with: the given CA, else the system's roots (`None`).
+    pub(crate) fn tls(&self) -> anyhow::Result<Option<tern_client::TlsTrust>> {
+        use anyhow::Context;
+        self.tls_ca
+            .as_deref()
+            .map(|ca| {
+                tern_client::TlsTrust::from_pem_file(ca)
+                    .with_context(|| format!("loading the CA in {}", ca.display()))
+            })
+            .transpose()
+    }
+
+    /// How to connect.
+    pub(crate) fn options(
+        &self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<tern_client::ConnectOptions> {
+        Ok(tern_client::ConnectOptions {
+            tls: self.tls()?,
+            ..tern_client::ConnectOptions::new(tern_client::Encoding::Protobuf, timeout)
+        })
+    }
+}
+
 /// Where to connect and as whom.
 #[derive(Debug, Clone, Args)]
 pub struct Login {
-    /// Server address: HOST:PORT for TCP, or ws://HOST:PORT/ws for WebSocket.
+    /// Server address: HOST:PORT for TCP, tls://HOST:PORT for TCP with TLS, or
+    /// ws://HOST:PORT/ws (wss:// with TLS) for WebSocket.
     #[arg(long, env = "TERN_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+    /// Trust this PEM CA certificate for tls:// and wss:// instead of the system's roots.
+    #[arg(long, env = "TERN_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// User id.
     #[arg(long, env = "TERN_USER")]
     pub user: String,

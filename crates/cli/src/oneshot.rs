@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tern_client::{Connection, Encoding, Endpoint, new_client_msg_id, pb};
+use tern_client::{Connection, Endpoint, new_client_msg_id, pb};
 
 use crate::{
     HistoryTarget, Login, Target,
@@ -14,8 +14,9 @@ use crate::{
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn register(login: &Login) -> anyhow::Result<()> {
-    tern_client::register(
+    tern_client::register_with(
         &Endpoint::parse(&login.server),
+        &login.options(TIMEOUT)?,
         &login.user,
         &login.password,
     )
@@ -28,7 +29,7 @@ pub(crate) async fn register(login: &Login) -> anyhow::Result<()> {
 /// Logs in as a throwaway device that states no platform, so it replaces no other connection.
 async fn connect(login: &Login) -> anyhow::Result<Connection> {
     let endpoint = Endpoint::parse(&login.server);
-    let (conn, _events) = Connection::connect(&endpoint, Encoding::Protobuf, TIMEOUT).await?;
+    let (conn, _events) = Connection::connect_with(&endpoint, &login.options(TIMEOUT)?).await?;
     conn.request(pb::LoginRequest {
         user_id: login.user.clone(),
         credential: Some(pb::login_request::Credential::Password(
@@ -88,7 +89,7 @@ pub(crate) async fn send(
             let conn = connect(login).await?;
             let ack = conn.request(request.clone()).await;
             finish(conn).await;
-            Ok::<_, anyhow::Error>(ack.with_context(|| format!("sending to {name}"))?)
+            ack.with_context(|| format!("sending to {name}"))
         }
         .await;
         let error = match result {

@@ -78,6 +78,9 @@ pub struct ClientConfig {
     pub cursor_ack_interval: Duration,
     /// The local address to connect from (TCP only); `None` lets the system choose.
     pub local_ip: Option<std::net::IpAddr>,
+    /// Which certificate authorities to trust for `tls://` and `wss://` endpoints; `None`
+    /// trusts the system's roots.
+    pub tls: Option<crate::TlsTrust>,
 }
 
 impl ClientConfig {
@@ -98,6 +101,7 @@ impl ClientConfig {
             sync_page: 500,
             cursor_ack_interval: Duration::from_secs(1),
             local_ip: None,
+            tls: None,
         }
     }
 }
@@ -273,8 +277,18 @@ impl HistoryQuery {
 
 /// Creates an account (no login needed).
 pub async fn register(endpoint: &Endpoint, user: &str, password: &str) -> Result<(), ClientError> {
-    let (conn, _events) =
-        Connection::connect(endpoint, Encoding::Protobuf, Duration::from_secs(10)).await?;
+    let options = crate::ConnectOptions::new(Encoding::Protobuf, Duration::from_secs(10));
+    register_with(endpoint, &options, user, password).await
+}
+
+/// [`register`] with connection options (a TLS trust, say).
+pub async fn register_with(
+    endpoint: &Endpoint,
+    options: &crate::ConnectOptions,
+    user: &str,
+    password: &str,
+) -> Result<(), ClientError> {
+    let (conn, _events) = Connection::connect_with(endpoint, options).await?;
     let result = conn
         .request(pb::RegisterRequest {
             user_id: user.to_owned(),
@@ -1040,13 +1054,12 @@ impl Supervisor {
         ClientError,
     > {
         let config = &self.shared.config;
-        let (conn, server_events) = Connection::connect_from(
-            &config.endpoint,
-            config.encoding,
-            config.request_timeout,
-            config.local_ip,
-        )
-        .await?;
+        let options = crate::ConnectOptions {
+            local_ip: config.local_ip,
+            tls: config.tls.clone(),
+            ..crate::ConnectOptions::new(config.encoding, config.request_timeout)
+        };
+        let (conn, server_events) = Connection::connect_with(&config.endpoint, &options).await?;
         let token = self
             .shared
             .token

@@ -27,17 +27,31 @@ use crate::ClientError;
 pub enum Endpoint {
     /// Binary frames over TCP, e.g. `127.0.0.1:7700`.
     Tcp(String),
-    /// Binary frames over WebSocket, e.g. `ws://127.0.0.1:7701/ws`.
+    /// Binary frames over TLS over TCP, e.g. `chat.example.com:7700` (written `tls://…`).
+    Tls(String),
+    /// Binary frames over WebSocket, e.g. `ws://127.0.0.1:7701/ws` or `wss://…`.
     WebSocket(String),
 }
 
 impl Endpoint {
-    /// `ws://…` or `wss://…` is a WebSocket URL; `tcp://host:port` or `host:port` is TCP.
+    /// `ws://…` or `wss://…` is a WebSocket URL; `tls://host:port` is TCP with TLS;
+    /// `tcp://host:port` or `host:port` is TCP.
     pub fn parse(s: &str) -> Endpoint {
         if s.starts_with("ws://") || s.starts_with("wss://") {
             Endpoint::WebSocket(s.to_owned())
+        } else if let Some(addr) = s.strip_prefix("tls://") {
+            Endpoint::Tls(addr.to_owned())
         } else {
             Endpoint::Tcp(s.strip_prefix("tcp://").unwrap_or(s).to_owned())
+        }
+    }
+
+    /// Whether connecting needs TLS.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Endpoint::Tls(_) => true,
+            Endpoint::WebSocket(u) => u.starts_with("wss://"),
+            Endpoint::Tcp(_) => false,
         }
     }
 }
@@ -46,10 +60,42 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+            Endpoint::Tls(a) => write!(f, "tls://{a}"),
             Endpoint::WebSocket(u) => f.write_str(u),
         }
     }
 }
+
+/// How to connect: the payload encoding, the time allowed, and optionally a local address and
+/// the TLS trust (the system's roots when `None`).
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Payload encoding for requests.
+    pub encoding: Encoding,
+    /// How long connecting (and each request) may take.
+    pub timeout: Duration,
+    /// The local address to connect from (TCP only), so that one machine can open more
+    /// connections to one server than a single source address has ports.
+    pub local_ip: Option<std::net::IpAddr>,
+    /// Which certificate authorities to trust for `tls://` and `wss://`.
+    pub tls: Option<crate::TlsTrust>,
+}
+
+impl ConnectOptions {
+    /// Options with no local address and the system's roots.
+    pub fn new(encoding: Encoding, timeout: Duration) -> Self {
+        Self {
+            encoding,
+            timeout,
+            local_ip: None,
+            tls: None,
+        }
+    }
+}
+
+/// A byte stream frames travel on, plain or TLS.
+trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream for T {}
 
 type PendingMap = Arc<Mutex<HashMap<PacketId, oneshot::Sender<Frame>>>>;
 
@@ -141,39 +187,68 @@ impl Connection {
         encoding: Encoding,
         timeout: Duration,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<ServerEvent>), ClientError> {
-        Self::connect_from(endpoint, encoding, timeout, None).await
+        Self::connect_with(endpoint, &ConnectOptions::new(encoding, timeout)).await
     }
 
-    /// [`Connection::connect`] from a chosen local address (TCP only), so that one machine can
-    /// open more connections to one server than a single source address has ports.
-    pub async fn connect_from(
+    /// [`Connection::connect`] with every option.
+    pub async fn connect_with(
         endpoint: &Endpoint,
-        encoding: Encoding,
-        timeout: Duration,
-        local_ip: Option<std::net::IpAddr>,
+        options: &ConnectOptions,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<ServerEvent>), ClientError> {
+        let (encoding, timeout) = (options.encoding, options.timeout);
         let err = |reason: String| ClientError::Connect {
             endpoint: endpoint.to_string(),
             reason,
         };
-        let transport = match endpoint {
-            Endpoint::Tcp(addr) => {
-                let stream = tokio::time::timeout(timeout, tcp_connect(addr, local_ip))
-                    .await
-                    .map_err(|_| err("timed out".into()))?
-                    .map_err(|e| err(e.to_string()))?;
-                let _ = stream.set_nodelay(true);
-                Transport::Tcp(stream, BytesMut::new())
-            }
-            Endpoint::WebSocket(url) => {
-                let (ws, _) =
-                    tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url.as_str()))
-                        .await
-                        .map_err(|_| err("timed out".into()))?
-                        .map_err(|e| err(e.to_string()))?;
-                Transport::Ws(Box::new(ws))
-            }
+        let trust = || match &options.tls {
+            Some(t) => Ok(t.clone()),
+            None => crate::TlsTrust::system(),
         };
+        let connecting = async {
+            Ok::<_, ClientError>(match endpoint {
+                Endpoint::Tcp(addr) => {
+                    let stream = tcp_connect(addr, options.local_ip)
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                    let _ = stream.set_nodelay(true);
+                    Transport::Tcp(Box::new(stream), BytesMut::new())
+                }
+                Endpoint::Tls(addr) => {
+                    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                        .map_err(|e| err(format!("{host} is not a server name: {e}")))?;
+                    let stream = tcp_connect(addr, options.local_ip)
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                    let _ = stream.set_nodelay(true);
+                    let tls = tokio_rustls::TlsConnector::from(trust()?.config())
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| err(format!("TLS handshake: {e}")))?;
+                    Transport::Tcp(Box::new(tls), BytesMut::new())
+                }
+                Endpoint::WebSocket(url) => {
+                    let connector = if endpoint.is_tls() {
+                        Some(tokio_tungstenite::Connector::Rustls(trust()?.config()))
+                    } else {
+                        None
+                    };
+                    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                        url.as_str(),
+                        None,
+                        false,
+                        connector,
+                    )
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                    Transport::Ws(Box::new(ws))
+                }
+            })
+        };
+        let transport = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| err("timed out".into()))??;
         let (outgoing, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let pending: PendingMap = Arc::default();
@@ -266,7 +341,7 @@ impl Connection {
 }
 
 enum Transport {
-    Tcp(TcpStream, BytesMut),
+    Tcp(Box<dyn ByteStream>, BytesMut),
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
 }
 

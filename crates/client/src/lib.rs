@@ -12,15 +12,18 @@ mod conversations;
 mod cursor;
 mod error;
 mod groups;
+mod tls;
 
 pub use client::{
     Client, ClientConfig, Conversation, Event, HistoryQuery, ReconnectPolicy, register,
+    register_with,
 };
-pub use connection::{Connection, Endpoint, PendingResponse};
+pub use connection::{ConnectOptions, Connection, Endpoint, PendingResponse};
 pub use conversations::ConversationList;
 pub use cursor::{CursorStore, MemoryCursorStore};
 pub use error::ClientError;
 pub use tern_proto::{Encoding, ErrorCode, RequestPayload, pb};
+pub use tls::TlsTrust;
 
 /// A fresh client message id: 48 bits of milliseconds since the Unix epoch, then 80 random
 /// bits, as 32 hex characters.

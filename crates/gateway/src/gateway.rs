@@ -256,8 +256,13 @@ impl Gateway {
         self.anonymous.load(Ordering::Acquire)
     }
 
-    /// Accepts TCP connections until shutdown begins.
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts TCP connections until shutdown begins; with `tls`, each completes a TLS
+    /// handshake first (on a task of its own, within the login timeout).
+    pub async fn serve_tcp(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) {
         loop {
             let accepted = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -274,7 +279,10 @@ impl Gateway {
                     }
                     // Small frames must leave at once; batching happens in the session.
                     let _ = stream.set_nodelay(true);
-                    self.spawn_session(TcpTransport::new(stream, self.decoder()), peer);
+                    match &tls {
+                        None => self.spawn_session(TcpTransport::new(stream, self.decoder()), peer),
+                        Some(acceptor) => self.spawn_tls_session(acceptor.clone(), stream, peer),
+                    }
                 }
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -335,6 +343,46 @@ impl Gateway {
             self.spawn_session(transport, peer);
         });
         response
+    }
+
+    /// Completes a TLS handshake, then runs the session; a connection that does not finish its
+    /// handshake within the login timeout is dropped.
+    fn spawn_tls_session(
+        self: &Arc<Self>,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) {
+        let gateway = self.clone();
+        self.tracker.spawn(async move {
+            let handshake =
+                tokio::time::timeout(gateway.config.login_timeout, acceptor.accept(stream));
+            let shutdown = gateway.shutdown.clone();
+            let result = tokio::select! {
+                r = handshake => r,
+                _ = shutdown.cancelled() => {
+                    gateway.release_anonymous();
+                    gateway.release_address(peer.ip());
+                    return;
+                }
+            };
+            match result {
+                Ok(Ok(tls)) => {
+                    let transport = TcpTransport::new(tls, gateway.decoder());
+                    gateway.spawn_session(transport, peer);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    gateway.release_anonymous();
+                    gateway.release_address(peer.ip());
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    gateway.release_anonymous();
+                    gateway.release_address(peer.ip());
+                }
+            }
+        });
     }
 
     fn spawn_session<T: crate::transport::Transport>(

@@ -10,7 +10,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tern_proto::{Decoded, Frame, FrameDecoder, FrameError};
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -110,17 +113,37 @@ const READ_CHUNK: usize = 4096;
 /// arrive, not when its header announces it.
 const MAX_RESERVE: usize = 16 * 1024;
 
-/// Frames over a TCP stream.
+/// A byte stream frames travel on: plain TCP, or TLS over TCP.
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Resolves once a read would find bytes, without a buffer to read into, so that an idle
+    /// connection holds none. A stream that cannot tell (TLS keeps buffers of its own) is
+    /// ready at once and the read itself waits.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ByteStream for TcpStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl ByteStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Frames over a TCP stream (plain or TLS).
 #[derive(Debug)]
-pub(crate) struct TcpTransport {
-    stream: TcpStream,
+pub(crate) struct TcpTransport<S = TcpStream> {
+    stream: S,
     decoder: FrameDecoder,
     /// Holds a partial frame between reads; empty (and unallocated) while the connection idles.
     buf: BytesMut,
 }
 
-impl TcpTransport {
-    pub(crate) fn new(stream: TcpStream, decoder: FrameDecoder) -> Self {
+impl<S: ByteStream> TcpTransport<S> {
+    pub(crate) fn new(stream: S, decoder: FrameDecoder) -> Self {
         Self {
             stream,
             decoder,
@@ -146,7 +169,8 @@ impl TcpTransport {
                 self.buf = BytesMut::new();
             }
             // Readiness first, so that an idle connection reserves no buffer while it waits.
-            ready!(self.stream.poll_read_ready(cx)).map_err(TransportError::Io)?;
+            ready!(ByteStream::poll_read_ready(&mut self.stream, cx))
+                .map_err(TransportError::Io)?;
             // Before login the decoder's limit is small, and so is what may be reserved.
             let floor = READ_CHUNK.min(self.decoder.max_frame_len());
             self.buf.reserve(needed.min(MAX_RESERVE).max(floor));
@@ -168,7 +192,7 @@ impl TcpTransport {
     }
 }
 
-impl Transport for TcpTransport {
+impl<S: ByteStream> Transport for TcpTransport<S> {
     fn recv(&mut self) -> impl Future<Output = Result<Option<Frame>, TransportError>> + Send {
         // A poll function rather than an `async fn` awaiting `readable()`: it holds no waiter
         // of its own, so the future an idle connection waits on is one reference.
@@ -189,17 +213,18 @@ impl Transport for TcpTransport {
             let mut scratch = Vec::new();
             let mut dropped = 0;
             while dropped < LINGER_BYTES {
-                if self.stream.readable().await.is_err() {
+                if std::future::poll_fn(|cx| self.stream.poll_read_ready(cx))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 if scratch.is_empty() {
                     scratch = vec![0u8; 512];
                 }
-                match self.stream.try_read(&mut scratch) {
-                    Ok(0) => return,
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
                     Ok(n) => dropped += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
                 }
             }
         };

@@ -26,6 +26,11 @@ pub struct Config {
     pub tcp_addr: SocketAddr,
     /// The HTTP listener: WebSocket at `/ws`, `/healthz`, `/metrics`.
     pub http_addr: SocketAddr,
+    /// A PEM certificate chain: with `tls_key`, both listeners speak TLS (TCP frames over TLS,
+    /// HTTPS and WSS). Reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Clients should send something this often; silence for twice this closes a connection.
     pub heartbeat_interval_ms: u64,
     /// How long a connection may stay without logging in.
@@ -111,6 +116,8 @@ impl Default for Config {
             data_dir: PathBuf::from("tern-data"),
             tcp_addr: SocketAddr::from(([0, 0, 0, 0], 7700)),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 7701)),
+            tls_cert: None,
+            tls_key: None,
             heartbeat_interval_ms: gateway.heartbeat_interval.as_millis() as u64,
             login_timeout_ms: gateway.login_timeout.as_millis() as u64,
             kick_policy: "one_per_platform".into(),
@@ -176,6 +183,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<SocketAddr>,
+    /// PEM certificate chain: both listeners speak TLS (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -218,6 +233,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
         self.kick_policy()?;
         self.synchronous()?;
         if self.heartbeat_interval_ms == 0 || self.login_timeout_ms == 0 {
@@ -404,6 +424,20 @@ mod tests {
         );
         assert_eq!(c.heartbeat_interval_ms, 1000);
         assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn tls_files_come_from_the_environment_and_go_together() {
+        let c = Config::load_from(
+            &ServeArgs::default(),
+            env(&[("TERN_TLS_CERT", "/c.pem"), ("TERN_TLS_KEY", "/k.pem")]),
+        )
+        .unwrap();
+        assert_eq!(c.tls_cert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(c.tls_key, Some(PathBuf::from("/k.pem")));
+        let e = Config::load_from(&ServeArgs::default(), env(&[("TERN_TLS_CERT", "/c.pem")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("tls_key"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The HTTP listener: WebSocket sessions at `/ws`, `/healthz` and Prometheus `/metrics`.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -11,6 +11,8 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tern_gateway::Gateway;
+
+use crate::listen::Peer;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -29,7 +31,7 @@ pub(crate) fn app(state: AppState) -> Router {
 
 async fn websocket(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     request: Request,
 ) -> Response {
     state.gateway.clone().upgrade_websocket(request, peer)

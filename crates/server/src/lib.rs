@@ -7,8 +7,10 @@
 
 mod config;
 mod http;
+mod listen;
 mod metrics_setup;
 mod server;
+pub mod tls;
 
 pub use config::{Config, ConfigError, ServeArgs};
 pub use server::{Server, ServerError, wait_for_signal};

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{Config, ConfigError},
     http::{AppState, app},
+    listen::{Peer, TlsListener},
     metrics_setup,
+    tls::{Certificates, TlsError},
 };
 
 /// Why the server could not start.
@@ -45,6 +47,9 @@ pub enum ServerError {
     /// A service could not be built.
     #[error("cannot start a service: {0}")]
     Service(#[from] ServiceError),
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot use the TLS certificate: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running server.
@@ -58,6 +63,8 @@ pub struct Server {
     http_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
+    /// The certificates both listeners serve, when TLS is on.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl Server {
@@ -72,6 +79,11 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
         let metrics = metrics_setup::handle();
+        // Certificates first: a wrong path should fail before the store is opened.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Certificates::load(cert, key)?),
+            _ => None,
+        };
         let store = SqliteStore::open(&config.data_dir, config.store())?;
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
@@ -146,22 +158,45 @@ impl Server {
         })?;
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(gateway.clone().serve_tcp(tcp)));
+        let frame_tls = tls.as_ref().map(|c| c.acceptor(&[])).transpose()?;
+        tasks.push(tokio::spawn(gateway.clone().serve_tcp(tcp, frame_tls)));
         let http_stop = CancellationToken::new();
         let router = app(AppState {
             gateway: gateway.clone(),
             metrics: metrics.clone(),
         });
         let stop = http_stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(http, service)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-            {
-                tracing::error!(error = %e, "HTTP listener failed");
+        let service = router.into_make_service_with_connect_info::<Peer>();
+        let served = match &tls {
+            None => tokio::spawn(async move {
+                if let Err(e) = axum::serve(http, service)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            }),
+            Some(certificates) => {
+                let listener = TlsListener::new(
+                    http,
+                    certificates.acceptor(&[b"http/1.1"])?,
+                    Duration::from_millis(config.login_timeout_ms),
+                )
+                .map_err(|source| ServerError::Bind {
+                    addr: http_addr,
+                    source,
+                })?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, service)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                    {
+                        tracing::error!(error = %e, "HTTPS listener failed");
+                    }
+                })
             }
-        }));
+        };
+        tasks.push(served);
         // Histograms are summarised by the exporter; it needs a periodic turn to drain them.
         let stop = http_stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -183,6 +218,7 @@ impl Server {
             http_stop,
             tasks,
             drain: Duration::from_millis(config.shutdown_drain_ms),
+            tls,
         })
     }
 
@@ -194,6 +230,24 @@ impl Server {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Whether both listeners speak TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the certificate and key files again and serves them to new handshakes; open
+    /// connections are not touched. On error the previous certificate stays in use.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(certificates) => {
+                certificates.reload()?;
+                tracing::info!(cert = %certificates.cert_path().display(), "TLS certificate reloaded");
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// The gateway, for tests that inspect the connection registry.

@@ -114,7 +114,8 @@ pub async fn run(
     let started = Instant::now();
     let mut devices = Vec::with_capacity(p.users);
     for (user, token) in receivers.iter().zip(tokens) {
-        let mut config = ClientConfig::new(Endpoint::Tcp(target.addr.clone()), user, "", "storm");
+        let mut config = ClientConfig::new(Endpoint::parse(&target.addr), user, "", "storm");
+        config.tls = crate::target::tls_trust()?;
         config.password = None;
         config.token = Some(token);
         config.reconnect.enabled = false;
