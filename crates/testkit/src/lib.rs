@@ -16,6 +16,8 @@ use tokio::{
     sync::mpsc,
 };
 
+pub mod session_script;
+
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(15);
 
