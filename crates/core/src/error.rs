@@ -2,16 +2,34 @@
 
 use crate::ids::UserId;
 
-/// Why a storage call failed. Backends map their own errors into these two cases; the
-/// services never see a backend's types.
+/// Why a storage call failed, classed by what a caller can do about it. Backends map their own
+/// errors into these cases; the services never see a backend's types.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot serve the call now (I/O error, closed, busy). Retrying may succeed.
+    /// Another writer changed what this write depended on (a serialization failure, a lost
+    /// race on a unique key): nothing was written; the same write, retried from the start,
+    /// may succeed.
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    /// The store cannot serve the call now (I/O error, closed, busy, a connection lost).
+    /// Nothing is known to be written; retrying later may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The store holds data the backend cannot read back. Retrying will not help.
+    /// Something the call needs does not exist, where absence is an error rather than an
+    /// answer. Retrying will not help.
+    #[error("not found in the store: {0}")]
+    NotFound(String),
+    /// The store holds data the backend cannot read back, or was written by a newer build.
+    /// Retrying will not help.
     #[error("store data is invalid: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if made again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Conflict(_) | StoreError::Unavailable(_))
+    }
 }
 
 /// Why a service refused or failed a request. The gateway maps each case to one wire error

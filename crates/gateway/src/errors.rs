@@ -36,12 +36,12 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
             error.retry_after_ms = retry_after.as_millis().max(1) as u64;
             return error;
         }
-        ServiceError::Store(StoreError::Unavailable(detail)) => {
+        ServiceError::Store(StoreError::Unavailable(detail) | StoreError::Conflict(detail)) => {
             tracing::warn!(%detail, "store unavailable");
             return ErrorCode::Unavailable
                 .to_error("the server cannot store or read data right now; retry later");
         }
-        ServiceError::Store(StoreError::Corrupt(detail)) => {
+        ServiceError::Store(StoreError::Corrupt(detail) | StoreError::NotFound(detail)) => {
             tracing::error!(%detail, "store returned invalid data");
             return ErrorCode::Internal.to_error("internal error");
         }

@@ -1,5 +1,6 @@
-//! The SQLite backend against the conformance suite, including a real crash: a child process
-//! writes, reports what was acknowledged, and aborts without closing the store.
+//! The SQLite backend against the conformance suite (one test per case per configuration),
+//! including a real crash: a child process writes, reports what was acknowledged, and aborts
+//! without closing the store.
 
 use std::{
     io::{BufRead, BufReader},
@@ -44,31 +45,30 @@ fn suite(config: SqliteConfig) -> Sqlite {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_passes_the_conformance_suite() {
-    conformance::run_all(&suite(SqliteConfig::default())).await;
+/// The default configuration.
+mod default {
+    use super::*;
+    tern_store::conformance_tests!(suite(SqliteConfig::default()));
 }
 
 /// The indexer runs after every commit, so reads constantly straddle the tail and the indexes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_passes_the_conformance_suite_indexing_after_every_commit() {
-    let config = SqliteConfig {
+mod indexing_after_every_commit {
+    use super::*;
+    tern_store::conformance_tests!(suite(SqliteConfig {
         index_interval: Duration::ZERO,
         index_chunk: 7,
         ..SqliteConfig::default()
-    };
-    conformance::run_all(&suite(config)).await;
+    }));
 }
 
 /// The indexer never runs while the store is open: everything is served from the tail, and
 /// reopening after a close (which indexes everything) starts from the indexes alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_passes_the_conformance_suite_serving_everything_from_the_tail() {
-    let config = SqliteConfig {
+mod serving_everything_from_the_tail {
+    use super::*;
+    tern_store::conformance_tests!(suite(SqliteConfig {
         index_interval: Duration::from_secs(3600),
         ..SqliteConfig::default()
-    };
-    conformance::run_all(&suite(config)).await;
+    }));
 }
 
 const CHILD_ENV: &str = "TERN_STORE_CRASH_CHILD_DIR";

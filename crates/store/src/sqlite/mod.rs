@@ -162,10 +162,7 @@ impl SqliteStore {
                 fresh.then_some(config.page_size),
             )
             .map_err(store_err)?;
-            schema::migrate(&mut conn, file).map_err(|e| match e {
-                rusqlite::Error::InvalidParameterName(m) => StoreError::Corrupt(m),
-                e => store_err(e),
-            })?;
+            schema::migrate(&mut conn, file)?;
             Ok(conn)
         };
         let mut conn = open_rw(&path, schema::File::Main)?;

@@ -36,17 +36,21 @@ pub(crate) fn message_from_row(row: &Row<'_>, offset: usize) -> Result<StoredMes
     })
 }
 
-/// Maps a SQLite error to the store's error type.
+/// Maps a SQLite error to the store's error class.
 pub(crate) fn store_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
     match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
-            ) =>
-        {
-            StoreError::Corrupt(e.to_string())
-        }
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseCorrupt | C::NotADatabase => StoreError::Corrupt(e.to_string()),
+            // A key another write took first: the whole write may be retried.
+            C::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            _ => StoreError::Unavailable(e.to_string()),
+        },
+        // A value of the wrong type in a column: the data, not the moment, is at fault.
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }

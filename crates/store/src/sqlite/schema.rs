@@ -243,21 +243,48 @@ impl File {
     }
 }
 
+/// Why a file's schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MigrateError {
+    /// SQLite failed.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// The file was written by a newer build.
+    #[error(
+        "{file:?} database schema version {found} is newer than this build understands ({known})"
+    )]
+    Newer {
+        file: File,
+        found: i64,
+        known: usize,
+    },
+}
+
+impl From<MigrateError> for tern_core::StoreError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::Sql(e) => super::rows::store_err(e),
+            newer @ MigrateError::Newer { .. } => tern_core::StoreError::Corrupt(newer.to_string()),
+        }
+    }
+}
+
 /// Brings a file's schema to the newest version, one transaction per migration, and refuses a
 /// file written by a newer build.
-pub(crate) fn migrate(conn: &mut Connection, file: File) -> rusqlite::Result<()> {
+pub(crate) fn migrate(conn: &mut Connection, file: File) -> Result<(), MigrateError> {
     migrate_to(conn, file, file.migrations().len())
 }
 
 /// [`migrate`], stopping at version `target` (tests build older databases with it).
-fn migrate_to(conn: &mut Connection, file: File, target: usize) -> rusqlite::Result<()> {
+fn migrate_to(conn: &mut Connection, file: File, target: usize) -> Result<(), MigrateError> {
     let migrations = &file.migrations()[..target.min(file.migrations().len())];
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > migrations.len() as i64 {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "{file:?} database schema version {current} is newer than this build understands ({})",
-            migrations.len()
-        )));
+        return Err(MigrateError::Newer {
+            file,
+            found: current,
+            known: migrations.len(),
+        });
     }
     for (i, sql) in migrations.iter().enumerate().skip(current.max(0) as usize) {
         let tx = conn.transaction()?;

@@ -1,0 +1,43 @@
+//! Accounts and tokens.
+
+use super::*;
+
+/// Users are unique; a device has one token; revoked tokens are gone.
+pub async fn accounts_and_tokens(store: &dyn Backend) {
+    let a = user("alice");
+    assert!(store.create_user(&a, "hash1", 1).await.unwrap());
+    assert!(!store.create_user(&a, "hash2", 2).await.unwrap());
+    assert_eq!(
+        store.password_hash(&a).await.unwrap().as_deref(),
+        Some("hash1")
+    );
+    assert_eq!(store.password_hash(&user("bob")).await.unwrap(), None);
+    let token = |hash: &str, device: &str| TokenRecord {
+        hash: hash.into(),
+        user: a.clone(),
+        device: DeviceId::parse(device).unwrap(),
+        platform: Platform::Ios,
+        issued_ms: 10,
+        expires_ms: 20,
+    };
+    store.put_token(&token("t1", "phone")).await.unwrap();
+    store.put_token(&token("t2", "laptop")).await.unwrap();
+    assert_eq!(
+        store.find_token("t1").await.unwrap(),
+        Some(token("t1", "phone"))
+    );
+    store.put_token(&token("t3", "phone")).await.unwrap();
+    assert_eq!(
+        store.find_token("t1").await.unwrap(),
+        None,
+        "replaced by the device's new token"
+    );
+    assert_eq!(
+        store.find_token("t3").await.unwrap(),
+        Some(token("t3", "phone"))
+    );
+    store.revoke_token("t3").await.unwrap();
+    store.revoke_token("never-existed").await.unwrap();
+    assert_eq!(store.find_token("t3").await.unwrap(), None);
+    assert!(store.find_token("t2").await.unwrap().is_some());
+}
