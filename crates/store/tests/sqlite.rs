@@ -74,12 +74,9 @@ mod serving_everything_from_the_tail {
 const CHILD_ENV: &str = "TERN_STORE_CRASH_CHILD_DIR";
 const CHILD_INDEXING_ENV: &str = "TERN_STORE_CRASH_CHILD_INDEXING";
 
-/// The child half of the crash test: does nothing unless the parent set the directory.
-#[tokio::test]
-async fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+/// The child half of the crash tests: the test binary started again by the parent test, with
+/// the directory in the environment. It writes, reports each ack, and dies without closing.
+async fn crash_child(dir: String) -> ! {
     // Either indexing after every commit, so that the crash finds both indexed and unindexed
     // messages, or never, so that everything acknowledged must come back from the append-only
     // tables alone.
@@ -130,18 +127,23 @@ async fn crash_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_writes_survive_a_crash() {
-    crash_and_verify("always").await;
+    crash_and_verify("acked_writes_survive_a_crash", "always").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_writes_survive_a_crash_before_any_indexing() {
-    crash_and_verify("never").await;
+    crash_and_verify("acked_writes_survive_a_crash_before_any_indexing", "never").await;
 }
 
-async fn crash_and_verify(indexing: &str) {
+/// Starts this test again as the child, kills nothing (the child aborts itself mid-stream), and
+/// checks every ack it reported. In the child, runs the child's part instead.
+async fn crash_and_verify(test: &str, indexing: &str) {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        crash_child(dir).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .env(CHILD_INDEXING_ENV, indexing)
         .stdout(Stdio::piped())
