@@ -531,6 +531,345 @@ pub struct SocialWrite {
     pub now_ms: i64,
 }
 
+/// What a social decision needs to know, loaded by the backend in the writer's transaction:
+/// the actor, and the other user the change names (for a profile change, nobody).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocialState {
+    /// The actor's profile and policy; `None` if the actor does not exist.
+    pub actor: Option<(Profile, StrangerPolicy)>,
+    /// The other user exists.
+    pub other_exists: bool,
+    /// The actor and the other user are friends.
+    pub friends: bool,
+    /// The actor's remark for the other user, when they are friends.
+    pub remark: String,
+    /// The other user asked the actor to be friends, and the actor has not answered.
+    pub requested_by_other: bool,
+    /// The actor blocks the other user.
+    pub actor_blocks: bool,
+    /// The other user blocks the actor.
+    pub other_blocks: bool,
+}
+
+/// A state change a social decision makes; the backend persists each in order, in the same
+/// transaction as the notice. A row's version is the inbox seq its owner's notice took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocialMutation {
+    /// The actor's new profile and policy.
+    SetProfile(Profile, StrangerPolicy),
+    /// A pending request from `from` to `to` (replacing an earlier one).
+    PutRequest {
+        /// Who asks.
+        from: UserId,
+        /// Who is asked.
+        to: UserId,
+        /// What the request says.
+        message: String,
+    },
+    /// The pending request from `from` to `to` is answered.
+    DeleteRequest {
+        /// Who asked.
+        from: UserId,
+        /// Who was asked.
+        to: UserId,
+    },
+    /// `a` and `b` become friends (both directions, no remark).
+    Befriend(UserId, UserId),
+    /// `a` and `b` stop being friends (both directions keep a removed row).
+    Unfriend(UserId, UserId),
+    /// `owner`'s remark for `friend`.
+    SetRemark {
+        /// Whose list.
+        owner: UserId,
+        /// Which friend.
+        friend: UserId,
+        /// The remark.
+        remark: String,
+    },
+    /// `user` blocks `blocked`.
+    Block {
+        /// Who blocks.
+        user: UserId,
+        /// Whom.
+        blocked: UserId,
+    },
+    /// `user` stops blocking `blocked`.
+    Unblock {
+        /// Who blocked.
+        user: UserId,
+        /// Whom.
+        blocked: UserId,
+    },
+}
+
+/// The notice a social change records in the actor's notice timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocialNotice {
+    /// What it says.
+    pub body: pb::content::Body,
+    /// Who besides the actor gets an inbox entry for it.
+    pub also_to: Option<UserId>,
+}
+
+/// What a social change does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocialDecision {
+    /// The notice to record first (`None`: the change changes nothing).
+    pub notice: Option<SocialNotice>,
+    /// The state changes, in order, after the notice.
+    pub mutations: Vec<SocialMutation>,
+    /// The actor and the other user are friends afterwards.
+    pub now_friends: bool,
+    /// The actor now refuses some one-to-one messages (it blocks someone, or takes messages
+    /// from friends only): the writer checks its messages from now on.
+    pub restrictive: bool,
+}
+
+impl SocialDecision {
+    fn nothing(now_friends: bool) -> Self {
+        Self {
+            notice: None,
+            mutations: Vec::new(),
+            now_friends,
+            restrictive: false,
+        }
+    }
+
+    fn notice(
+        body: pb::content::Body,
+        also_to: Option<UserId>,
+        mutations: Vec<SocialMutation>,
+    ) -> Self {
+        Self {
+            notice: Some(SocialNotice { body, also_to }),
+            mutations,
+            now_friends: false,
+            restrictive: false,
+        }
+    }
+}
+
+fn friend_event(
+    kind: pb::FriendEventKind,
+    other: &UserId,
+    message: String,
+    remark: String,
+) -> pb::content::Body {
+    pb::content::Body::FriendEvent(pb::FriendEvent {
+        kind: kind as i32,
+        user_id: other.to_string(),
+        message,
+        remark,
+    })
+}
+
+/// The user a change names besides its actor, if any: the one the backend loads state about.
+pub fn other_of(change: &SocialChange) -> Option<&UserId> {
+    match change {
+        SocialChange::UpdateProfile(_) => None,
+        SocialChange::FriendRequest { to, .. } => Some(to),
+        SocialChange::FriendRespond { from, .. } => Some(from),
+        SocialChange::FriendDelete(other)
+        | SocialChange::FriendRemark { friend: other, .. }
+        | SocialChange::Block(other)
+        | SocialChange::Unblock(other) => Some(other),
+    }
+}
+
+/// Decides a social change against the state of the two users it concerns.
+///
+/// Mutual requests make friends (asking someone who asked first is accepting); nobody blocks
+/// themself; a remark is only for a friend; a request to someone who blocks the actor is refused
+/// without saying why; a change that changes nothing records no notice. Requests, answers and
+/// removals notify the other user too; everything else only the actor's devices.
+pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision, ServiceError> {
+    let actor = &write.actor;
+    let befriend = |other: &UserId| SocialDecision {
+        now_friends: true,
+        ..SocialDecision::notice(
+            friend_event(
+                pb::FriendEventKind::Added,
+                other,
+                String::new(),
+                String::new(),
+            ),
+            Some(other.clone()),
+            vec![
+                SocialMutation::DeleteRequest {
+                    from: other.clone(),
+                    to: actor.clone(),
+                },
+                SocialMutation::DeleteRequest {
+                    from: actor.clone(),
+                    to: other.clone(),
+                },
+                SocialMutation::Befriend(actor.clone(), other.clone()),
+            ],
+        )
+    };
+    match &write.change {
+        SocialChange::UpdateProfile(patch) => {
+            let Some((current, policy)) = &state.actor else {
+                return Err(ServiceError::UnknownUser(actor.clone()));
+            };
+            let Some((next, next_policy)) = patch.apply(current, *policy, write.now_ms) else {
+                return Ok(SocialDecision::nothing(false));
+            };
+            let body = pb::content::Body::ProfileChanged(pb::ProfileChanged {
+                profile: Some(next.to_wire()),
+                stranger_policy: next_policy.to_wire() as i32,
+            });
+            Ok(SocialDecision {
+                restrictive: next_policy == StrangerPolicy::FriendsOnly,
+                ..SocialDecision::notice(
+                    body,
+                    None,
+                    vec![SocialMutation::SetProfile(next, next_policy)],
+                )
+            })
+        }
+        SocialChange::FriendRequest { to, message } => {
+            if !state.other_exists {
+                return Err(ServiceError::UnknownUser(to.clone()));
+            }
+            if state.other_blocks {
+                return Err(ServiceError::NotAccepted);
+            }
+            if state.friends {
+                return Ok(SocialDecision::nothing(true));
+            }
+            if state.requested_by_other {
+                // They asked first: asking back is accepting.
+                return Ok(befriend(to));
+            }
+            Ok(SocialDecision::notice(
+                friend_event(
+                    pb::FriendEventKind::Requested,
+                    to,
+                    message.clone(),
+                    String::new(),
+                ),
+                Some(to.clone()),
+                vec![SocialMutation::PutRequest {
+                    from: actor.clone(),
+                    to: to.clone(),
+                    message: message.clone(),
+                }],
+            ))
+        }
+        SocialChange::FriendRespond { from, accept } => {
+            if !state.requested_by_other {
+                return Err(ServiceError::RequestNotFound);
+            }
+            if *accept {
+                return Ok(befriend(from));
+            }
+            Ok(SocialDecision::notice(
+                friend_event(
+                    pb::FriendEventKind::Declined,
+                    from,
+                    String::new(),
+                    String::new(),
+                ),
+                None,
+                vec![SocialMutation::DeleteRequest {
+                    from: from.clone(),
+                    to: actor.clone(),
+                }],
+            ))
+        }
+        SocialChange::FriendDelete(other) => {
+            if !state.friends {
+                return Ok(SocialDecision::nothing(false));
+            }
+            Ok(SocialDecision::notice(
+                friend_event(
+                    pb::FriendEventKind::Removed,
+                    other,
+                    String::new(),
+                    String::new(),
+                ),
+                Some(other.clone()),
+                vec![SocialMutation::Unfriend(actor.clone(), other.clone())],
+            ))
+        }
+        SocialChange::FriendRemark { friend, remark } => {
+            if !state.friends {
+                return Err(ServiceError::InvalidArgument(
+                    "a remark can only be set for a friend".into(),
+                ));
+            }
+            if state.remark == *remark {
+                return Ok(SocialDecision::nothing(true));
+            }
+            Ok(SocialDecision {
+                now_friends: true,
+                ..SocialDecision::notice(
+                    friend_event(
+                        pb::FriendEventKind::Remarked,
+                        friend,
+                        String::new(),
+                        remark.clone(),
+                    ),
+                    None,
+                    vec![SocialMutation::SetRemark {
+                        owner: actor.clone(),
+                        friend: friend.clone(),
+                        remark: remark.clone(),
+                    }],
+                )
+            })
+        }
+        SocialChange::Block(other) | SocialChange::Unblock(other) if other == actor => Err(
+            ServiceError::InvalidArgument("you cannot block yourself".into()),
+        ),
+        SocialChange::Block(other) => {
+            if !state.other_exists {
+                return Err(ServiceError::UnknownUser(other.clone()));
+            }
+            if state.actor_blocks {
+                return Ok(SocialDecision::nothing(state.friends));
+            }
+            let body = pb::content::Body::BlockChanged(pb::BlockChanged {
+                user_id: other.to_string(),
+                blocked: true,
+            });
+            Ok(SocialDecision {
+                restrictive: true,
+                now_friends: state.friends,
+                ..SocialDecision::notice(
+                    body,
+                    None,
+                    vec![SocialMutation::Block {
+                        user: actor.clone(),
+                        blocked: other.clone(),
+                    }],
+                )
+            })
+        }
+        SocialChange::Unblock(other) => {
+            if !state.actor_blocks {
+                return Ok(SocialDecision::nothing(state.friends));
+            }
+            let body = pb::content::Body::BlockChanged(pb::BlockChanged {
+                user_id: other.to_string(),
+                blocked: false,
+            });
+            Ok(SocialDecision {
+                now_friends: state.friends,
+                ..SocialDecision::notice(
+                    body,
+                    None,
+                    vec![SocialMutation::Unblock {
+                        user: actor.clone(),
+                        blocked: other.clone(),
+                    }],
+                )
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,5 +932,277 @@ mod tests {
             (p.nickname.as_str(), p.updated_ms, policy),
             ("Ann", 5, StrangerPolicy::FriendsOnly)
         );
+    }
+}
+
+#[cfg(test)]
+mod decide_tests {
+    //! The social rules as a table: each row is a change, the state of the two users, and what
+    //! must come of it.
+
+    use super::*;
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn write(change: SocialChange) -> SocialWrite {
+        SocialWrite {
+            actor: u("ann"),
+            change,
+            now_ms: 7,
+        }
+    }
+
+    /// A short name for what a decision did.
+    fn outcome(r: Result<SocialDecision, ServiceError>) -> String {
+        match r {
+            Err(e) => format!("refused {e:?}"),
+            Ok(d) => {
+                let notice = match &d.notice {
+                    None => "no notice".to_string(),
+                    Some(n) => format!(
+                        "notice{}",
+                        n.also_to
+                            .as_ref()
+                            .map_or(String::new(), |o| format!(" also to {o}"))
+                    ),
+                };
+                let mutations: Vec<String> = d
+                    .mutations
+                    .iter()
+                    .map(|m| match m {
+                        SocialMutation::SetProfile(..) => "set profile".to_string(),
+                        SocialMutation::PutRequest { from, to, .. } => {
+                            format!("request {from}>{to}")
+                        }
+                        SocialMutation::DeleteRequest { from, to } => format!("drop {from}>{to}"),
+                        SocialMutation::Befriend(a, b) => format!("befriend {a},{b}"),
+                        SocialMutation::Unfriend(a, b) => format!("unfriend {a},{b}"),
+                        SocialMutation::SetRemark { remark, .. } => format!("remark {remark}"),
+                        SocialMutation::Block { blocked, .. } => format!("block {blocked}"),
+                        SocialMutation::Unblock { blocked, .. } => format!("unblock {blocked}"),
+                    })
+                    .collect();
+                format!(
+                    "{notice}; [{}]; friends={}; restrictive={}",
+                    mutations.join(", "),
+                    d.now_friends,
+                    d.restrictive
+                )
+            }
+        }
+    }
+
+    fn bob_exists() -> SocialState {
+        SocialState {
+            other_exists: true,
+            ..SocialState::default()
+        }
+    }
+
+    #[test]
+    fn friend_requests_answers_and_removals() {
+        let request = || SocialChange::FriendRequest {
+            to: u("bob"),
+            message: "hi".into(),
+        };
+        let rows: Vec<(&str, SocialChange, SocialState, &str)> = vec![
+            (
+                "a request to a stranger waits for the answer and tells both",
+                request(),
+                bob_exists(),
+                "notice also to bob; [request ann>bob]; friends=false; restrictive=false",
+            ),
+            (
+                "asking back someone who asked first is accepting",
+                request(),
+                SocialState {
+                    requested_by_other: true,
+                    ..bob_exists()
+                },
+                "notice also to bob; [drop bob>ann, drop ann>bob, befriend ann,bob]; friends=true; restrictive=false",
+            ),
+            (
+                "asking a friend changes nothing",
+                request(),
+                SocialState {
+                    friends: true,
+                    ..bob_exists()
+                },
+                "no notice; []; friends=true; restrictive=false",
+            ),
+            (
+                "a request to someone who blocks the actor is refused without saying why",
+                request(),
+                SocialState {
+                    other_blocks: true,
+                    ..bob_exists()
+                },
+                "refused NotAccepted",
+            ),
+            (
+                "a request to nobody is refused",
+                request(),
+                SocialState::default(),
+                "refused UnknownUser(UserId(bob))",
+            ),
+            (
+                "accepting a pending request makes friends",
+                SocialChange::FriendRespond {
+                    from: u("bob"),
+                    accept: true,
+                },
+                SocialState {
+                    requested_by_other: true,
+                    ..bob_exists()
+                },
+                "notice also to bob; [drop bob>ann, drop ann>bob, befriend ann,bob]; friends=true; restrictive=false",
+            ),
+            (
+                "declining tells only the actor's devices",
+                SocialChange::FriendRespond {
+                    from: u("bob"),
+                    accept: false,
+                },
+                SocialState {
+                    requested_by_other: true,
+                    ..bob_exists()
+                },
+                "notice; [drop bob>ann]; friends=false; restrictive=false",
+            ),
+            (
+                "answering no request is refused",
+                SocialChange::FriendRespond {
+                    from: u("bob"),
+                    accept: true,
+                },
+                bob_exists(),
+                "refused RequestNotFound",
+            ),
+            (
+                "removing a friend tells both",
+                SocialChange::FriendDelete(u("bob")),
+                SocialState {
+                    friends: true,
+                    ..bob_exists()
+                },
+                "notice also to bob; [unfriend ann,bob]; friends=false; restrictive=false",
+            ),
+            (
+                "removing a stranger changes nothing",
+                SocialChange::FriendDelete(u("bob")),
+                bob_exists(),
+                "no notice; []; friends=false; restrictive=false",
+            ),
+        ];
+        for (why, change, state, want) in rows {
+            assert_eq!(outcome(decide(&write(change), &state)), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn remarks_blocks_and_profiles() {
+        let remark = |r: &str| SocialChange::FriendRemark {
+            friend: u("bob"),
+            remark: r.into(),
+        };
+        let me = Profile::empty(u("ann"));
+        let rows: Vec<(&str, SocialChange, SocialState, &str)> = vec![
+            (
+                "a remark is only for a friend",
+                remark("pal"),
+                bob_exists(),
+                "refused InvalidArgument(\"a remark can only be set for a friend\")",
+            ),
+            (
+                "a new remark for a friend",
+                remark("pal"),
+                SocialState {
+                    friends: true,
+                    ..bob_exists()
+                },
+                "notice; [remark pal]; friends=true; restrictive=false",
+            ),
+            (
+                "the same remark again changes nothing",
+                remark("pal"),
+                SocialState {
+                    friends: true,
+                    remark: "pal".into(),
+                    ..bob_exists()
+                },
+                "no notice; []; friends=true; restrictive=false",
+            ),
+            (
+                "a block makes the actor restrictive",
+                SocialChange::Block(u("bob")),
+                bob_exists(),
+                "notice; [block bob]; friends=false; restrictive=true",
+            ),
+            (
+                "blocking twice changes nothing",
+                SocialChange::Block(u("bob")),
+                SocialState {
+                    actor_blocks: true,
+                    ..bob_exists()
+                },
+                "no notice; []; friends=false; restrictive=false",
+            ),
+            (
+                "nobody blocks themself",
+                SocialChange::Block(u("ann")),
+                bob_exists(),
+                "refused InvalidArgument(\"you cannot block yourself\")",
+            ),
+            (
+                "blocking nobody is refused",
+                SocialChange::Block(u("bob")),
+                SocialState::default(),
+                "refused UnknownUser(UserId(bob))",
+            ),
+            (
+                "unblocking",
+                SocialChange::Unblock(u("bob")),
+                SocialState {
+                    actor_blocks: true,
+                    ..bob_exists()
+                },
+                "notice; [unblock bob]; friends=false; restrictive=false",
+            ),
+            (
+                "unblocking someone not blocked changes nothing",
+                SocialChange::Unblock(u("bob")),
+                bob_exists(),
+                "no notice; []; friends=false; restrictive=false",
+            ),
+            (
+                "friends only makes the actor restrictive",
+                SocialChange::UpdateProfile(ProfilePatch {
+                    stranger_policy: Some(StrangerPolicy::FriendsOnly),
+                    ..ProfilePatch::default()
+                }),
+                SocialState {
+                    actor: Some((me.clone(), StrangerPolicy::Anyone)),
+                    ..SocialState::default()
+                },
+                "notice; [set profile]; friends=false; restrictive=true",
+            ),
+            (
+                "a patch that changes nothing records nothing",
+                SocialChange::UpdateProfile(ProfilePatch {
+                    nickname: Some(String::new()),
+                    ..ProfilePatch::default()
+                }),
+                SocialState {
+                    actor: Some((me.clone(), StrangerPolicy::Anyone)),
+                    ..SocialState::default()
+                },
+                "no notice; []; friends=false; restrictive=false",
+            ),
+        ];
+        for (why, change, state, want) in rows {
+            assert_eq!(outcome(decide(&write(change), &state)), want, "{why}");
+        }
     }
 }

@@ -1,15 +1,17 @@
-//! Profiles, friends and blocks: applying social changes inside the writer's transaction, and
-//! the read queries.
+//! Profiles, friends and blocks: persisting social changes inside the writer's transaction, and
+//! the read queries. The rules are `tern_core::social::decide`; this file loads the state a
+//! decision needs and writes what it decided.
 //!
-//! Each change records its notices first (so the rows can carry the owner's inbox seq as their
+//! Each change records its notice first (so the rows can carry the owner's inbox seq as their
 //! version) and then updates the keyed tables, all in the batch's transaction.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashSet;
 use tern_core::{
-    ConversationId, ServiceError, StoreError, UserId, pb,
+    ConversationId, StoreError, UserId,
     social::{
-        FriendRecord, FriendRequestRecord, Profile, SocialChange, SocialWrite, StrangerPolicy,
+        FriendRecord, FriendRequestRecord, Profile, SocialChange, SocialMutation, SocialState,
+        SocialWrite, StrangerPolicy,
     },
     store::{AppendOutcome, Stored},
 };
@@ -97,244 +99,157 @@ pub(crate) fn profile(conn: &Connection, user: &UserId) -> rusqlite::Result<Opti
     .optional()
 }
 
-/// Applies one social change.
+/// Applies one social change: loads what the decision needs, lets the rules in core decide,
+/// then records the notice and persists the mutations, in the batch's transaction.
 pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutcome, JobError> {
-    let SocialWrite {
-        actor,
-        change,
-        now_ms,
-    } = w;
+    let state = load_state(batch, &w)?;
+    let decision = match tern_core::social::decide(&w, &state) {
+        Ok(d) => d,
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
     let done = |value: u64, event: Option<Stored>| AppendOutcome::Applied {
-        conversation: ConversationId::notices(&actor),
+        conversation: ConversationId::notices(&w.actor),
         value,
         event,
     };
-    let refuse = |e: ServiceError| Ok(AppendOutcome::Refused(e));
-    let friend_event =
-        |kind: pb::FriendEventKind, other: &UserId, message: String, remark: String| {
-            pb::content::Body::FriendEvent(pb::FriendEvent {
-                kind: kind as i32,
-                user_id: other.to_string(),
-                message,
-                remark,
-            })
-        };
-    match change {
-        SocialChange::UpdateProfile(patch) => {
-            let Some(current) = profile(batch.conn, &actor)? else {
-                return refuse(ServiceError::UnknownUser(actor.clone()));
-            };
-            let old_policy = policy(batch.conn, &actor)?;
-            let Some((next, next_policy)) = patch.apply(&current, old_policy, now_ms) else {
-                return Ok(done(0, None));
-            };
-            let body = pb::content::Body::ProfileChanged(pb::ProfileChanged {
-                profile: Some(next.to_wire()),
-                stranger_policy: next_policy.to_wire() as i32,
-            });
-            let stored = match notice_to(batch, &actor, &[], body, now_ms)? {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            batch
-                .conn
-                .prepare_cached(
-                    "INSERT INTO profiles (user_id, nickname, avatar, signature, extra, updated_ms, stranger_policy)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (user_id) DO UPDATE SET nickname = excluded.nickname,
-                       avatar = excluded.avatar, signature = excluded.signature, extra = excluded.extra,
-                       updated_ms = excluded.updated_ms, stranger_policy = excluded.stranger_policy",
-                )?
-                .execute(params![
-                    actor.as_str(),
-                    next.nickname,
-                    next.avatar,
-                    next.signature,
-                    next.extra,
-                    next.updated_ms,
-                    next_policy.to_wire() as i32
-                ])?;
-            if next_policy == StrangerPolicy::FriendsOnly {
-                batch.mark_restrictive(&actor)?;
-            }
-            Ok(done(0, Some(stored)))
-        }
-        SocialChange::FriendRequest { to, message } => {
-            if batch.inbox_head(&to)?.is_none() {
-                return refuse(ServiceError::UnknownUser(to));
-            }
-            if blocks(batch.conn, &to, &actor)? {
-                return refuse(ServiceError::NotAccepted);
-            }
-            if friends(batch.conn, &actor, &to)? {
-                return Ok(done(1, None));
-            }
-            if pending(batch.conn, &to, &actor)? {
-                // They asked first: asking back is accepting.
-                return Ok(match befriend(batch, &actor, &to, now_ms)? {
-                    Ok(stored) => done(1, Some(stored)),
-                    Err(e) => AppendOutcome::Refused(e),
-                });
-            }
-            let body = friend_event(
-                pb::FriendEventKind::Requested,
-                &to,
-                message.clone(),
-                String::new(),
-            );
-            let stored = match notice_to(batch, &actor, std::slice::from_ref(&to), body, now_ms)? {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            batch
-                .conn
-                .prepare_cached(
-                    "INSERT INTO friend_requests (from_id, to_id, message, created_ms) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (from_id, to_id) DO UPDATE SET message = excluded.message, created_ms = excluded.created_ms",
-                )?
-                .execute(params![actor.as_str(), to.as_str(), message, now_ms])?;
-            Ok(done(0, Some(stored)))
-        }
-        SocialChange::FriendRespond { from, accept } => {
-            if !pending(batch.conn, &from, &actor)? {
-                return refuse(ServiceError::RequestNotFound);
-            }
-            if accept {
-                return Ok(match befriend(batch, &actor, &from, now_ms)? {
-                    Ok(stored) => done(1, Some(stored)),
-                    Err(e) => AppendOutcome::Refused(e),
-                });
-            }
-            let body = friend_event(
-                pb::FriendEventKind::Declined,
-                &from,
-                String::new(),
-                String::new(),
-            );
-            let stored = match notice_to(batch, &actor, &[], body, now_ms)? {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            delete_request(batch.conn, &from, &actor)?;
-            Ok(done(0, Some(stored)))
-        }
-        SocialChange::FriendDelete(other) => {
-            if !friends(batch.conn, &actor, &other)? {
-                return Ok(done(0, None));
-            }
-            let body = friend_event(
-                pb::FriendEventKind::Removed,
-                &other,
-                String::new(),
-                String::new(),
-            );
-            let stored = match notice_to(batch, &actor, std::slice::from_ref(&other), body, now_ms)?
-            {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            for (owner, friend) in [(&actor, &other), (&other, &actor)] {
-                batch
-                    .conn
-                    .prepare_cached(
-                        "UPDATE friends SET deleted = 1, version = ?3 WHERE user_id = ?1 AND friend_id = ?2",
-                    )?
-                    .execute(params![
-                        owner.as_str(),
-                        friend.as_str(),
-                        version_of(&stored, owner) as i64
-                    ])?;
-            }
-            Ok(done(0, Some(stored)))
-        }
-        SocialChange::FriendRemark { friend, remark } => {
-            if !friends(batch.conn, &actor, &friend)? {
-                return refuse(ServiceError::InvalidArgument(
-                    "a remark can only be set for a friend".into(),
-                ));
-            }
-            let current: String = batch
-                .conn
-                .prepare_cached("SELECT remark FROM friends WHERE user_id = ?1 AND friend_id = ?2")?
-                .query_row(params![actor.as_str(), friend.as_str()], |r| r.get(0))?;
-            if current == remark {
-                return Ok(done(0, None));
-            }
-            let body = friend_event(
-                pb::FriendEventKind::Remarked,
-                &friend,
-                String::new(),
-                remark.clone(),
-            );
-            let stored = match notice_to(batch, &actor, &[], body, now_ms)? {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            batch
-                .conn
-                .prepare_cached(
-                    "UPDATE friends SET remark = ?3, version = ?4 WHERE user_id = ?1 AND friend_id = ?2",
-                )?
-                .execute(params![
-                    actor.as_str(),
-                    friend.as_str(),
-                    remark,
-                    version_of(&stored, &actor) as i64
-                ])?;
-            Ok(done(0, Some(stored)))
-        }
-        SocialChange::Block(other) | SocialChange::Unblock(other) if other == actor => refuse(
-            ServiceError::InvalidArgument("you cannot block yourself".into()),
-        ),
-        SocialChange::Block(other) => {
-            if batch.inbox_head(&other)?.is_none() {
-                return refuse(ServiceError::UnknownUser(other));
-            }
-            if blocks(batch.conn, &actor, &other)? {
-                return Ok(done(0, None));
-            }
-            let stored = match block_notice(batch, &actor, &other, true, now_ms)? {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            batch
-                .conn
-                .prepare_cached(
-                    "INSERT INTO blocks (user_id, blocked_id, created_ms) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![actor.as_str(), other.as_str(), now_ms])?;
-            batch.mark_restrictive(&actor)?;
-            Ok(done(0, Some(stored)))
-        }
-        SocialChange::Unblock(other) => {
-            if !blocks(batch.conn, &actor, &other)? {
-                return Ok(done(0, None));
-            }
-            let stored = match block_notice(batch, &actor, &other, false, now_ms)? {
-                Ok(s) => s,
-                Err(e) => return refuse(e),
-            };
-            batch
-                .conn
-                .prepare_cached("DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
-                .execute(params![actor.as_str(), other.as_str()])?;
-            Ok(done(0, Some(stored)))
-        }
+    let value = u64::from(decision.now_friends);
+    let Some(notice) = decision.notice else {
+        return Ok(done(value, None));
+    };
+    // The notice goes first: the rows carry the inbox seq it took as their version, and a
+    // refusal leaves nothing written.
+    let also: Vec<UserId> = notice.also_to.into_iter().collect();
+    let stored = match notice_to(batch, &w.actor, &also, notice.body, w.now_ms)? {
+        Ok(s) => s,
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+    };
+    for mutation in &decision.mutations {
+        persist(batch, mutation, &stored, w.now_ms)?;
     }
+    if decision.restrictive {
+        batch.mark_restrictive(&w.actor)?;
+    }
+    Ok(done(value, Some(stored)))
 }
 
-fn block_notice(
+/// Reads the state of the actor and of the user the change names.
+fn load_state(batch: &mut Batch<'_>, w: &SocialWrite) -> Result<SocialState, JobError> {
+    let conn = batch.conn;
+    let actor = &w.actor;
+    let mut state = SocialState::default();
+    if matches!(w.change, SocialChange::UpdateProfile(_)) {
+        if let Some(current) = profile(conn, actor)? {
+            state.actor = Some((current, policy(conn, actor)?));
+        }
+        return Ok(state);
+    }
+    let Some(other) = tern_core::social::other_of(&w.change) else {
+        return Ok(state);
+    };
+    state.other_exists = batch.inbox_head(other)?.is_some();
+    let conn = batch.conn;
+    state.friends = friends(conn, actor, other)?;
+    if state.friends {
+        state.remark = conn
+            .prepare_cached("SELECT remark FROM friends WHERE user_id = ?1 AND friend_id = ?2")?
+            .query_row(params![actor.as_str(), other.as_str()], |r| r.get(0))?;
+    }
+    state.requested_by_other = pending(conn, other, actor)?;
+    state.actor_blocks = blocks(conn, actor, other)?;
+    state.other_blocks = blocks(conn, other, actor)?;
+    Ok(state)
+}
+
+/// Persists one decided mutation.
+fn persist(
     batch: &mut Batch<'_>,
-    actor: &UserId,
-    other: &UserId,
-    blocked: bool,
+    mutation: &SocialMutation,
+    notice: &Stored,
     now_ms: i64,
-) -> Result<Result<Stored, ServiceError>, JobError> {
-    let body = pb::content::Body::BlockChanged(pb::BlockChanged {
-        user_id: other.to_string(),
-        blocked,
-    });
-    notice_to(batch, actor, &[], body, now_ms)
+) -> Result<(), JobError> {
+    let conn = batch.conn;
+    match mutation {
+        SocialMutation::SetProfile(next, policy) => {
+            conn.prepare_cached(
+                "INSERT INTO profiles (user_id, nickname, avatar, signature, extra, updated_ms, stranger_policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (user_id) DO UPDATE SET nickname = excluded.nickname,
+                   avatar = excluded.avatar, signature = excluded.signature, extra = excluded.extra,
+                   updated_ms = excluded.updated_ms, stranger_policy = excluded.stranger_policy",
+            )?
+            .execute(params![
+                next.user.as_str(),
+                next.nickname,
+                next.avatar,
+                next.signature,
+                next.extra,
+                next.updated_ms,
+                policy.to_wire() as i32
+            ])?;
+        }
+        SocialMutation::PutRequest { from, to, message } => {
+            conn.prepare_cached(
+                "INSERT INTO friend_requests (from_id, to_id, message, created_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (from_id, to_id) DO UPDATE SET message = excluded.message, created_ms = excluded.created_ms",
+            )?
+            .execute(params![from.as_str(), to.as_str(), message, now_ms])?;
+        }
+        SocialMutation::DeleteRequest { from, to } => delete_request(conn, from, to)?,
+        SocialMutation::Befriend(a, b) => {
+            for (owner, friend) in [(a, b), (b, a)] {
+                conn.prepare_cached(
+                    "INSERT INTO friends (user_id, friend_id, remark, since_ms, version, deleted)
+                     VALUES (?1, ?2, '', ?3, ?4, 0)
+                     ON CONFLICT (user_id, friend_id) DO UPDATE SET remark = '', since_ms = excluded.since_ms,
+                       version = excluded.version, deleted = 0",
+                )?
+                .execute(params![
+                    owner.as_str(),
+                    friend.as_str(),
+                    now_ms,
+                    version_of(notice, owner) as i64
+                ])?;
+            }
+        }
+        SocialMutation::Unfriend(a, b) => {
+            for (owner, friend) in [(a, b), (b, a)] {
+                conn.prepare_cached(
+                    "UPDATE friends SET deleted = 1, version = ?3 WHERE user_id = ?1 AND friend_id = ?2",
+                )?
+                .execute(params![
+                    owner.as_str(),
+                    friend.as_str(),
+                    version_of(notice, owner) as i64
+                ])?;
+            }
+        }
+        SocialMutation::SetRemark {
+            owner,
+            friend,
+            remark,
+        } => {
+            conn.prepare_cached(
+                "UPDATE friends SET remark = ?3, version = ?4 WHERE user_id = ?1 AND friend_id = ?2",
+            )?
+            .execute(params![
+                owner.as_str(),
+                friend.as_str(),
+                remark,
+                version_of(notice, owner) as i64
+            ])?;
+        }
+        SocialMutation::Block { user, blocked } => {
+            conn.prepare_cached(
+                "INSERT INTO blocks (user_id, blocked_id, created_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![user.as_str(), blocked.as_str(), now_ms])?;
+        }
+        SocialMutation::Unblock { user, blocked } => {
+            conn.prepare_cached("DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
+                .execute(params![user.as_str(), blocked.as_str()])?;
+        }
+    }
+    Ok(())
 }
 
 fn pending(conn: &Connection, from: &UserId, to: &UserId) -> rusqlite::Result<bool> {
@@ -355,44 +270,6 @@ fn version_of(stored: &Stored, owner: &UserId) -> u64 {
         .iter()
         .find(|(u, _)| u == owner)
         .map_or(0, |(_, seq)| *seq)
-}
-
-/// Makes `actor` and `other` friends (answering a pending request either way round). The
-/// notice goes first, so a refusal leaves nothing written.
-fn befriend(
-    batch: &mut Batch<'_>,
-    actor: &UserId,
-    other: &UserId,
-    now_ms: i64,
-) -> Result<Result<Stored, ServiceError>, JobError> {
-    let body = pb::content::Body::FriendEvent(pb::FriendEvent {
-        kind: pb::FriendEventKind::Added as i32,
-        user_id: other.to_string(),
-        ..Default::default()
-    });
-    let stored = match notice_to(batch, actor, std::slice::from_ref(other), body, now_ms)? {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
-    delete_request(batch.conn, other, actor)?;
-    delete_request(batch.conn, actor, other)?;
-    for (owner, friend) in [(actor, other), (other, actor)] {
-        batch
-            .conn
-            .prepare_cached(
-                "INSERT INTO friends (user_id, friend_id, remark, since_ms, version, deleted)
-                 VALUES (?1, ?2, '', ?3, ?4, 0)
-                 ON CONFLICT (user_id, friend_id) DO UPDATE SET remark = '', since_ms = excluded.since_ms,
-                   version = excluded.version, deleted = 0",
-            )?
-            .execute(params![
-                owner.as_str(),
-                friend.as_str(),
-                now_ms,
-                version_of(&stored, owner) as i64
-            ])?;
-    }
-    Ok(Ok(stored))
 }
 
 /// Profiles of those of `users` that exist, in order.
