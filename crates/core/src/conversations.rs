@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     ServiceError,
-    groups::Role,
+    groups::{GroupState, HistoryVisibility, Role},
     ids::{ConversationId, ConversationKind, GroupId, MessageId, UserId},
     messages::{Applied, MessageService, validate_content},
     pb,
@@ -60,6 +60,128 @@ pub enum ConversationTarget {
     Id(String),
     /// A group's timeline.
     Group(u64),
+}
+
+/// One user's standing in one conversation, as a read-mark or flag decision needs it; loaded by
+/// the backend in the writer's transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationStanding {
+    /// The user takes part in the conversation (a side of a one-to-one conversation, or a
+    /// current member of a group).
+    pub participant: bool,
+    /// The conversation's newest seq.
+    pub head: u64,
+    /// The user's read mark.
+    pub read_seq: u64,
+    /// Pinned by the user.
+    pub pinned: bool,
+    /// Muted by the user.
+    pub muted: bool,
+    /// For a one-to-one conversation: the other user, unless either blocks the other (no
+    /// receipt crosses a block, either way).
+    pub receipt_to: Option<UserId>,
+}
+
+/// What raising a read mark does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarkDecision {
+    /// The mark is already there or past it: nothing is recorded.
+    Unchanged {
+        /// The mark as it stays.
+        mark: u64,
+    },
+    /// The mark moves: a `ReadMark` notice in the reader's notice timeline, for the reader's
+    /// devices and, as a receipt, the peer of a one-to-one conversation.
+    Raise {
+        /// The new mark.
+        mark: u64,
+        /// The notice.
+        notice: pb::content::Body,
+        /// Who gets the receipt.
+        receipt_to: Option<UserId>,
+    },
+}
+
+/// Decides a read mark: `seq` 0 means the head, a seq past the head is the head, and a mark
+/// never goes back.
+pub fn decide_mark_read(
+    conversation: &ConversationId,
+    seq: u64,
+    standing: &ConversationStanding,
+) -> Result<MarkDecision, ServiceError> {
+    if !standing.participant {
+        return Err(ServiceError::NotAParticipant);
+    }
+    let target = if seq == 0 {
+        standing.head
+    } else {
+        seq.min(standing.head)
+    };
+    if target <= standing.read_seq {
+        return Ok(MarkDecision::Unchanged {
+            mark: standing.read_seq,
+        });
+    }
+    Ok(MarkDecision::Raise {
+        mark: target,
+        notice: pb::content::Body::ReadMark(pb::ReadMark {
+            conversation_id: conversation.as_str().to_owned(),
+            read_seq: target,
+        }),
+        receipt_to: standing.receipt_to.clone(),
+    })
+}
+
+/// Flags that change, and the notice that tells the user's devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagsChange {
+    /// Pinned afterwards.
+    pub pinned: bool,
+    /// Muted afterwards.
+    pub muted: bool,
+    /// The `ConversationFlags` notice.
+    pub notice: pb::content::Body,
+}
+
+/// What a flag change does: `None` when the flags stay as they are.
+pub fn decide_flags(
+    conversation: &ConversationId,
+    pinned: Option<bool>,
+    muted: Option<bool>,
+    standing: &ConversationStanding,
+) -> Result<Option<FlagsChange>, ServiceError> {
+    if !standing.participant {
+        return Err(ServiceError::NotAParticipant);
+    }
+    let next = (
+        pinned.unwrap_or(standing.pinned),
+        muted.unwrap_or(standing.muted),
+    );
+    if next == (standing.pinned, standing.muted) {
+        return Ok(None);
+    }
+    Ok(Some(FlagsChange {
+        pinned: next.0,
+        muted: next.1,
+        notice: pb::content::Body::ConversationFlags(pb::ConversationFlags {
+            conversation_id: conversation.as_str().to_owned(),
+            pinned: next.0,
+            muted: next.1,
+        }),
+    }))
+}
+
+/// The actor's role for amending a group message at `message_seq`: `None` when the actor is not
+/// a member, or when the message is from before the member's view of the history begins (a
+/// message it was never shown is not its to amend).
+pub fn amend_role(group: &GroupState, actor: &UserId, message_seq: u64) -> Option<Role> {
+    group
+        .members
+        .get(actor)
+        .filter(|m| {
+            group.settings.history == HistoryVisibility::Full || message_seq >= m.joined_seq
+        })
+        .map(|m| m.role)
 }
 
 /// Who may amend a message, and how: decided in the writer, against the message as stored and
@@ -748,6 +870,150 @@ mod tests {
         assert_eq!(
             touched_direct(&message("a", ConversationId::group(GroupId(1)), 0)),
             None
+        );
+    }
+}
+
+#[cfg(test)]
+mod standing_tests {
+    //! Read marks, flags and who may amend, as tables.
+
+    use super::*;
+    use crate::groups::{GroupSettings, Member, Members};
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn ab() -> ConversationId {
+        ConversationId::direct(&u("ann"), &u("bob"))
+    }
+
+    fn standing(read_seq: u64, head: u64) -> ConversationStanding {
+        ConversationStanding {
+            participant: true,
+            head,
+            read_seq,
+            pinned: false,
+            muted: false,
+            receipt_to: Some(u("bob")),
+        }
+    }
+
+    #[test]
+    fn read_marks_only_go_forward_and_stop_at_the_head() {
+        // (asked, read mark, head) → the mark after, and whether a notice is recorded.
+        let rows = [
+            ("0 means the head", 0, 3, 10, Some(10)),
+            ("a seq within the history", 7, 3, 10, Some(7)),
+            ("past the head is the head", 99, 3, 10, Some(10)),
+            ("behind the mark changes nothing", 2, 3, 10, None),
+            ("at the mark changes nothing", 3, 3, 10, None),
+            ("an empty conversation has nothing to read", 0, 0, 0, None),
+        ];
+        for (why, asked, read, head, raised) in rows {
+            let got = decide_mark_read(&ab(), asked, &standing(read, head)).unwrap();
+            match (got, raised) {
+                (MarkDecision::Unchanged { mark }, None) => assert_eq!(mark, read, "{why}"),
+                (
+                    MarkDecision::Raise {
+                        mark, receipt_to, ..
+                    },
+                    Some(want),
+                ) => {
+                    assert_eq!(mark, want, "{why}");
+                    assert_eq!(receipt_to, Some(u("bob")), "{why}: the peer gets a receipt");
+                }
+                (got, want) => panic!("{why}: got {got:?}, want a raise to {want:?}"),
+            }
+        }
+        let blocked = ConversationStanding {
+            receipt_to: None,
+            ..standing(0, 5)
+        };
+        assert!(
+            matches!(
+                decide_mark_read(&ab(), 0, &blocked),
+                Ok(MarkDecision::Raise {
+                    receipt_to: None,
+                    ..
+                })
+            ),
+            "no receipt crosses a block: the backend leaves the peer out"
+        );
+        assert!(matches!(
+            decide_mark_read(&ab(), 0, &ConversationStanding::default()),
+            Err(ServiceError::NotAParticipant)
+        ));
+    }
+
+    #[test]
+    fn flags_change_only_what_is_asked_and_only_when_it_changes() {
+        let pinned = ConversationStanding {
+            pinned: true,
+            ..standing(0, 0)
+        };
+        let rows = [
+            (
+                "pin",
+                Some(true),
+                None,
+                &standing(0, 0),
+                Some((true, false)),
+            ),
+            ("pin a pinned one", Some(true), None, &pinned, None),
+            (
+                "mute keeps the pin",
+                None,
+                Some(true),
+                &pinned,
+                Some((true, true)),
+            ),
+            ("nothing asked", None, None, &pinned, None),
+            ("unpin", Some(false), None, &pinned, Some((false, false))),
+        ];
+        for (why, pin, mute, standing, want) in rows {
+            let got = decide_flags(&ab(), pin, mute, standing)
+                .unwrap()
+                .map(|c| (c.pinned, c.muted));
+            assert_eq!(got, want, "{why}");
+        }
+        assert!(decide_flags(&ab(), Some(true), None, &ConversationStanding::default()).is_err());
+    }
+
+    #[test]
+    fn a_member_amends_only_what_its_view_of_the_history_shows() {
+        let mut members = Members::default();
+        members.insert(
+            u("ann"),
+            Member {
+                role: Role::Admin,
+                joined_seq: 10,
+                muted_until_ms: 0,
+            },
+        );
+        let mut group = GroupState {
+            id: GroupId(1),
+            settings: GroupSettings {
+                name: "g".into(),
+                avatar: String::new(),
+                announcement: String::new(),
+                owner: u("own"),
+                mute_all: false,
+                history: HistoryVisibility::FromJoin,
+                dissolved: false,
+                created_ms: 0,
+            },
+            members: Arc::new(members),
+        };
+        assert_eq!(amend_role(&group, &u("ann"), 12), Some(Role::Admin));
+        assert_eq!(amend_role(&group, &u("ann"), 9), None, "before the join");
+        assert_eq!(amend_role(&group, &u("bob"), 12), None, "not a member");
+        group.settings.history = HistoryVisibility::Full;
+        assert_eq!(
+            amend_role(&group, &u("ann"), 9),
+            Some(Role::Admin),
+            "full history"
         );
     }
 }

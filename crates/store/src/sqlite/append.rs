@@ -12,7 +12,10 @@ use prost::Message as _;
 use rusqlite::params;
 use tern_core::{
     ConversationId, ConversationKind, MessageId, ServiceError, UserId,
-    conversations::decide_amend,
+    conversations::{
+        ConversationStanding, FlagsChange, MarkDecision, amend_role, decide_amend, decide_flags,
+        decide_mark_read,
+    },
     groups::{
         self, Diffusion, GroupChangeRequest, GroupSettings, GroupState, Members, Mutation, NewGroup,
     },
@@ -495,68 +498,95 @@ pub(crate) fn notice_to(
     })
 }
 
-fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobError> {
-    if !takes_part(batch, &m.user, &m.conversation)? {
-        return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+/// Loads `user`'s standing in `conversation` for a read-mark or flag decision; the receipt
+/// peer only when `receipts` (read marks), and only if no block stands between the two.
+fn standing(
+    batch: &mut Batch<'_>,
+    user: &UserId,
+    conversation: &ConversationId,
+    receipts: bool,
+) -> Result<ConversationStanding, JobError> {
+    if !takes_part(batch, user, conversation)? {
+        return Ok(ConversationStanding::default());
     }
-    let head = batch.conversation_head(&m.conversation)?;
-    let target = if m.seq == 0 { head } else { m.seq.min(head) };
-    let (read_seq, pinned, muted) = super::reader::state(batch.conn, &m.user, &m.conversation)?;
-    if target <= read_seq {
-        return Ok(AppendOutcome::Applied {
-            conversation: m.conversation,
-            value: read_seq,
-            event: None,
-        });
-    }
-    let body = pb::content::Body::ReadMark(pb::ReadMark {
-        conversation_id: m.conversation.as_str().to_owned(),
-        read_seq: target,
-    });
-    // No receipt crosses a block, either way.
-    let peer = match m.conversation.peer_of(&m.user) {
-        Some(p) if super::social::blocks_either(batch.conn, &m.user, &p)? => None,
-        other => other,
+    let head = batch.conversation_head(conversation)?;
+    let (read_seq, pinned, muted) = super::reader::state(batch.conn, user, conversation)?;
+    let receipt_to = match conversation.peer_of(user) {
+        Some(p) if receipts && !super::social::blocks_either(batch.conn, user, &p)? => Some(p),
+        _ => None,
     };
-    let stored = match notice(batch, &m.user, peer, body, m.now_ms)? {
+    Ok(ConversationStanding {
+        participant: true,
+        head,
+        read_seq,
+        pinned,
+        muted,
+        receipt_to,
+    })
+}
+
+fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobError> {
+    let standing = standing(batch, &m.user, &m.conversation, true)?;
+    let (mark, notice_body, receipt_to) = match decide_mark_read(&m.conversation, m.seq, &standing)
+    {
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+        Ok(MarkDecision::Unchanged { mark }) => {
+            return Ok(AppendOutcome::Applied {
+                conversation: m.conversation,
+                value: mark,
+                event: None,
+            });
+        }
+        Ok(MarkDecision::Raise {
+            mark,
+            notice,
+            receipt_to,
+        }) => (mark, notice, receipt_to),
+    };
+    let stored = match notice(batch, &m.user, receipt_to, notice_body, m.now_ms)? {
         Ok(s) => s,
         Err(e) => return Ok(AppendOutcome::Refused(e)),
     };
-    put_conversation_state(batch, &m.user, &m.conversation, (target, pinned, muted))?;
+    put_conversation_state(
+        batch,
+        &m.user,
+        &m.conversation,
+        (mark, standing.pinned, standing.muted),
+    )?;
     Ok(AppendOutcome::Applied {
         conversation: m.conversation,
-        value: target,
+        value: mark,
         event: Some(stored),
     })
 }
 
 fn set_flags(batch: &mut Batch<'_>, f: SetFlags) -> Result<AppendOutcome, JobError> {
-    if !takes_part(batch, &f.user, &f.conversation)? {
-        return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
-    }
-    let (read_seq, pinned, muted) = super::reader::state(batch.conn, &f.user, &f.conversation)?;
-    let new = (
-        read_seq,
-        f.pinned.unwrap_or(pinned),
-        f.muted.unwrap_or(muted),
-    );
-    if new == (read_seq, pinned, muted) {
-        return Ok(AppendOutcome::Applied {
-            conversation: f.conversation,
-            value: 0,
-            event: None,
-        });
-    }
-    let body = pb::content::Body::ConversationFlags(pb::ConversationFlags {
-        conversation_id: f.conversation.as_str().to_owned(),
-        pinned: new.1,
-        muted: new.2,
-    });
+    let standing = standing(batch, &f.user, &f.conversation, false)?;
+    let FlagsChange {
+        pinned,
+        muted,
+        notice: body,
+    } = match decide_flags(&f.conversation, f.pinned, f.muted, &standing) {
+        Err(e) => return Ok(AppendOutcome::Refused(e)),
+        Ok(None) => {
+            return Ok(AppendOutcome::Applied {
+                conversation: f.conversation,
+                value: 0,
+                event: None,
+            });
+        }
+        Ok(Some(change)) => change,
+    };
     let stored = match notice(batch, &f.user, None, body, f.now_ms)? {
         Ok(s) => s,
         Err(e) => return Ok(AppendOutcome::Refused(e)),
     };
-    put_conversation_state(batch, &f.user, &f.conversation, new)?;
+    put_conversation_state(
+        batch,
+        &f.user,
+        &f.conversation,
+        (standing.read_seq, pinned, muted),
+    )?;
     Ok(AppendOutcome::Applied {
         conversation: f.conversation,
         value: stored.message.seq,
@@ -573,15 +603,9 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
         Ok(ConversationKind::Group(g)) => batch.group(g)?.cloned(),
         _ => None,
     };
-    // A member sees the timeline from its view on; a message before that is not its to see.
-    let role = group.as_ref().and_then(|g| {
-        g.members
-            .get(&a.actor)
-            .filter(|m| {
-                g.settings.history == groups::HistoryVisibility::Full || message.seq >= m.joined_seq
-            })
-            .map(|m| m.role)
-    });
+    let role = group
+        .as_ref()
+        .and_then(|g| amend_role(g, &a.actor, message.seq));
     let event = match decide_amend(&message, &a.actor, role, &a.change, a.now_ms, a.window_ms) {
         Ok(Some(event)) => event,
         Ok(None) => {
