@@ -1,5 +1,5 @@
-//! Groups: membership, roles and settings, the rules that decide every change, and the group
-//! service.
+//! Groups: membership, roles and settings, and the rules that decide every change and every
+//! send (the group service, which submits changes and reads groups, is `group_service.rs`).
 //!
 //! A group's state changes only inside the store's write serialization (the same transaction
 //! that assigns timeline seqs), so a rule always sees the membership that the next seq will be

@@ -1,4 +1,6 @@
-//! Tern's services: accounts, messages, sync and groups, with the storage and delivery traits they own.
+//! Tern's domain: ids, the rules as pure decisions (groups, people, conversations, limits), the
+//! services (accounts, messages, sync, groups, conversations, people, typing), and the storage
+//! and delivery traits they own.
 //!
 //! This is the "service" stage of the pipeline (bytes → frame → command → **service** → store →
 //! fan-out → connection). Services validate, decide and order; they reach storage only through

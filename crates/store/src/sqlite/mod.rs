@@ -1,4 +1,6 @@
-//! The embedded store: one SQLite database in WAL mode under the data directory.
+//! The embedded store: two SQLite files in WAL mode under the data directory (`tern.db`, the
+//! append-only history and the keyed state, written by the writer thread; `tern-index.db`, the
+//! keyed indexes, written by the indexer thread), the in-memory tail between them, and readers.
 
 mod append;
 mod checkpoint;
