@@ -271,10 +271,77 @@ impl fmt::Display for GroupId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub u64);
 
-/// A live connection's id within one server process; fan-out uses it to skip the connection
-/// a message came from.
+/// A node of a deployment: one Tern process that holds connections. A single server is one
+/// node; in a cluster each node has its own (configured, or drawn at boot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub u64);
+pub struct NodeId(u32);
+
+impl NodeId {
+    /// The largest node id: node ids take the top 24 bits of a [`ConnectionId`].
+    pub const MAX: u32 = (1 << 24) - 1;
+
+    /// A node id; `None` above [`NodeId::MAX`].
+    pub fn new(id: u32) -> Option<NodeId> {
+        (id <= Self::MAX).then_some(NodeId(id))
+    }
+
+    /// A node id drawn at random, for a node that was given none.
+    pub fn random() -> NodeId {
+        NodeId(rand::random::<u32>() & Self::MAX)
+    }
+
+    /// The number.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A live connection, named across a deployment: the node that holds it and its number there.
+/// Fan-out uses it to skip the connection a message came from, wherever that connection is.
+///
+/// Both parts fit one `u64` (24 bits of node, 40 of connection), so the id costs what a plain
+/// counter did in every connection's state and every registry entry.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    const LOCAL_BITS: u32 = 40;
+
+    /// The `local`-th connection of `node` (`local` wraps after 2^40 connections).
+    pub fn new(node: NodeId, local: u64) -> ConnectionId {
+        ConnectionId(
+            (u64::from(node.0) << Self::LOCAL_BITS) | (local & ((1 << Self::LOCAL_BITS) - 1)),
+        )
+    }
+
+    /// The node that holds the connection.
+    pub fn node(self) -> NodeId {
+        NodeId((self.0 >> Self::LOCAL_BITS) as u32)
+    }
+
+    /// Its number on that node.
+    pub fn local(self) -> u64 {
+        self.0 & ((1 << Self::LOCAL_BITS) - 1)
+    }
+}
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.node(), self.local())
+    }
+}
+
+impl std::fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnectionId({self})")
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod bus;
 pub mod clock;
 pub mod conversations;
 mod error;
@@ -25,7 +26,8 @@ pub mod typing;
 pub use clock::{Clock, SystemClock};
 pub use error::{ServiceError, StoreError};
 pub use ids::{
-    ConnectionId, ConversationId, ConversationKind, DeviceId, GroupId, MessageId, Platform, UserId,
+    ConnectionId, ConversationId, ConversationKind, DeviceId, GroupId, MessageId, NodeId, Platform,
+    UserId,
 };
 pub use sync::Delivery;
 

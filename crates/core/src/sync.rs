@@ -178,23 +178,23 @@ impl Ring {
 #[derive(Debug)]
 pub struct SyncService {
     store: Arc<dyn MessageStore>,
-    delivery: Arc<dyn Delivery>,
+    bus: Arc<dyn crate::bus::Bus>,
     config: SyncConfig,
     /// Lock held only for in-memory work, never across `.await`.
     rings: Mutex<LruCache<UserId, Ring>>,
 }
 
 impl SyncService {
-    /// A service over `store`, handing new entries to `delivery`.
+    /// A service over `store`, publishing new entries on `bus`.
     pub fn new(
         store: Arc<dyn MessageStore>,
-        delivery: Arc<dyn Delivery>,
+        bus: Arc<dyn crate::bus::Bus>,
         config: SyncConfig,
     ) -> Self {
         let max_rings = NonZeroUsize::new(config.max_rings.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             store,
-            delivery,
+            bus,
             rings: Mutex::new(LruCache::new(max_rings)),
             config,
         }
@@ -232,40 +232,10 @@ impl SyncService {
         }
     }
 
-    /// Hands recorded entries to the online devices of their users; `skip` names the connection
-    /// each entry came from, which already has it through its ack. Called after the acks, in
-    /// commit order.
+    /// Publishes recorded entries on the bus, for the online devices of their users wherever
+    /// they are connected. Called after the acks, in commit order.
     pub fn deliver(&self, published: &[Publication]) {
-        for p in published {
-            match p {
-                Publication::Entry { user, entry, skip } => {
-                    self.delivery.deliver(user, entry, *skip)
-                }
-                Publication::Group {
-                    message,
-                    members,
-                    except,
-                    skip,
-                } => self.delivery.deliver_group(message, members, except, *skip),
-            }
-        }
-        if self.delivery.observing() {
-            // A message appears once per inbox it reaches; observers get it once.
-            let mut last = None;
-            for p in published {
-                let message = match p {
-                    Publication::Entry { entry, .. } => {
-                        let InboxEvent::Message(m) = &entry.event;
-                        m
-                    }
-                    Publication::Group { message, .. } => message,
-                };
-                if last != Some(message.id) {
-                    last = Some(message.id);
-                    self.delivery.observe(message);
-                }
-            }
-        }
+        self.bus.publish(published);
     }
 
     /// The entries of `user`'s inbox after `after`, at most `limit` (0: the default).

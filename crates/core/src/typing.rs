@@ -10,10 +10,10 @@ use lru::LruCache;
 
 use crate::{
     Clock, ServiceError,
+    bus::Bus,
     ids::{ConversationId, UserId},
     social::SocialStore,
     store::AccountStore,
-    sync::Delivery,
 };
 
 /// How often a user may signal typing.
@@ -51,7 +51,7 @@ struct Bucket {
 pub struct TypingService {
     accounts: Arc<dyn AccountStore>,
     social: Arc<dyn SocialStore>,
-    delivery: Arc<dyn Delivery>,
+    bus: Arc<dyn Bus>,
     clock: Arc<dyn Clock>,
     config: TypingConfig,
     /// Held only for in-memory work.
@@ -64,7 +64,7 @@ impl TypingService {
     pub fn new(
         accounts: Arc<dyn AccountStore>,
         social: Arc<dyn SocialStore>,
-        delivery: Arc<dyn Delivery>,
+        bus: Arc<dyn Bus>,
         clock: Arc<dyn Clock>,
         config: TypingConfig,
     ) -> Self {
@@ -72,7 +72,7 @@ impl TypingService {
         Self {
             accounts,
             social,
-            delivery,
+            bus,
             clock,
             config,
             buckets: Mutex::new(LruCache::new(cap)),
@@ -119,7 +119,7 @@ impl TypingService {
         if self.social.refuses(&to, from).await? {
             return Err(ServiceError::NotAccepted);
         }
-        self.delivery
+        self.bus
             .typing(&to, from, &ConversationId::direct(from, &to));
         Ok(())
     }

@@ -81,6 +81,8 @@ pub struct GatewayConfig {
     pub outbox_capacity: usize,
     /// The reconnect delay suggested to clients in the shutdown notice.
     pub reconnect_after: Duration,
+    /// This node: every connection id it hands out names it.
+    pub node: tern_core::NodeId,
 }
 
 impl Default for GatewayConfig {
@@ -97,6 +99,7 @@ impl Default for GatewayConfig {
             max_inflight: 256,
             outbox_capacity: 1024,
             reconnect_after: Duration::from_secs(1),
+            node: tern_core::NodeId::random(),
         }
     }
 }
@@ -202,7 +205,10 @@ impl Gateway {
     }
 
     fn next_connection_id(&self) -> ConnectionId {
-        ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+        ConnectionId::new(
+            self.config.node,
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     /// The decoder of a new connection: it has not logged in.

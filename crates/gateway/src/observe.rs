@@ -131,6 +131,10 @@ mod tests {
     use tern_core::{GroupId, UserId};
 
     use super::*;
+
+    fn test_conn(n: u64) -> tern_core::ConnectionId {
+        tern_core::ConnectionId::new(tern_core::NodeId::new(0).unwrap(), n)
+    }
     use crate::outbox::outbox;
 
     #[test]
@@ -140,19 +144,19 @@ mod tests {
         let a = UserId::parse("a").unwrap();
         let c1 = ConversationId::direct(&a, &a);
         let c2 = ConversationId::group(GroupId(3));
-        o.start(ConnectionId(1), c1.clone(), outbox(4).0, Encoding::Protobuf)
+        o.start(test_conn(1), c1.clone(), outbox(4).0, Encoding::Protobuf)
             .unwrap();
-        o.start(ConnectionId(1), c2.clone(), outbox(4).0, Encoding::Json)
+        o.start(test_conn(1), c2.clone(), outbox(4).0, Encoding::Json)
             .unwrap();
-        o.start(ConnectionId(2), c2.clone(), outbox(4).0, Encoding::Json)
+        o.start(test_conn(2), c2.clone(), outbox(4).0, Encoding::Json)
             .unwrap();
         assert!(o.any());
         assert_eq!(o.of(&c2).len(), 2);
-        o.stop(ConnectionId(1), &c2);
+        o.stop(test_conn(1), &c2);
         assert_eq!(o.of(&c2).len(), 1);
-        o.forget(ConnectionId(2));
+        o.forget(test_conn(2));
         assert!(o.of(&c2).is_empty());
-        o.forget(ConnectionId(1));
+        o.forget(test_conn(1));
         assert!(!o.any());
     }
 }

@@ -191,6 +191,10 @@ mod tests {
     use tern_core::{DeviceId, Platform};
 
     use super::*;
+
+    fn test_conn(n: u64) -> tern_core::ConnectionId {
+        tern_core::ConnectionId::new(tern_core::NodeId::new(0).unwrap(), n)
+    }
     use crate::{
         outbox::outbox,
         registry::{Entry, KickPolicy},
@@ -212,38 +216,38 @@ mod tests {
         let presence = Presence::new(registry.clone());
         let (watcher_tx, watcher_rx) = outbox(16);
         registry.attach(
-            ConnectionId(1),
+            test_conn(1),
             entry("w", "d", watcher_tx),
             KickPolicy::Unlimited,
         );
         let bob = UserId::parse("bob").unwrap();
         let now = presence
-            .follow(ConnectionId(1), std::slice::from_ref(&bob))
+            .follow(test_conn(1), std::slice::from_ref(&bob))
             .unwrap();
         assert!(!now[0].online);
         registry.attach(
-            ConnectionId(2),
+            test_conn(2),
             entry("bob", "phone", outbox(4).0),
             KickPolicy::Unlimited,
         );
         presence.changed(&bob);
         assert_eq!(watcher_rx.drain().frames.len(), 1);
         assert!(presence.of(&bob).online);
-        presence.forget(ConnectionId(1));
+        presence.forget(test_conn(1));
         assert_eq!(presence.counts(), (0, 0));
         presence.changed(&bob);
         assert!(watcher_rx.drain().frames.is_empty());
         // A connection that is not logged in follows nobody.
         assert!(
             presence
-                .follow(ConnectionId(9), std::slice::from_ref(&bob))
+                .follow(test_conn(9), std::slice::from_ref(&bob))
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(presence.counts(), (0, 0));
         // Revoking stops the follower's connections only.
         presence
-            .follow(ConnectionId(1), std::slice::from_ref(&bob))
+            .follow(test_conn(1), std::slice::from_ref(&bob))
             .unwrap();
         presence.revoke(&UserId::parse("someone").unwrap(), &bob);
         assert_eq!(presence.counts(), (1, 1));
@@ -258,14 +262,14 @@ mod tests {
         let registry = Arc::new(Registry::new());
         let presence = Presence::new(registry.clone());
         registry.attach(
-            ConnectionId(1),
+            test_conn(1),
             entry("w", "d", outbox(4).0),
             KickPolicy::Unlimited,
         );
         let many: Vec<UserId> = (0..=MAX_FOLLOWED_PER_CONNECTION)
             .map(|i| UserId::parse(&format!("u{i}")).unwrap())
             .collect();
-        assert!(presence.follow(ConnectionId(1), &many).is_err());
-        assert!(presence.follow(ConnectionId(1), &many[1..]).is_ok());
+        assert!(presence.follow(test_conn(1), &many).is_err());
+        assert!(presence.follow(test_conn(1), &many[1..]).is_ok());
     }
 }

@@ -273,6 +273,10 @@ fn remove(inner: &mut Inner, id: ConnectionId) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_conn(n: u64) -> tern_core::ConnectionId {
+        tern_core::ConnectionId::new(tern_core::NodeId::new(0).unwrap(), n)
+    }
     use crate::outbox::outbox;
     use proptest::prelude::*;
 
@@ -291,7 +295,7 @@ mod tests {
         let r = Registry::new();
         assert!(
             r.attach(
-                ConnectionId(1),
+                test_conn(1),
                 entry("a", "phone1", Platform::Ios),
                 KickPolicy::OnePerPlatform
             )
@@ -299,20 +303,20 @@ mod tests {
         );
         assert!(
             r.attach(
-                ConnectionId(2),
+                test_conn(2),
                 entry("a", "pc", Platform::Desktop),
                 KickPolicy::OnePerPlatform
             )
             .is_empty()
         );
         let kicked = r.attach(
-            ConnectionId(3),
+            test_conn(3),
             entry("a", "phone2", Platform::Ios),
             KickPolicy::OnePerPlatform,
         );
         assert_eq!(
             kicked.iter().map(|k| k.0).collect::<Vec<_>>(),
-            vec![ConnectionId(1)]
+            vec![test_conn(1)]
         );
         r.check_invariants();
         let ids: Vec<_> = r
@@ -320,9 +324,9 @@ mod tests {
             .into_iter()
             .map(|c| c.0)
             .collect();
-        assert_eq!(ids, vec![ConnectionId(2), ConnectionId(3)]);
+        assert_eq!(ids, vec![test_conn(2), test_conn(3)]);
         // The kicked connection's own detach at close is harmless.
-        assert!(r.detach(ConnectionId(1)).is_none());
+        assert!(r.detach(test_conn(1)).is_none());
         r.check_invariants();
     }
 
@@ -330,13 +334,13 @@ mod tests {
     fn connections_without_a_platform_replace_only_their_own_device() {
         let r = Registry::new();
         r.attach(
-            ConnectionId(1),
+            test_conn(1),
             entry("a", "x", Platform::Unspecified),
             KickPolicy::OnePerPlatform,
         );
         assert!(
             r.attach(
-                ConnectionId(2),
+                test_conn(2),
                 entry("a", "y", Platform::Unspecified),
                 KickPolicy::OnePerPlatform
             )
@@ -344,7 +348,7 @@ mod tests {
         );
         assert_eq!(
             r.attach(
-                ConnectionId(3),
+                test_conn(3),
                 entry("a", "y", Platform::Unspecified),
                 KickPolicy::OnePerPlatform
             )
@@ -358,25 +362,25 @@ mod tests {
     fn unlimited_keeps_every_platform_connection_but_not_two_of_one_device() {
         let r = Registry::new();
         r.attach(
-            ConnectionId(1),
+            test_conn(1),
             entry("a", "p1", Platform::Ios),
             KickPolicy::Unlimited,
         );
         assert!(
             r.attach(
-                ConnectionId(2),
+                test_conn(2),
                 entry("a", "p2", Platform::Ios),
                 KickPolicy::Unlimited
             )
             .is_empty()
         );
         let kicked = r.attach(
-            ConnectionId(3),
+            test_conn(3),
             entry("a", "p1", Platform::Ios),
             KickPolicy::Unlimited,
         );
         assert_eq!(kicked.len(), 1);
-        assert_eq!(kicked[0].0, ConnectionId(1));
+        assert_eq!(kicked[0].0, test_conn(1));
         assert_eq!(r.connection_count(), 2);
         r.check_invariants();
     }
@@ -405,13 +409,13 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Attach(c, u, d, p) => {
-                        let kicked = r.attach(ConnectionId(c), entry(&format!("u{u}"), &format!("d{d}"), platforms[p as usize]), policy);
+                        let kicked = r.attach(test_conn(c), entry(&format!("u{u}"), &format!("d{d}"), platforms[p as usize]), policy);
                         let expect: Vec<u64> = model
                             .iter()
                             .filter(|(id, (mu, md, mp))| **id != c && *mu == u && (*md == d || (!unlimited && *mp == p)))
                             .map(|(id, _)| *id)
                             .collect();
-                        let mut got: Vec<u64> = kicked.iter().map(|k| k.0.0).collect();
+                        let mut got: Vec<u64> = kicked.iter().map(|k| k.0.local()).collect();
                         got.sort_unstable();
                         let mut expect = expect;
                         expect.sort_unstable();
@@ -420,7 +424,7 @@ mod tests {
                         model.insert(c, (u, d, p));
                     }
                     Op::Detach(c) => {
-                        prop_assert_eq!(r.detach(ConnectionId(c)).is_some(), model.remove(&c).is_some());
+                        prop_assert_eq!(r.detach(test_conn(c)).is_some(), model.remove(&c).is_some());
                     }
                 }
                 r.check_invariants();

@@ -221,9 +221,9 @@ pub(crate) fn run<T: Transport>(
         // Every connection logs who closed it and why.
         match &cause {
             CloseCause::Io(_) | CloseCause::ProtocolError(_) => {
-                tracing::info!(conn = id.0, %peer, user, %cause, "connection closed")
+                tracing::info!(conn = %id, %peer, user, %cause, "connection closed")
             }
-            _ => tracing::debug!(conn = id.0, %peer, user, %cause, "connection closed"),
+            _ => tracing::debug!(conn = %id, %peer, user, %cause, "connection closed"),
         }
     }
 }
@@ -512,7 +512,7 @@ impl Session<'_> {
                 // One notice covers the new device and the ones it replaced.
                 self.gateway.services.presence.changed(&login.user);
                 for (conn, old) in kicked {
-                    tracing::debug!(conn = conn.0, by = self.id.0, user = %old.user, "kicking a replaced connection");
+                    tracing::debug!(conn = %conn, by = %self.id, user = %old.user, "kicking a replaced connection");
                     old.outbox.close(CloseReason::Kick(pb::Kick {
                         reason: pb::KickReason::Replaced as i32,
                         message: "another login on the same platform replaced this connection"

@@ -31,6 +31,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// This node's id (0 to 16,777,215), unique in a cluster; drawn at random when unset.
+    pub node_id: Option<u32>,
     /// Clients should send something this often; silence for twice this closes a connection.
     pub heartbeat_interval_ms: u64,
     /// How long a connection may stay without logging in.
@@ -118,6 +120,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 7701)),
             tls_cert: None,
             tls_key: None,
+            node_id: None,
             heartbeat_interval_ms: gateway.heartbeat_interval.as_millis() as u64,
             login_timeout_ms: gateway.login_timeout.as_millis() as u64,
             kick_policy: "one_per_platform".into(),
@@ -233,6 +236,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .node_id
+            .is_some_and(|id| tern_core::NodeId::new(id).is_none())
+        {
+            return Err(ConfigError(format!(
+                "node_id must be at most {}",
+                tern_core::NodeId::MAX
+            )));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both or neither".into(),
@@ -288,6 +300,10 @@ impl Config {
             kick_policy: self.kick_policy().unwrap_or_default(),
             max_inflight: self.max_inflight_per_connection.max(1),
             outbox_capacity: self.outbox_capacity.max(1),
+            node: self
+                .node_id
+                .and_then(tern_core::NodeId::new)
+                .unwrap_or_else(tern_core::NodeId::random),
             ..GatewayConfig::default()
         }
     }

@@ -88,16 +88,18 @@ impl Server {
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
         let fanout = Arc::new(Fanout::new(registry.clone(), observers.clone()));
+        // One process: what commits publish goes to this process's fan-out.
+        let bus: Arc<dyn tern_core::bus::Bus> = Arc::new(tern_core::bus::LocalBus::new(fanout));
         let typing = Arc::new(TypingService::new(
             Arc::new(store.clone()),
             Arc::new(store.clone()),
-            fanout.clone(),
+            bus.clone(),
             clock.clone(),
             TypingConfig::default(),
         ));
         let sync = Arc::new(SyncService::new(
             Arc::new(store.clone()),
-            fanout,
+            bus,
             config.sync(),
         ));
         let messages = MessageService::start(
