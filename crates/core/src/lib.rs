@@ -17,6 +17,7 @@ pub mod group_service;
 pub mod groups;
 pub mod ids;
 pub mod messages;
+pub mod presence;
 pub mod social;
 pub mod store;
 pub mod sync;

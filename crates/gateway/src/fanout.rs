@@ -10,11 +10,9 @@ use tern_core::{
 };
 use tern_proto::{Encoding, PacketId, ServerEvent, pb};
 
-use crate::{
-    command::{inbox_entry_to_wire, message_to_wire},
-    observe::Observers,
-    registry::Registry,
-};
+use tern_api::wire::{inbox_entry_to_wire, message_to_wire};
+
+use crate::{observe::Observers, registry::Registry};
 
 /// Hands new inbox entries to the online connections of their users.
 #[derive(Debug)]

@@ -11,11 +11,7 @@ use std::{
 };
 
 use axum::{extract::Request, response::Response};
-use tern_core::{
-    Clock, ConnectionId, accounts::AccountService, conversations::ConversationService,
-    group_service::GroupService, messages::MessageService, social::SocialService,
-    sync::SyncService, typing::TypingService,
-};
+use tern_core::{Clock, ConnectionId};
 use tern_proto::FrameDecoder;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -29,27 +25,23 @@ use crate::{
     websocket::{self, Limited, MessageLimit, PIECE},
 };
 
-/// The services sessions call.
+/// What sessions call: the transport-neutral handlers, and the per-connection state only a
+/// connection has.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// Registration, login, logout.
-    pub accounts: AccountService,
-    /// Sending and history.
-    pub messages: MessageService,
-    /// Inboxes, cursors and publication.
-    pub sync: Arc<SyncService>,
-    /// Groups.
-    pub groups: GroupService,
-    /// Typing signals.
-    pub typing: Arc<TypingService>,
-    /// Read marks, recall, edit and the conversation list.
-    pub conversations: ConversationService,
-    /// Profiles, friends and the blacklist.
-    pub social: SocialService,
+    /// The request handlers every front door shares (and the services behind them).
+    pub api: tern_api::Api,
     /// Who follows whose presence (over the same registry as the gateway).
     pub presence: Arc<Presence>,
     /// Who observes which conversation (the same set fan-out pushes to).
     pub observers: Arc<Observers>,
+}
+
+impl Services {
+    /// The services behind the handlers, for what a connection does itself (log in, log out).
+    pub fn core(&self) -> &tern_api::Services {
+        self.api.services()
+    }
 }
 
 /// Settings of the connection layer.

@@ -134,6 +134,12 @@ impl Presence {
     /// Stops every connection of `follower` following `followed` (the two stopped being
     /// friends, or `followed` blocked `follower`).
     pub fn revoke(&self, follower: &UserId, followed: &UserId) {
+        tern_core::presence::PresenceFollows::revoke(self, follower, followed);
+    }
+}
+
+impl tern_core::presence::PresenceFollows for Presence {
+    fn revoke(&self, follower: &UserId, followed: &UserId) {
         let mut inner = self.lock();
         let Some(f) = inner.followers.get_mut(followed) else {
             return;
@@ -150,7 +156,9 @@ impl Presence {
             }
         }
     }
+}
 
+impl Presence {
     /// Tells `user`'s followers its presence now, after its devices changed.
     pub fn changed(&self, user: &UserId) {
         // The device list is read and sent under the lock, so two changes of one user reach

@@ -137,6 +137,23 @@ impl RequestMeta {
         Frame::error(self.kind, self.packet_id, self.encoding, &error).to_bytes()
     }
 
+    /// The frame for a handler's answer.
+    fn response(&self, result: Result<tern_proto::Response, ServiceError>) -> Bytes {
+        let payload = match result {
+            Ok(response) => response.encode(self.encoding),
+            Err(e) => return self.error(errors::to_wire(&e)),
+        };
+        match payload {
+            Ok(payload) => {
+                Frame::response(self.kind, self.packet_id, self.encoding, payload).to_bytes()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a response");
+                self.error(ErrorCode::Internal.to_error("internal error"))
+            }
+        }
+    }
+
     fn result<M: Payload>(&self, result: Result<M, ServiceError>) -> Bytes {
         match result {
             Ok(msg) => self.reply(&msg),
@@ -167,6 +184,8 @@ enum Phase {
 
 struct Active {
     caller: Caller,
+    /// The same caller, as the transport-neutral handlers take it.
+    api_caller: tern_api::Caller,
     /// SHA-256 of the login token, for LOGOUT; the token itself is not kept.
     token_hash: Box<str>,
     outbox: OutboxReceiver,
@@ -527,12 +546,14 @@ impl Session<'_> {
                 // Counted among anonymous connections no more.
                 self.gateway.release_anonymous();
                 self.encoding = meta.encoding;
+                let caller = Caller {
+                    connection: self.id,
+                    user: login.user.clone(),
+                    device: login.device.clone(),
+                };
                 self.phase = Phase::Active(Box::new(Active {
-                    caller: Caller {
-                        connection: self.id,
-                        user: login.user.clone(),
-                        device: login.device.clone(),
-                    },
+                    api_caller: caller.api(),
+                    caller,
                     token_hash: login.token_hash.as_str().into(),
                     outbox: rx,
                     encoding: meta.encoding,
@@ -623,129 +644,12 @@ impl Session<'_> {
                     return;
                 };
                 // Queued here, inline, so that this connection's sends keep their order.
-                match command::send::submit(&services, &active.caller, req) {
+                match services.api.submit_send(&active.api_caller, req) {
                     Ok(pending) => self.spawn(async move {
-                        Completion::Reply(meta.result(pending.await.map(command::send::ack)))
+                        Completion::Reply(meta.result(pending.await.map(tern_api::send_ack)))
                     }),
                     Err(e) => self.out.push(meta.error(errors::to_wire(&e))),
                 }
-            }
-            Request::Sync(req) => self.spawn_as_caller(meta, move |services, caller| async move {
-                command::sync::run(&services, &caller, req).await
-            }),
-            Request::AckCursor(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::ack_cursor::run(&services, &caller, req).await
-                })
-            }
-            Request::History(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::history::run(&services, &caller, req).await
-                })
-            }
-            Request::GroupCreate(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::group_create::run(&services, &caller, req).await
-                })
-            }
-            Request::GroupUpdate(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::group_update::run(&services, &caller, req).await
-                })
-            }
-            Request::GroupInfo(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::group_info::run(&services, &caller, req).await
-                })
-            }
-            Request::GroupMembers(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::group_members::run(&services, &caller, req).await
-                })
-            }
-            Request::Typing(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::typing::run(&services, &caller, req).await
-                })
-            }
-            Request::GroupList(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::group_list::run(&services, &caller, req).await
-                })
-            }
-            Request::Read(req) => self.spawn_as_caller(meta, move |services, caller| async move {
-                command::read::run(&services, &caller, req).await
-            }),
-            Request::Recall(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::recall::run(&services, &caller, req).await
-                })
-            }
-            Request::Edit(req) => self.spawn_as_caller(meta, move |services, caller| async move {
-                command::edit::run(&services, &caller, req).await
-            }),
-            Request::ConversationList(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::conversation_list::run(&services, &caller, req).await
-                })
-            }
-            Request::ConversationUpdate(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::conversation_update::run(&services, &caller, req).await
-                })
-            }
-            Request::ProfileGet(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::profile_get::run(&services, &caller, req).await
-                })
-            }
-            Request::ProfileUpdate(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::profile_update::run(&services, &caller, req).await
-                })
-            }
-            Request::UserSearch(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::user_search::run(&services, &caller, req).await
-                })
-            }
-            Request::FriendRequest(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::friend_request::run(&services, &caller, req).await
-                })
-            }
-            Request::FriendRespond(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::friend_respond::run(&services, &caller, req).await
-                })
-            }
-            Request::FriendDelete(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::friend_delete::run(&services, &caller, req).await
-                })
-            }
-            Request::FriendRemark(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::friend_remark::run(&services, &caller, req).await
-                })
-            }
-            Request::FriendList(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::friend_list::run(&services, &caller, req).await
-                })
-            }
-            Request::Block(req) => self.spawn_as_caller(meta, move |services, caller| async move {
-                command::block::run(&services, &caller, req).await
-            }),
-            Request::Unblock(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::unblock::run(&services, &caller, req).await
-                })
-            }
-            Request::BlockList(req) => {
-                self.spawn_as_caller(meta, move |services, caller| async move {
-                    command::block_list::run(&services, &caller, req).await
-                })
             }
             Request::PresenceSubscribe(req) => {
                 self.spawn_as_caller(meta, move |services, caller| async move {
@@ -761,6 +665,26 @@ impl Session<'_> {
                 self.spawn_as_caller(meta, move |services, caller| async move {
                     command::observe::run(&services, &caller, req).await
                 })
+            }
+            // Everything else is the transport-neutral handlers' (one table in `tern_api`).
+            other => {
+                let Phase::Active(active) = &self.phase else {
+                    return;
+                };
+                match services.api.dispatch(active.api_caller.clone(), other) {
+                    Ok(answer) => {
+                        self.spawn(async move { Completion::Reply(meta.response(answer.await)) })
+                    }
+                    Err(unhandled) => {
+                        // Cannot happen while the two tables cover the protocol (a test checks).
+                        tracing::error!(
+                            kind = unhandled.message_type().name(),
+                            "no handler for a request type"
+                        );
+                        self.out
+                            .push(meta.error(ErrorCode::Internal.to_error("internal error")));
+                    }
+                }
             }
         }
     }
@@ -829,5 +753,37 @@ fn framing_error(e: &FrameError, connection: Encoding) -> Bytes {
             &ErrorCode::BadFrame.to_error(e.to_string()),
         )
         .to_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_proto::MessageType;
+
+    /// The request types a session handles itself rather than through `tern_api`: those only a
+    /// connection can make, and SEND, which it queues inline to keep a connection's sends in order.
+    const OWN_REQUESTS: &[MessageType] = &[
+        MessageType::Ping,
+        MessageType::Register,
+        MessageType::Login,
+        MessageType::Logout,
+        MessageType::Send,
+        MessageType::PresenceSubscribe,
+        MessageType::PresenceUnsubscribe,
+        MessageType::Observe,
+    ];
+
+    #[test]
+    fn every_request_type_has_a_handler() {
+        for kind in MessageType::ALL.iter().copied().filter(|k| k.is_request()) {
+            assert!(
+                OWN_REQUESTS.contains(&kind) || tern_api::Api::handles(kind),
+                "{} has no handler: add it to tern_api's table (or to OWN_REQUESTS)",
+                kind.name()
+            );
+        }
+        for kind in OWN_REQUESTS {
+            assert!(kind.is_request(), "{} is not a request", kind.name());
+        }
     }
 }

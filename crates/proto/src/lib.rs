@@ -18,7 +18,7 @@ mod payload;
 pub use codec::{Decoded, FrameDecoder, FrameError, Header};
 pub use error_code::ErrorCode;
 pub use frame::{DEFAULT_MAX_FRAME_LEN, Flags, Frame, HEADER_LEN, PROTOCOL_VERSION, PacketId};
-pub use message::{MessageType, Request, RequestError, RequestPayload, ServerEvent};
+pub use message::{MessageType, Request, RequestError, RequestPayload, Response, ServerEvent};
 pub use payload::{Encoding, Payload, PayloadError, decode_payload, encode_payload};
 
 /// The generated payload types of `proto/tern.proto` (package `tern.v1`).

@@ -183,6 +183,28 @@ macro_rules! protocol {
             }
         }
 
+        /// The successful response to a request, of the request's type.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Response {
+            $( #[doc = concat!("The response to a `", $rstr, "` request.")] $rname(pb::$resp), )*
+        }
+
+        impl Response {
+            /// The response's frame type (its request's).
+            pub fn message_type(&self) -> MessageType {
+                match self {
+                    $( Response::$rname(_) => MessageType::$rname, )*
+                }
+            }
+
+            /// The payload, in `encoding`.
+            pub fn encode(&self, encoding: Encoding) -> Result<Bytes, PayloadError> {
+                match self {
+                    $( Response::$rname(m) => encode_payload(m, encoding), )*
+                }
+            }
+        }
+
         /// A frame the server sends on its own initiative (not a response).
         // `Push` dwarfs the other events, and nearly every event is a push: boxing it would add
         // an allocation per push to save stack space on rare kicks and notices.

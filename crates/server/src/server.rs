@@ -125,9 +125,7 @@ impl Server {
             Arc::new(store.clone()),
         );
         let presence = Arc::new(Presence::new(registry.clone()));
-        let services = Services {
-            observers,
-            presence,
+        let api = tern_api::Api::new(tern_api::Services {
             social,
             accounts,
             messages: messages.clone(),
@@ -135,6 +133,12 @@ impl Server {
             groups,
             typing,
             conversations,
+            presence: presence.clone(),
+        });
+        let services = Services {
+            api,
+            observers,
+            presence,
         };
         let gateway = Gateway::new(services, registry, clock, config.gateway());
 

@@ -30,6 +30,7 @@ pub(crate) async fn run(
         }
     };
     let login = services
+        .core()
         .accounts
         .login(
             &req.user_id,
@@ -39,8 +40,12 @@ pub(crate) async fn run(
             source,
         )
         .await?;
-    let inbox_head = services.sync.head(&login.user).await?;
-    let cursor = services.sync.cursor(&login.user, &login.device).await?;
+    let inbox_head = services.core().sync.head(&login.user).await?;
+    let cursor = services
+        .core()
+        .sync
+        .cursor(&login.user, &login.device)
+        .await?;
     Ok(LoggedIn {
         login,
         inbox_head,

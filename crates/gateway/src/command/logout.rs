@@ -9,6 +9,6 @@ pub(crate) async fn run(
     services: &Services,
     token_hash: &str,
 ) -> Result<pb::LogoutResponse, ServiceError> {
-    services.accounts.logout(token_hash).await?;
+    services.core().accounts.logout(token_hash).await?;
     Ok(pb::LogoutResponse {})
 }

@@ -1,48 +1,17 @@
-//! Commands: one file per request type, each with the same shape — `run` takes the services,
-//! the caller and the decoded request, and returns the response payload or a service error.
-//! This module holds what they share: the caller, and domain ⇄ wire conversions.
+//! The requests only a connection can make: PING, REGISTER and LOGIN before login; LOGOUT,
+//! which ends the connection; PRESENCE_SUBSCRIBE, PRESENCE_UNSUBSCRIBE and OBSERVE, which live
+//! as long as it does. Every other request is handled by `tern_api`, the same code the HTTP
+//! front door calls. One file per request type, each with the same shape.
 
-pub(crate) mod ack_cursor;
-pub(crate) mod block;
-pub(crate) mod block_list;
-pub(crate) mod conversation_list;
-pub(crate) mod conversation_update;
-pub(crate) mod edit;
-pub(crate) mod friend_delete;
-pub(crate) mod friend_list;
-pub(crate) mod friend_remark;
-pub(crate) mod friend_request;
-pub(crate) mod friend_respond;
-pub(crate) mod group_create;
-pub(crate) mod group_info;
-pub(crate) mod group_list;
-pub(crate) mod group_members;
-pub(crate) mod group_update;
-pub(crate) mod history;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod observe;
 pub(crate) mod ping;
 pub(crate) mod presence_subscribe;
 pub(crate) mod presence_unsubscribe;
-pub(crate) mod profile_get;
-pub(crate) mod profile_update;
-pub(crate) mod read;
-pub(crate) mod recall;
 pub(crate) mod register;
-pub(crate) mod send;
-pub(crate) mod sync;
-pub(crate) mod typing;
-pub(crate) mod unblock;
-pub(crate) mod user_search;
 
-use tern_core::{
-    ConnectionId, ConversationId, DeviceId, UserId,
-    conversations::ConversationView,
-    group_service::GroupView,
-    store::{InboxEntry, InboxEvent, StoredMessage},
-};
-use tern_proto::pb;
+use tern_core::{ConnectionId, DeviceId, UserId};
 
 /// The authenticated identity a command runs for.
 #[derive(Debug, Clone)]
@@ -52,72 +21,13 @@ pub(crate) struct Caller {
     pub(crate) device: DeviceId,
 }
 
-/// A stored message as the wire shows it.
-pub(crate) fn message_to_wire(m: &StoredMessage) -> pb::Message {
-    pb::Message {
-        message_id: m.id.0,
-        conversation_id: m.conversation.as_str().to_owned(),
-        seq: m.seq,
-        sender: m.sender.as_str().to_owned(),
-        client_msg_id: m.client_msg_id.clone(),
-        server_time_ms: m.server_time_ms,
-        content: m.recalled_by.is_none().then(|| m.content.clone()),
-        recalled: m.recalled_by.is_some(),
-        recalled_by: m
-            .recalled_by
-            .as_ref()
-            .map_or_else(String::new, |u| u.to_string()),
-        edited_at_ms: m.edited_ms,
-    }
-}
-
-/// A conversation of the caller's list as the wire shows it.
-pub(crate) fn conversation_to_wire(v: &ConversationView) -> pb::Conversation {
-    let s = &v.summary;
-    pb::Conversation {
-        conversation_id: s.conversation.to_string(),
-        peer: v.peer.as_ref().map_or_else(String::new, |p| p.to_string()),
-        group_id: v.group.map_or(0, |g| g.0),
-        max_seq: s.max_seq,
-        read_seq: s.read_seq,
-        unread: s.unread.min(u64::from(u32::MAX)) as u32,
-        last_message: s.last.as_ref().map(message_to_wire),
-        pinned: s.pinned,
-        muted: s.muted,
-        peer_read_seq: s.peer_read_seq,
-    }
-}
-
-/// An inbox entry as the wire shows it.
-pub(crate) fn inbox_entry_to_wire(e: &InboxEntry) -> pb::InboxEntry {
-    let event = match &e.event {
-        InboxEvent::Message(m) => pb::inbox_entry::Event::Message(message_to_wire(m)),
-    };
-    pb::InboxEntry {
-        seq: e.seq,
-        event: Some(event),
-    }
-}
-
-/// A group as the wire shows it to one member.
-pub(crate) fn group_to_wire(g: &GroupView) -> pb::GroupInfo {
-    pb::GroupInfo {
-        group_id: g.id.0,
-        conversation_id: ConversationId::group(g.id).as_str().to_owned(),
-        name: g.settings.name.clone(),
-        avatar: g.settings.avatar.clone(),
-        announcement: g.settings.announcement.clone(),
-        owner: g.settings.owner.to_string(),
-        member_count: g.member_count as u32,
-        mute_all: g.settings.mute_all,
-        history_visibility: g.settings.history.to_wire() as i32,
-        dissolved: g.settings.dissolved,
-        created_ms: g.settings.created_ms,
-        head_seq: g.head_seq,
-        my_role: g
-            .me
-            .map_or(pb::GroupRole::Unspecified, |m| m.role.to_wire()) as i32,
-        visible_from_seq: g.visible_from(),
-        read_diffusion: g.read_diffusion,
+impl Caller {
+    /// The caller as the transport-neutral handlers know it.
+    pub(crate) fn api(&self) -> tern_api::Caller {
+        tern_api::Caller {
+            user: self.user.clone(),
+            device: self.device.clone(),
+            connection: Some(self.connection),
+        }
     }
 }

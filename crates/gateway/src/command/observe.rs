@@ -12,6 +12,7 @@ pub(crate) async fn run(
     req: pb::ObserveRequest,
 ) -> Result<pb::ObserveResponse, ServiceError> {
     let conversation = services
+        .core()
         .conversations
         .may_observe(&caller.user, &req.conversation_id)?;
     if req.stop {

@@ -19,6 +19,7 @@ pub(crate) async fn run(
     wanted.sort();
     wanted.dedup();
     let friends = services
+        .core()
         .social
         .are_friends(&caller.user, wanted.clone())
         .await?;

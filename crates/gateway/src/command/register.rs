@@ -11,6 +11,7 @@ pub(crate) async fn run(
     source: std::net::IpAddr,
 ) -> Result<pb::RegisterResponse, ServiceError> {
     let user = services
+        .core()
         .accounts
         .register(&req.user_id, &req.password, source)
         .await?;

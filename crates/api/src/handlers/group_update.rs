@@ -7,8 +7,7 @@ use tern_core::{
 };
 use tern_proto::pb::{self, group_update_request::Change};
 
-use super::{Caller, group_to_wire};
-use crate::Services;
+use crate::{Api, Caller, Handle, wire::group_to_wire};
 
 fn user(raw: &str) -> Result<UserId, ServiceError> {
     UserId::parse(raw)
@@ -44,18 +43,21 @@ fn change_of(change: Option<Change>) -> Result<GroupChange, ServiceError> {
     })
 }
 
-pub(crate) async fn run(
-    services: &Services,
-    caller: &Caller,
-    req: pb::GroupUpdateRequest,
-) -> Result<pb::GroupUpdateResponse, ServiceError> {
-    let change = change_of(req.change)?;
-    let (view, event_seq) = services
-        .groups
-        .change(&caller.user, req.group_id, change)
-        .await?;
-    Ok(pb::GroupUpdateResponse {
-        group: Some(group_to_wire(&view)),
-        event_seq,
-    })
+impl Handle<pb::GroupUpdateRequest> for Api {
+    async fn handle(
+        &self,
+        caller: &Caller,
+        req: pb::GroupUpdateRequest,
+    ) -> Result<pb::GroupUpdateResponse, ServiceError> {
+        let services = &*self.services;
+        let change = change_of(req.change)?;
+        let (view, event_seq) = services
+            .groups
+            .change(&caller.user, req.group_id, change)
+            .await?;
+        Ok(pb::GroupUpdateResponse {
+            group: Some(group_to_wire(&view)),
+            event_seq,
+        })
+    }
 }

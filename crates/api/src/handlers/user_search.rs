@@ -1,0 +1,20 @@
+//! USER_SEARCH: users by id or nickname prefix.
+
+use tern_core::ServiceError;
+use tern_proto::pb;
+
+use crate::{Api, Caller, Handle};
+
+impl Handle<pb::UserSearchRequest> for Api {
+    async fn handle(
+        &self,
+        _caller: &Caller,
+        req: pb::UserSearchRequest,
+    ) -> Result<pb::UserSearchResponse, ServiceError> {
+        let services = &*self.services;
+        let profiles = services.social.search(&req.query, req.limit).await?;
+        Ok(pb::UserSearchResponse {
+            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+        })
+    }
+}
