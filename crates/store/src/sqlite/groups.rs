@@ -20,7 +20,7 @@ fn corrupt(id: GroupId, what: &str) -> StoreError {
 }
 
 fn history_code(h: HistoryVisibility) -> i64 {
-    h.to_wire() as i64
+    super::codes::history(h)
 }
 
 /// Reads `SETTINGS_COLUMNS` from `offset`; returns the settings and the member count.
@@ -32,8 +32,8 @@ fn settings_from_row(
     let get_text = |i: usize| row.get::<_, String>(offset + i).map_err(store_err);
     let get_int = |i: usize| row.get::<_, i64>(offset + i).map_err(store_err);
     let owner = UserId::parse(&get_text(3)?).map_err(|_| corrupt(id, "owner"))?;
-    let history = HistoryVisibility::from_wire(get_int(5)? as i32)
-        .ok_or_else(|| corrupt(id, "history visibility"))?;
+    let history =
+        super::codes::history_of(get_int(5)?).ok_or_else(|| corrupt(id, "history visibility"))?;
     Ok((
         GroupSettings {
             name: get_text(0)?,
@@ -56,7 +56,7 @@ fn member_from_row(
 ) -> Result<Member, StoreError> {
     let role = row.get::<_, i64>(offset).map_err(store_err)?;
     Ok(Member {
-        role: Role::from_wire(role as i32).ok_or_else(|| corrupt(id, "member role"))?,
+        role: super::codes::role_of(role).ok_or_else(|| corrupt(id, "member role"))?,
         joined_seq: row.get::<_, i64>(offset + 1).map_err(store_err)? as u64,
         muted_until_ms: row.get::<_, i64>(offset + 2).map_err(store_err)?,
     })
@@ -149,7 +149,7 @@ pub(crate) fn persist(
             .execute(params![
                 gid,
                 user.as_str(),
-                role.to_wire() as i64,
+                super::codes::role(*role),
                 event_seq as i64
             ])?;
             conn.prepare_cached("UPDATE groups SET member_count = member_count + 1 WHERE id = ?1")?
@@ -174,7 +174,7 @@ pub(crate) fn persist(
             conn.prepare_cached(
                 "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND user_id = ?2",
             )?
-            .execute(params![gid, user.as_str(), role.to_wire() as i64])?;
+            .execute(params![gid, user.as_str(), super::codes::role(*role)])?;
             if *role == Role::Owner {
                 conn.prepare_cached("UPDATE groups SET owner = ?2 WHERE id = ?1")?
                     .execute(params![gid, user.as_str()])?;

@@ -4,6 +4,7 @@
 
 mod append;
 mod checkpoint;
+mod codes;
 mod groups;
 mod indexer;
 mod reader;

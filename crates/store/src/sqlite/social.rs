@@ -68,9 +68,9 @@ fn friends(conn: &Connection, user: &UserId, other: &UserId) -> rusqlite::Result
 fn policy(conn: &Connection, user: &UserId) -> rusqlite::Result<StrangerPolicy> {
     Ok(conn
         .prepare_cached("SELECT stranger_policy FROM profiles WHERE user_id = ?1")?
-        .query_row([user.as_str()], |r| r.get::<_, i32>(0))
+        .query_row([user.as_str()], |r| r.get::<_, i64>(0))
         .optional()?
-        .map_or(StrangerPolicy::Anyone, StrangerPolicy::from_wire))
+        .map_or(StrangerPolicy::Anyone, super::codes::policy_of))
 }
 
 const PROFILE_COLUMNS: &str = "u.id, coalesce(p.nickname, ''), coalesce(p.avatar, ''), coalesce(p.signature, ''), coalesce(p.extra, ''), coalesce(p.updated_ms, 0)";
@@ -184,7 +184,7 @@ fn persist(
                 next.signature,
                 next.extra,
                 next.updated_ms,
-                policy.to_wire() as i32
+                super::codes::policy(*policy)
             ])?;
         }
         SocialMutation::PutRequest { from, to, message } => {
