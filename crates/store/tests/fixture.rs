@@ -90,7 +90,10 @@ async fn check(store: &SqliteStore, upgraded: bool) {
             .unwrap(),
         [true, false]
     );
-    assert_eq!(store.blocked(&carol).await.unwrap(), [alice.clone()]);
+    assert_eq!(
+        store.blocked(&carol).await.unwrap(),
+        std::slice::from_ref(&alice)
+    );
     assert_eq!(
         store.stranger_policy(&alice).await.unwrap(),
         StrangerPolicy::Anyone
