@@ -12,7 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    ServiceError,
+    Refusal, ServiceError,
     groups::{GroupState, HistoryVisibility, Role},
     ids::{ConversationId, ConversationKind, GroupId, MessageId, UserId},
     messages::{Applied, MessageService, validate_content},
@@ -108,9 +108,9 @@ pub fn decide_mark_read(
     conversation: &ConversationId,
     seq: u64,
     standing: &ConversationStanding,
-) -> Result<MarkDecision, ServiceError> {
+) -> Result<MarkDecision, Refusal> {
     if !standing.participant {
-        return Err(ServiceError::NotAParticipant);
+        return Err(Refusal::NotAParticipant);
     }
     let target = if seq == 0 {
         standing.head
@@ -149,9 +149,9 @@ pub fn decide_flags(
     pinned: Option<bool>,
     muted: Option<bool>,
     standing: &ConversationStanding,
-) -> Result<Option<FlagsChange>, ServiceError> {
+) -> Result<Option<FlagsChange>, Refusal> {
     if !standing.participant {
-        return Err(ServiceError::NotAParticipant);
+        return Err(Refusal::NotAParticipant);
     }
     let next = (
         pinned.unwrap_or(standing.pinned),
@@ -198,7 +198,7 @@ pub fn decide_amend(
     change: &Amendment,
     now_ms: i64,
     window_ms: i64,
-) -> Result<Option<pb::Content>, ServiceError> {
+) -> Result<Option<pb::Content>, Refusal> {
     // Someone who cannot see the message learns nothing about it.
     let participant = match message.conversation.kind() {
         Ok(ConversationKind::Direct(a, b)) => &a == actor || &b == actor,
@@ -207,10 +207,10 @@ pub fn decide_amend(
         Err(_) => false,
     };
     if !participant {
-        return Err(ServiceError::MessageNotFound);
+        return Err(Refusal::MessageNotFound);
     }
     if message.client_msg_id.is_empty() {
-        return Err(ServiceError::NotEditable(
+        return Err(Refusal::NotEditable(
             "events and notices cannot be recalled or edited",
         ));
     }
@@ -222,7 +222,7 @@ pub fn decide_amend(
             let admin = matches!(actor_role, Some(Role::Admin | Role::Owner))
                 && matches!(message.conversation.kind(), Ok(ConversationKind::Group(_)));
             if !is_sender && !admin {
-                return Err(ServiceError::PermissionDenied(
+                return Err(Refusal::PermissionDenied(
                     "only the sender or a group admin can recall a message",
                 ));
             }
@@ -233,12 +233,12 @@ pub fn decide_amend(
         }
         Amendment::Edit(content) => {
             if !is_sender {
-                return Err(ServiceError::PermissionDenied(
+                return Err(Refusal::PermissionDenied(
                     "only the sender can edit a message",
                 ));
             }
             if message.recalled_by.is_some() {
-                return Err(ServiceError::NotEditable("the message was recalled"));
+                return Err(Refusal::NotEditable("the message was recalled"));
             }
             if &message.content == content {
                 return Ok(None);
@@ -247,7 +247,7 @@ pub fn decide_amend(
         }
     };
     if now_ms.saturating_sub(message.server_time_ms) > window_ms {
-        return Err(ServiceError::WindowPassed {
+        return Err(Refusal::WindowPassed {
             what,
             minutes: (window_ms / 60_000).max(0) as u64,
         });
@@ -727,15 +727,15 @@ mod tests {
         ));
         assert!(matches!(
             decide_amend(&m, &user("b"), None, &Amendment::Recall, 2_000, 120_000),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
         assert!(matches!(
             decide_amend(&m, &user("z"), None, &Amendment::Recall, 2_000, 120_000),
-            Err(ServiceError::MessageNotFound)
+            Err(Refusal::MessageNotFound)
         ));
         assert!(matches!(
             decide_amend(&m, &user("a"), None, &Amendment::Recall, 122_001, 120_000),
-            Err(ServiceError::WindowPassed {
+            Err(Refusal::WindowPassed {
                 what: "recall",
                 minutes: 2
             })
@@ -767,7 +767,7 @@ mod tests {
                 1,
                 120_000
             ),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
         assert!(matches!(
             decide_amend(
@@ -778,11 +778,11 @@ mod tests {
                 1,
                 1
             ),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
         assert!(matches!(
             decide_amend(&m, &user("gone"), None, &Amendment::Recall, 1, 120_000),
-            Err(ServiceError::MessageNotFound)
+            Err(Refusal::MessageNotFound)
         ));
     }
 
@@ -811,7 +811,7 @@ mod tests {
         );
         assert!(matches!(
             decide_amend(&m, &user("a"), None, &Amendment::Edit(text("z")), 1, 10),
-            Err(ServiceError::NotEditable(_))
+            Err(Refusal::NotEditable(_))
         ));
     }
 
@@ -847,7 +847,7 @@ mod tests {
         m.client_msg_id.clear();
         assert!(matches!(
             decide_amend(&m, &user("a"), None, &Amendment::Recall, 1, 10),
-            Err(ServiceError::NotEditable(_))
+            Err(Refusal::NotEditable(_))
         ));
     }
 
@@ -943,7 +943,7 @@ mod standing_tests {
         );
         assert!(matches!(
             decide_mark_read(&ab(), 0, &ConversationStanding::default()),
-            Err(ServiceError::NotAParticipant)
+            Err(Refusal::NotAParticipant)
         ));
     }
 

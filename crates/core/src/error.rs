@@ -32,6 +32,84 @@ impl StoreError {
     }
 }
 
+/// Why a rule refused a write. Rules are pure decisions in core, run where the write is
+/// committed; a refused write stores nothing. Each becomes the [`ServiceError`] of the same name
+/// at the service, so a backend's outcome never speaks in service terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A user the write names does not exist.
+    #[error("user {0} does not exist")]
+    UnknownUser(UserId),
+    /// The caller is not in the conversation or group.
+    #[error("no such conversation for this user")]
+    NotAParticipant,
+    /// The recipient does not accept this from the caller.
+    #[error("the recipient does not accept this")]
+    NotAccepted,
+    /// No pending friend request to answer.
+    #[error("there is no pending friend request from that user")]
+    RequestNotFound,
+    /// A field out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The caller's role does not allow it.
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
+    /// The sender is muted.
+    #[error("you are muted in this group")]
+    Muted,
+    /// The group was dissolved.
+    #[error("the group was dissolved")]
+    GroupDissolved,
+    /// The group would grow past its limit.
+    #[error("a group has at most {max} members")]
+    GroupFull {
+        /// The limit.
+        max: usize,
+    },
+    /// The owner asked to leave.
+    #[error("the owner cannot leave; transfer ownership or dissolve the group first")]
+    OwnerCannotLeave,
+    /// The message does not exist or is not the caller's to see.
+    #[error("no such message")]
+    MessageNotFound,
+    /// Too late to recall or edit.
+    #[error("the {what} window of {minutes} minutes has passed")]
+    WindowPassed {
+        /// "recall" or "edit".
+        what: &'static str,
+        /// The window's length.
+        minutes: u64,
+    },
+    /// The message cannot be edited.
+    #[error("this message cannot be edited: {0}")]
+    NotEditable(&'static str),
+    /// A client message id reused for a different message.
+    #[error("this client message id was already used for a different message")]
+    ClientMsgIdReused,
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::UnknownUser(u) => ServiceError::UnknownUser(u),
+            Refusal::NotAParticipant => ServiceError::NotAParticipant,
+            Refusal::NotAccepted => ServiceError::NotAccepted,
+            Refusal::RequestNotFound => ServiceError::RequestNotFound,
+            Refusal::InvalidArgument(m) => ServiceError::InvalidArgument(m),
+            Refusal::PermissionDenied(m) => ServiceError::PermissionDenied(m),
+            Refusal::Muted => ServiceError::Muted,
+            Refusal::GroupDissolved => ServiceError::GroupDissolved,
+            Refusal::GroupFull { max } => ServiceError::GroupFull { max },
+            Refusal::OwnerCannotLeave => ServiceError::OwnerCannotLeave,
+            Refusal::MessageNotFound => ServiceError::MessageNotFound,
+            Refusal::WindowPassed { what, minutes } => ServiceError::WindowPassed { what, minutes },
+            Refusal::NotEditable(m) => ServiceError::NotEditable(m),
+            Refusal::ClientMsgIdReused => ServiceError::ClientMsgIdReused,
+        }
+    }
+}
+
 /// Why a service refused or failed a request. The gateway maps each case to one wire error
 /// code at its boundary; the messages here are safe to show to the client.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc};
 use rustc_hash::FxBuildHasher;
 
 use crate::{
-    ServiceError,
+    Refusal,
     ids::{ConversationId, GroupId, UserId},
     pb,
 };
@@ -308,9 +308,9 @@ fn event(kind: pb::GroupEventKind) -> pb::GroupEvent {
     }
 }
 
-fn check_text(s: &str, max: usize, what: &'static str) -> Result<(), ServiceError> {
+fn check_text(s: &str, max: usize, what: &'static str) -> Result<(), Refusal> {
     if s.len() > max {
-        return Err(ServiceError::InvalidArgument(format!(
+        return Err(Refusal::InvalidArgument(format!(
             "{what} is longer than {max} bytes"
         )));
     }
@@ -318,29 +318,27 @@ fn check_text(s: &str, max: usize, what: &'static str) -> Result<(), ServiceErro
 }
 
 /// Checks a group name: 1 to [`MAX_NAME_LEN`] bytes, not only whitespace.
-pub fn check_name(name: &str) -> Result<(), ServiceError> {
+pub fn check_name(name: &str) -> Result<(), Refusal> {
     if name.trim().is_empty() {
-        return Err(ServiceError::InvalidArgument(
-            "a group name is required".into(),
-        ));
+        return Err(Refusal::InvalidArgument("a group name is required".into()));
     }
     check_text(name, MAX_NAME_LEN, "the group name")
 }
 
 /// Checks a new group before it is stored; returns its creation event and initial members.
-pub fn decide_create(new: &NewGroup) -> Result<Decision, ServiceError> {
+pub fn decide_create(new: &NewGroup) -> Result<Decision, Refusal> {
     check_name(&new.name)?;
     check_text(&new.request_id, 64, "the client request id")?;
     check_text(&new.avatar, MAX_AVATAR_LEN, "the avatar")?;
     check_text(&new.announcement, MAX_ANNOUNCEMENT_LEN, "the announcement")?;
     if new.members.len() > new.limits.max_members_per_change {
-        return Err(ServiceError::InvalidArgument(format!(
+        return Err(Refusal::InvalidArgument(format!(
             "at most {} members can be named at once",
             new.limits.max_members_per_change
         )));
     }
     if new.members.len() + 1 > new.limits.max_members {
-        return Err(ServiceError::GroupFull {
+        return Err(Refusal::GroupFull {
             max: new.limits.max_members,
         });
     }
@@ -364,28 +362,28 @@ pub fn decide_create(new: &NewGroup) -> Result<Decision, ServiceError> {
 }
 
 /// Decides a change against the group's current state: who may do it, and what it does.
-pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, ServiceError> {
+pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, Refusal> {
     let actor = state
         .members
         .get(&req.actor)
-        .ok_or(ServiceError::NotAParticipant)?;
+        .ok_or(Refusal::NotAParticipant)?;
     if state.settings.dissolved {
-        return Err(ServiceError::GroupDissolved);
+        return Err(Refusal::GroupDissolved);
     }
     let role = actor.role;
     let at_least = |min: Role, what: &'static str| {
         if role >= min {
             Ok(())
         } else {
-            Err(ServiceError::PermissionDenied(what))
+            Err(Refusal::PermissionDenied(what))
         }
     };
-    let member_of = |user: &UserId| -> Result<Member, ServiceError> {
+    let member_of = |user: &UserId| -> Result<Member, Refusal> {
         state
             .members
             .get(user)
             .copied()
-            .ok_or_else(|| ServiceError::InvalidArgument(format!("{user} is not a member")))
+            .ok_or_else(|| Refusal::InvalidArgument(format!("{user} is not a member")))
     };
     let mut d = Decision::default();
     let mut settings = state.settings.clone();
@@ -393,7 +391,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
         GroupChange::AddMembers(users) => {
             at_least(Role::Admin, "only the owner and admins can add members")?;
             if users.len() > req.limits.max_members_per_change {
-                return Err(ServiceError::InvalidArgument(format!(
+                return Err(Refusal::InvalidArgument(format!(
                     "at most {} members can be named at once",
                     req.limits.max_members_per_change
                 )));
@@ -406,7 +404,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                 return Ok(d);
             }
             if state.members.len() + new.len() > req.limits.max_members {
-                return Err(ServiceError::GroupFull {
+                return Err(Refusal::GroupFull {
                     max: req.limits.max_members,
                 });
             }
@@ -428,12 +426,12 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             for u in &gone {
                 let target = state.members[u].role;
                 if target == Role::Owner {
-                    return Err(ServiceError::PermissionDenied(
+                    return Err(Refusal::PermissionDenied(
                         "the owner cannot be removed; transfer ownership first",
                     ));
                 }
                 if target >= role {
-                    return Err(ServiceError::PermissionDenied(
+                    return Err(Refusal::PermissionDenied(
                         "admins can remove plain members only",
                     ));
                 }
@@ -449,7 +447,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
         }
         GroupChange::Leave => {
             if role == Role::Owner {
-                return Err(ServiceError::OwnerCannotLeave);
+                return Err(Refusal::OwnerCannotLeave);
             }
             let mut ev = event(pb::GroupEventKind::MemberLeft);
             ev.members = vec![req.actor.to_string()];
@@ -502,13 +500,13 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
         GroupChange::SetRole(user, new_role) => {
             at_least(Role::Owner, "only the owner can change roles")?;
             if *new_role == Role::Owner {
-                return Err(ServiceError::InvalidArgument(
+                return Err(Refusal::InvalidArgument(
                     "use transfer_owner to hand over ownership".into(),
                 ));
             }
             let target = member_of(user)?;
             if target.role == Role::Owner {
-                return Err(ServiceError::InvalidArgument(
+                return Err(Refusal::InvalidArgument(
                     "the owner's role changes only by transferring ownership".into(),
                 ));
             }
@@ -539,7 +537,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             at_least(Role::Admin, "only the owner and admins can mute members")?;
             let target = member_of(user)?;
             if target.role >= role {
-                return Err(ServiceError::PermissionDenied(
+                return Err(Refusal::PermissionDenied(
                     "admins can mute plain members only",
                 ));
             }
@@ -586,19 +584,16 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
 }
 
 /// Whether `sender` may send to the group now.
-pub fn check_send(state: &GroupState, sender: &UserId, now_ms: i64) -> Result<(), ServiceError> {
-    let member = state
-        .members
-        .get(sender)
-        .ok_or(ServiceError::NotAParticipant)?;
+pub fn check_send(state: &GroupState, sender: &UserId, now_ms: i64) -> Result<(), Refusal> {
+    let member = state.members.get(sender).ok_or(Refusal::NotAParticipant)?;
     if state.settings.dissolved {
-        return Err(ServiceError::GroupDissolved);
+        return Err(Refusal::GroupDissolved);
     }
     if member.muted_until_ms > now_ms {
-        return Err(ServiceError::Muted);
+        return Err(Refusal::Muted);
     }
     if state.settings.mute_all && member.role == Role::Member {
-        return Err(ServiceError::Muted);
+        return Err(Refusal::Muted);
     }
     Ok(())
 }
@@ -713,28 +708,28 @@ mod tests {
             |by: &str, who: &str| decide(&g, &req(by, GroupChange::RemoveMembers(vec![u(who)])));
         assert!(matches!(
             remove("m", "a"),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
         assert!(matches!(
             remove("a", "o"),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
         assert!(matches!(
             remove("a", "a"),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
         assert_eq!(remove("a", "m").unwrap().concerned, vec![u("m")]);
         assert!(matches!(
             decide(&g, &req("x", GroupChange::Leave)),
-            Err(ServiceError::NotAParticipant)
+            Err(Refusal::NotAParticipant)
         ));
         assert!(matches!(
             decide(&g, &req("o", GroupChange::Leave)),
-            Err(ServiceError::OwnerCannotLeave)
+            Err(Refusal::OwnerCannotLeave)
         ));
         assert!(matches!(
             decide(&g, &req("a", GroupChange::Dissolve)),
-            Err(ServiceError::PermissionDenied(_))
+            Err(Refusal::PermissionDenied(_))
         ));
     }
 
@@ -760,10 +755,7 @@ mod tests {
         for m in &d.mutations {
             g.apply(m, 6);
         }
-        assert!(matches!(
-            check_send(&g, &u("o"), 1999),
-            Err(ServiceError::Muted)
-        ));
+        assert!(matches!(check_send(&g, &u("o"), 1999), Err(Refusal::Muted)));
         assert!(check_send(&g, &u("o"), 2000).is_ok());
     }
 
@@ -775,13 +767,10 @@ mod tests {
             g.apply(m, 2);
         }
         assert!(check_send(&g, &u("o"), 0).is_ok());
-        assert!(matches!(
-            check_send(&g, &u("m"), 0),
-            Err(ServiceError::Muted)
-        ));
+        assert!(matches!(check_send(&g, &u("m"), 0), Err(Refusal::Muted)));
         assert!(matches!(
             check_send(&g, &u("x"), 0),
-            Err(ServiceError::NotAParticipant)
+            Err(Refusal::NotAParticipant)
         ));
     }
 

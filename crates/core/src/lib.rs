@@ -25,7 +25,7 @@ pub mod throttle;
 pub mod typing;
 
 pub use clock::{Clock, SystemClock};
-pub use error::{ServiceError, StoreError};
+pub use error::{Refusal, ServiceError, StoreError};
 pub use ids::{
     ConnectionId, ConversationId, ConversationKind, DeviceId, GroupId, MessageId, NodeId, Platform,
     UserId,

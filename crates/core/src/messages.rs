@@ -715,7 +715,7 @@ impl Pipeline {
                         }),
                     )
                 }
-                (reply, AppendOutcome::Refused(e)) => reply.answer_err(e),
+                (reply, AppendOutcome::Refused(e)) => reply.answer_err(e.into()),
                 (reply, outcome) => {
                     tracing::error!(
                         ?outcome,

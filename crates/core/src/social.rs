@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::{
-    ServiceError,
+    Refusal, ServiceError,
     ids::UserId,
     messages::MessageService,
     pb,
@@ -682,7 +682,7 @@ pub fn other_of(change: &SocialChange) -> Option<&UserId> {
 /// themself; a remark is only for a friend; a request to someone who blocks the actor is refused
 /// without saying why; a change that changes nothing records no notice. Requests, answers and
 /// removals notify the other user too; everything else only the actor's devices.
-pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision, ServiceError> {
+pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision, Refusal> {
     let actor = &write.actor;
     let befriend = |other: &UserId| SocialDecision {
         now_friends: true,
@@ -710,7 +710,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
     match &write.change {
         SocialChange::UpdateProfile(patch) => {
             let Some((current, policy)) = &state.actor else {
-                return Err(ServiceError::UnknownUser(actor.clone()));
+                return Err(Refusal::UnknownUser(actor.clone()));
             };
             let Some((next, next_policy)) = patch.apply(current, *policy, write.now_ms) else {
                 return Ok(SocialDecision::nothing(false));
@@ -730,10 +730,10 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
         }
         SocialChange::FriendRequest { to, message } => {
             if !state.other_exists {
-                return Err(ServiceError::UnknownUser(to.clone()));
+                return Err(Refusal::UnknownUser(to.clone()));
             }
             if state.other_blocks {
-                return Err(ServiceError::NotAccepted);
+                return Err(Refusal::NotAccepted);
             }
             if state.friends {
                 return Ok(SocialDecision::nothing(true));
@@ -759,7 +759,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
         }
         SocialChange::FriendRespond { from, accept } => {
             if !state.requested_by_other {
-                return Err(ServiceError::RequestNotFound);
+                return Err(Refusal::RequestNotFound);
             }
             if *accept {
                 return Ok(befriend(from));
@@ -795,7 +795,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
         }
         SocialChange::FriendRemark { friend, remark } => {
             if !state.friends {
-                return Err(ServiceError::InvalidArgument(
+                return Err(Refusal::InvalidArgument(
                     "a remark can only be set for a friend".into(),
                 ));
             }
@@ -820,12 +820,12 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
                 )
             })
         }
-        SocialChange::Block(other) | SocialChange::Unblock(other) if other == actor => Err(
-            ServiceError::InvalidArgument("you cannot block yourself".into()),
-        ),
+        SocialChange::Block(other) | SocialChange::Unblock(other) if other == actor => {
+            Err(Refusal::InvalidArgument("you cannot block yourself".into()))
+        }
         SocialChange::Block(other) => {
             if !state.other_exists {
-                return Err(ServiceError::UnknownUser(other.clone()));
+                return Err(Refusal::UnknownUser(other.clone()));
             }
             if state.actor_blocks {
                 return Ok(SocialDecision::nothing(state.friends));
@@ -955,7 +955,7 @@ mod decide_tests {
     }
 
     /// A short name for what a decision did.
-    fn outcome(r: Result<SocialDecision, ServiceError>) -> String {
+    fn outcome(r: Result<SocialDecision, Refusal>) -> String {
         match r {
             Err(e) => format!("refused {e:?}"),
             Ok(d) => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    ServiceError, StoreError,
+    Refusal, StoreError,
     groups::{GroupChangeRequest, GroupSettings, GroupState, Member, Members, NewGroup},
     ids::{ConversationId, DeviceId, GroupId, MessageId, Platform, UserId},
     pb,
@@ -184,8 +184,8 @@ pub enum AppendOutcome {
     Duplicate(Arc<StoredMessage>),
     /// One of the inbox users does not exist; nothing was written for this message.
     UnknownUser(UserId),
-    /// The group rules refused the write; nothing was written for it.
-    Refused(ServiceError),
+    /// A rule refused the write; nothing was written for it.
+    Refused(Refusal),
     /// A read mark, amendment or flag change was applied (`event` is `None` when it changed
     /// nothing).
     Applied {

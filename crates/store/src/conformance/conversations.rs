@@ -63,7 +63,7 @@ pub async fn read_marks_and_unread_counts(store: &dyn Backend) {
     );
     assert!(matches!(
         &out[3],
-        AppendOutcome::Refused(ServiceError::NotAParticipant)
+        AppendOutcome::Refused(Refusal::NotAParticipant)
     ));
     let b = summary(store, "b", "a").await;
     assert_eq!((b.read_seq, b.unread), (4, 0));
@@ -116,7 +116,7 @@ pub async fn recall_and_edit_amend_what_readers_see(store: &dyn Backend) {
     );
     assert!(matches!(
         &out[2],
-        AppendOutcome::Refused(ServiceError::PermissionDenied(_))
+        AppendOutcome::Refused(Refusal::PermissionDenied(_))
     ));
     assert_eq!(applied(&out[3]).0, 4);
     assert_eq!(
@@ -126,15 +126,15 @@ pub async fn recall_and_edit_amend_what_readers_see(store: &dyn Backend) {
     );
     assert!(matches!(
         &out[5],
-        AppendOutcome::Refused(ServiceError::NotEditable(_))
+        AppendOutcome::Refused(Refusal::NotEditable(_))
     ));
     assert!(matches!(
         &out[6],
-        AppendOutcome::Refused(ServiceError::WindowPassed { .. })
+        AppendOutcome::Refused(Refusal::WindowPassed { .. })
     ));
     assert!(matches!(
         &out[7],
-        AppendOutcome::Refused(ServiceError::MessageNotFound)
+        AppendOutcome::Refused(Refusal::MessageNotFound)
     ));
 
     let conv = ConversationId::direct(&user("a"), &user("b"));
@@ -185,7 +185,7 @@ pub async fn group_admins_recall_and_flags_change_once(store: &dyn Backend) {
         .unwrap();
     assert!(matches!(
         &out[0],
-        AppendOutcome::Refused(ServiceError::MessageNotFound)
+        AppendOutcome::Refused(Refusal::MessageNotFound)
     ));
     let (_, event) = applied(&out[1]);
     assert_eq!(inbox_users(event.unwrap()), users(&["m", "o"]));

@@ -53,7 +53,7 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
         .unwrap();
     assert!(matches!(
         &out[0],
-        AppendOutcome::Refused(ServiceError::NotAParticipant)
+        AppendOutcome::Refused(Refusal::NotAParticipant)
     ));
     let out = store
         .append(vec![group_text("a", GroupId(999), "nowhere", 500)])
@@ -61,7 +61,7 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
         .unwrap();
     assert!(matches!(
         &out[0],
-        AppendOutcome::Refused(ServiceError::NotAParticipant)
+        AppendOutcome::Refused(Refusal::NotAParticipant)
     ));
     let head = store
         .history(&ConversationId::group(g), 0, Direction::Backward, 10)
@@ -175,7 +175,7 @@ pub async fn group_rules_apply_in_batch_order(store: &dyn Backend) {
     assert_eq!(inbox_users(after), users(&["a", "b"]));
     assert!(matches!(
         &out[3],
-        AppendOutcome::Refused(ServiceError::NotAParticipant)
+        AppendOutcome::Refused(Refusal::NotAParticipant)
     ));
     let (_, added) = group_outcome(&out[4]);
     let join_seq = added.unwrap().message.seq;
@@ -185,14 +185,11 @@ pub async fn group_rules_apply_in_batch_order(store: &dyn Backend) {
     assert_eq!(inbox_users(welcome), users(&["a", "b", "d"]));
     assert!(matches!(
         &out[6],
-        AppendOutcome::Refused(ServiceError::PermissionDenied(_))
+        AppendOutcome::Refused(Refusal::PermissionDenied(_))
     ));
-    assert!(matches!(
-        &out[8],
-        AppendOutcome::Refused(ServiceError::Muted)
-    ));
+    assert!(matches!(&out[8], AppendOutcome::Refused(Refusal::Muted)));
     assert!(
-        matches!(&out[9], AppendOutcome::Refused(ServiceError::UnknownUser(u)) if u == &user("ghost"))
+        matches!(&out[9], AppendOutcome::Refused(Refusal::UnknownUser(u)) if u == &user("ghost"))
     );
     let (record, me) = store.group(g, &user("d")).await.unwrap().unwrap();
     assert_eq!(me.unwrap().joined_seq, join_seq);

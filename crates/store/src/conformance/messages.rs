@@ -101,7 +101,7 @@ pub async fn a_reused_client_id_for_another_message_is_refused(store: &dyn Backe
         .await
         .unwrap();
     for (i, o) in out.iter().enumerate() {
-        let refused = matches!(o, AppendOutcome::Refused(ServiceError::ClientMsgIdReused));
+        let refused = matches!(o, AppendOutcome::Refused(Refusal::ClientMsgIdReused));
         let want = matches!(i, 0 | 1 | 4);
         assert_eq!(refused, want, "write {i}: {o:?}");
     }

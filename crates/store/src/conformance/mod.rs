@@ -19,7 +19,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use async_trait::async_trait;
 use tern_core::{
-    ConversationId, DeviceId, GroupId, Platform, ServiceError, UserId,
+    ConversationId, DeviceId, GroupId, Platform, Refusal, UserId,
     groups::{GroupChange, GroupChangeRequest, GroupLimits, HistoryVisibility, NewGroup, Role},
     pb,
     social::{ProfilePatch, SocialChange, SocialStore, SocialWrite, StrangerPolicy},

@@ -66,7 +66,7 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
         .unwrap();
     assert!(matches!(
         &out[0],
-        AppendOutcome::Refused(ServiceError::NotAccepted)
+        AppendOutcome::Refused(Refusal::NotAccepted)
     ));
     h.close(store).await;
 
@@ -93,10 +93,7 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
         ])
         .await
         .unwrap();
-    assert!(matches!(
-        &out[0],
-        AppendOutcome::Refused(ServiceError::Muted)
-    ));
+    assert!(matches!(&out[0], AppendOutcome::Refused(Refusal::Muted)));
     assert_eq!(
         stored(&out[1]).seq,
         4,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use rusqlite::params;
 use tern_core::{
-    ConversationId, ConversationKind, MessageId, ServiceError, UserId,
+    ConversationId, ConversationKind, MessageId, Refusal, UserId,
     conversations::{
         ConversationStanding, FlagsChange, MarkDecision, amend_role, decide_amend, decide_flags,
         decide_mark_read,
@@ -141,7 +141,7 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
     // A retry is answered with the original even if the sender has since left its group.
     if let Some(existing) = batch.find_duplicate(&m.sender, &m.client_msg_id)? {
         if !tern_core::messages::is_retry_of(&existing, &m.conversation, &m.content) {
-            return Ok(AppendOutcome::Refused(ServiceError::ClientMsgIdReused));
+            return Ok(AppendOutcome::Refused(Refusal::ClientMsgIdReused));
         }
         return Ok(AppendOutcome::Duplicate(existing));
     }
@@ -150,7 +150,7 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
             if let Some(recipient) = inboxes.get(1)
                 && batch.refuses(recipient, &m.sender)?
             {
-                return Ok(AppendOutcome::Refused(ServiceError::NotAccepted));
+                return Ok(AppendOutcome::Refused(Refusal::NotAccepted));
             }
             (inboxes.clone(), None)
         }
@@ -159,7 +159,7 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
             write_diffusion_max,
         } => {
             let Some(state) = batch.group(*group)? else {
-                return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+                return Ok(AppendOutcome::Refused(Refusal::NotAParticipant));
             };
             if let Err(e) = groups::check_send(state, &m.sender, m.server_time_ms) {
                 return Ok(AppendOutcome::Refused(e));
@@ -214,7 +214,7 @@ fn record_event(
     batch: &mut Batch<'_>,
     state: &GroupState,
     e: Event<'_>,
-) -> Result<Result<Stored, ServiceError>, JobError> {
+) -> Result<Result<Stored, Refusal>, JobError> {
     let Event {
         actor,
         event,
@@ -253,7 +253,7 @@ fn record_event(
                 push_members,
             }))
         }
-        Err(user) => Ok(Err(ServiceError::UnknownUser(user))),
+        Err(user) => Ok(Err(Refusal::UnknownUser(user))),
     }
 }
 
@@ -292,7 +292,7 @@ fn create_group(batch: &mut Batch<'_>, new: NewGroup) -> Result<AppendOutcome, J
         });
     }
     if let Some(user) = missing_user(batch, std::iter::once(&new.owner).chain(&new.members))? {
-        return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(user)));
+        return Ok(AppendOutcome::Refused(Refusal::UnknownUser(user)));
     }
     let settings = GroupSettings {
         name: new.name,
@@ -351,7 +351,7 @@ fn create_group(batch: &mut Batch<'_>, new: NewGroup) -> Result<AppendOutcome, J
 
 fn change_group(batch: &mut Batch<'_>, req: GroupChangeRequest) -> Result<AppendOutcome, JobError> {
     let Some(mut state) = batch.take_group(req.group)? else {
-        return Ok(AppendOutcome::Refused(ServiceError::NotAParticipant));
+        return Ok(AppendOutcome::Refused(Refusal::NotAParticipant));
     };
     let outcome = apply_change(batch, &mut state, &req);
     // The state goes back whatever happened: unchanged if the change was refused.
@@ -381,7 +381,7 @@ fn apply_change(
         _ => None,
     });
     if let Some(user) = missing_user(batch, added)? {
-        return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(user)));
+        return Ok(AppendOutcome::Refused(Refusal::UnknownUser(user)));
     }
     let seq = batch.conversation_head(&conversation)? + 1;
     // Should anything below fail, the batch rolls back and the writer drops every cached group
@@ -464,7 +464,7 @@ fn notice(
     also: Option<UserId>,
     body: pb::content::Body,
     now_ms: i64,
-) -> Result<Result<Stored, ServiceError>, JobError> {
+) -> Result<Result<Stored, Refusal>, JobError> {
     let also: Vec<UserId> = also.into_iter().collect();
     notice_to(batch, user, &also, body, now_ms)
 }
@@ -477,7 +477,7 @@ pub(crate) fn notice_to(
     also: &[UserId],
     body: pb::content::Body,
     now_ms: i64,
-) -> Result<Result<Stored, ServiceError>, JobError> {
+) -> Result<Result<Stored, Refusal>, JobError> {
     let mut inboxes = vec![user.clone()];
     inboxes.extend(also.iter().filter(|u| *u != user).cloned());
     let row = Row {
@@ -494,7 +494,7 @@ pub(crate) fn notice_to(
             inbox_seqs,
             push_members: None,
         }),
-        Err(u) => Err(ServiceError::UnknownUser(u)),
+        Err(u) => Err(Refusal::UnknownUser(u)),
     })
 }
 
@@ -596,7 +596,7 @@ fn set_flags(batch: &mut Batch<'_>, f: SetFlags) -> Result<AppendOutcome, JobErr
 
 fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
     let Some(message) = batch.message(a.message.0)? else {
-        return Ok(AppendOutcome::Refused(ServiceError::MessageNotFound));
+        return Ok(AppendOutcome::Refused(Refusal::MessageNotFound));
     };
     let conversation = message.conversation.clone();
     let group = match conversation.kind() {
@@ -622,7 +622,7 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
         let refused = match &group {
             Some(state) => groups::check_send(state, &a.actor, a.now_ms).err(),
             None => match conversation.peer_of(&a.actor) {
-                Some(peer) if batch.refuses(&peer, &a.actor)? => Some(ServiceError::NotAccepted),
+                Some(peer) if batch.refuses(&peer, &a.actor)? => Some(Refusal::NotAccepted),
                 _ => None,
             },
         };
@@ -632,7 +632,7 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
     }
     let (inboxes, push_members) = match &group {
         Some(state) if state.settings.dissolved => {
-            return Ok(AppendOutcome::Refused(ServiceError::GroupDissolved));
+            return Ok(AppendOutcome::Refused(Refusal::GroupDissolved));
         }
         Some(state) => match groups::diffusion(state, &a.actor, &[], a.write_diffusion_max) {
             Diffusion::Write(users) => (users, None),
@@ -655,7 +655,7 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
     };
     let (stored, inbox_seqs) = match insert(batch, row)? {
         Ok(inserted) => inserted,
-        Err(u) => return Ok(AppendOutcome::Refused(ServiceError::UnknownUser(u))),
+        Err(u) => return Ok(AppendOutcome::Refused(Refusal::UnknownUser(u))),
     };
     let column = if recall { "recall_event" } else { "edit_event" };
     batch
