@@ -696,12 +696,12 @@ impl Pipeline {
                 }
                 (
                     Reply::Applied(reply),
-                    AppendOutcome::Applied {
-                        conversation,
-                        value,
-                        event,
-                    },
+                    outcome @ (AppendOutcome::ReadMark { .. }
+                    | AppendOutcome::Amended { .. }
+                    | AppendOutcome::Flags { .. }
+                    | AppendOutcome::Social { .. }),
                 ) => {
+                    let (conversation, value, event) = applied(outcome);
                     let event_time_ms = event.as_ref().map_or(0, |e| e.message.server_time_ms);
                     if let Some(stored) = event {
                         publish(&mut published, stored, origin);
@@ -785,6 +785,34 @@ impl Reply {
 
 /// Adds what a stored message publishes: its inbox entries, then (read diffusion) its push to
 /// the group's other members.
+/// What the services learn of a read mark, amendment, flag or social write: the conversation
+/// it concerns, its value (the read mark; whether now friends; else the seq of the event
+/// recorded, 0 when none), and the event.
+fn applied(outcome: AppendOutcome) -> (ConversationId, u64, Option<Stored>) {
+    let seq = |e: &Option<Stored>| e.as_ref().map_or(0, |s| s.message.seq);
+    match outcome {
+        AppendOutcome::ReadMark {
+            conversation,
+            mark,
+            notice,
+        } => (conversation, mark, notice),
+        AppendOutcome::Amended {
+            conversation,
+            event,
+        } => (conversation, seq(&event), event),
+        AppendOutcome::Flags {
+            conversation,
+            notice,
+        } => (conversation, seq(&notice), notice),
+        AppendOutcome::Social {
+            conversation,
+            friends,
+            notice,
+        } => (conversation, u64::from(friends), notice),
+        other => unreachable!("not an applied outcome: {other:?}"),
+    }
+}
+
 fn publish(published: &mut Vec<Publication>, stored: Stored, origin: Option<ConnectionId>) {
     let Stored {
         message,

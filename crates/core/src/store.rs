@@ -186,15 +186,39 @@ pub enum AppendOutcome {
     UnknownUser(UserId),
     /// A rule refused the write; nothing was written for it.
     Refused(Refusal),
-    /// A read mark, amendment or flag change was applied (`event` is `None` when it changed
-    /// nothing).
-    Applied {
-        /// The conversation it concerns.
+    /// A [`Write::MarkRead`]: the reader's mark afterwards (never lower than before), and the
+    /// `ReadMark` notice when the mark moved.
+    ReadMark {
+        /// The conversation.
         conversation: ConversationId,
-        /// The read mark after a [`Write::MarkRead`]; the event's seq otherwise (0 if none).
-        value: u64,
-        /// The event recorded.
+        /// The read mark after the write.
+        mark: u64,
+        /// The notice recorded (`None`: the mark was already there).
+        notice: Option<Stored>,
+    },
+    /// A [`Write::Amend`]: the recall or edit event recorded in the message's conversation.
+    Amended {
+        /// The message's conversation.
+        conversation: ConversationId,
+        /// The event (`None`: the amendment changed nothing, a second recall say).
         event: Option<Stored>,
+    },
+    /// A [`Write::SetFlags`]: the `ConversationFlags` notice when the flags changed.
+    Flags {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The notice recorded (`None`: the flags already were so).
+        notice: Option<Stored>,
+    },
+    /// A [`Write::Social`]: whether the actor and the other user are friends afterwards, and
+    /// the notice recorded.
+    Social {
+        /// The actor's notice timeline, where the notice goes.
+        conversation: ConversationId,
+        /// Friends after the write.
+        friends: bool,
+        /// The notice recorded (`None`: the change changed nothing).
+        notice: Option<Stored>,
     },
     /// A group was created or changed (or the change changed nothing: `event` is `None`).
     Group {

@@ -442,9 +442,21 @@ async fn execute(store: &SqliteStore, op: Op) -> Reply {
         AppendOutcome::Duplicate(m) => Reply::Duplicate(Rec::from(&*m)),
         AppendOutcome::UnknownUser(u) => Reply::Refused(format!("unknown user {u}")),
         AppendOutcome::Refused(e) => Reply::Refused(format!("{e:?}")),
-        AppendOutcome::Applied { value, event, .. } => Reply::Applied {
-            value,
-            event: event.as_ref().map(StoredRec::from),
+        AppendOutcome::ReadMark { mark, notice, .. } => Reply::Applied {
+            value: mark,
+            event: notice.as_ref().map(StoredRec::from),
+        },
+        AppendOutcome::Amended { event: notice, .. } | AppendOutcome::Flags { notice, .. } => {
+            Reply::Applied {
+                value: notice.as_ref().map_or(0, |n| n.message.seq),
+                event: notice.as_ref().map(StoredRec::from),
+            }
+        }
+        AppendOutcome::Social {
+            friends, notice, ..
+        } => Reply::Applied {
+            value: u64::from(friends),
+            event: notice.as_ref().map(StoredRec::from),
         },
         AppendOutcome::Group {
             state,

@@ -376,9 +376,17 @@ fn plain(o: &AppendOutcome) -> (u64, bool) {
     (value, event.is_some())
 }
 
+/// A read mark, amendment, flag or social outcome as one number and its notice or event: the
+/// read mark; whether now friends; else the seq of the event recorded (0 when none).
 fn applied(o: &AppendOutcome) -> (u64, Option<&Stored>) {
+    let seq = |e: &Option<Stored>| e.as_ref().map_or(0, |s| s.message.seq);
     match o {
-        AppendOutcome::Applied { value, event, .. } => (*value, event.as_ref()),
+        AppendOutcome::ReadMark { mark, notice, .. } => (*mark, notice.as_ref()),
+        AppendOutcome::Amended { event, .. } => (seq(event), event.as_ref()),
+        AppendOutcome::Flags { notice, .. } => (seq(notice), notice.as_ref()),
+        AppendOutcome::Social {
+            friends, notice, ..
+        } => (u64::from(*friends), notice.as_ref()),
         other => panic!("expected an applied outcome, got {other:?}"),
     }
 }

@@ -41,10 +41,7 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
         ])
         .await
         .unwrap();
-    assert!(
-        out.iter()
-            .all(|o| matches!(o, AppendOutcome::Applied { event: Some(_), .. }))
-    );
+    assert!(out.iter().all(|o| applied(o).1.is_some()));
     let before = summary(&store, "b", "a").await;
     h.close(store).await;
     let store = h.open(&loc).await;

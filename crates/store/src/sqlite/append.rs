@@ -531,10 +531,10 @@ fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobErr
     {
         Err(e) => return Ok(AppendOutcome::Refused(e)),
         Ok(MarkDecision::Unchanged { mark }) => {
-            return Ok(AppendOutcome::Applied {
+            return Ok(AppendOutcome::ReadMark {
                 conversation: m.conversation,
-                value: mark,
-                event: None,
+                mark,
+                notice: None,
             });
         }
         Ok(MarkDecision::Raise {
@@ -553,10 +553,10 @@ fn mark_read(batch: &mut Batch<'_>, m: MarkRead) -> Result<AppendOutcome, JobErr
         &m.conversation,
         (mark, standing.pinned, standing.muted),
     )?;
-    Ok(AppendOutcome::Applied {
+    Ok(AppendOutcome::ReadMark {
         conversation: m.conversation,
-        value: mark,
-        event: Some(stored),
+        mark,
+        notice: Some(stored),
     })
 }
 
@@ -569,10 +569,9 @@ fn set_flags(batch: &mut Batch<'_>, f: SetFlags) -> Result<AppendOutcome, JobErr
     } = match decide_flags(&f.conversation, f.pinned, f.muted, &standing) {
         Err(e) => return Ok(AppendOutcome::Refused(e)),
         Ok(None) => {
-            return Ok(AppendOutcome::Applied {
+            return Ok(AppendOutcome::Flags {
                 conversation: f.conversation,
-                value: 0,
-                event: None,
+                notice: None,
             });
         }
         Ok(Some(change)) => change,
@@ -587,10 +586,9 @@ fn set_flags(batch: &mut Batch<'_>, f: SetFlags) -> Result<AppendOutcome, JobErr
         &f.conversation,
         (standing.read_seq, pinned, muted),
     )?;
-    Ok(AppendOutcome::Applied {
+    Ok(AppendOutcome::Flags {
         conversation: f.conversation,
-        value: stored.message.seq,
-        event: Some(stored),
+        notice: Some(stored),
     })
 }
 
@@ -609,9 +607,8 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
     let event = match decide_amend(&message, &a.actor, role, &a.change, a.now_ms, a.window_ms) {
         Ok(Some(event)) => event,
         Ok(None) => {
-            return Ok(AppendOutcome::Applied {
+            return Ok(AppendOutcome::Amended {
                 conversation,
-                value: 0,
                 event: None,
             });
         }
@@ -665,9 +662,8 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
              ON CONFLICT (message_id) DO UPDATE SET {column} = excluded.{column}"
         ))?
         .execute(params![message.id.0 as i64, stored.id.0 as i64])?;
-    Ok(AppendOutcome::Applied {
+    Ok(AppendOutcome::Amended {
         conversation,
-        value: stored.seq,
         event: Some(Stored {
             message: stored,
             inbox_seqs,

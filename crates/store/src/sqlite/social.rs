@@ -107,14 +107,14 @@ pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutco
         Ok(d) => d,
         Err(e) => return Ok(AppendOutcome::Refused(e)),
     };
-    let done = |value: u64, event: Option<Stored>| AppendOutcome::Applied {
+    let friends = decision.now_friends;
+    let done = |notice: Option<Stored>| AppendOutcome::Social {
         conversation: ConversationId::notices(&w.actor),
-        value,
-        event,
+        friends,
+        notice,
     };
-    let value = u64::from(decision.now_friends);
     let Some(notice) = decision.notice else {
-        return Ok(done(value, None));
+        return Ok(done(None));
     };
     // The notice goes first: the rows carry the inbox seq it took as their version, and a
     // refusal leaves nothing written.
@@ -129,7 +129,7 @@ pub(crate) fn apply(batch: &mut Batch<'_>, w: SocialWrite) -> Result<AppendOutco
     if decision.restrictive {
         batch.mark_restrictive(&w.actor)?;
     }
-    Ok(done(value, Some(stored)))
+    Ok(done(Some(stored)))
 }
 
 /// Reads the state of the actor and of the user the change names.
