@@ -18,8 +18,8 @@ use crate::{
     messages::{Applied, MessageService, validate_content},
     pb,
     store::{
-        Amend, Amendment, ConversationStore, ConversationSummary, GroupStore, InboxEvent, MarkRead,
-        MessageStore, SetFlags, StoredMessage, SummaryQuery, Write,
+        Amend, Amendment, ConversationStore, ConversationSummary, GroupStore, InboxEvent,
+        InboxStore, MarkRead, SetFlags, StoredMessage, SummaryQuery, Write,
     },
 };
 
@@ -325,7 +325,7 @@ pub struct ConversationList {
 pub struct ConversationService {
     messages: MessageService,
     store: Arc<dyn ConversationStore>,
-    inbox: Arc<dyn MessageStore>,
+    inbox: Arc<dyn InboxStore>,
     groups: Arc<dyn GroupStore>,
     config: ConversationConfig,
 }
@@ -335,7 +335,7 @@ impl ConversationService {
     pub fn new(
         messages: MessageService,
         store: Arc<dyn ConversationStore>,
-        inbox: Arc<dyn MessageStore>,
+        inbox: Arc<dyn InboxStore>,
         groups: Arc<dyn GroupStore>,
         config: ConversationConfig,
     ) -> Self {

@@ -23,8 +23,8 @@ use crate::{
     ids::{ConnectionId, ConversationId, ConversationKind, GroupId, UserId},
     pb,
     store::{
-        AppendOutcome, Audience, Direction, GroupStore, HistoryPage, InboxEntry, InboxEvent,
-        MessageStore, NewMessage, Stored, StoredMessage, Write,
+        AppendOutcome, Audience, CommitStore, Direction, GroupStore, HistoryPage, HistoryStore,
+        InboxEntry, InboxEvent, NewMessage, Stored, StoredMessage, Write,
     },
     sync::{Publication, SyncService},
 };
@@ -200,7 +200,7 @@ pub struct MessageService {
 
 #[derive(Debug)]
 struct Inner {
-    store: Arc<dyn MessageStore>,
+    history: Arc<dyn HistoryStore>,
     groups: Arc<dyn GroupStore>,
     clock: Arc<dyn Clock>,
     config: MessageConfig,
@@ -224,7 +224,8 @@ impl std::fmt::Debug for Job {
 impl MessageService {
     /// Starts the service and its pipeline task on the current Tokio runtime.
     pub fn start(
-        store: Arc<dyn MessageStore>,
+        commits: Arc<dyn CommitStore>,
+        history: Arc<dyn HistoryStore>,
         groups: Arc<dyn GroupStore>,
         sync: Arc<SyncService>,
         clock: Arc<dyn Clock>,
@@ -232,7 +233,7 @@ impl MessageService {
     ) -> Self {
         let (jobs, rx) = mpsc::channel(config.queue_capacity.max(1));
         let pipeline = Pipeline {
-            store: store.clone(),
+            store: commits,
             sync,
             max_batch: config.max_batch.max(1),
             commit_window: config.commit_window,
@@ -241,7 +242,7 @@ impl MessageService {
         tokio::spawn(pipeline.run(rx));
         Self {
             inner: Arc::new(Inner {
-                store,
+                history,
                 groups,
                 clock,
                 config,
@@ -423,7 +424,7 @@ impl MessageService {
         };
         let mut page = self
             .inner
-            .store
+            .history
             .history(&conversation, anchor_seq, direction, limit)
             .await?;
         let before = page.messages.len();
@@ -525,7 +526,7 @@ pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), S
 
 /// The single task that commits sends in batches and publishes them in commit order.
 struct Pipeline {
-    store: Arc<dyn MessageStore>,
+    store: Arc<dyn CommitStore>,
     sync: Arc<SyncService>,
     max_batch: usize,
     commit_window: Duration,
@@ -600,7 +601,7 @@ impl Pipeline {
         if !batch.is_empty() {
             let started = Instant::now();
             self.metrics.batch_size.record(batch.len() as f64);
-            let result = self.store.append(batch).await;
+            let result = self.store.commit(batch).await;
             self.metrics
                 .commit_seconds
                 .record(started.elapsed().as_secs_f64());

@@ -13,7 +13,7 @@ use crate::{
     ids::UserId,
     messages::MessageService,
     pb,
-    store::{MessageStore, Write},
+    store::{InboxStore, Write},
 };
 
 /// The longest nickname, in bytes.
@@ -310,7 +310,7 @@ pub struct FriendList {
 pub struct SocialService {
     messages: MessageService,
     store: Arc<dyn SocialStore>,
-    inbox: Arc<dyn MessageStore>,
+    inbox: Arc<dyn InboxStore>,
 }
 
 fn parse_user(raw: &str) -> Result<UserId, ServiceError> {
@@ -322,7 +322,7 @@ impl SocialService {
     pub fn new(
         messages: MessageService,
         store: Arc<dyn SocialStore>,
-        inbox: Arc<dyn MessageStore>,
+        inbox: Arc<dyn InboxStore>,
     ) -> Self {
         Self {
             messages,

@@ -258,18 +258,37 @@ pub struct InboxPage {
     pub head: u64,
 }
 
-/// Message history and inboxes: written by the message pipeline, read by sync and history.
+/// The commit contract: the one way anything enters a conversation's timeline or a user's
+/// inbox (messages, group changes and their events, read marks, amendments, flags, people
+/// changes).
+///
+/// `commit` takes an ordered batch and commits it atomically and durably: when it returns `Ok`,
+/// every write of the batch is stored and will survive a crash (per the backend's durability
+/// setting), and no reader has seen any of it before all of it was. Writes of a batch apply in
+/// order, each seeing the effects of the ones before it. Each write is decided against the state
+/// at its point of the commit order (deduplication by `(sender, client_msg_id)`, the group
+/// rules, blocks and policies, read marks), then gets the next id, the next seq of its
+/// conversation, and the next seq of every inbox it enters.
+///
+/// Isolation. Seqs are gapless and never reused, per conversation and per inbox, across
+/// crashes. Everything that reads or changes one conversation's timeline, one group's state, or
+/// one user's inbox, social state or conversation state is serialized: two commits touching the
+/// same conversation, group or inbox appear to run one after the other, and seqs follow that
+/// order. Commits touching disjoint conversations, groups and inboxes may run concurrently (a
+/// backend with several writers, or several nodes over one database), provided each sees the
+/// heads and state its serialization order implies. A batch that fails stores nothing: the
+/// caller may retry it whole (see [`StoreError::is_retryable`]); deduplication makes a retried
+/// message a duplicate of itself, never a second copy.
 #[async_trait]
-pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Appends a batch atomically and durably, in order: for each message, deduplicate by
-    /// `(sender, client_msg_id)` (group events, with an empty id, are never deduplicated),
-    /// check a group message against the group's state, assign the next id and conversation
-    /// seq, and append an entry to each inbox; for each group write, decide and apply it and
-    /// record its event the same way. No reader sees any of the batch before all of it is
-    /// durable.
-    async fn append(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError>;
+pub trait CommitStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Commits `batch` as described on the trait; one outcome per write, in order.
+    async fn commit(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError>;
+}
 
-    /// A page of a conversation, `limit` messages at most.
+/// Conversation timelines, as history reads them.
+#[async_trait]
+pub trait HistoryStore: Send + Sync + std::fmt::Debug + 'static {
+    /// A page of a conversation, `limit` messages at most, amended (recalls and edits applied).
     async fn history(
         &self,
         conversation: &ConversationId,
@@ -277,8 +296,13 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
         direction: Direction,
         limit: u32,
     ) -> Result<HistoryPage, StoreError>;
+}
 
-    /// The entries of `user`'s inbox after `after`, `limit` at most, and the inbox head.
+/// Inboxes and device cursors, as sync reads them.
+#[async_trait]
+pub trait InboxStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The entries of `user`'s inbox after `after`, `limit` at most, and the inbox head. Every
+    /// committed entry up to the head is included (no reader sees seq N+1 before N).
     async fn read_inbox(
         &self,
         user: &UserId,
@@ -286,7 +310,7 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<InboxPage, StoreError>;
 
-    /// The newest seq of `user`'s inbox (0 when empty).
+    /// The newest seq of `user`'s inbox (0 when empty); never lower than an earlier answer.
     async fn inbox_head(&self, user: &UserId) -> Result<u64, StoreError>;
 
     /// Raises a device's cursor to `seq` (never lowers it) and returns the stored cursor.
@@ -356,7 +380,7 @@ pub struct GroupRecord {
     pub head_seq: u64,
 }
 
-/// Groups as readers see them (groups are written through [`MessageStore::append`], in the
+/// Groups as readers see them (groups are written through [`CommitStore::commit`], in the
 /// same serialization as their messages).
 #[async_trait]
 pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
@@ -423,7 +447,7 @@ pub struct ConversationSummary {
     pub peer_read_seq: u64,
 }
 
-/// Per-user conversation state as readers see it (written through [`MessageStore::append`]).
+/// Per-user conversation state as readers see it (written through [`CommitStore::commit`]).
 #[async_trait]
 pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every one-to-one conversation with a message that `user` sent or received.

@@ -16,7 +16,7 @@ use crate::{
     ServiceError,
     groups::Members,
     ids::{ConnectionId, ConversationId, DeviceId, UserId},
-    store::{InboxEntry, InboxEvent, InboxPage, MessageStore, StoredMessage},
+    store::{InboxEntry, InboxEvent, InboxPage, InboxStore, StoredMessage},
 };
 
 /// The fan-out stage: hands new inbox entries to a user's online connections.
@@ -177,7 +177,7 @@ impl Ring {
 /// Serves inboxes and publishes new entries.
 #[derive(Debug)]
 pub struct SyncService {
-    store: Arc<dyn MessageStore>,
+    store: Arc<dyn InboxStore>,
     bus: Arc<dyn crate::bus::Bus>,
     config: SyncConfig,
     /// Lock held only for in-memory work, never across `.await`.
@@ -187,7 +187,7 @@ pub struct SyncService {
 impl SyncService {
     /// A service over `store`, publishing new entries on `bus`.
     pub fn new(
-        store: Arc<dyn MessageStore>,
+        store: Arc<dyn InboxStore>,
         bus: Arc<dyn crate::bus::Bus>,
         config: SyncConfig,
     ) -> Self {

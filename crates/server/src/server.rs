@@ -105,6 +105,7 @@ impl Server {
         let messages = MessageService::start(
             Arc::new(store.clone()),
             Arc::new(store.clone()),
+            Arc::new(store.clone()),
             sync.clone(),
             clock.clone(),
             config.messages(),

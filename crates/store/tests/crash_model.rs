@@ -28,8 +28,8 @@ use tern_core::{
     groups::GroupChange,
     social::{SocialChange, SocialStore, SocialWrite},
     store::{
-        AccountStore, Amend, Amendment, AppendOutcome, ConversationStore, Direction, GroupStore,
-        MarkRead, MessageStore, SetFlags, Stored, StoredMessage, Write,
+        AccountStore, Amend, Amendment, AppendOutcome, CommitStore, ConversationStore, Direction,
+        GroupStore, HistoryStore, InboxStore, MarkRead, SetFlags, Stored, StoredMessage, Write,
     },
 };
 use tern_store::{SqliteConfig, SqliteStore, Synchronous, conformance};
@@ -433,7 +433,7 @@ async fn execute(store: &SqliteStore, op: Op) -> Reply {
             now_ms: NOW_MS,
         }),
     };
-    let outcome = match store.append(vec![write]).await {
+    let outcome = match store.commit(vec![write]).await {
         Ok(mut o) => o.remove(0),
         Err(e) => return Reply::Failed(e.to_string()),
     };

@@ -15,7 +15,7 @@ use tern_core::{
     groups::Role,
     pb,
     social::{SocialStore, StrangerPolicy},
-    store::{ConversationStore, Direction, GroupStore, MessageStore},
+    store::{CommitStore, ConversationStore, Direction, GroupStore, HistoryStore, InboxStore},
 };
 use tern_store::{SqliteConfig, SqliteStore, conformance};
 
@@ -117,7 +117,7 @@ async fn a_data_dir_written_by_an_earlier_build_reads_back_as_written() {
     check(&store, false).await;
     // New writes continue every sequence where the old build left it.
     let out = store
-        .append(vec![conformance::text(
+        .commit(vec![conformance::text(
             "alice",
             "bob",
             "after-upgrade",

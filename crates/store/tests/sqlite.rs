@@ -107,9 +107,9 @@ async fn crash_child(dir: String) -> ! {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 1000..2000 {
-                use tern_core::store::MessageStore;
+                use tern_core::store::CommitStore;
                 let _ = store
-                    .append(vec![conformance::text("a", "b", &format!("bg{i}"), "x")])
+                    .commit(vec![conformance::text("a", "b", &format!("bg{i}"), "x")])
                     .await;
             }
         })
@@ -181,7 +181,7 @@ async fn crash_and_verify(test: &str, indexing: &str) {
 /// into the database file. Without it the file would stay at its initial size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_checkpointed_beside_the_writer() {
-    use tern_core::store::{AccountStore, MessageStore};
+    use tern_core::store::{AccountStore, CommitStore};
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
     let db = dir.path().join(tern_store::sqlite::DB_FILE);
@@ -199,7 +199,7 @@ async fn the_wal_is_checkpointed_beside_the_writer() {
         let messages = (0..50)
             .map(|i| conformance::text("a", "b", &format!("m{batch}-{i}"), &body))
             .collect();
-        store.append(messages).await.unwrap();
+        store.commit(messages).await.unwrap();
     }
     // 2,000 messages of 200 bytes: about 400 KB of rows.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -226,7 +226,7 @@ async fn a_stalled_indexer_holds_commits_at_four_times_the_tail_bound() {
         Arc,
         atomic::{AtomicUsize, Ordering},
     };
-    use tern_core::store::{AccountStore, MessageStore};
+    use tern_core::store::{AccountStore, CommitStore};
     const BOUND: usize = 10;
     const BATCHES: usize = 12;
     let dir = tempfile::tempdir().unwrap();
@@ -256,7 +256,7 @@ async fn a_stalled_indexer_holds_commits_at_four_times_the_tail_bound() {
                 let messages = (0..BOUND)
                     .map(|i| conformance::text("a", "b", &format!("m{batch}-{i}"), "x"))
                     .collect();
-                store.append(messages).await.unwrap();
+                store.commit(messages).await.unwrap();
                 acked.fetch_add(BOUND, Ordering::SeqCst);
             }
         }
@@ -356,7 +356,7 @@ async fn only_the_indexer_thread_runs_at_a_lower_priority() {
 /// unindexed messages sit below that stored bound. Opening it must keep every one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
-    use tern_core::store::{AccountStore, MessageStore};
+    use tern_core::store::{AccountStore, CommitStore, InboxStore};
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
     for u in ["a", "b"] {
@@ -368,7 +368,7 @@ async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
     let five = (0..5)
         .map(|i| conformance::text("a", "b", &format!("m{i}"), "x"))
         .collect();
-    store.append(five).await.unwrap();
+    store.commit(five).await.unwrap();
     // A clean close indexes all five: the watermark is 5.
     store.close().await;
     drop(store);
@@ -410,7 +410,7 @@ async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
     }
     // The next message continues both inboxes; nothing is handed out twice.
     let next = store
-        .append(vec![conformance::text("a", "b", "after", "x")])
+        .commit(vec![conformance::text("a", "b", "after", "x")])
         .await
         .unwrap();
     match &next[0] {

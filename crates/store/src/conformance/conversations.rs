@@ -7,7 +7,7 @@ use super::*;
 pub async fn read_marks_and_unread_counts(store: &dyn Backend) {
     register(store, &["a", "b", "c"]).await;
     store
-        .append(vec![
+        .commit(vec![
             text("a", "b", "1", "one"),
             text("a", "b", "2", "two"),
             text("a", "b", "3", "three"),
@@ -30,7 +30,7 @@ pub async fn read_marks_and_unread_counts(store: &dyn Backend) {
     );
 
     let out = store
-        .append(vec![
+        .commit(vec![
             mark_read("b", "a", 2),
             mark_read("b", "a", 1),
             mark_read("b", "a", 99),
@@ -86,7 +86,7 @@ pub async fn read_marks_and_unread_counts(store: &dyn Backend) {
 pub async fn recall_and_edit_amend_what_readers_see(store: &dyn Backend) {
     register(store, &["a", "b"]).await;
     store
-        .append(vec![text("a", "b", "1", "one"), text("a", "b", "2", "two")])
+        .commit(vec![text("a", "b", "1", "one"), text("a", "b", "2", "two")])
         .await
         .unwrap();
     let (one, two) = (
@@ -94,7 +94,7 @@ pub async fn recall_and_edit_amend_what_readers_see(store: &dyn Backend) {
         stored_id(store, "a", "b", 2).await,
     );
     let out = store
-        .append(vec![
+        .commit(vec![
             amend("a", one, Amendment::Edit(text_content("one!")), 1_000),
             amend("a", one, Amendment::Edit(text_content("one!")), 1_000),
             amend("b", two, Amendment::Recall, 1_000),
@@ -167,17 +167,17 @@ pub async fn recall_and_edit_amend_what_readers_see(store: &dyn Backend) {
 pub async fn group_admins_recall_and_flags_change_once(store: &dyn Backend) {
     register(store, &["o", "m", "x"]).await;
     let out = store
-        .append(vec![create_group("o", &["m"], 500)])
+        .commit(vec![create_group("o", &["m"], 500)])
         .await
         .unwrap();
     let (g, _) = group_outcome(&out[0]);
     let out = store
-        .append(vec![group_text("m", g, "hello", 500)])
+        .commit(vec![group_text("m", g, "hello", 500)])
         .await
         .unwrap();
     let id = stored(&out[0]).id.0;
     let out = store
-        .append(vec![
+        .commit(vec![
             amend("x", id, Amendment::Recall, 0),
             amend("o", id, Amendment::Recall, 0),
         ])
@@ -206,7 +206,7 @@ pub async fn group_admins_recall_and_flags_change_once(store: &dyn Backend) {
         })
     };
     let out = store
-        .append(vec![
+        .commit(vec![
             group_flags(true),
             group_flags(true),
             group_flags(false),
@@ -222,7 +222,7 @@ pub async fn group_admins_recall_and_flags_change_once(store: &dyn Backend) {
         seq: 0,
         now_ms: 0,
     });
-    let out = store.append(vec![read]).await.unwrap();
+    let out = store.commit(vec![read]).await.unwrap();
     assert_eq!(applied(&out[0]).0, 3);
     assert_eq!(
         store
@@ -241,12 +241,12 @@ pub async fn unread_counts_stop_at_the_cap(store: &dyn Backend) {
     let batch: Vec<Write> = (0..n)
         .map(|i| text("a", "b", &format!("m{i}"), "x"))
         .collect();
-    store.append(batch).await.unwrap();
+    store.commit(batch).await.unwrap();
     assert_eq!(summary(store, "b", "a").await.unread, MAX_UNREAD_COUNTED);
-    store.append(vec![mark_read("b", "a", 40)]).await.unwrap();
+    store.commit(vec![mark_read("b", "a", 40)]).await.unwrap();
     assert_eq!(summary(store, "b", "a").await.unread, MAX_UNREAD_COUNTED);
     store
-        .append(vec![mark_read("b", "a", n as u64 - 7)])
+        .commit(vec![mark_read("b", "a", n as u64 - 7)])
         .await
         .unwrap();
     assert_eq!(summary(store, "b", "a").await.unread, 7);

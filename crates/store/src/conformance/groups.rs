@@ -7,7 +7,7 @@ use super::*;
 pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
     register(store, &["a", "b", "c", "x"]).await;
     let out = store
-        .append(vec![create_group("a", &["b", "c"], 500)])
+        .commit(vec![create_group("a", &["b", "c"], 500)])
         .await
         .unwrap();
     let (g, event) = group_outcome(&out[0]);
@@ -24,7 +24,7 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
         Some(pb::content::Body::GroupEvent(e)) if e.kind == pb::GroupEventKind::Created as i32
     ));
     let out = store
-        .append(vec![group_text("b", g, "hello", 500)])
+        .commit(vec![group_text("b", g, "hello", 500)])
         .await
         .unwrap();
     let AppendOutcome::Stored(s) = &out[0] else {
@@ -42,13 +42,13 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
     assert_eq!(c_inbox.entries.len(), 2);
     // Retries are deduplicated like one-to-one messages.
     let out = store
-        .append(vec![group_text("b", g, "hello", 500)])
+        .commit(vec![group_text("b", g, "hello", 500)])
         .await
         .unwrap();
     assert!(matches!(&out[0], AppendOutcome::Duplicate(m) if m.seq == 2));
     // A non-member is refused and nothing is written.
     let out = store
-        .append(vec![group_text("x", g, "intrude", 500)])
+        .commit(vec![group_text("x", g, "intrude", 500)])
         .await
         .unwrap();
     assert!(matches!(
@@ -56,7 +56,7 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
         AppendOutcome::Refused(Refusal::NotAParticipant)
     ));
     let out = store
-        .append(vec![group_text("a", GroupId(999), "nowhere", 500)])
+        .commit(vec![group_text("a", GroupId(999), "nowhere", 500)])
         .await
         .unwrap();
     assert!(matches!(
@@ -76,7 +76,7 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
 pub async fn large_groups_write_the_timeline_only(store: &dyn Backend) {
     register(store, &["a", "b", "c", "d"]).await;
     let out = store
-        .append(vec![create_group("a", &["b", "c"], 2)])
+        .commit(vec![create_group("a", &["b", "c"], 2)])
         .await
         .unwrap();
     let (g, event) = group_outcome(&out[0]);
@@ -85,7 +85,7 @@ pub async fn large_groups_write_the_timeline_only(store: &dyn Backend) {
     assert_eq!(event.push_members.as_ref().unwrap().len(), 3);
     let heads_before = store.inbox_head(&user("b")).await.unwrap();
     let out = store
-        .append(vec![group_text("b", g, "big", 2)])
+        .commit(vec![group_text("b", g, "big", 2)])
         .await
         .unwrap();
     let AppendOutcome::Stored(s) = &out[0] else {
@@ -99,7 +99,7 @@ pub async fn large_groups_write_the_timeline_only(store: &dyn Backend) {
     assert_eq!(s.push_members.as_ref().unwrap().len(), 3);
     assert_eq!(store.inbox_head(&user("b")).await.unwrap(), heads_before);
     let out = store
-        .append(vec![change_group(
+        .commit(vec![change_group(
             g,
             "a",
             GroupChange::AddMembers(vec![user("d")]),
@@ -117,7 +117,7 @@ pub async fn large_groups_write_the_timeline_only(store: &dyn Backend) {
     assert_eq!(event.push_members.as_ref().unwrap().len(), 4);
     // Shrinking back under the threshold returns to write diffusion.
     let out = store
-        .append(vec![
+        .commit(vec![
             change_group(
                 g,
                 "a",
@@ -140,12 +140,12 @@ pub async fn large_groups_write_the_timeline_only(store: &dyn Backend) {
 pub async fn group_rules_apply_in_batch_order(store: &dyn Backend) {
     register(store, &["a", "b", "c", "d"]).await;
     let out = store
-        .append(vec![create_group("a", &["b", "c"], 500)])
+        .commit(vec![create_group("a", &["b", "c"], 500)])
         .await
         .unwrap();
     let (g, _) = group_outcome(&out[0]);
     let out = store
-        .append(vec![
+        .commit(vec![
             group_text("c", g, "before", 500),
             change_group(g, "a", GroupChange::RemoveMembers(vec![user("c")]), 500),
             group_text("b", g, "after", 500),
@@ -216,7 +216,7 @@ pub async fn group_rules_apply_in_batch_order(store: &dyn Backend) {
 pub async fn group_reads(store: &dyn Backend) {
     register(store, &["a", "b", "c", "d"]).await;
     let out = store
-        .append(vec![
+        .commit(vec![
             create_group("a", &["b", "c", "d"], 500),
             create_group("b", &["a"], 500),
         ])
@@ -225,7 +225,7 @@ pub async fn group_reads(store: &dyn Backend) {
     let (g1, _) = group_outcome(&out[0]);
     let (g2, _) = group_outcome(&out[1]);
     store
-        .append(vec![
+        .commit(vec![
             group_text("a", g1, "one", 500),
             change_group(g1, "a", GroupChange::SetRole(user("b"), Role::Admin), 500),
             change_group(g1, "a", GroupChange::Rename("renamed".into()), 500),
@@ -272,13 +272,13 @@ pub async fn group_reads(store: &dyn Backend) {
         new.request_id = "req-1".into();
         Write::CreateGroup(new)
     };
-    let out = store.append(vec![keyed(), keyed()]).await.unwrap();
+    let out = store.commit(vec![keyed(), keyed()]).await.unwrap();
     let (first, event) = group_outcome(&out[0]);
     assert!(event.is_some());
     let (again, event) = group_outcome(&out[1]);
     assert_eq!(again, first);
     assert!(event.is_none(), "a retry records nothing");
-    let out = store.append(vec![keyed()]).await.unwrap();
+    let out = store.commit(vec![keyed()]).await.unwrap();
     assert_eq!(group_outcome(&out[0]).0, first);
     let owned = store
         .groups_of(&user("c"))

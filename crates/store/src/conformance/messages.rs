@@ -10,10 +10,10 @@ pub async fn appends_assign_gapless_seqs(store: &dyn Backend) {
         batch.push(text("a", "b", &format!("ab{i}"), "hi"));
         batch.push(text("c", "b", &format!("cb{i}"), "yo"));
     }
-    let mut outcomes = store.append(batch).await.unwrap();
+    let mut outcomes = store.commit(batch).await.unwrap();
     outcomes.extend(
         store
-            .append(vec![text("b", "a", "ba0", "back")])
+            .commit(vec![text("b", "a", "ba0", "back")])
             .await
             .unwrap(),
     );
@@ -49,12 +49,12 @@ pub async fn appends_assign_gapless_seqs(store: &dyn Backend) {
 pub async fn retries_are_deduplicated(store: &dyn Backend) {
     register(store, &["a", "b"]).await;
     let first = store
-        .append(vec![text("a", "b", "m1", "one")])
+        .commit(vec![text("a", "b", "m1", "one")])
         .await
         .unwrap();
     let original = stored(&first[0]).clone();
     let again = store
-        .append(vec![
+        .commit(vec![
             text("a", "b", "m1", "one"),
             text("a", "b", "m2", "two"),
             text("a", "b", "m2", "two"),
@@ -73,7 +73,7 @@ pub async fn retries_are_deduplicated(store: &dyn Backend) {
     }
     // The same client id from another sender is a different message.
     let other = store
-        .append(vec![text("b", "a", "m1", "mine")])
+        .commit(vec![text("b", "a", "m1", "mine")])
         .await
         .unwrap();
     assert_eq!(stored(&other[0]).seq, 3);
@@ -86,12 +86,12 @@ pub async fn retries_are_deduplicated(store: &dyn Backend) {
 pub async fn a_reused_client_id_for_another_message_is_refused(store: &dyn Backend) {
     register(store, &["a", "b", "c"]).await;
     let first = store
-        .append(vec![text("a", "b", "m1", "one")])
+        .commit(vec![text("a", "b", "m1", "one")])
         .await
         .unwrap();
     let original = stored(&first[0]).clone();
     let out = store
-        .append(vec![
+        .commit(vec![
             text("a", "b", "m1", "other words"),
             text("a", "c", "m1", "one"),
             text("a", "b", "m1", "one"),
@@ -122,7 +122,7 @@ pub async fn a_reused_client_id_for_another_message_is_refused(store: &dyn Backe
 pub async fn unknown_users_store_nothing(store: &dyn Backend) {
     register(store, &["a", "b"]).await;
     let out = store
-        .append(vec![
+        .commit(vec![
             text("a", "ghost", "g1", "boo"),
             text("a", "b", "ok1", "hi"),
         ])
@@ -143,7 +143,7 @@ pub async fn unknown_users_store_nothing(store: &dyn Backend) {
     assert!(page.messages.is_empty());
     // The same client id is free to use again: nothing was stored under it.
     let out = store
-        .append(vec![text("a", "b", "g1", "reuse")])
+        .commit(vec![text("a", "b", "g1", "reuse")])
         .await
         .unwrap();
     assert_eq!(stored(&out[0]).seq, 2);
@@ -155,7 +155,7 @@ pub async fn history_pages_both_ways(store: &dyn Backend) {
     let batch = (1..=25)
         .map(|i| text("a", "b", &format!("h{i}"), &format!("n{i}")))
         .collect();
-    store.append(batch).await.unwrap();
+    store.commit(batch).await.unwrap();
     let conv = ConversationId::direct(&user("a"), &user("b"));
     let seqs =
         |p: &tern_core::store::HistoryPage| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
@@ -208,7 +208,7 @@ pub async fn inbox_reads_are_contiguous_from_the_cursor(store: &dyn Backend) {
                 )
             })
             .collect();
-        store.append(batch).await.unwrap();
+        store.commit(batch).await.unwrap();
     }
     let page = store.read_inbox(&user("b"), 0, 1000).await.unwrap();
     assert_eq!(page.head, 30);
@@ -250,7 +250,7 @@ pub async fn readers_never_see_a_gap<S: Backend>(store: Arc<S>) {
                 let batch = (0..25)
                     .map(|j| text("a", "b", &format!("r{i}-{j}"), "x"))
                     .collect();
-                store.append(batch).await.unwrap();
+                store.commit(batch).await.unwrap();
             }
         })
     };

@@ -24,18 +24,34 @@ use tern_core::{
     pb,
     social::{ProfilePatch, SocialChange, SocialStore, SocialWrite, StrangerPolicy},
     store::{
-        AccountStore, Amend, Amendment, AppendOutcome, Audience, ConversationStore,
-        ConversationSummary, Direction, GroupStore, InboxEvent, MarkRead, MessageStore, NewMessage,
-        SetFlags, Stored, SummaryQuery, TokenRecord, Write,
+        AccountStore, Amend, Amendment, AppendOutcome, Audience, CommitStore, ConversationStore,
+        ConversationSummary, Direction, GroupStore, HistoryStore, InboxEvent, InboxStore, MarkRead,
+        NewMessage, SetFlags, Stored, SummaryQuery, TokenRecord, Write,
     },
 };
 
 /// Every storage trait, as one backend implements them.
 pub trait Backend:
-    MessageStore + AccountStore + GroupStore + ConversationStore + SocialStore
+    CommitStore
+    + HistoryStore
+    + InboxStore
+    + AccountStore
+    + GroupStore
+    + ConversationStore
+    + SocialStore
 {
 }
-impl<T: MessageStore + AccountStore + GroupStore + ConversationStore + SocialStore> Backend for T {}
+impl<
+    T: CommitStore
+        + HistoryStore
+        + InboxStore
+        + AccountStore
+        + GroupStore
+        + ConversationStore
+        + SocialStore,
+> Backend for T
+{
+}
 
 /// How the suite opens, closes and reopens a backend.
 #[async_trait]
@@ -248,7 +264,7 @@ pub async fn write_acked_one(
     cmid: &str,
 ) -> (String, u64) {
     let out = store
-        .append(vec![text(from, to, cmid, &format!("body of {cmid}"))])
+        .commit(vec![text(from, to, cmid, &format!("body of {cmid}"))])
         .await
         .unwrap();
     (cmid.to_owned(), stored(&out[0]).seq)
@@ -288,7 +304,7 @@ pub async fn verify_acked(store: &dyn Backend, from: &str, to: &str, acked: &[(S
     assert_eq!(inbox.entries.len(), page.messages.len());
     let next = seqs.len() as u64 + 1;
     let out = store
-        .append(vec![text(from, to, "after-reopen", "x")])
+        .commit(vec![text(from, to, "after-reopen", "x")])
         .await
         .unwrap();
     assert_eq!(stored(&out[0]).seq, next, "seqs continue after reopen");
@@ -303,7 +319,7 @@ pub async fn verify_acked(store: &dyn Backend, from: &str, to: &str, acked: &[(S
                 .map(|m| m.content.clone())
                 .unwrap_or_default();
         }
-        let out = store.append(vec![retry]).await.unwrap();
+        let out = store.commit(vec![retry]).await.unwrap();
         match &out[0] {
             AppendOutcome::Duplicate(m) => assert_eq!(m.seq, *seq),
             other => panic!("a retry after reopen was not deduplicated: {other:?}"),

@@ -12,7 +12,7 @@ pub async fn people_blocks_and_friends_apply_in_commit_order(store: &dyn Backend
         ..Default::default()
     };
     let out = store
-        .append(vec![
+        .commit(vec![
             text("bob", "ann", "before", "still anyone"),
             social("ann", SocialChange::UpdateProfile(friends_only.clone())),
             text("bob", "ann", "after", "friends only now"),
@@ -50,7 +50,7 @@ pub async fn people_blocks_and_friends_apply_in_commit_order(store: &dyn Backend
         message: "it's bob".into(),
     };
     let out = store
-        .append(vec![
+        .commit(vec![
             social("bob", request),
             social(
                 "ann",
@@ -74,7 +74,7 @@ pub async fn people_blocks_and_friends_apply_in_commit_order(store: &dyn Backend
     );
     let version = store.inbox_head(&user("ann")).await.unwrap();
     let out = store
-        .append(vec![
+        .commit(vec![
             social(
                 "ann",
                 SocialChange::FriendRespond {
@@ -118,7 +118,7 @@ pub async fn people_blocks_and_friends_apply_in_commit_order(store: &dyn Backend
 
     // Blocks refuse messages and requests; the blocked user is told nothing more.
     let out = store
-        .append(vec![
+        .commit(vec![
             social("ann", SocialChange::Block(user("cat"))),
             social("ann", SocialChange::Block(user("cat"))),
             social(
@@ -149,7 +149,7 @@ pub async fn people_blocks_and_friends_apply_in_commit_order(store: &dyn Backend
     // Ending the friendship shows as a removal among the changes, and friends-only bites again.
     let version = store.inbox_head(&user("ann")).await.unwrap();
     let out = store
-        .append(vec![
+        .commit(vec![
             social("bob", SocialChange::FriendDelete(user("ann"))),
             text("bob", "ann", "gone", "hello?"),
         ])

@@ -29,7 +29,7 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     assert!(store.find_token("tok").await.unwrap().is_some());
     // Read marks, flags and amendments too.
     let out = store
-        .append(vec![
+        .commit(vec![
             mark_read("b", "a", 10),
             set_flags("b", "a", Some(true), None),
             amend(
@@ -52,13 +52,13 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     assert_eq!(after.unread, 20);
     // A block made before the reopen still refuses messages after it.
     store
-        .append(vec![social("b", SocialChange::Block(user("a")))])
+        .commit(vec![social("b", SocialChange::Block(user("a")))])
         .await
         .unwrap();
     h.close(store).await;
     let store = h.open(&loc).await;
     let out = store
-        .append(vec![text("a", "b", "blocked", "x")])
+        .commit(vec![text("a", "b", "blocked", "x")])
         .await
         .unwrap();
     assert!(matches!(
@@ -70,12 +70,12 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     // Groups too: membership, settings and the timeline's seqs survive a reopen.
     let store = h.open(&loc).await;
     let out = store
-        .append(vec![create_group("a", &["b"], 500)])
+        .commit(vec![create_group("a", &["b"], 500)])
         .await
         .unwrap();
     let (g, _) = group_outcome(&out[0]);
     store
-        .append(vec![
+        .commit(vec![
             group_text("b", g, "g1", 500),
             change_group(g, "a", GroupChange::MuteAll(true), 500),
         ])
@@ -84,7 +84,7 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     h.close(store).await;
     let store = h.open(&loc).await;
     let out = store
-        .append(vec![
+        .commit(vec![
             group_text("b", g, "g2", 500),
             group_text("a", g, "g3", 500),
         ])

@@ -28,9 +28,9 @@ use tern_core::{
     groups::Member,
     social::{FriendRecord, FriendRequestRecord, Profile, SocialStore, StrangerPolicy},
     store::{
-        AccountStore, AppendOutcome, ConversationStore, ConversationSummary, Direction,
-        GroupRecord, GroupStore, HistoryPage, InboxPage, MessageStore, SummaryQuery, TokenRecord,
-        Write,
+        AccountStore, AppendOutcome, CommitStore, ConversationStore, ConversationSummary,
+        Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore, InboxPage, InboxStore,
+        SummaryQuery, TokenRecord, Write,
     },
 };
 
@@ -417,11 +417,14 @@ fn load_tail(conn: &Connection, watermark: u64) -> Result<Tail, JobError> {
 }
 
 #[async_trait]
-impl MessageStore for SqliteStore {
-    async fn append(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError> {
+impl CommitStore for SqliteStore {
+    async fn commit(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError> {
         self.write(move |b| append::append_batch(b, batch)).await
     }
+}
 
+#[async_trait]
+impl HistoryStore for SqliteStore {
     async fn history(
         &self,
         conversation: &ConversationId,
@@ -436,7 +439,10 @@ impl MessageStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl InboxStore for SqliteStore {
     async fn read_inbox(
         &self,
         user: &UserId,
