@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod conversations;
+pub mod crash_model;
 pub mod groups;
 pub mod messages;
 pub mod people;
