@@ -11,6 +11,7 @@ const ORDER: &[&str] = &[
     "tern-proto",
     "tern-core",
     "tern-store",
+    "tern-store-postgres",
     "tern-api",
     "tern-gateway",
     "tern-server",
