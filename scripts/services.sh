@@ -25,6 +25,13 @@ start_postgres() {
         bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     fi
     if "$bin/pg_isready" -q -h 127.0.0.1 -p "$TERN_PG_PORT"; then
+        # A server left by an earlier run: drop the databases its tests made.
+        "$bin/psql" -X -q -h 127.0.0.1 -p "$TERN_PG_PORT" -U postgres -d postgres -At \
+            -c "SELECT datname FROM pg_database WHERE datname LIKE 'tern\_test\_%' OR datname LIKE 'tern\_e2e\_%'" |
+            while read -r db; do
+                "$bin/psql" -X -q -h 127.0.0.1 -p "$TERN_PG_PORT" -U postgres -d postgres \
+                    -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null
+            done
         return 0
     fi
     local data="$TERN_SERVICES_DIR/pgdata"

@@ -87,7 +87,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "tern: http listening on {} (WebSocket at /ws, /healthz, /metrics)",
         server.http_addr()
     );
-    println!("tern: data in {}", config.data_dir.display());
+    match &config.store {
+        Some(url) => println!("tern: data in PostgreSQL at {}", without_password(url)),
+        None => println!("tern: data in {}", config.data_dir.display()),
+    }
     if let Some(cert) = &config.tls_cert {
         println!(
             "tern: tls on both listeners (certificate {}; SIGHUP reloads it)",
@@ -97,4 +100,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     wait_reloading_on_hangup(&server).await;
     server.shutdown().await;
     Ok(())
+}
+
+/// A database URL fit for a log line: the password, if any, replaced.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }

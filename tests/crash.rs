@@ -13,18 +13,38 @@ use std::{
 use tern_client::{Connection, Encoding, Endpoint, pb};
 use tern_testkit::{TestClient, password};
 
-/// A `tern serve` process over `dir`, on free ports.
+/// Where a test's server keeps its data: a directory for the embedded store, and with
+/// `TERN_TEST_STORE=postgres` a fresh database besides.
+struct Data {
+    dir: tempfile::TempDir,
+    store: Option<String>,
+}
+
+impl Data {
+    async fn new() -> Data {
+        Data {
+            dir: tempfile::tempdir().unwrap(),
+            store: tern_testkit::test_database().await,
+        }
+    }
+}
+
+/// A `tern serve` process over `data`, on free ports.
 struct Process {
     child: Child,
     tcp: String,
 }
 
-fn spawn_server(dir: &std::path::Path) -> Process {
-    spawn_server_with(dir, &[])
+fn spawn_server(data: &Data) -> Process {
+    spawn_server_with(data, &[])
 }
 
-fn spawn_server_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+fn spawn_server_with(data: &Data, env: &[(&str, &str)]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
+    if let Some(url) = &data.store {
+        command.env("TERN_STORE", url);
+    }
+    let mut child = command
         .args([
             "serve",
             "--tcp-addr",
@@ -33,7 +53,7 @@ fn spawn_server_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(dir)
+        .arg(data.dir.path())
         .env("TERN_ARGON2_MEMORY_KIB", "64")
         .env("TERN_ARGON2_ITERATIONS", "1")
         .env("TERN_LOG", "warn")
@@ -100,8 +120,8 @@ struct Acked {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_message_survives_kill_9_exactly_once_and_reaches_the_receiver() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_server(dir.path());
+    let data = Data::new().await;
+    let mut server = spawn_server(&data);
     let endpoint = Endpoint::Tcp(server.tcp.clone());
     let senders = ["alice", "carol", "dave"];
     for u in senders.iter().chain(&["bob"]) {
@@ -162,7 +182,7 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_reaches_the_receiv
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 600);
 
-    let server = spawn_server(dir.path());
+    let server = spawn_server(&data);
     let endpoint = Endpoint::Tcp(server.tcp.clone());
     // History: every acked message present exactly once with its seq and id; no gaps.
     for sender in senders {
@@ -342,12 +362,12 @@ impl Model {
 /// it was written to, under the seqs its ack reported; heads and cursors never go back; a device
 /// following the sync algorithm from its saved cursor misses nothing.
 async fn acked_messages_survive_repeated_kills(store_sync: &str) {
-    let dir = tempfile::tempdir().unwrap();
+    let data = Data::new().await;
     let env = [("TERN_STORE_SYNC", store_sync)];
     let mut acked = Model::default();
     let mut sent = 0;
     for round in 0..6 {
-        let server = spawn_server_with(dir.path(), &env);
+        let server = spawn_server_with(&data, &env);
         let endpoint = Endpoint::Tcp(server.tcp.clone());
         if round == 0 {
             for u in ["alice", "bob"] {
@@ -407,7 +427,7 @@ async fn acked_messages_survive_repeated_kills(store_sync: &str) {
         drop(server);
     }
 
-    let server = spawn_server_with(dir.path(), &env);
+    let server = spawn_server_with(&data, &env);
     let endpoint = Endpoint::Tcp(server.tcp.clone());
     let (alice, _) = login(&endpoint, Encoding::Json, "alice", "desktop").await;
     let (entries, head) = sync_from(&alice, 0).await;

@@ -152,22 +152,42 @@ async fn a_large_group_stores_a_message_once_and_every_member_gets_it() {
     }
 
     // The store holds one timeline row and no inbox rows for it.
-    let dir = &server.config().data_dir;
-    let db = rusqlite::Connection::open(dir.join("tern.db")).unwrap();
-    let index = rusqlite::Connection::open(dir.join("tern-index.db")).unwrap();
-    let count = |conn: &rusqlite::Connection, sql: &str| -> i64 {
-        conn.query_row(sql, [ack.message_id as i64], |r| r.get(0))
-            .unwrap()
-    };
-    assert_eq!(count(&db, "SELECT count(*) FROM messages WHERE id = ?1"), 1);
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM inbox_log WHERE message_id = ?1"),
-        0
-    );
-    assert_eq!(
-        count(&index, "SELECT count(*) FROM inbox WHERE message_id = ?1"),
-        0
-    );
+    let id = ack.message_id as i64;
+    match &server.config().store {
+        Some(url) => {
+            let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let count =
+                async |sql: &str| -> i64 { db.query_one(sql, &[&id]).await.unwrap().get(0) };
+            assert_eq!(
+                count("SELECT count(*) FROM messages WHERE id = $1").await,
+                1
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM inbox WHERE message_id = $1").await,
+                0
+            );
+        }
+        None => {
+            let dir = &server.config().data_dir;
+            let db = rusqlite::Connection::open(dir.join("tern.db")).unwrap();
+            let index = rusqlite::Connection::open(dir.join("tern-index.db")).unwrap();
+            let count = |conn: &rusqlite::Connection, sql: &str| -> i64 {
+                conn.query_row(sql, [id], |r| r.get(0)).unwrap()
+            };
+            assert_eq!(count(&db, "SELECT count(*) FROM messages WHERE id = ?1"), 1);
+            assert_eq!(
+                count(&db, "SELECT count(*) FROM inbox_log WHERE message_id = ?1"),
+                0
+            );
+            assert_eq!(
+                count(&index, "SELECT count(*) FROM inbox WHERE message_id = ?1"),
+                0
+            );
+        }
+    }
 
     // A member who was offline learns that the group advanced and pulls it.
     let mut late = server.client(&users[MEMBERS - 1], "tablet").await;

@@ -22,6 +22,11 @@ use tern_store::{SqliteConfig, Synchronous};
 pub struct Config {
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://USER:PASS@HOST:PORT/DB`) to keep everything in
+    /// instead of the embedded store: what several nodes of a cluster share.
+    pub store: Option<String>,
+    /// Connections to that database this node keeps, at most.
+    pub store_pool_size: usize,
     /// The TCP listener for binary frames.
     pub tcp_addr: SocketAddr,
     /// The HTTP listener: WebSocket at `/ws`, `/healthz`, `/metrics`.
@@ -140,6 +145,8 @@ impl Default for Config {
             max_content_bytes: messages.max_content_bytes,
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
+            store: None,
+            store_pool_size: tern_store_postgres::PgConfig::default().pool_size,
             store_sync: "full".into(),
             store_page_size: tern_store::SqliteConfig::default().page_size,
             store_index_interval_ms: tern_store::SqliteConfig::default()
@@ -178,6 +185,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Keep everything in this PostgreSQL database (postgres://USER:PASS@HOST:PORT/DB)
+    /// instead of the embedded store.
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// TCP listener for binary frames [default: 0.0.0.0:7700].
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,6 +264,16 @@ impl Config {
         }
         self.kick_policy()?;
         self.synchronous()?;
+        if let Some(url) = &self.store
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(format!(
+                "store must be a postgres:// URL (or unset for the embedded store), not {url:?}"
+            )));
+        }
+        if self.store_pool_size == 0 {
+            return Err(ConfigError("store_pool_size must be positive".into()));
+        }
         if self.heartbeat_interval_ms == 0 || self.login_timeout_ms == 0 {
             return Err(ConfigError(
                 "heartbeat_interval_ms and login_timeout_ms must be positive".into(),
@@ -372,7 +394,15 @@ impl Config {
         }
     }
 
-    /// The store's part.
+    /// The PostgreSQL store's part.
+    pub fn postgres(&self) -> tern_store_postgres::PgConfig {
+        tern_store_postgres::PgConfig {
+            pool_size: self.store_pool_size,
+            ..tern_store_postgres::PgConfig::default()
+        }
+    }
+
+    /// The embedded store's part.
     pub fn store(&self) -> SqliteConfig {
         SqliteConfig {
             synchronous: self.synchronous().unwrap_or_default(),
@@ -463,6 +493,14 @@ mod tests {
         assert!(e.to_string().contains("kick policy"), "{e}");
         let e = Config::load_from(&args, env(&[("TERN_STORE_SYNC", "maybe")])).unwrap_err();
         assert!(e.to_string().contains("sync policy"), "{e}");
+        let e = Config::load_from(&args, env(&[("TERN_STORE", "mysql://db/tern")])).unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
+        let c = Config::load_from(
+            &args,
+            env(&[("TERN_STORE", "postgres://tern@db:5432/tern")]),
+        )
+        .unwrap();
+        assert_eq!(c.store.as_deref(), Some("postgres://tern@db:5432/tern"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "no_such_setting = 1\n").unwrap();

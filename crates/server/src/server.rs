@@ -12,10 +12,15 @@ use tern_core::{
     sync::SyncService,
     typing::{TypingConfig, TypingService},
 };
+use tern_core::{
+    social::SocialStore,
+    store::{AccountStore, CommitStore, ConversationStore, GroupStore, HistoryStore, InboxStore},
+};
 use tern_gateway::{
     Gateway, Services, fanout::Fanout, observe::Observers, presence::Presence, registry::Registry,
 };
 use tern_store::SqliteStore;
+use tern_store_postgres::PgStore;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +57,67 @@ pub enum ServerError {
     Tls(#[from] TlsError),
 }
 
+/// The backend a node keeps everything in.
+#[derive(Debug)]
+enum Backend {
+    /// The embedded store, in `data_dir`.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database that several nodes may share.
+    Postgres(PgStore),
+}
+
+/// Every storage trait the services take, all served by one backend.
+struct Stores {
+    commit: Arc<dyn CommitStore>,
+    history: Arc<dyn HistoryStore>,
+    inbox: Arc<dyn InboxStore>,
+    accounts: Arc<dyn AccountStore>,
+    groups: Arc<dyn GroupStore>,
+    conversations: Arc<dyn ConversationStore>,
+    social: Arc<dyn SocialStore>,
+}
+
+impl Stores {
+    fn of<S>(store: &S) -> Stores
+    where
+        S: CommitStore
+            + HistoryStore
+            + InboxStore
+            + AccountStore
+            + GroupStore
+            + ConversationStore
+            + SocialStore
+            + Clone,
+    {
+        let shared = Arc::new(store.clone());
+        Stores {
+            commit: shared.clone(),
+            history: shared.clone(),
+            inbox: shared.clone(),
+            accounts: shared.clone(),
+            groups: shared.clone(),
+            conversations: shared.clone(),
+            social: shared,
+        }
+    }
+}
+
+impl Backend {
+    fn stores(&self) -> Stores {
+        match self {
+            Backend::Sqlite(s) => Stores::of(s),
+            Backend::Postgres(s) => Stores::of(s),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(s) => s.close(),
+        }
+    }
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -59,7 +125,7 @@ pub struct Server {
     http_addr: SocketAddr,
     gateway: Arc<Gateway>,
     messages: MessageService,
-    store: SqliteStore,
+    store: Backend,
     http_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
@@ -84,47 +150,44 @@ impl Server {
             (Some(cert), Some(key)) => Some(Certificates::load(cert, key)?),
             _ => None,
         };
-        let store = SqliteStore::open(&config.data_dir, config.store())?;
+        let backend = match &config.store {
+            Some(url) => Backend::Postgres(PgStore::connect(url, config.postgres()).await?),
+            None => Backend::Sqlite(SqliteStore::open(&config.data_dir, config.store())?),
+        };
+        let store = backend.stores();
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
         let fanout = Arc::new(Fanout::new(registry.clone(), observers.clone()));
         // One process: what commits publish goes to this process's fan-out.
         let bus: Arc<dyn tern_core::bus::Bus> = Arc::new(tern_core::bus::LocalBus::new(fanout));
         let typing = Arc::new(TypingService::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
+            store.accounts.clone(),
+            store.social.clone(),
             bus.clone(),
             clock.clone(),
             TypingConfig::default(),
         ));
-        let sync = Arc::new(SyncService::new(
-            Arc::new(store.clone()),
-            bus,
-            config.sync(),
-        ));
+        let sync = Arc::new(SyncService::new(store.inbox.clone(), bus, config.sync()));
         let messages = MessageService::start(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
+            store.commit.clone(),
+            store.history.clone(),
+            store.groups.clone(),
             sync.clone(),
             clock.clone(),
             config.messages(),
         );
         let accounts =
-            AccountService::new(Arc::new(store.clone()), clock.clone(), config.accounts())?;
-        let groups = GroupService::new(messages.clone(), Arc::new(store.clone()));
+            AccountService::new(store.accounts.clone(), clock.clone(), config.accounts())?;
+        let groups = GroupService::new(messages.clone(), store.groups.clone());
         let conversations = ConversationService::new(
             messages.clone(),
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
+            store.conversations.clone(),
+            store.inbox.clone(),
+            store.groups.clone(),
             config.conversations()?,
         );
-        let social = SocialService::new(
-            messages.clone(),
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-        );
+        let social =
+            SocialService::new(messages.clone(), store.social.clone(), store.inbox.clone());
         let presence = Arc::new(Presence::new(registry.clone()));
         let api = tern_api::Api::new(tern_api::Services {
             social,
@@ -221,7 +284,7 @@ impl Server {
             http_addr,
             gateway,
             messages,
-            store,
+            store: backend,
             http_stop,
             tasks,
             drain: Duration::from_millis(config.shutdown_drain_ms),

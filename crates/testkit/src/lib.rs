@@ -49,6 +49,32 @@ pub fn test_config(dir: PathBuf) -> Config {
     }
 }
 
+/// The backend the suite runs on: the embedded store, unless `TERN_TEST_STORE=postgres`, which
+/// gives every server a fresh database of its own on the PostgreSQL server that
+/// `TERN_TEST_POSTGRES` names (`postgres://USER@HOST:PORT`; `scripts/test` starts one and runs
+/// the end-to-end suites both ways). Returns that database's URL.
+pub async fn test_database() -> Option<String> {
+    match std::env::var("TERN_TEST_STORE").as_deref() {
+        Ok("postgres") => {}
+        Ok("sqlite") | Err(_) => return None,
+        Ok(other) => panic!("TERN_TEST_STORE must be sqlite or postgres, not {other:?}"),
+    }
+    let base = std::env::var("TERN_TEST_POSTGRES")
+        .expect("TERN_TEST_STORE=postgres needs TERN_TEST_POSTGRES=postgres://USER@HOST:PORT");
+    let (admin, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    let conn = tokio::spawn(conn);
+    let name = format!("tern_e2e_{:016x}", rand::random::<u64>());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    drop(admin);
+    let _ = conn.await;
+    Some(format!("{base}/{name}"))
+}
+
 impl TestServer {
     /// A server with the test configuration.
     pub async fn start() -> TestServer {
@@ -67,6 +93,7 @@ impl TestServer {
     ) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let mut config = test_config(dir.path().to_path_buf());
+        config.store = test_database().await;
         adjust(&mut config);
         let server = Server::start_with_clock(config.clone(), clock)
             .await
