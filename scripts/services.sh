@@ -9,6 +9,18 @@ set -euo pipefail
 TERN_SERVICES_DIR="${TERN_SERVICES_DIR:-/tmp/tern-test-services}"
 TERN_PG_PORT="${TERN_PG_PORT:-5433}"
 
+# Redis for the cluster tests: each test starts redis-server on a port of its own (so it can kill
+# and restart it), so only the binary is needed here.
+ensure_redis() {
+    if command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; then
+        return 0
+    fi
+    echo "services: installing Redis" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+}
+
 start_postgres() {
     local url="postgres://postgres@127.0.0.1:${TERN_PG_PORT}"
     export TERN_TEST_POSTGRES="${TERN_TEST_POSTGRES:-$url}"

@@ -8,18 +8,24 @@ use tern_client::{Event, pb};
 use tern_proto::ErrorCode;
 use tern_testkit::{TestServer, decode, text_of};
 
+/// Waits until the registries of all nodes (one, or a cluster's) hold `n` connections in all.
 async fn until_registry_holds(server: &TestServer, n: usize) {
+    let count = || {
+        server
+            .nodes()
+            .map(|s| s.gateway().registry().connection_count())
+            .sum::<usize>()
+    };
     for _ in 0..1000 {
-        if server.server().gateway().registry().connection_count() == n {
-            server.server().gateway().registry().check_invariants();
+        if count() == n {
+            for s in server.nodes() {
+                s.gateway().registry().check_invariants();
+            }
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!(
-        "registry holds {} connections, expected {n}",
-        server.server().gateway().registry().connection_count()
-    );
+    panic!("registries hold {} connections, expected {n}", count());
 }
 
 #[tokio::test]
@@ -129,14 +135,16 @@ async fn a_login_on_the_same_platform_kicks_the_old_connection_with_a_notice() {
         other => panic!("expected a kick, got {other:?}"),
     }
     until_registry_holds(&server, 2).await;
-    let devices: Vec<String> = server
-        .server()
-        .gateway()
-        .registry()
-        .connections_of(&tern_core_user("alice"))
-        .into_iter()
+    let mut devices: Vec<String> = server
+        .nodes()
+        .flat_map(|s| {
+            s.gateway()
+                .registry()
+                .connections_of(&tern_core_user("alice"))
+        })
         .map(|(_, d, _)| d.to_string())
         .collect();
+    devices.sort();
     assert_eq!(devices, vec!["desktop", "new-phone"]);
     // The desktop, on another platform, was left alone.
     desktop.expect_no_message(Duration::from_millis(100)).await;

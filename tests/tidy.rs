@@ -13,6 +13,7 @@ const ORDER: &[&str] = &[
     "tern-store",
     "tern-store-postgres",
     "tern-api",
+    "tern-cluster",
     "tern-gateway",
     "tern-server",
     "tern-client",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::{
     Delivery,
-    ids::{ConversationId, UserId},
+    ids::{ConnectionId, ConversationId, DeviceId, Platform, UserId},
     store::InboxEvent,
     sync::Publication,
 };
@@ -25,6 +25,16 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Tells `to`'s devices, wherever they are connected, that `from` is typing in
     /// `conversation`. Never stored; a device that misses it misses it.
     fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId);
+
+    /// Tells the other processes that `user`'s `device` logged in as `connection`, so that
+    /// they close the connections the login replaces (this process closed its own already).
+    fn logged_in(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        platform: Platform,
+        connection: ConnectionId,
+    );
 }
 
 /// The bus of a single process: everything goes to this process's fan-out.
@@ -47,6 +57,10 @@ impl Bus for LocalBus {
 
     fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId) {
         self.delivery.typing(to, from, conversation);
+    }
+
+    fn logged_in(&self, _: &UserId, _: &DeviceId, _: Platform, _: ConnectionId) {
+        // There is no other process.
     }
 }
 

@@ -329,6 +329,16 @@ impl ConnectionId {
     pub fn local(self) -> u64 {
         self.0 & ((1 << Self::LOCAL_BITS) - 1)
     }
+
+    /// Node and number in one `u64`, as another node is told it.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The connection [`ConnectionId::get`] gave `raw` for.
+    pub fn from_u64(raw: u64) -> ConnectionId {
+        ConnectionId(raw)
+    }
 }
 
 impl std::fmt::Display for ConnectionId {

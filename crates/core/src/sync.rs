@@ -48,6 +48,20 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
 
     /// Queues a newly stored message for the connections observing its conversation.
     fn observe(&self, message: &Arc<StoredMessage>);
+
+    /// Tells every connection of this process to sync: pushes meant for them may have been
+    /// lost (a cluster's bus was interrupted).
+    fn resync(&self);
+
+    /// `user`'s `device` logged in on another node as `connection`: closes the connections
+    /// here that the login replaces, as a login here would.
+    fn replaced_elsewhere(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        platform: crate::ids::Platform,
+        connection: ConnectionId,
+    );
 }
 
 /// Something a committed batch makes visible, in commit order.
@@ -86,6 +100,9 @@ pub struct SyncConfig {
     pub default_limit: u32,
     /// The most entries one SYNC response carries.
     pub max_limit: u32,
+    /// Other processes commit to the same store (a cluster): a ring holds only this process's
+    /// commits, so it answers only when the store's head says it is complete.
+    pub shared_store: bool,
 }
 
 impl Default for SyncConfig {
@@ -95,6 +112,7 @@ impl Default for SyncConfig {
             max_rings: 100_000,
             default_limit: 200,
             max_limit: 1000,
+            shared_store: false,
         }
     }
 }
@@ -214,9 +232,14 @@ impl SyncService {
             });
             match ring.last() {
                 Some(last) if entry.seq != last + 1 => {
-                    // Cannot happen while this pipeline is the only writer; if it does, the
-                    // ring restarts at this entry and older cursors fall back to the store.
-                    tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
+                    // With one writer this cannot happen; in a cluster it does whenever another
+                    // node wrote to the inbox in between. Either way the ring restarts at this
+                    // entry and older cursors fall back to the store.
+                    if self.config.shared_store {
+                        tracing::debug!(user = %user, last, seq = entry.seq, "inbox ring restarts after other nodes' entries");
+                    } else {
+                        tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
+                    }
                     ring.entries.clear();
                 }
                 _ => {}
@@ -246,9 +269,20 @@ impl SyncService {
         limit: u32,
     ) -> Result<SyncPage, ServiceError> {
         let limit = self.clamp_limit(limit);
+        // In a cluster the ring may lack what other nodes committed; the store's head, read
+        // first, says whether it does (every ring entry is committed, so a ring at or past that
+        // head is complete up to it).
+        let complete_to = if self.config.shared_store {
+            Some(self.store.inbox_head(user).await?)
+        } else {
+            None
+        };
         let from_ring = {
             let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-            rings.peek(user).and_then(|r| r.read(after, limit as usize))
+            rings
+                .peek(user)
+                .filter(|r| complete_to.is_none_or(|head| r.last().is_some_and(|l| l >= head)))
+                .and_then(|r| r.read(after, limit as usize))
         };
         if let Some(page) = from_ring {
             metrics::counter!("tern_sync_reads_total", "source" => "ring").increment(1);
@@ -268,6 +302,9 @@ impl SyncService {
 
     /// The newest seq of `user`'s inbox.
     pub async fn head(&self, user: &UserId) -> Result<u64, ServiceError> {
+        if self.config.shared_store {
+            return Ok(self.store.inbox_head(user).await?);
+        }
         let cached = {
             let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
             rings.peek(user).and_then(Ring::last)

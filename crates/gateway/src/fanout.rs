@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tern_core::{
-    ConnectionId, ConversationId, Delivery, UserId,
+    ConnectionId, ConversationId, Delivery, DeviceId, Platform, UserId,
     groups::Members,
     store::{InboxEntry, StoredMessage},
 };
@@ -12,23 +12,31 @@ use tern_proto::{Encoding, PacketId, ServerEvent, pb};
 
 use tern_api::wire::{inbox_entry_to_wire, message_to_wire};
 
-use crate::{observe::Observers, registry::Registry};
+use crate::{
+    observe::Observers,
+    outbox::CloseReason,
+    registry::{KickPolicy, Registry},
+};
 
 /// Hands new inbox entries to the online connections of their users.
 #[derive(Debug)]
 pub struct Fanout {
     registry: Arc<Registry>,
     observers: Arc<Observers>,
+    /// What a login on another node does to this node's connections of the same user.
+    policy: KickPolicy,
     delivered: metrics::Counter,
     dropped: metrics::Counter,
 }
 
 impl Fanout {
-    /// Fan-out over `registry`, and to the connections in `observers`.
-    pub fn new(registry: Arc<Registry>, observers: Arc<Observers>) -> Self {
+    /// Fan-out over `registry`, and to the connections in `observers`; logins elsewhere replace
+    /// connections here under `policy` (the gateway's).
+    pub fn new(registry: Arc<Registry>, observers: Arc<Observers>, policy: KickPolicy) -> Self {
         Self {
             registry,
             observers,
+            policy,
             delivered: metrics::counter!("tern_pushes_total", "result" => "queued"),
             dropped: metrics::counter!("tern_pushes_total", "result" => "lagged"),
         }
@@ -190,5 +198,36 @@ impl Delivery for Fanout {
                 conn.outbox.push_ephemeral(frame.clone());
             }
         });
+    }
+
+    fn resync(&self) {
+        let outboxes = self.registry.all_outboxes();
+        tracing::debug!(
+            connections = outboxes.len(),
+            "telling every connection to sync"
+        );
+        for outbox in outboxes {
+            outbox.resync();
+        }
+    }
+
+    fn replaced_elsewhere(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        platform: Platform,
+        connection: ConnectionId,
+    ) {
+        for outbox in self
+            .registry
+            .replaced_by(user, device, platform, self.policy, connection)
+        {
+            tracing::debug!(user = %user, by = %connection, "kicking a connection replaced on another node");
+            // Its session detaches it on the way out, which tells its followers.
+            outbox.close(CloseReason::Kick(pb::Kick {
+                reason: pb::KickReason::Replaced as i32,
+                message: "another login on the same platform replaced this connection".into(),
+            }));
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct Services {
     pub presence: Arc<Presence>,
     /// Who observes which conversation (the same set fan-out pushes to).
     pub observers: Arc<Observers>,
+    /// The bus logins are announced on, so other nodes close the connections they replace.
+    pub bus: Arc<dyn tern_core::bus::Bus>,
 }
 
 impl Services {

@@ -119,6 +119,19 @@ impl Outbox {
         true
     }
 
+    /// Tells the client to sync, as a dropped push would: something meant for it may have been
+    /// lost on the way (head 0: the client syncs from its cursor, whatever the head).
+    pub fn resync(&self) {
+        {
+            let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.close.is_some() {
+                return;
+            }
+            state.lagged.get_or_insert(0);
+        }
+        self.0.signal();
+    }
+
     /// Asks the connection's task to close for `reason`. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
         {

@@ -55,6 +55,14 @@ pub struct Entry {
     pub outbox: Outbox,
 }
 
+/// Whether a login of `device` on `platform` replaces connection `old` under `policy`.
+fn replaces(old: &Entry, device: &DeviceId, platform: Platform, policy: KickPolicy) -> bool {
+    old.device == *device
+        || (policy == KickPolicy::OnePerPlatform
+            && old.platform == platform
+            && platform != Platform::Unspecified)
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     connections: HashMap<ConnectionId, Entry>,
@@ -114,12 +122,10 @@ impl Registry {
             .copied()
             .filter(|c| *c != id)
             .filter(|c| {
-                inner.connections.get(c).is_some_and(|old| {
-                    old.device == entry.device
-                        || (policy == KickPolicy::OnePerPlatform
-                            && old.platform == entry.platform
-                            && entry.platform != Platform::Unspecified)
-                })
+                inner
+                    .connections
+                    .get(c)
+                    .is_some_and(|old| replaces(old, &entry.device, entry.platform, policy))
             })
             .collect();
         if max > 0 {
@@ -207,6 +213,25 @@ impl Registry {
     /// The entry of a logged-in connection.
     pub fn entry(&self, id: ConnectionId) -> Option<Entry> {
         self.lock().connections.get(&id).cloned()
+    }
+
+    /// The outboxes of `user`'s connections that a login of `device` on `platform` replaces
+    /// under `policy` (made on another node, as `by`), left registered: each closes when told.
+    pub fn replaced_by(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        platform: Platform,
+        policy: KickPolicy,
+        by: ConnectionId,
+    ) -> Vec<Outbox> {
+        let mut out = Vec::new();
+        self.for_each_connection(user, |id, e| {
+            if id != by && replaces(e, device, platform, policy) {
+                out.push(e.outbox.clone());
+            }
+        });
+        out
     }
 
     /// Every logged-in connection's outbox, for broadcasts such as shutdown.

@@ -530,6 +530,12 @@ impl Session<'_> {
                 };
                 // One notice covers the new device and the ones it replaced.
                 self.gateway.services.presence.changed(&login.user);
+                self.gateway.services.bus.logged_in(
+                    &login.user,
+                    &login.device,
+                    login.platform,
+                    self.id,
+                );
                 for (conn, old) in kicked {
                     tracing::debug!(conn = %conn, by = %self.id, user = %old.user, "kicking a replaced connection");
                     old.outbox.close(CloseReason::Kick(pb::Kick {

@@ -27,6 +27,12 @@ pub struct Config {
     pub store: Option<String>,
     /// Connections to that database this node keeps, at most.
     pub store_pool_size: usize,
+    /// A Redis server (`redis://HOST:PORT`) that nodes sharing the PostgreSQL `store` use to
+    /// deliver to each other's connections and to list the live nodes. Needs `store`.
+    pub redis_url: Option<String>,
+    /// The host clients reach this node at, as the node list (`/v1/nodes`) shows it; unset,
+    /// the listeners' address, or this machine's host name when they listen on all addresses.
+    pub advertise_host: Option<String>,
     /// The TCP listener for binary frames.
     pub tcp_addr: SocketAddr,
     /// The HTTP listener: WebSocket at `/ws`, `/healthz`, `/metrics`.
@@ -146,6 +152,8 @@ impl Default for Config {
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
             store: None,
+            redis_url: None,
+            advertise_host: None,
             store_pool_size: tern_store_postgres::PgConfig::default().pool_size,
             store_sync: "full".into(),
             store_page_size: tern_store::SqliteConfig::default().page_size,
@@ -190,6 +198,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Join the cluster of nodes that share --store through this Redis (redis://HOST:PORT).
+    #[arg(long = "redis", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
     /// TCP listener for binary frames [default: 0.0.0.0:7700].
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,6 +282,18 @@ impl Config {
             return Err(ConfigError(format!(
                 "store must be a postgres:// URL (or unset for the embedded store), not {url:?}"
             )));
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError(format!(
+                    "redis_url must be a redis:// or rediss:// URL, not {url:?}"
+                )));
+            }
+            if self.store.is_none() {
+                return Err(ConfigError(
+                    "redis_url joins nodes that share a PostgreSQL store: set store as well".into(),
+                ));
+            }
         }
         if self.store_pool_size == 0 {
             return Err(ConfigError("store_pool_size must be positive".into()));
@@ -369,6 +393,8 @@ impl Config {
         SyncConfig {
             ring_capacity: self.ring_capacity.max(1),
             max_rings: self.max_rings.max(1),
+            // Other nodes may commit to a PostgreSQL store.
+            shared_store: self.store.is_some(),
             ..SyncConfig::default()
         }
     }
@@ -501,6 +527,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.store.as_deref(), Some("postgres://tern@db:5432/tern"));
+        let e =
+            Config::load_from(&args, env(&[("TERN_REDIS_URL", "redis://cache:6379")])).unwrap_err();
+        assert!(e.to_string().contains("set store as well"), "{e}");
+        let e = Config::load_from(
+            &args,
+            env(&[
+                ("TERN_STORE", "postgres://tern@db:5432/tern"),
+                ("TERN_REDIS_URL", "cache:6379"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("redis://"), "{e}");
+        let c = Config::load_from(
+            &ServeArgs {
+                redis_url: Some("redis://cache:6379".into()),
+                ..ServeArgs::default()
+            },
+            env(&[("TERN_STORE", "postgres://tern@db:5432/tern")]),
+        )
+        .unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("redis://cache:6379"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "no_such_setting = 1\n").unwrap();

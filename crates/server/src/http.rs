@@ -1,4 +1,5 @@
-//! The HTTP listener: WebSocket sessions at `/ws`, `/healthz` and Prometheus `/metrics`.
+//! The HTTP listener: WebSocket sessions at `/ws`, `/healthz` (the process), `/readyz` (the
+//! store and Redis answer), the live nodes at `/v1/nodes`, and Prometheus `/metrics`.
 
 use std::sync::Arc;
 
@@ -10,14 +11,21 @@ use axum::{
     routing::get,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
+use tern_cluster::{Cluster, NodeInfo};
 use tern_gateway::Gateway;
 
-use crate::listen::Peer;
+use crate::{listen::Peer, server::Backend};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) metrics: PrometheusHandle,
+    /// The store, which readiness asks.
+    pub(crate) backend: Backend,
+    /// The cluster, when this node is in one.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    /// This node as clients reach it.
+    pub(crate) this_node: NodeInfo,
 }
 
 /// The HTTP routes; a plain `Router` so tests can drive it without a socket.
@@ -25,6 +33,8 @@ pub(crate) fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/nodes", get(nodes))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -43,6 +53,55 @@ async fn healthz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
+}
+
+/// 200 when this node can serve: not draining, its store answers and (in a cluster) Redis
+/// answers; 503 with what is wrong otherwise. Health (`/healthz`) stays about the process, so an
+/// orchestrator does not restart a node for an outage of PostgreSQL or Redis.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let draining = state.gateway.is_shutting_down();
+    let store = state.backend.ping().await.err().map(|e| e.to_string());
+    let redis = match &state.cluster {
+        Some(c) => c.ready().await.err().map(|e| e.to_string()),
+        None => None,
+    };
+    let ready = !draining && store.is_none() && redis.is_none();
+    let body = serde_json::json!({
+        "ready": ready,
+        "draining": draining,
+        "store": store.as_deref().unwrap_or("ok"),
+        "redis": match (&state.cluster, &redis) {
+            (None, _) => "not used",
+            (Some(_), None) => "ok",
+            (Some(_), Some(e)) => e.as_str(),
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// The live nodes' client addresses (from Redis in a cluster; this node alone otherwise), for
+/// clients choosing a node and for load balancers.
+async fn nodes(State(state): State<AppState>) -> Response {
+    let nodes = match &state.cluster {
+        None => vec![state.this_node.clone()],
+        Some(c) => match c.nodes().await {
+            Ok(n) => n,
+            Err(e) => {
+                let body = serde_json::json!({
+                    "code": tern_proto::ErrorCode::Unavailable as i32,
+                    "name": tern_proto::ErrorCode::Unavailable.name(),
+                    "message": format!("the node list is in Redis, which does not answer: {e}"),
+                });
+                return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            }
+        },
+    };
+    axum::Json(serde_json::json!({ "nodes": nodes })).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

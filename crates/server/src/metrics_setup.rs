@@ -18,11 +18,14 @@ const SIZES: &[f64] = &[
 ];
 
 /// The process's recorder, installed on first use. Services resolve their metric handles when
-/// they are built, so this runs before any of them.
-pub(crate) fn handle() -> PrometheusHandle {
+/// they are built, so this runs before any of them. Every series carries `node`, the node id,
+/// so a deployment's nodes can be told apart once scraped; a process that starts several
+/// servers (tests) labels them all with the first one's.
+pub(crate) fn handle(node: tern_core::NodeId) -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
+                .add_global_label("node", node.to_string())
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZES));
             let recorder = match builder {

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use tern_cluster::{Cluster, ClusterConfig, NodeInfo};
 use tern_core::{
     Clock, ServiceError, StoreError, SystemClock,
     accounts::AccountService,
@@ -55,11 +56,14 @@ pub enum ServerError {
     /// The TLS certificate or key cannot be used.
     #[error("cannot use the TLS certificate: {0}")]
     Tls(#[from] TlsError),
+    /// The node could not join the cluster.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] tern_cluster::ClusterError),
 }
 
 /// The backend a node keeps everything in.
-#[derive(Debug)]
-enum Backend {
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
     /// The embedded store, in `data_dir`.
     Sqlite(SqliteStore),
     /// A PostgreSQL database that several nodes may share.
@@ -116,6 +120,15 @@ impl Backend {
             Backend::Postgres(s) => s.close(),
         }
     }
+
+    /// Whether the store can serve now: the embedded store is part of the process; a database
+    /// must answer.
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(s) => s.ping().await,
+        }
+    }
 }
 
 /// A running server.
@@ -126,6 +139,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     messages: MessageService,
     store: Backend,
+    /// This node's membership of a cluster, when it has one.
+    cluster: Option<Arc<Cluster>>,
     http_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
@@ -144,7 +159,12 @@ impl Server {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
-        let metrics = metrics_setup::handle();
+        let gateway_config = config.gateway();
+        let node = gateway_config.node;
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let metrics = metrics_setup::handle(node);
         // Certificates first: a wrong path should fail before the store is opened.
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Certificates::load(cert, key)?),
@@ -154,12 +174,62 @@ impl Server {
             Some(url) => Backend::Postgres(PgStore::connect(url, config.postgres()).await?),
             None => Backend::Sqlite(SqliteStore::open(&config.data_dir, config.store())?),
         };
+        // Bound before the services: a cluster node registers the addresses clients reach.
+        let tcp = TcpListener::bind(config.tcp_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.tcp_addr,
+                source,
+            })?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let tcp_addr = tcp.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.tcp_addr,
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+        let this_node = advertised(&config, node, epoch, tcp_addr, http_addr, tls.is_some());
+
         let store = backend.stores();
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
-        let fanout = Arc::new(Fanout::new(registry.clone(), observers.clone()));
-        // One process: what commits publish goes to this process's fan-out.
-        let bus: Arc<dyn tern_core::bus::Bus> = Arc::new(tern_core::bus::LocalBus::new(fanout));
+        let fanout = Arc::new(Fanout::new(
+            registry.clone(),
+            observers.clone(),
+            gateway_config.kick_policy,
+        ));
+        let cluster = match &config.redis_url {
+            Some(url) => Some(Arc::new(
+                Cluster::join(
+                    ClusterConfig {
+                        redis_url: url.clone(),
+                        node,
+                        epoch,
+                        tcp: this_node.tcp.clone(),
+                        ws: this_node.ws.clone(),
+                        http: this_node.http.clone(),
+                        heartbeat: ClusterConfig::HEARTBEAT,
+                        ttl: ClusterConfig::TTL,
+                    },
+                    fanout.clone(),
+                )
+                .await?,
+            )),
+            None => None,
+        };
+        // One process: what commits publish goes to this process's fan-out. A cluster node's
+        // bus also carries it to the other nodes.
+        let bus: Arc<dyn tern_core::bus::Bus> = match &cluster {
+            Some(c) => c.bus(),
+            None => Arc::new(tern_core::bus::LocalBus::new(fanout)),
+        };
         let typing = Arc::new(TypingService::new(
             store.accounts.clone(),
             store.social.clone(),
@@ -167,7 +237,11 @@ impl Server {
             clock.clone(),
             TypingConfig::default(),
         ));
-        let sync = Arc::new(SyncService::new(store.inbox.clone(), bus, config.sync()));
+        let sync = Arc::new(SyncService::new(
+            store.inbox.clone(),
+            bus.clone(),
+            config.sync(),
+        ));
         let messages = MessageService::start(
             store.commit.clone(),
             store.history.clone(),
@@ -203,29 +277,9 @@ impl Server {
             api,
             observers,
             presence,
+            bus,
         };
-        let gateway = Gateway::new(services, registry, clock, config.gateway());
-
-        let tcp = TcpListener::bind(config.tcp_addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.tcp_addr,
-                source,
-            })?;
-        let http = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let tcp_addr = tcp.local_addr().map_err(|source| ServerError::Bind {
-            addr: config.tcp_addr,
-            source,
-        })?;
-        let http_addr = http.local_addr().map_err(|source| ServerError::Bind {
-            addr: config.http_addr,
-            source,
-        })?;
+        let gateway = Gateway::new(services, registry, clock, gateway_config);
 
         let mut tasks = Vec::new();
         let frame_tls = tls.as_ref().map(|c| c.acceptor(&[])).transpose()?;
@@ -234,6 +288,9 @@ impl Server {
         let router = app(AppState {
             gateway: gateway.clone(),
             metrics: metrics.clone(),
+            backend: backend.clone(),
+            cluster: cluster.clone(),
+            this_node,
         });
         let stop = http_stop.clone();
         let service = router.into_make_service_with_connect_info::<Peer>();
@@ -285,6 +342,7 @@ impl Server {
             gateway,
             messages,
             store: backend,
+            cluster,
             http_stop,
             tasks,
             drain: Duration::from_millis(config.shutdown_drain_ms),
@@ -329,6 +387,10 @@ impl Server {
     /// goodbye (up to the drain deadline); commit every queued message; close the store.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
+        if let Some(cluster) = &self.cluster {
+            // Out of the node list first, so that reconnecting clients pick another node.
+            cluster.withdraw(self.drain).await;
+        }
         if !self.gateway.shutdown(self.drain).await {
             tracing::warn!(
                 drain_ms = self.drain.as_millis() as u64,
@@ -336,12 +398,52 @@ impl Server {
             );
         }
         self.messages.close().await;
+        if let Some(cluster) = &self.cluster {
+            // After the last commit: its publications reach the other nodes' clients.
+            cluster.close(self.drain).await;
+        }
         self.http_stop.cancel();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         self.store.close().await;
         tracing::info!("shut down");
+    }
+}
+
+/// Where clients reach this node: `advertise_host` if set, else the listeners' address, else
+/// (listening on every address) this machine's host name.
+fn advertised(
+    config: &Config,
+    node: tern_core::NodeId,
+    epoch: u64,
+    tcp: SocketAddr,
+    http: SocketAddr,
+    tls: bool,
+) -> NodeInfo {
+    let host = match &config.advertise_host {
+        Some(h) => h.clone(),
+        None if tcp.ip().is_unspecified() => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into()),
+        None => match tcp.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        },
+    };
+    let (ws, web) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    NodeInfo {
+        node_id: node.get(),
+        epoch,
+        tcp: format!("{host}:{}", tcp.port()),
+        ws: format!("{ws}://{host}:{}/ws", http.port()),
+        http: format!("{web}://{host}:{}", http.port()),
     }
 }
 

@@ -128,6 +128,17 @@ impl PgStore {
         }
     }
 
+    /// Whether the database answers now: a connection from the pool runs a trivial query (what
+    /// a readiness probe asks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the database does not answer: {e}")))?;
+        Ok(())
+    }
+
     /// Closes every connection of this node's pool.
     pub fn close(&self) {
         self.pool.close();

@@ -21,13 +21,32 @@ pub mod session_script;
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// A server for one test, over a data directory that outlives restarts.
+pub mod redis;
+
+/// A server for one test, over a data directory that outlives restarts. With
+/// `TERN_TEST_STORE=cluster` it is three nodes over one PostgreSQL database and a Redis of the
+/// test's own: SDK clients ([`TestServer::client`]) are spread over the nodes in turn, and
+/// everything else (`tcp()`, `raw()`, `server()`) is the first node.
 #[derive(Debug)]
 pub struct TestServer {
     server: Option<Server>,
     config: Config,
+    /// The cluster's other nodes, with their configurations (ports resolved).
+    others: Vec<(Option<Server>, Config)>,
+    /// The cluster's Redis.
+    redis: Option<redis::TestRedis>,
+    /// Which node the next SDK client connects to.
+    next: std::sync::atomic::AtomicUsize,
     /// Keeps the data directory alive for the test's duration.
     _dir: Arc<tempfile::TempDir>,
+}
+
+/// Nodes of a test cluster.
+pub const CLUSTER_NODES: usize = 3;
+
+/// Whether the suite runs each server as a three-node cluster (`TERN_TEST_STORE=cluster`).
+pub fn test_cluster() -> bool {
+    std::env::var("TERN_TEST_STORE").as_deref() == Ok("cluster")
 }
 
 /// A configuration for tests: loopback on free ports, a temporary directory, and cheap
@@ -55,12 +74,18 @@ pub fn test_config(dir: PathBuf) -> Config {
 /// the end-to-end suites both ways). Returns that database's URL.
 pub async fn test_database() -> Option<String> {
     match std::env::var("TERN_TEST_STORE").as_deref() {
-        Ok("postgres") => {}
+        Ok("postgres" | "cluster") => {}
         Ok("sqlite") | Err(_) => return None,
-        Ok(other) => panic!("TERN_TEST_STORE must be sqlite or postgres, not {other:?}"),
+        Ok(other) => panic!("TERN_TEST_STORE must be sqlite, postgres or cluster, not {other:?}"),
     }
-    let base = std::env::var("TERN_TEST_POSTGRES")
-        .expect("TERN_TEST_STORE=postgres needs TERN_TEST_POSTGRES=postgres://USER@HOST:PORT");
+    Some(postgres_database().await)
+}
+
+/// A fresh database on the PostgreSQL server `TERN_TEST_POSTGRES` names; its URL.
+pub async fn postgres_database() -> String {
+    let base = std::env::var("TERN_TEST_POSTGRES").expect(
+        "a PostgreSQL test needs TERN_TEST_POSTGRES=postgres://USER@HOST:PORT (scripts/test starts one)",
+    );
     let (admin, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
         .await
         .expect("connect to the test PostgreSQL server");
@@ -72,7 +97,7 @@ pub async fn test_database() -> Option<String> {
         .expect("create a test database");
     drop(admin);
     let _ = conn.await;
-    Some(format!("{base}/{name}"))
+    format!("{base}/{name}")
 }
 
 impl TestServer {
@@ -91,21 +116,107 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
         clock: Arc<dyn tern_server::Clock>,
     ) -> TestServer {
+        Self::launch(adjust, clock, test_cluster()).await
+    }
+
+    /// A three-node cluster over a fresh PostgreSQL database and a Redis of its own, whatever
+    /// `TERN_TEST_STORE` says (the cluster's own tests).
+    pub async fn start_cluster(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::launch(adjust, Arc::new(tern_server::SystemClock), true).await
+    }
+
+    async fn launch(
+        adjust: impl FnOnce(&mut Config),
+        clock: Arc<dyn tern_server::Clock>,
+        cluster: bool,
+    ) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let mut config = test_config(dir.path().to_path_buf());
-        config.store = test_database().await;
+        config.store = if cluster {
+            Some(postgres_database().await)
+        } else {
+            test_database().await
+        };
+        let redis = if cluster {
+            let redis = redis::TestRedis::start().await;
+            config.redis_url = Some(redis.url());
+            Some(redis)
+        } else {
+            None
+        };
         adjust(&mut config);
-        let server = Server::start_with_clock(config.clone(), clock)
-            .await
-            .expect("server starts");
-        // Restarts reuse the ports first bound, so reconnecting clients find the server again.
-        config.tcp_addr = server.tcp_addr();
-        config.http_addr = server.http_addr();
+        let (server, config) = start_node(config, clock.clone()).await;
+        let mut others = Vec::new();
+        if redis.is_some() {
+            for _ in 1..CLUSTER_NODES {
+                let mut c = config.clone();
+                c.tcp_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                c.node_id = None;
+                let (s, c) = start_node(c, clock.clone()).await;
+                others.push((Some(s), c));
+            }
+        }
         TestServer {
             server: Some(server),
             config,
+            others,
+            redis,
+            next: std::sync::atomic::AtomicUsize::new(0),
             _dir: dir,
         }
+    }
+
+    /// The cluster's Redis (`TERN_TEST_STORE=cluster` only).
+    pub fn redis(&mut self) -> Option<&mut redis::TestRedis> {
+        self.redis.as_mut()
+    }
+
+    /// Every node's TCP endpoint: one, or the cluster's.
+    pub fn tcp_nodes(&self) -> Vec<Endpoint> {
+        std::iter::once(&self.config)
+            .chain(self.others.iter().map(|(_, c)| c))
+            .map(|c| Endpoint::Tcp(c.tcp_addr.to_string()))
+            .collect()
+    }
+
+    /// Shuts node `i` (1 or more) of the cluster down gracefully.
+    pub async fn stop_node(&mut self, i: usize) {
+        assert!(i >= 1, "node 0 stops with stop()");
+        if let Some(s) = self.others[i - 1].0.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Node `i`'s HTTP address (0: the first node).
+    pub fn http_addr_of(&self, i: usize) -> SocketAddr {
+        if i == 0 {
+            self.config.http_addr
+        } else {
+            self.others[i - 1].1.http_addr
+        }
+    }
+
+    /// A logged-in SDK client of `user` on `device`, connected to node `i`.
+    pub async fn client_on(
+        &self,
+        i: usize,
+        user: &str,
+        device: &str,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> TestClient {
+        let endpoint = self.tcp_nodes()[i].clone();
+        self.connect_client(endpoint, user, device, adjust).await
+    }
+
+    /// Every running node: the first, then the cluster's others.
+    pub fn nodes(&self) -> impl Iterator<Item = &Server> {
+        self.server.iter().chain(self.other_nodes())
+    }
+
+    /// The running nodes beyond the first (none outside cluster mode).
+    pub fn other_nodes(&self) -> impl Iterator<Item = &Server> {
+        self.others.iter().filter_map(|(s, _)| s.as_ref())
     }
 
     /// The running server.
@@ -133,8 +244,13 @@ impl TestServer {
         format!("http://{}", self.config.http_addr)
     }
 
-    /// Shuts the server down gracefully.
+    /// Shuts the server (every node) down gracefully.
     pub async fn stop(&mut self) {
+        for (server, _) in &mut self.others {
+            if let Some(s) = server.take() {
+                s.shutdown().await;
+            }
+        }
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }
@@ -143,20 +259,9 @@ impl TestServer {
     /// Shuts down gracefully and starts again over the same data on the same ports.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let mut attempts = 0;
-        loop {
-            match Server::start(self.config.clone()).await {
-                Ok(server) => {
-                    self.server = Some(server);
-                    return;
-                }
-                Err(e) if attempts < 50 => {
-                    attempts += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("restart failed: {e}"),
-            }
+        self.server = Some(restart_node(&self.config).await);
+        for (server, config) in &mut self.others {
+            *server = Some(restart_node(config).await);
         }
     }
 
@@ -218,7 +323,22 @@ impl TestServer {
         device: &str,
         adjust: impl FnOnce(&mut ClientConfig),
     ) -> TestClient {
-        let mut config = ClientConfig::new(self.tcp(), user, &password(user), device);
+        // Spread over the nodes, so that a user's devices and a conversation's users meet on
+        // different nodes.
+        let nodes = self.tcp_nodes();
+        let at = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % nodes.len();
+        self.connect_client(nodes[at].clone(), user, device, adjust)
+            .await
+    }
+
+    async fn connect_client(
+        &self,
+        endpoint: Endpoint,
+        user: &str,
+        device: &str,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> TestClient {
+        let mut config = ClientConfig::new(endpoint, user, &password(user), device);
         config.reconnect.initial_backoff = Duration::from_millis(50);
         config.reconnect.max_backoff = Duration::from_millis(500);
         adjust(&mut config);
@@ -238,7 +358,54 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         // A server not stopped by the test is dropped with the runtime; nothing to flush.
         self.server.take();
+        self.others.clear();
     }
+}
+
+/// Starts a node; returns it with its configuration, ports resolved: restarts reuse the ports
+/// first bound, so reconnecting clients find the node again.
+async fn start_node(mut config: Config, clock: Arc<dyn tern_server::Clock>) -> (Server, Config) {
+    let server = Server::start_with_clock(config.clone(), clock)
+        .await
+        .expect("server starts");
+    config.tcp_addr = server.tcp_addr();
+    config.http_addr = server.http_addr();
+    (server, config)
+}
+
+/// Starts a node again on its ports (retrying while the old sockets linger).
+async fn restart_node(config: &Config) -> Server {
+    let mut attempts = 0;
+    loop {
+        match Server::start(config.clone()).await {
+            Ok(server) => return server,
+            Err(e) if attempts < 50 => {
+                attempts += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("restart failed: {e}"),
+        }
+    }
+}
+
+/// `GET path` on the HTTP listener at `addr`: the status and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP listener");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write the request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read the response");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {out:?}"));
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
 }
 
 /// The password the kit registers `user` with.

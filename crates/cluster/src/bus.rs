@@ -1,0 +1,346 @@
+//! The cluster's bus: every node's publications reach every other node over one Redis pub/sub
+//! channel, and each node hands what it receives to its own fan-out.
+//!
+//! Redis is never the source of truth here. A publication is stored before it is published, so
+//! whatever the bus loses (Redis restarting, a subscription dropped, a queue that overflowed while
+//! Redis was away) is found by a SYNC: a node that re-subscribes tells every connection it holds
+//! to sync, and a node that could not publish asks every node to do so once it can again.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use tern_core::{
+    ConnectionId, ConversationId, Delivery, DeviceId, NodeId, Platform, UserId,
+    bus::{Bus, deliver_locally},
+    sync::Publication,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::{Envelope, Received};
+
+/// The channel every node publishes to and subscribes to.
+pub(crate) const CHANNEL: &str = "tern:bus";
+
+/// Envelopes waiting to be published, at most; beyond it they are dropped and every node is
+/// asked to resync once publishing works again.
+const QUEUE: usize = 16_384;
+
+/// Envelopes sent in one round trip, at most.
+const PIPELINE: usize = 256;
+
+/// The sending side of the bus, handed to the services.
+#[derive(Debug)]
+pub struct RedisBus {
+    node: NodeId,
+    epoch: u64,
+    delivery: Arc<dyn Delivery>,
+    queue: mpsc::Sender<Envelope>,
+    /// Something could not be published: the next envelope that goes out asks for a resync.
+    lost: Arc<AtomicBool>,
+    metrics: BusMetrics,
+}
+
+#[derive(Debug, Clone)]
+struct BusMetrics {
+    published: metrics::Counter,
+    received: metrics::Counter,
+    dropped: metrics::Counter,
+    failed: metrics::Counter,
+    reconnects: metrics::Counter,
+    undecodable: metrics::Counter,
+}
+
+impl BusMetrics {
+    fn new() -> Self {
+        Self {
+            published: metrics::counter!("tern_bus_envelopes_total", "result" => "published"),
+            received: metrics::counter!("tern_bus_envelopes_total", "result" => "received"),
+            dropped: metrics::counter!("tern_bus_envelopes_total", "result" => "dropped"),
+            failed: metrics::counter!("tern_bus_envelopes_total", "result" => "failed"),
+            undecodable: metrics::counter!("tern_bus_envelopes_total", "result" => "undecodable"),
+            reconnects: metrics::counter!("tern_redis_reconnects_total"),
+        }
+    }
+}
+
+impl RedisBus {
+    fn send(&self, envelope: Envelope) {
+        if self.queue.try_send(envelope).is_err() {
+            // Redis is away or too slow: the other nodes miss this, and catch up by syncing.
+            self.lost.store(true, Ordering::Release);
+            self.metrics.dropped.increment(1);
+        }
+    }
+
+    fn envelope(&self) -> Envelope {
+        Envelope::new(self.node, self.epoch)
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, published: &[Publication]) {
+        deliver_locally(&*self.delivery, published);
+        let mut envelope = self.envelope();
+        envelope.publish(published);
+        if !envelope.is_empty() {
+            self.send(envelope);
+        }
+    }
+
+    fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId) {
+        self.delivery.typing(to, from, conversation);
+        let mut envelope = self.envelope();
+        envelope.typing(to, from, conversation);
+        self.send(envelope);
+    }
+
+    fn logged_in(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        platform: Platform,
+        connection: ConnectionId,
+    ) {
+        // This node's own connections were replaced when the login attached.
+        let mut envelope = self.envelope();
+        envelope.login(user, device, platform, connection);
+        self.send(envelope);
+    }
+}
+
+/// The bus and the two tasks behind it.
+pub(crate) struct Running {
+    pub(crate) bus: Arc<RedisBus>,
+    pub(crate) publisher: tokio::task::JoinHandle<()>,
+    pub(crate) subscriber: tokio::task::JoinHandle<()>,
+}
+
+/// Subscribes (so that nothing published after this returns is missed), then starts the
+/// publisher and the subscriber.
+pub(crate) async fn start(
+    client: redis::Client,
+    publisher: redis::aio::ConnectionManager,
+    node: NodeId,
+    epoch: u64,
+    delivery: Arc<dyn Delivery>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) -> redis::RedisResult<Running> {
+    let metrics = BusMetrics::new();
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(CHANNEL).await?;
+    let (queue, rx) = mpsc::channel(QUEUE);
+    let lost = Arc::new(AtomicBool::new(false));
+    let bus = Arc::new(RedisBus {
+        node,
+        epoch,
+        delivery: delivery.clone(),
+        queue,
+        lost: lost.clone(),
+        metrics: metrics.clone(),
+    });
+    let publisher = tokio::spawn(publish_loop(
+        publisher,
+        rx,
+        lost,
+        Envelope::new(node, epoch),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    let subscriber = tokio::spawn(subscribe_loop(
+        client, pubsub, node, delivery, heartbeat, metrics, stop,
+    ));
+    Ok(Running {
+        bus,
+        publisher,
+        subscriber,
+    })
+}
+
+/// Publishes queued envelopes in order, several per round trip. At `stop` it publishes what
+/// is still queued, so a node that shuts down after its last commit leaves nothing unsent.
+async fn publish_loop(
+    mut conn: redis::aio::ConnectionManager,
+    mut rx: mpsc::Receiver<Envelope>,
+    lost: Arc<AtomicBool>,
+    resync: Envelope,
+    metrics: BusMetrics,
+    stop: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(PIPELINE);
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut batch, PIPELINE) => n,
+            _ = stop.cancelled() => {
+                while let Ok(e) = rx.try_recv() {
+                    batch.push(e);
+                    if batch.len() == PIPELINE {
+                        flush(&mut conn, &mut batch, &lost, &resync, &metrics).await;
+                    }
+                }
+                flush(&mut conn, &mut batch, &lost, &resync, &metrics).await;
+                return;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        flush(&mut conn, &mut batch, &lost, &resync, &metrics).await;
+    }
+}
+
+/// Publishes `batch` in one round trip (after a resync request if something was lost before).
+async fn flush(
+    conn: &mut redis::aio::ConnectionManager,
+    batch: &mut Vec<Envelope>,
+    lost: &AtomicBool,
+    resync: &Envelope,
+    metrics: &BusMetrics,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    // Asked first: whatever this node failed to publish is older than what follows.
+    if lost.swap(false, Ordering::AcqRel) {
+        let mut r = resync.clone();
+        r.resync();
+        pipe.publish(CHANNEL, r.encode()).ignore();
+    }
+    for envelope in batch.iter() {
+        pipe.publish(CHANNEL, envelope.encode()).ignore();
+    }
+    match pipe.query_async::<()>(conn).await {
+        Ok(()) => metrics.published.increment(batch.len() as u64),
+        Err(e) => {
+            // The connection manager reconnects on its own; until then the other nodes miss
+            // these and are told to sync once publishing works again.
+            tracing::warn!(error = %e, envelopes = batch.len(), "cannot publish to Redis");
+            lost.store(true, Ordering::Release);
+            metrics.failed.increment(batch.len() as u64);
+        }
+    }
+    batch.clear();
+}
+
+/// Hands every other node's envelopes to this node's fan-out; re-subscribes after losing the
+/// subscription, and then tells every connection here to sync.
+async fn subscribe_loop(
+    client: redis::Client,
+    pubsub: redis::aio::PubSub,
+    node: NodeId,
+    delivery: Arc<dyn Delivery>,
+    heartbeat: Duration,
+    metrics: BusMetrics,
+    stop: CancellationToken,
+) {
+    let mut pubsub = Some(pubsub);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let current = match pubsub.take() {
+            Some(p) => p,
+            None => {
+                let subscribed = async {
+                    let mut p = client.get_async_pubsub().await?;
+                    p.subscribe(CHANNEL).await?;
+                    redis::RedisResult::Ok(p)
+                };
+                let attempt = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = tokio::time::timeout(heartbeat, subscribed) => r,
+                };
+                match attempt {
+                    Ok(Ok(p)) => {
+                        metrics.reconnects.increment(1);
+                        tracing::info!("subscribed to Redis again; every connection here syncs");
+                        // Subscribed first, then the sync: whatever was published while this
+                        // node was away is in the store, and everything after reaches it here.
+                        delivery.resync();
+                        backoff = Duration::from_millis(50);
+                        p
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "cannot subscribe to Redis yet");
+                        wait(&stop, &mut backoff).await;
+                        continue;
+                    }
+                    Err(_) => {
+                        wait(&stop, &mut backoff).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let (mut sink, mut stream) = current.split();
+        let mut ping = tokio::time::interval(heartbeat);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                msg = stream.next() => match msg {
+                    Some(msg) => receive(node, msg.get_payload_bytes(), &*delivery, &metrics),
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    // A subscription over a connection that died silently would never end by
+                    // itself: a ping unanswered within the heartbeat ends it.
+                    match tokio::time::timeout(heartbeat, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        _ => break,
+                    }
+                }
+            }
+        }
+        tracing::warn!("lost the Redis subscription; re-subscribing");
+    }
+}
+
+async fn wait(stop: &CancellationToken, backoff: &mut Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(1));
+}
+
+/// Hands one envelope to this node's fan-out.
+fn receive(node: NodeId, bytes: &[u8], delivery: &dyn Delivery, metrics: &BusMetrics) {
+    let received = match Envelope::decode(bytes) {
+        Ok(e) if e.node == node.get() => return,
+        Ok(e) => e.into_received(),
+        Err(e) => Err(e),
+    };
+    let received = match received {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.undecodable.increment(1);
+            tracing::error!(error = %e, "an envelope from another node cannot be read");
+            return;
+        }
+    };
+    metrics.received.increment(1);
+    for r in received {
+        match r {
+            Received::Published(p) => deliver_locally(delivery, &p),
+            Received::Typing {
+                to,
+                from,
+                conversation,
+            } => delivery.typing(&to, &from, &conversation),
+            Received::Login {
+                user,
+                device,
+                platform,
+                connection,
+            } => delivery.replaced_elsewhere(&user, &device, platform, connection),
+            Received::Resync => delivery.resync(),
+        }
+    }
+}

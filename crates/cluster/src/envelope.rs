@@ -1,0 +1,510 @@
+//! What one node tells the others over Redis: a committed batch's publications and the
+//! ephemeral signals, as one protobuf envelope per batch.
+//!
+//! The envelope is internal to a deployment (every node runs the same binary during a rolling
+//! restart only briefly), but it is still protobuf so that a field added later is skipped by an
+//! older node rather than breaking it. A message that reaches several inboxes in one batch is
+//! carried once and referred to by index.
+
+use std::sync::Arc;
+
+use tern_core::{
+    ConnectionId, ConversationId, DeviceId, MessageId, NodeId, Platform, UserId,
+    groups::{Member, Members, Role},
+    pb,
+    store::{InboxEntry, InboxEvent, StoredMessage},
+    sync::Publication,
+};
+
+/// One node's word to the others.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Envelope {
+    /// The node that sent it; a node skips its own envelopes.
+    #[prost(uint32, tag = "1")]
+    pub node: u32,
+    /// The sender's boot epoch (Unix ms when it started).
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    /// The messages the items refer to.
+    #[prost(message, repeated, tag = "3")]
+    pub messages: Vec<WireMessage>,
+    /// What happened, in order.
+    #[prost(message, repeated, tag = "4")]
+    pub items: Vec<Item>,
+}
+
+/// A stored message, complete (the client-facing `Message` lacks the sender's inbox seq).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireMessage {
+    #[prost(message, optional, tag = "1")]
+    pub message: Option<pb::Message>,
+    #[prost(uint64, tag = "2")]
+    pub sender_inbox_seq: u64,
+}
+
+/// One thing the envelope says.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Item {
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5")]
+    pub kind: Option<Kind>,
+}
+
+/// The kinds of item.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Kind {
+    /// A new inbox entry.
+    #[prost(message, tag = "1")]
+    Entry(EntryItem),
+    /// A read-diffusion group message for the members online.
+    #[prost(message, tag = "2")]
+    Group(GroupItem),
+    /// Someone is typing.
+    #[prost(message, tag = "3")]
+    Typing(TypingItem),
+    /// A device logged in: other nodes close the connections it replaces.
+    #[prost(message, tag = "4")]
+    Login(LoginItem),
+    /// The sender may have failed to publish something: every node tells its connections to
+    /// sync.
+    #[prost(message, tag = "5")]
+    Resync(ResyncItem),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EntryItem {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// Index into the envelope's messages.
+    #[prost(uint32, tag = "3")]
+    pub message: u32,
+    /// The connection not to push it to (0: none).
+    #[prost(uint64, tag = "4")]
+    pub skip: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GroupItem {
+    #[prost(uint32, tag = "1")]
+    pub message: u32,
+    /// The members when the message took its seq.
+    #[prost(string, repeated, tag = "2")]
+    pub members: Vec<String>,
+    /// Members that got an inbox entry instead, sorted.
+    #[prost(string, repeated, tag = "3")]
+    pub except: Vec<String>,
+    #[prost(uint64, tag = "4")]
+    pub skip: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TypingItem {
+    #[prost(string, tag = "1")]
+    pub to: String,
+    #[prost(string, tag = "2")]
+    pub from: String,
+    #[prost(string, tag = "3")]
+    pub conversation: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoginItem {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub device: String,
+    #[prost(int32, tag = "3")]
+    pub platform: i32,
+    /// The new connection, which stays.
+    #[prost(uint64, tag = "4")]
+    pub connection: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ResyncItem {}
+
+/// What a received envelope asks of this node, in order.
+#[derive(Debug)]
+pub enum Received {
+    /// Publications to hand to the local fan-out.
+    Published(Vec<Publication>),
+    /// A typing notice.
+    Typing {
+        to: UserId,
+        from: UserId,
+        conversation: ConversationId,
+    },
+    /// A login elsewhere.
+    Login {
+        user: UserId,
+        device: DeviceId,
+        platform: Platform,
+        connection: ConnectionId,
+    },
+    /// Tell every connection to sync.
+    Resync,
+}
+
+/// Why an envelope could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not a valid envelope.
+    #[error("cannot decode an envelope: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// A field holds what no node would have sent.
+    #[error("invalid envelope: {0}")]
+    Invalid(String),
+}
+
+impl Envelope {
+    /// An empty envelope from `node`.
+    pub fn new(node: NodeId, epoch: u64) -> Envelope {
+        Envelope {
+            node: node.get(),
+            epoch,
+            messages: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Adds a committed batch's publications, each message once.
+    pub fn publish(&mut self, published: &[Publication]) {
+        let mut last: Option<(MessageId, u32)> = None;
+        for p in published {
+            let message = match p {
+                Publication::Entry { entry, .. } => {
+                    let InboxEvent::Message(m) = &entry.event;
+                    m
+                }
+                Publication::Group { message, .. } => message,
+            };
+            // A batch lists a message's inbox entries together, so remembering the last one
+            // shares it without a map.
+            let index = match last {
+                Some((id, i)) if id == message.id => i,
+                _ => {
+                    let i = self.messages.len() as u32;
+                    self.messages.push(WireMessage {
+                        message: Some(tern_api::wire::message_to_wire(message)),
+                        sender_inbox_seq: message.sender_inbox_seq,
+                    });
+                    last = Some((message.id, i));
+                    i
+                }
+            };
+            let kind = match p {
+                Publication::Entry { user, entry, skip } => Kind::Entry(EntryItem {
+                    user: user.to_string(),
+                    seq: entry.seq,
+                    message: index,
+                    skip: skip.map_or(0, ConnectionId::get),
+                }),
+                Publication::Group {
+                    members,
+                    except,
+                    skip,
+                    ..
+                } => Kind::Group(GroupItem {
+                    message: index,
+                    members: members.keys().map(|u| u.to_string()).collect(),
+                    except: except.iter().map(|u| u.to_string()).collect(),
+                    skip: skip.map_or(0, ConnectionId::get),
+                }),
+            };
+            self.items.push(Item { kind: Some(kind) });
+        }
+    }
+
+    /// Adds a typing notice.
+    pub fn typing(&mut self, to: &UserId, from: &UserId, conversation: &ConversationId) {
+        self.items.push(Item {
+            kind: Some(Kind::Typing(TypingItem {
+                to: to.to_string(),
+                from: from.to_string(),
+                conversation: conversation.to_string(),
+            })),
+        });
+    }
+
+    /// Adds a login.
+    pub fn login(
+        &mut self,
+        user: &UserId,
+        device: &DeviceId,
+        platform: Platform,
+        connection: ConnectionId,
+    ) {
+        self.items.push(Item {
+            kind: Some(Kind::Login(LoginItem {
+                user: user.to_string(),
+                device: device.to_string(),
+                platform: platform.to_wire(),
+                connection: connection.get(),
+            })),
+        });
+    }
+
+    /// Adds a request that every node tell its connections to sync.
+    pub fn resync(&mut self) {
+        self.items.push(Item {
+            kind: Some(Kind::Resync(ResyncItem {})),
+        });
+    }
+
+    /// Whether it says nothing.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The envelope's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        prost::Message::encode_to_vec(self)
+    }
+
+    /// Reads an envelope.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        Ok(<Envelope as prost::Message>::decode(bytes)?)
+    }
+
+    /// What the envelope asks of a node, in order; consecutive publications stay together.
+    pub fn into_received(self) -> Result<Vec<Received>, EnvelopeError> {
+        let messages = self
+            .messages
+            .into_iter()
+            .map(|m| message_from_wire(m).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let message = |i: u32| {
+            messages
+                .get(i as usize)
+                .cloned()
+                .ok_or_else(|| EnvelopeError::Invalid(format!("no message {i}")))
+        };
+        let mut out: Vec<Received> = Vec::new();
+        for item in self.items {
+            let Some(kind) = item.kind else {
+                // An item of a kind a newer node added: nothing this node can do with it.
+                continue;
+            };
+            let publication = match kind {
+                Kind::Entry(e) => Publication::Entry {
+                    user: user(&e.user)?,
+                    entry: Arc::new(InboxEntry {
+                        seq: e.seq,
+                        event: InboxEvent::Message(message(e.message)?),
+                    }),
+                    skip: connection(e.skip),
+                },
+                Kind::Group(g) => {
+                    let mut members = Members::default();
+                    for m in &g.members {
+                        // Fan-out reads only who the members are.
+                        members.insert(
+                            user(m)?,
+                            Member {
+                                role: Role::Member,
+                                joined_seq: 0,
+                                muted_until_ms: 0,
+                            },
+                        );
+                    }
+                    Publication::Group {
+                        message: message(g.message)?,
+                        members: Arc::new(members),
+                        except: g.except.iter().map(|u| user(u)).collect::<Result<_, _>>()?,
+                        skip: connection(g.skip),
+                    }
+                }
+                Kind::Typing(t) => {
+                    let (conversation, _) = ConversationId::parse(&t.conversation)
+                        .map_err(|e| EnvelopeError::Invalid(e.to_string()))?;
+                    out.push(Received::Typing {
+                        to: user(&t.to)?,
+                        from: user(&t.from)?,
+                        conversation,
+                    });
+                    continue;
+                }
+                Kind::Login(l) => {
+                    out.push(Received::Login {
+                        user: user(&l.user)?,
+                        device: DeviceId::parse(&l.device)
+                            .map_err(|e| EnvelopeError::Invalid(e.to_string()))?,
+                        platform: Platform::from_wire(l.platform),
+                        connection: ConnectionId::from_u64(l.connection),
+                    });
+                    continue;
+                }
+                Kind::Resync(_) => {
+                    out.push(Received::Resync);
+                    continue;
+                }
+            };
+            match out.last_mut() {
+                Some(Received::Published(p)) => p.push(publication),
+                _ => out.push(Received::Published(vec![publication])),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn user(s: &str) -> Result<UserId, EnvelopeError> {
+    UserId::parse(s).map_err(|e| EnvelopeError::Invalid(e.to_string()))
+}
+
+fn connection(raw: u64) -> Option<ConnectionId> {
+    (raw != 0).then(|| ConnectionId::from_u64(raw))
+}
+
+/// The stored message a [`WireMessage`] carries.
+fn message_from_wire(w: WireMessage) -> Result<StoredMessage, EnvelopeError> {
+    let m = w
+        .message
+        .ok_or_else(|| EnvelopeError::Invalid("a message without its fields".into()))?;
+    let (conversation, _) = ConversationId::parse(&m.conversation_id)
+        .map_err(|e| EnvelopeError::Invalid(e.to_string()))?;
+    Ok(StoredMessage {
+        id: MessageId(m.message_id),
+        conversation,
+        seq: m.seq,
+        sender: user(&m.sender)?,
+        client_msg_id: m.client_msg_id,
+        server_time_ms: m.server_time_ms,
+        sender_inbox_seq: w.sender_inbox_seq,
+        // A recalled message keeps no content.
+        content: m.content.unwrap_or_default(),
+        recalled_by: if m.recalled {
+            Some(user(&m.recalled_by)?)
+        } else {
+            None
+        },
+        edited_ms: m.edited_at_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn message(id: u64, recalled: bool) -> Arc<StoredMessage> {
+        Arc::new(StoredMessage {
+            id: MessageId(id),
+            conversation: ConversationId::direct(&u("a"), &u("b")),
+            seq: id,
+            sender: u("a"),
+            client_msg_id: format!("c{id}"),
+            server_time_ms: 1_700_000_000_000,
+            sender_inbox_seq: 40 + id,
+            content: if recalled {
+                pb::Content::default()
+            } else {
+                pb::Content {
+                    body: Some(pb::content::Body::Text(pb::Text { text: "hi".into() })),
+                }
+            },
+            recalled_by: recalled.then(|| u("a")),
+            edited_ms: 7,
+        })
+    }
+
+    #[test]
+    fn publications_survive_the_trip_and_share_their_message() {
+        let node = NodeId::new(9).unwrap();
+        let m = message(1, false);
+        let r = message(2, true);
+        let entry = |user: &str, seq, m: &Arc<StoredMessage>, skip| Publication::Entry {
+            user: u(user),
+            entry: Arc::new(InboxEntry {
+                seq,
+                event: InboxEvent::Message(m.clone()),
+            }),
+            skip,
+        };
+        let mut members = Members::default();
+        for who in ["a", "b", "c"] {
+            members.insert(
+                u(who),
+                Member {
+                    role: Role::Member,
+                    joined_seq: 0,
+                    muted_until_ms: 0,
+                },
+            );
+        }
+        let published = vec![
+            entry("a", 3, &m, Some(ConnectionId::new(node, 5))),
+            entry("b", 8, &m, None),
+            entry("b", 9, &r, None),
+            Publication::Group {
+                message: r.clone(),
+                members: Arc::new(members),
+                except: vec![u("b")],
+                skip: None,
+            },
+        ];
+        let mut envelope = Envelope::new(node, 11);
+        envelope.publish(&published);
+        envelope.typing(&u("b"), &u("a"), &m.conversation);
+        assert_eq!(envelope.messages.len(), 2, "each message is carried once");
+        let back = Envelope::decode(&envelope.encode()).unwrap();
+        assert_eq!((back.node, back.epoch), (9, 11));
+        let received = back.into_received().unwrap();
+        assert_eq!(received.len(), 2);
+        let Received::Published(p) = &received[0] else {
+            panic!("publications first: {received:?}")
+        };
+        assert_eq!(p.len(), 4);
+        match (&p[0], &published[0]) {
+            (
+                Publication::Entry { user, entry, skip },
+                Publication::Entry {
+                    user: u0,
+                    entry: e0,
+                    skip: s0,
+                },
+            ) => {
+                assert_eq!((user, entry, skip), (u0, e0, s0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let Publication::Entry { entry, .. } = &p[2] else {
+            panic!()
+        };
+        assert_eq!(
+            **entry,
+            InboxEntry {
+                seq: 9,
+                event: InboxEvent::Message(r.clone())
+            }
+        );
+        let Publication::Group {
+            members, except, ..
+        } = &p[3]
+        else {
+            panic!()
+        };
+        assert_eq!(members.len(), 3);
+        assert_eq!(except, &vec![u("b")]);
+        assert!(matches!(&received[1], Received::Typing { to, .. } if *to == u("b")));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Envelope::decode(&[0xff, 0xff, 0xff]).is_err());
+        let mut bad = Envelope::new(NodeId::new(1).unwrap(), 1);
+        bad.items.push(Item {
+            kind: Some(Kind::Entry(EntryItem {
+                user: "a".into(),
+                seq: 1,
+                message: 3,
+                skip: 0,
+            })),
+        });
+        assert!(bad.into_received().is_err(), "a missing message is refused");
+    }
+}
