@@ -329,3 +329,47 @@ async fn losing_redis_loses_no_message() {
     let (status, body) = http_get(server.http_addr_of(0), "/readyz").await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A node that drains (SIGTERM does this) says goodbye; a client that knows the other nodes
+/// moves to one at once and misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_to_another_node_when_its_node_drains() {
+    let mut server = TestServer::start_cluster(|_| {}).await;
+    server.register(&["alice", "bob"]).await;
+    let alice = server.client_on(0, "alice", "phone", |_| {}).await;
+    let others = server.tcp_nodes()[..2].to_vec();
+    let mut bob = server
+        .client_on(2, "bob", "phone", |c| c.fallbacks = others)
+        .await;
+    let mut acks = Vec::new();
+    for i in 0..5 {
+        acks.push(
+            alice
+                .client
+                .send_text("bob", &format!("a{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    bob.messages(5).await;
+    server.stop_node(2).await;
+    for i in 0..5 {
+        acks.push(
+            alice
+                .client
+                .send_text("bob", &format!("b{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let got: Vec<u64> = bob
+        .messages(5)
+        .await
+        .iter()
+        .map(|(_, m)| m.message_id)
+        .collect();
+    let want: Vec<u64> = acks[5..].iter().map(|a| a.message_id).collect();
+    assert_eq!(got, want);
+    // Bob's next send goes through the node it moved to.
+    bob.client.send_text("alice", "still here").await.unwrap();
+}

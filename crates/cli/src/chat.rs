@@ -1,7 +1,7 @@
 //! `chat`: an interactive session on the SDK's reconnecting client.
 
 use anyhow::Context;
-use tern_client::{Client, ClientConfig, Endpoint, Event, new_client_msg_id, pb};
+use tern_client::{Client, ClientConfig, Event, new_client_msg_id, pb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{
@@ -10,12 +10,10 @@ use crate::{
 };
 
 pub(crate) async fn run(login: &Login, device: &str) -> anyhow::Result<()> {
-    let mut config = ClientConfig::new(
-        Endpoint::parse(&login.server),
-        &login.user,
-        &login.password,
-        device,
-    );
+    let mut endpoints = login.endpoints().into_iter();
+    let first = endpoints.next().context("--server names no address")?;
+    let mut config = ClientConfig::new(first, &login.user, &login.password, device);
+    config.fallbacks = endpoints.collect();
     config.platform = pb::Platform::Cli;
     config.tls = login.tls()?;
     let (client, mut events) = Client::connect(config)

@@ -43,11 +43,24 @@ impl Login {
     }
 }
 
+impl Login {
+    /// The addresses `--server` names, in order.
+    pub fn endpoints(&self) -> Vec<tern_client::Endpoint> {
+        self.server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(tern_client::Endpoint::parse)
+            .collect()
+    }
+}
+
 /// Where to connect and as whom.
 #[derive(Debug, Clone, Args)]
 pub struct Login {
     /// Server address: HOST:PORT for TCP, tls://HOST:PORT for TCP with TLS, or
-    /// ws://HOST:PORT/ws (wss:// with TLS) for WebSocket.
+    /// ws://HOST:PORT/ws (wss:// with TLS) for WebSocket. Several nodes of a cluster, separated
+    /// by commas, are tried in turn.
     #[arg(long, env = "TERN_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Trust this PEM CA certificate for tls:// and wss:// instead of the system's roots.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tern_client::{Connection, Endpoint, new_client_msg_id, pb};
+use tern_client::{Connection, new_client_msg_id, pb};
 
 use crate::{
     HistoryTarget, Login, Target,
@@ -14,22 +14,29 @@ use crate::{
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn register(login: &Login) -> anyhow::Result<()> {
-    tern_client::register_with(
-        &Endpoint::parse(&login.server),
-        &login.options(TIMEOUT)?,
-        &login.user,
-        &login.password,
-    )
-    .await
-    .with_context(|| format!("registering {}", login.user))?;
+    let options = login.options(TIMEOUT)?;
+    let mut result = Err(anyhow::anyhow!("no server address given"));
+    // The first node that answers registers the user (a refusal is an answer).
+    for endpoint in login.endpoints() {
+        result = tern_client::register_with(&endpoint, &options, &login.user, &login.password)
+            .await
+            .with_context(|| format!("registering {}", login.user));
+        match &result {
+            Err(e)
+                if e.downcast_ref::<tern_client::ClientError>()
+                    .is_some_and(|c| matches!(c, tern_client::ClientError::Connect { .. })) => {}
+            _ => break,
+        }
+    }
+    result?;
     println!("registered {}", login.user);
     Ok(())
 }
 
 /// Logs in as a throwaway device that states no platform, so it replaces no other connection.
 async fn connect(login: &Login) -> anyhow::Result<Connection> {
-    let endpoint = Endpoint::parse(&login.server);
-    let (conn, _events) = Connection::connect_with(&endpoint, &login.options(TIMEOUT)?).await?;
+    let (conn, _events, _) =
+        Connection::connect_any(&login.endpoints(), 0, &login.options(TIMEOUT)?).await?;
     conn.request(pb::LoginRequest {
         user_id: login.user.clone(),
         credential: Some(pb::login_request::Credential::Password(

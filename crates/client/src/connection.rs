@@ -190,6 +190,26 @@ impl Connection {
         Self::connect_with(endpoint, &ConnectOptions::new(encoding, timeout)).await
     }
 
+    /// Connects to the first of `endpoints` that answers, trying them in order from `start`
+    /// (the nodes of one deployment); returns the connection and the index of its endpoint. An
+    /// error that another node would not change (a TLS certificate refused) ends the search.
+    pub async fn connect_any(
+        endpoints: &[Endpoint],
+        start: usize,
+        options: &ConnectOptions,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<ServerEvent>, usize), ClientError> {
+        let mut last = ClientError::Protocol("no server address given".into());
+        for k in 0..endpoints.len() {
+            let i = (start + k) % endpoints.len();
+            match Self::connect_with(&endpoints[i], options).await {
+                Ok((conn, events)) => return Ok((conn, events, i)),
+                Err(e) if e.is_retryable() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
     /// [`Connection::connect`] with every option.
     pub async fn connect_with(
         endpoint: &Endpoint,

@@ -55,6 +55,8 @@ struct BusMetrics {
     failed: metrics::Counter,
     reconnects: metrics::Counter,
     undecodable: metrics::Counter,
+    /// 1 while subscribed.
+    connected: metrics::Gauge,
 }
 
 impl BusMetrics {
@@ -66,6 +68,7 @@ impl BusMetrics {
             failed: metrics::counter!("tern_bus_envelopes_total", "result" => "failed"),
             undecodable: metrics::counter!("tern_bus_envelopes_total", "result" => "undecodable"),
             reconnects: metrics::counter!("tern_redis_reconnects_total"),
+            connected: metrics::gauge!("tern_redis_connected"),
         }
     }
 }
@@ -136,6 +139,7 @@ pub(crate) async fn start(
     let metrics = BusMetrics::new();
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(CHANNEL).await?;
+    metrics.connected.set(1.0);
     let (queue, rx) = mpsc::channel(QUEUE);
     let lost = Arc::new(AtomicBool::new(false));
     let bus = Arc::new(RedisBus {
@@ -259,6 +263,7 @@ async fn subscribe_loop(
                 match attempt {
                     Ok(Ok(p)) => {
                         metrics.reconnects.increment(1);
+                        metrics.connected.set(1.0);
                         tracing::info!("subscribed to Redis again; every connection here syncs");
                         // Subscribed first, then the sync: whatever was published while this
                         // node was away is in the store, and everything after reaches it here.
@@ -298,6 +303,7 @@ async fn subscribe_loop(
                 }
             }
         }
+        metrics.connected.set(0.0);
         tracing::warn!("lost the Redis subscription; re-subscribing");
     }
 }

@@ -121,6 +121,13 @@ impl Backend {
         }
     }
 
+    /// Publishes what the backend measures about itself.
+    fn record_metrics(&self) {
+        if let Backend::Postgres(s) = self {
+            s.record_pool_metrics();
+        }
+    }
+
     /// Whether the store can serve now: the embedded store is part of the process; a database
     /// must answer.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
@@ -326,12 +333,16 @@ impl Server {
         tasks.push(served);
         // Histograms are summarised by the exporter; it needs a periodic turn to drain them.
         let stop = http_stop.clone();
+        let measured = backend.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tick.tick() => metrics.run_upkeep(),
+                    _ = tick.tick() => {
+                        measured.record_metrics();
+                        metrics.run_upkeep();
+                    }
                 }
             }
         }));

@@ -139,6 +139,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// Publishes the pool's state as gauges (`tern_store_pool_size`, `_in_use`, `_waiting`):
+    /// requests waiting for a connection mean the pool, or the database, is the bottleneck.
+    pub fn record_pool_metrics(&self) {
+        let status = self.pool.status();
+        metrics::gauge!("tern_store_pool_size").set(status.max_size as f64);
+        metrics::gauge!("tern_store_pool_in_use")
+            .set(status.size.saturating_sub(status.available) as f64);
+        metrics::gauge!("tern_store_pool_waiting").set(status.waiting as f64);
+    }
+
     /// Closes every connection of this node's pool.
     pub fn close(&self) {
         self.pool.close();

@@ -28,6 +28,9 @@ impl Default for ReconnectPolicy {
 pub struct ClientConfig {
     /// The server.
     pub endpoint: Endpoint,
+    /// Other nodes of the same deployment, tried in turn after `endpoint` when the node in use
+    /// cannot be reached, is lost, or drains (`GOODBYE`).
+    pub fallbacks: Vec<Endpoint>,
     /// Payload encoding for requests (and, chosen at login, for pushes).
     pub encoding: Encoding,
     /// The user to log in as.
@@ -60,10 +63,18 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// `endpoint`, then the fallbacks.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        std::iter::once(self.endpoint.clone())
+            .chain(self.fallbacks.iter().cloned())
+            .collect()
+    }
+
     /// A configuration with defaults for everything but the essentials.
     pub fn new(endpoint: Endpoint, user: &str, password: &str, device_id: &str) -> Self {
         Self {
             endpoint,
+            fallbacks: Vec::new(),
             encoding: Encoding::Protobuf,
             user: user.to_owned(),
             password: Some(password.to_owned()),

@@ -26,6 +26,8 @@ pub(super) struct Supervisor {
     groups: GroupTracker,
     /// Some group has a gap or an unknown start: pull before waiting for more.
     pull_groups: bool,
+    /// The endpoint (of `endpoint` and the fallbacks) to try first.
+    at: usize,
 }
 
 impl Supervisor {
@@ -46,6 +48,7 @@ impl Supervisor {
             own_seqs: BTreeSet::new(),
             groups: GroupTracker::default(),
             pull_groups: false,
+            at: 0,
         }
     }
 
@@ -86,12 +89,20 @@ impl Supervisor {
                         }
                         Ended::Lost(reason) => {
                             let _ = self.events.send(Event::Disconnected { reason });
+                            // The node may be gone: another one is tried first.
+                            self.at += 1;
                         }
                         Ended::Goodbye(after) => {
                             let _ = self.events.send(Event::Disconnected {
                                 reason: "server is shutting down".into(),
                             });
-                            backoff = after.max(policy.initial_backoff);
+                            backoff = if self.shared.config.fallbacks.is_empty() {
+                                after.max(policy.initial_backoff)
+                            } else {
+                                // Another node is up: go there without waiting for this one.
+                                policy.initial_backoff
+                            };
+                            self.at += 1;
                         }
                     }
                     if !policy.enabled {
@@ -105,6 +116,7 @@ impl Supervisor {
                         self.shared.finished.cancel();
                         return;
                     }
+                    self.at += 1;
                     if !e.is_retryable() {
                         let _ = self.events.send(Event::Stopped(e));
                         self.shared.stop.cancel();
@@ -145,7 +157,10 @@ impl Supervisor {
             tls: config.tls.clone(),
             ..crate::ConnectOptions::new(config.encoding, config.request_timeout)
         };
-        let (conn, server_events) = Connection::connect_with(&config.endpoint, &options).await?;
+        let endpoints = config.endpoints();
+        let (conn, server_events, at) =
+            Connection::connect_any(&endpoints, self.at % endpoints.len(), &options).await?;
+        self.at = at;
         let token = self
             .shared
             .token

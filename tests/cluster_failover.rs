@@ -1,0 +1,197 @@
+//! A cluster losing a node the hard way: three `tern serve` processes over one PostgreSQL
+//! database and one Redis, one of them killed with SIGKILL while messages flow. Its clients move
+//! to the other nodes; every acked message is stored exactly once with gapless seqs, and every
+//! device ends with all of them in order.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use tern_client::{Client, ClientConfig, Connection, Encoding, Endpoint, Event, pb};
+use tern_testkit::{WAIT, password, postgres_database, redis::TestRedis};
+
+/// A `tern serve` process of the cluster.
+struct Node {
+    child: Child,
+    tcp: String,
+}
+
+fn spawn_node(store: &str, redis: &str) -> Node {
+    let dir = std::env::temp_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "serve",
+            "--tcp-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--store", store, "--redis", redis])
+        .env("TERN_ARGON2_MEMORY_KIB", "64")
+        .env("TERN_ARGON2_ITERATIONS", "1")
+        .env("TERN_MAX_CONNECTIONS_PER_ADDRESS", "0")
+        .env("TERN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tern serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let tcp = loop {
+        let line = lines
+            .next()
+            .expect("the node prints its addresses")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("tern: tcp listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, tcp }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SDK client that starts on node `first` and knows the others.
+async fn client(
+    nodes: &[Node],
+    first: usize,
+    user: &str,
+    device: &str,
+    platform: pb::Platform,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let endpoints: Vec<Endpoint> = (0..nodes.len())
+        .map(|k| Endpoint::Tcp(nodes[(first + k) % nodes.len()].tcp.clone()))
+        .collect();
+    let mut config = ClientConfig::new(endpoints[0].clone(), user, &password(user), device);
+    config.fallbacks = endpoints[1..].to_vec();
+    config.platform = platform;
+    config.reconnect.initial_backoff = Duration::from_millis(50);
+    config.reconnect.max_backoff = Duration::from_millis(500);
+    Client::connect(config).await.expect("login")
+}
+
+/// Message ids of 1:1 messages as they arrive, until `n` arrived.
+async fn receive(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>, n: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT * 4;
+    while got.len() < n {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} messages arrived", got.len()))
+            .expect("the client runs");
+        if let Event::Message { message, .. } = event {
+            got.push(message.message_id);
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_node_under_load_loses_nothing() {
+    const SENDS: usize = 200;
+    let store = postgres_database().await;
+    let redis = TestRedis::start().await;
+    let mut nodes: Vec<Node> = (0..3).map(|_| spawn_node(&store, &redis.url())).collect();
+    for u in ["alice", "bob"] {
+        tern_client::register(&Endpoint::Tcp(nodes[0].tcp.clone()), u, &password(u))
+            .await
+            .unwrap();
+    }
+    // The sender and one of bob's devices start on the node that dies.
+    let (alice, _alice_events) = client(&nodes, 2, "alice", "phone", pb::Platform::Ios).await;
+    let (_phone, mut phone_events) = client(&nodes, 2, "bob", "phone", pb::Platform::Ios).await;
+    let (_desk, mut desk_events) = client(&nodes, 1, "bob", "desk", pb::Platform::Desktop).await;
+
+    let sender = tokio::spawn(async move {
+        let mut acks = Vec::with_capacity(SENDS);
+        for i in 0..SENDS {
+            // The SDK retries through a lost node with the same client message id.
+            acks.push(
+                alice
+                    .send_text("bob", &format!("m{i}"))
+                    .await
+                    .expect("acked"),
+            );
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        acks
+    });
+    // Somewhere in the middle of the stream.
+    tokio::time::sleep(Duration::from_millis(150 + rand::random::<u64>() % 150)).await;
+    assert!(!sender.is_finished(), "the node dies while messages flow");
+    let victim = &mut nodes[2];
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let acks = tokio::time::timeout(WAIT * 4, sender)
+        .await
+        .expect("every send is acked")
+        .unwrap();
+
+    let ids: Vec<u64> = acks.iter().map(|a| a.message_id).collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), SENDS, "each send stored once");
+    let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=SENDS as u64).collect::<Vec<_>>(),
+        "gapless, in send order"
+    );
+    assert_eq!(
+        receive(&mut phone_events, SENDS).await,
+        ids,
+        "the moved device has all, in order"
+    );
+    assert_eq!(
+        receive(&mut desk_events, SENDS).await,
+        ids,
+        "the other device too"
+    );
+
+    // The history a survivor serves agrees.
+    let (conn, _) = Connection::connect(
+        &Endpoint::Tcp(nodes[0].tcp.clone()),
+        Encoding::Protobuf,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    conn.request(pb::LoginRequest {
+        user_id: "bob".into(),
+        credential: Some(pb::login_request::Credential::Password(password("bob"))),
+        device_id: "check".into(),
+        platform: pb::Platform::Unspecified as i32,
+    })
+    .await
+    .unwrap();
+    let page = conn
+        .request(pb::SyncRequest {
+            after: 0,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    let synced: Vec<u64> = page
+        .entries
+        .iter()
+        .filter_map(|e| {
+            e.event
+                .as_ref()
+                .map(|pb::inbox_entry::Event::Message(m)| m.message_id)
+        })
+        .collect();
+    assert_eq!(synced, ids);
+}
