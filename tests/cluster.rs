@@ -373,3 +373,70 @@ async fn a_client_moves_to_another_node_when_its_node_drains() {
     // Bob's next send goes through the node it moved to.
     bob.client.send_text("alice", "still here").await.unwrap();
 }
+
+/// Every node restarted in turn while messages flow: clients that know the other nodes move
+/// as each one drains, and every acked message reaches every device once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_node_loses_nothing() {
+    const SENDS: usize = 300;
+    let mut server = TestServer::start_cluster(|_| {}).await;
+    server.register(&["alice", "bob"]).await;
+    let nodes = server.tcp_nodes();
+    let rotated = |first: usize| -> Vec<tern_client::Endpoint> {
+        (1..nodes.len())
+            .map(|k| nodes[(first + k) % nodes.len()].clone())
+            .collect()
+    };
+    let alice = server
+        .client_on(0, "alice", "phone", |c| c.fallbacks = rotated(0))
+        .await;
+    let mut phone = server
+        .client_on(1, "bob", "phone", |c| {
+            c.fallbacks = rotated(1);
+            c.platform = pb::Platform::Ios;
+        })
+        .await;
+    let mut desk = server
+        .client_on(2, "bob", "desk", |c| {
+            c.fallbacks = rotated(2);
+            c.platform = pb::Platform::Desktop;
+        })
+        .await;
+    let sender = tokio::spawn(async move {
+        let mut acks = Vec::new();
+        for i in 0..SENDS {
+            acks.push(
+                alice
+                    .client
+                    .send_text("bob", &format!("m{i}"))
+                    .await
+                    .unwrap(),
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        acks
+    });
+    for i in 0..3 {
+        server.restart_node(i).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if i == 0 {
+            assert!(!sender.is_finished(), "the restarts happen while messages flow");
+        }
+    }
+    let acks = tokio::time::timeout(WAIT * 4, sender)
+        .await
+        .unwrap()
+        .unwrap();
+    let want: Vec<u64> = acks.iter().map(|a| a.message_id).collect();
+    let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, (1..=SENDS as u64).collect::<Vec<_>>());
+    for d in [&mut phone, &mut desk] {
+        let got: Vec<u64> = d
+            .messages(SENDS)
+            .await
+            .iter()
+            .map(|(_, m)| m.message_id)
+            .collect();
+        assert_eq!(got, want);
+    }
+}

@@ -195,3 +195,97 @@ async fn killing_a_node_under_load_loses_nothing() {
         .collect();
     assert_eq!(synced, ids);
 }
+
+/// A logged-in raw connection to `endpoint` as `user`.
+async fn raw_login(endpoint: &Endpoint, user: &str, device: &str) -> Connection {
+    let (conn, _) = Connection::connect(endpoint, Encoding::Protobuf, Duration::from_secs(10))
+        .await
+        .unwrap();
+    conn.request(pb::LoginRequest {
+        user_id: user.into(),
+        credential: Some(pb::login_request::Credential::Password(password(user))),
+        device_id: device.into(),
+        platform: pb::Platform::Unspecified as i32,
+    })
+    .await
+    .unwrap();
+    conn
+}
+
+fn text_send(to: &str, text: &str, client_msg_id: &str) -> pb::SendRequest {
+    pb::SendRequest {
+        client_msg_id: client_msg_id.into(),
+        content: Some(tern_testkit::text(text)),
+        target: Some(pb::send_request::Target::ToUser(to.into())),
+    }
+}
+
+/// PostgreSQL crashes (`pg_ctl stop -m immediate`) under a running cluster: sends are refused
+/// with a retryable code while it is down, the same request succeeds once it is back (nobody
+/// restarts the nodes), and nothing acked before is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_crash_refuses_sends_retryably_and_loses_nothing() {
+    let pg = tern_testkit::postgres::TestPostgres::start();
+    let url = pg.url();
+    let server = tern_testkit::TestServer::start_cluster(|c| c.store = Some(url)).await;
+    server.register(&["alice", "bob"]).await;
+    let alice = server.client_on(0, "alice", "phone", |_| {}).await;
+    let mut bob = server.client_on(1, "bob", "phone", |_| {}).await;
+    let mut acks = Vec::new();
+    for i in 0..10 {
+        acks.push(
+            alice
+                .client
+                .send_text("bob", &format!("before {i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    bob.messages(10).await;
+    let raw = raw_login(&server.tcp_nodes()[2], "alice", "raw").await;
+
+    pg.crash();
+    let request = text_send("bob", "during", "during-the-outage");
+    let refused = raw.request(request.clone()).await.unwrap_err();
+    assert!(refused.is_retryable(), "a retryable refusal: {refused}");
+    assert_eq!(
+        refused.code(),
+        Some(tern_proto::ErrorCode::Unavailable),
+        "{refused}"
+    );
+    let (status, body) = tern_testkit::http_get(server.http_addr_of(2), "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+
+    pg.restart();
+    // The same request, retried as a client would, lands once the database is back.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ack = loop {
+        match raw.request(request.clone()).await {
+            Ok(ack) => break ack,
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not come back: {e}"),
+        }
+    };
+    acks.push(ack);
+    for i in 0..10 {
+        acks.push(
+            alice
+                .client
+                .send_text("bob", &format!("after {i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let got: Vec<u64> = bob
+        .messages(11)
+        .await
+        .iter()
+        .map(|(_, m)| m.message_id)
+        .collect();
+    let want: Vec<u64> = acks[10..].iter().map(|a| a.message_id).collect();
+    assert_eq!(got, want, "exactly once, in order");
+    let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "no seq lost or reused");
+}

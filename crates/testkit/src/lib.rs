@@ -21,6 +21,7 @@ pub mod session_script;
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+pub mod postgres;
 pub mod redis;
 
 /// A server for one test, over a data directory that outlives restarts. With
@@ -186,6 +187,21 @@ impl TestServer {
         if let Some(s) = self.others[i - 1].0.take() {
             s.shutdown().await;
         }
+    }
+
+    /// Restarts node `i` (0: the first) gracefully on its ports: it drains, says goodbye to
+    /// its clients, and comes back.
+    pub async fn restart_node(&mut self, i: usize) {
+        let slot = if i == 0 {
+            (&mut self.server, &self.config)
+        } else {
+            let (s, c) = &mut self.others[i - 1];
+            (s, &*c)
+        };
+        if let Some(s) = slot.0.take() {
+            s.shutdown().await;
+        }
+        *slot.0 = Some(restart_node(slot.1).await);
     }
 
     /// Node `i`'s HTTP address (0: the first node).
