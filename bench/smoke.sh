@@ -16,3 +16,17 @@ $B compare --scenario pairs --pairs 10 --rate 200 --duration 2 --quiet
 $B compare --scenario fanout --members 20 --rate 20 --duration 2 --quiet
 # The per-thread split script, on the same debug build.
 PROFILE=debug PAIRS=10 RATE=200 DURATION=2 bash bench/threads.sh >/dev/null
+# Three nodes over PostgreSQL and Redis, every message crossing nodes.
+source scripts/services.sh
+start_postgres
+ensure_redis
+db="tern_test_bench_$$"
+psql_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
+"$psql_bin" -X -q -h 127.0.0.1 -p "$TERN_PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $db"
+redis_port=6391
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --pidfile "/tmp/tern-smoke-redis-$$.pid" --logfile /dev/null
+trap 'kill "$(cat /tmp/tern-smoke-redis-$$.pid)" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+$B pairs --spawn --nodes 3 --set "store=$TERN_TEST_POSTGRES/$db" --set "redis_url=redis://127.0.0.1:$redis_port" \
+    --pairs 12 --rate 200 --duration 2 --quiet

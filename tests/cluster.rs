@@ -420,7 +420,10 @@ async fn a_rolling_restart_of_every_node_loses_nothing() {
         server.restart_node(i).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         if i == 0 {
-            assert!(!sender.is_finished(), "the restarts happen while messages flow");
+            assert!(
+                !sender.is_finished(),
+                "the restarts happen while messages flow"
+            );
         }
     }
     let acks = tokio::time::timeout(WAIT * 4, sender)
@@ -438,5 +441,67 @@ async fn a_rolling_restart_of_every_node_loses_nothing() {
             .map(|(_, m)| m.message_id)
             .collect();
         assert_eq!(got, want);
+    }
+}
+
+async fn next_presence(c: &mut tern_testkit::TestClient) -> pb::Presence {
+    c.next_where(|e| match e {
+        Event::Presence(p) => Some(p),
+        _ => None,
+    })
+    .await
+}
+
+fn devices_of(p: &pb::Presence) -> Vec<String> {
+    let mut d: Vec<String> = p.devices.iter().map(|d| d.device_id.clone()).collect();
+    d.sort();
+    d
+}
+
+/// A follower sees a friend's devices on every node come and go, and a node that joins later
+/// learns the devices already online elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_crosses_nodes() {
+    let mut server = TestServer::start_cluster(|_| {}).await;
+    server.register(&["alice", "bob"]).await;
+    let mut alice = server.client_on(0, "alice", "phone", |_| {}).await;
+    for friend in ["bob"] {
+        let other = server.client_on(1, friend, "setup", |_| {}).await;
+        other.client.request_friend("alice", "").await.unwrap();
+        alice.client.respond_friend(friend, true).await.unwrap();
+        other.client.logout().await.unwrap();
+    }
+    // The setup devices' closes may still be on their way to node 0.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alice.client.follow_presence(&["bob"]).await.unwrap()[0].online {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob never went offline"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let phone = server
+        .client_on(1, "bob", "phone", |c| c.platform = pb::Platform::Ios)
+        .await;
+    let p = next_presence(&mut alice).await;
+    assert!(p.online);
+    assert_eq!(devices_of(&p), ["phone"]);
+    let _desk = server
+        .client_on(2, "bob", "desk", |c| c.platform = pb::Platform::Desktop)
+        .await;
+    assert_eq!(
+        devices_of(&next_presence(&mut alice).await),
+        ["desk", "phone"]
+    );
+    phone.client.logout().await.unwrap();
+    assert_eq!(devices_of(&next_presence(&mut alice).await), ["desk"]);
+
+    // Node 0 restarts: it asks the others for their devices and shows bob's desk again.
+    server.restart_node(0).await;
+    let mut tablet = server.client_on(0, "alice", "tablet", |_| {}).await;
+    let now = tablet.client.follow_presence(&["bob"]).await.unwrap();
+    if devices_of(&now[0]) != ["desk"] {
+        // The other nodes' lists may arrive just after the follow.
+        assert_eq!(devices_of(&next_presence(&mut tablet).await), ["desk"]);
     }
 }

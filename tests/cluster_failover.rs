@@ -107,6 +107,27 @@ async fn killing_a_node_under_load_loses_nothing() {
             .await
             .unwrap();
     }
+    // Alice follows bob's devices from node 0; bob's tablet sits on the node that dies and
+    // never comes back.
+    let (watcher, _watcher_events) = client(&nodes, 0, "alice", "watcher", pb::Platform::Web).await;
+    let (bob_setup, _) = client(&nodes, 0, "bob", "setup", pb::Platform::Web).await;
+    bob_setup.request_friend("alice", "").await.unwrap();
+    watcher.respond_friend("bob", true).await.unwrap();
+    let tablet = raw_login(&Endpoint::Tcp(nodes[2].tcp.clone()), "bob", "tablet").await;
+    let online = |p: &[pb::Presence]| -> Vec<String> {
+        let mut d: Vec<String> = p[0].devices.iter().map(|d| d.device_id.clone()).collect();
+        d.sort();
+        d
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !online(&watcher.follow_presence(&["bob"]).await.unwrap()).contains(&"tablet".to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tablet never showed up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The sender and one of bob's devices start on the node that dies.
     let (alice, _alice_events) = client(&nodes, 2, "alice", "phone", pb::Platform::Ios).await;
     let (_phone, mut phone_events) = client(&nodes, 2, "bob", "phone", pb::Platform::Ios).await;
@@ -161,6 +182,17 @@ async fn killing_a_node_under_load_loses_nothing() {
         "the other device too"
     );
 
+    // The survivors find the node gone from the node list and show its devices offline.
+    drop(tablet);
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while online(&watcher.follow_presence(&["bob"]).await.unwrap()).contains(&"tablet".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead node's tablet stayed online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The history a survivor serves agrees.
     let (conn, _) = Connection::connect(
         &Endpoint::Tcp(nodes[0].tcp.clone()),
@@ -193,7 +225,11 @@ async fn killing_a_node_under_load_loses_nothing() {
                 .map(|pb::inbox_entry::Event::Message(m)| m.message_id)
         })
         .collect();
-    assert_eq!(synced, ids);
+    // Bob's inbox also holds the friendship's notices; the messages are all there, once each,
+    // in order.
+    let sent: std::collections::HashSet<u64> = ids.iter().copied().collect();
+    let messages: Vec<u64> = synced.into_iter().filter(|id| sent.contains(id)).collect();
+    assert_eq!(messages, ids);
 }
 
 /// A logged-in raw connection to `endpoint` as `user`.

@@ -295,8 +295,11 @@ pub async fn receiving_client(
     Ok(client)
 }
 
-/// Connects `n` pairs to the system at `addr`.
-pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Result<Pairs> {
+/// Connects `n` pairs to the system at `addrs` (one server, or a cluster's nodes: pair `k`'s
+/// sender on node `k`, its receiver on the next node, so every message crosses nodes).
+pub async fn connect_pairs(system: System, addrs: &[String], n: usize) -> anyhow::Result<Pairs> {
+    let addr = addrs[0].as_str();
+    let node = |k: usize| addrs[k % addrs.len()].as_str();
     let tag = run_tag();
     let recorder = Arc::new(Recorder::default());
     recorder.reset(0, n);
@@ -305,27 +308,29 @@ pub async fn connect_pairs(system: System, addr: &str, n: usize) -> anyhow::Resu
             let senders: Vec<String> = (0..n).map(|k| format!("b{tag}s{k}")).collect();
             let receivers: Vec<String> = (0..n).map(|k| format!("b{tag}r{k}")).collect();
             register_all(addr, senders.iter().chain(&receivers).cloned().collect()).await?;
-            let clients: Vec<Client> = stream::iter(receivers.clone())
-                .map(|u| {
+            let clients: Vec<Client> = stream::iter(receivers.clone().into_iter().enumerate())
+                .map(|(k, u)| {
                     let recorder = recorder.clone();
-                    async move { receiving_client(addr, &u, recorder).await }
+                    let at = node(k + 1);
+                    async move { receiving_client(at, &u, recorder).await }
                 })
                 .buffered(SETUP_CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await
                 .into_iter()
                 .collect::<anyhow::Result<_>>()?;
-            let senders: Vec<Arc<Sender>> = stream::iter(senders.into_iter().zip(receivers))
-                .map(|(s, r)| async move {
-                    login(addr, &s, "bench", None).await.map(|(c, _, _)| {
-                        Arc::new(Sender::Tern(c, pb::send_request::Target::ToUser(r)))
+            let senders: Vec<Arc<Sender>> =
+                stream::iter(senders.into_iter().zip(receivers).enumerate())
+                    .map(|(k, (s, r))| async move {
+                        login(node(k), &s, "bench", None).await.map(|(c, _, _)| {
+                            Arc::new(Sender::Tern(c, pb::send_request::Target::ToUser(r)))
+                        })
                     })
-                })
-                .buffered(SETUP_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<anyhow::Result<_>>()?;
+                    .buffered(SETUP_CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<anyhow::Result<_>>()?;
             Ok(Pairs {
                 senders,
                 recorder,

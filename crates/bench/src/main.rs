@@ -34,9 +34,14 @@ struct TargetArgs {
     /// Start a fresh server on a temporary directory: Tern, or Mosquitto with `--system mqtt`.
     #[arg(long)]
     spawn: bool,
-    /// A running server, HOST:PORT (or tls://HOST:PORT), when not spawning.
-    #[arg(long, conflicts_with = "spawn")]
+    /// A running server, HOST:PORT (or tls://HOST:PORT), when not spawning; several nodes of
+    /// a cluster separated by commas, over which clients are spread.
+    #[arg(long, alias = "servers", conflicts_with = "spawn")]
     server: Option<String>,
+    /// Spawn this many Tern nodes with the same settings: a cluster, given
+    /// `--set store=postgres://… --set redis_url=redis://…`.
+    #[arg(long, default_value_t = 1, requires = "spawn")]
+    nodes: usize,
     /// Trust this PEM CA for tls:// servers instead of the system's roots.
     #[arg(long, value_name = "FILE", env = "TERN_TLS_CA")]
     tls_ca: Option<PathBuf>,
@@ -292,13 +297,38 @@ async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
         target::set_tls_ca(ca)?;
     }
     match (&args.server, args.spawn, args.system) {
-        (Some(addr), _, _) => Ok(Target::external(addr.clone(), args.server_pid)),
+        (Some(addrs), _, _) => {
+            let addrs: Vec<String> = addrs
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if addrs.is_empty() {
+                bail!("--server names no address");
+            }
+            Ok(Target::external_nodes(&addrs, args.server_pid))
+        }
         (None, true, System::Tern) => {
             let bin = args
                 .tern_bin
                 .clone()
                 .unwrap_or_else(target::default_tern_bin);
-            Target::spawn_tern(&bin, args.server_cpus.as_deref(), &args.settings).await
+            if args.nodes > 1
+                && !(args.settings.iter().any(|(k, _)| k == "store")
+                    && args.settings.iter().any(|(k, _)| k == "redis_url"))
+            {
+                bail!(
+                    "--nodes above 1 needs --set store=postgres://… and --set redis_url=redis://…"
+                );
+            }
+            Target::spawn_tern_nodes(
+                &bin,
+                args.server_cpus.as_deref(),
+                &args.settings,
+                args.nodes,
+            )
+            .await
         }
         (None, true, System::Mqtt) => Target::spawn_mosquitto(args.server_cpus.as_deref()).await,
         (None, false, _) => bail!("give --server ADDR or --spawn"),
@@ -331,7 +361,7 @@ async fn run_pairs(
     report.param("rate", p.rate);
     report.param("duration_s", p.duration);
     report.param("size", p.size);
-    let pairs = driver::connect_pairs(system, &t.addr, p.pairs).await?;
+    let pairs = driver::connect_pairs(system, &t.addrs(), p.pairs).await?;
     let params = scenario::pairs::Params {
         rate: p.rate,
         duration: Duration::from_secs(p.duration),
@@ -355,7 +385,7 @@ async fn run_sweep(
     report.param("factor", s.factor);
     report.param("step_s", s.step_duration);
     report.param("size", s.size);
-    let pairs = driver::connect_pairs(system, &t.addr, s.pairs).await?;
+    let pairs = driver::connect_pairs(system, &t.addrs(), s.pairs).await?;
     let params = scenario::sweep::SweepParams {
         start: s.start_rate,
         factor: s.factor.max(1.01),

@@ -13,11 +13,13 @@ use tokio::{
     process::{Child, Command},
 };
 
-/// A server to load.
+/// A server to load: one node, or the first of a cluster's nodes with the others as peers.
 #[derive(Debug)]
 pub struct Target {
     /// Where clients connect: `HOST:PORT`.
     pub addr: String,
+    /// The cluster's other nodes, when there are several.
+    pub peers: Vec<Target>,
     /// The server's process, when known, for CPU and memory figures.
     pub pid: Option<u32>,
     /// The spawned process, killed when the target is dropped.
@@ -66,15 +68,59 @@ impl Target {
     pub fn external(addr: String, pid: Option<u32>) -> Self {
         Self {
             addr,
+            peers: Vec::new(),
             pid,
             child: None,
             _dir: None,
         }
     }
 
-    /// Samples the server process, if its pid is known.
+    /// Several nodes of one cluster given by address (`--server A,B,C`).
+    pub fn external_nodes(addrs: &[String], pid: Option<u32>) -> Self {
+        let mut first = Self::external(addrs[0].clone(), pid);
+        first.peers = addrs[1..]
+            .iter()
+            .map(|a| Self::external(a.clone(), None))
+            .collect();
+        first
+    }
+
+    /// Every node's address, the first first.
+    pub fn addrs(&self) -> Vec<String> {
+        std::iter::once(self.addr.clone())
+            .chain(self.peers.iter().map(|p| p.addr.clone()))
+            .collect()
+    }
+
+    /// Samples the server processes (every node of a cluster, summed), if their pids are known.
     pub fn sample(&self) -> Option<ProcSample> {
-        self.pid.and_then(|pid| sample(pid).ok())
+        let mut total = self.pid.and_then(|pid| sample(pid).ok())?;
+        for p in &self.peers {
+            let s = p.sample()?;
+            total.cpu_us += s.cpu_us;
+            total.rss_kib += s.rss_kib;
+            total.rss_anon_kib += s.rss_anon_kib;
+            total.rss_file_kib += s.rss_file_kib;
+            total.rss_shmem_kib += s.rss_shmem_kib;
+        }
+        Some(total)
+    }
+
+    /// Starts `nodes` Tern nodes with the same settings (a cluster needs `store` and
+    /// `redis_url` among them), each on its own directory and ports.
+    pub async fn spawn_tern_nodes(
+        bin: &Path,
+        cpus: Option<&str>,
+        settings: &[(String, String)],
+        nodes: usize,
+    ) -> anyhow::Result<Target> {
+        let mut first = Self::spawn_tern(bin, cpus, settings).await?;
+        for _ in 1..nodes.max(1) {
+            first
+                .peers
+                .push(Self::spawn_tern(bin, cpus, settings).await?);
+        }
+        Ok(first)
     }
 
     /// Starts `tern serve` on a fresh temporary directory and free loopback ports.
@@ -130,6 +176,7 @@ impl Target {
         let pid = child.id();
         Ok(Target {
             addr,
+            peers: Vec::new(),
             pid,
             child: Some(child),
             _dir: Some(dir),
@@ -165,6 +212,7 @@ impl Target {
                 let pid = child.id();
                 return Ok(Target {
                     addr,
+                    peers: Vec::new(),
                     pid,
                     child: Some(child),
                     _dir: Some(dir),

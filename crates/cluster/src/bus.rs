@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tern_core::{
     ConnectionId, ConversationId, Delivery, DeviceId, NodeId, Platform, UserId,
     bus::{Bus, deliver_locally},
+    presence::{DevicePresence, RemotePresence},
     sync::Publication,
 };
 use tokio::sync::mpsc;
@@ -41,6 +42,10 @@ pub struct RedisBus {
     node: NodeId,
     epoch: u64,
     delivery: Arc<dyn Delivery>,
+    presence: Arc<dyn RemotePresence>,
+    /// Held while a snapshot of this node's devices is read and queued, and while a login or
+    /// close is queued: a snapshot is never queued after a change it does not show.
+    announcing: std::sync::Mutex<()>,
     queue: mpsc::Sender<Envelope>,
     /// Something could not be published: the next envelope that goes out asks for a resync.
     lost: Arc<AtomicBool>,
@@ -85,6 +90,22 @@ impl RedisBus {
     fn envelope(&self) -> Envelope {
         Envelope::new(self.node, self.epoch)
     }
+
+    fn announcing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.announcing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues this node's whole device list (and, with `hello`, a request for every other
+    /// node's): after joining, and after a lost subscription, when others may hold a stale view.
+    fn announce(&self, hello: bool) {
+        let _guard = self.announcing();
+        let mut envelope = self.envelope();
+        envelope.snapshot(&self.presence.local_devices());
+        if hello {
+            envelope.hello();
+        }
+        self.send(envelope);
+    }
 }
 
 impl Bus for RedisBus {
@@ -114,6 +135,14 @@ impl Bus for RedisBus {
         // This node's own connections were replaced when the login attached.
         let mut envelope = self.envelope();
         envelope.login(user, device, platform, connection);
+        let _guard = self.announcing();
+        self.send(envelope);
+    }
+
+    fn logged_out(&self, user: &UserId, connection: ConnectionId) {
+        let mut envelope = self.envelope();
+        envelope.logout(user, connection);
+        let _guard = self.announcing();
         self.send(envelope);
     }
 }
@@ -125,17 +154,29 @@ pub(crate) struct Running {
     pub(crate) subscriber: tokio::task::JoinHandle<()>,
 }
 
+/// This node, and where what other nodes say goes.
+pub(crate) struct Here {
+    pub(crate) node: NodeId,
+    pub(crate) epoch: u64,
+    pub(crate) delivery: Arc<dyn Delivery>,
+    pub(crate) presence: Arc<dyn RemotePresence>,
+}
+
 /// Subscribes (so that nothing published after this returns is missed), then starts the
 /// publisher and the subscriber.
 pub(crate) async fn start(
     client: redis::Client,
     publisher: redis::aio::ConnectionManager,
-    node: NodeId,
-    epoch: u64,
-    delivery: Arc<dyn Delivery>,
+    here: Here,
     heartbeat: Duration,
     stop: CancellationToken,
 ) -> redis::RedisResult<Running> {
+    let Here {
+        node,
+        epoch,
+        delivery,
+        presence,
+    } = here;
     let metrics = BusMetrics::new();
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(CHANNEL).await?;
@@ -146,6 +187,8 @@ pub(crate) async fn start(
         node,
         epoch,
         delivery: delivery.clone(),
+        presence,
+        announcing: std::sync::Mutex::new(()),
         queue,
         lost: lost.clone(),
         metrics: metrics.clone(),
@@ -158,8 +201,16 @@ pub(crate) async fn start(
         metrics.clone(),
         stop.clone(),
     ));
+    // Subscribed: whatever other nodes say from now on reaches this one, so their lists,
+    // asked for now, leave nothing out.
+    bus.announce(true);
     let subscriber = tokio::spawn(subscribe_loop(
-        client, pubsub, node, delivery, heartbeat, metrics, stop,
+        client,
+        pubsub,
+        bus.clone(),
+        heartbeat,
+        metrics,
+        stop,
     ));
     Ok(Running {
         bus,
@@ -239,8 +290,7 @@ async fn flush(
 async fn subscribe_loop(
     client: redis::Client,
     pubsub: redis::aio::PubSub,
-    node: NodeId,
-    delivery: Arc<dyn Delivery>,
+    bus: Arc<RedisBus>,
     heartbeat: Duration,
     metrics: BusMetrics,
     stop: CancellationToken,
@@ -267,7 +317,10 @@ async fn subscribe_loop(
                         tracing::info!("subscribed to Redis again; every connection here syncs");
                         // Subscribed first, then the sync: whatever was published while this
                         // node was away is in the store, and everything after reaches it here.
-                        delivery.resync();
+                        bus.delivery.resync();
+                        // The others' views of this node, and this node's of them, may have
+                        // missed changes while it was away.
+                        bus.announce(true);
                         backoff = Duration::from_millis(50);
                         p
                     }
@@ -290,7 +343,7 @@ async fn subscribe_loop(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 msg = stream.next() => match msg {
-                    Some(msg) => receive(node, msg.get_payload_bytes(), &*delivery, &metrics),
+                    Some(msg) => receive(&bus, msg.get_payload_bytes(), &metrics),
                     None => break,
                 },
                 _ = ping.tick() => {
@@ -316,10 +369,11 @@ async fn wait(stop: &CancellationToken, backoff: &mut Duration) {
     *backoff = (*backoff * 2).min(Duration::from_secs(1));
 }
 
-/// Hands one envelope to this node's fan-out.
-fn receive(node: NodeId, bytes: &[u8], delivery: &dyn Delivery, metrics: &BusMetrics) {
+/// Hands one envelope to this node's fan-out and presence.
+fn receive(bus: &RedisBus, bytes: &[u8], metrics: &BusMetrics) {
+    let delivery = &*bus.delivery;
     let received = match Envelope::decode(bytes) {
-        Ok(e) if e.node == node.get() => return,
+        Ok(e) if e.node == bus.node.get() => return,
         Ok(e) => e.into_received(),
         Err(e) => Err(e),
     };
@@ -345,8 +399,21 @@ fn receive(node: NodeId, bytes: &[u8], delivery: &dyn Delivery, metrics: &BusMet
                 device,
                 platform,
                 connection,
-            } => delivery.replaced_elsewhere(&user, &device, platform, connection),
+            } => {
+                delivery.replaced_elsewhere(&user, &device, platform, connection);
+                bus.presence.remote_online(DevicePresence {
+                    user,
+                    connection,
+                    device,
+                    platform,
+                });
+            }
             Received::Resync => delivery.resync(),
+            Received::Logout { user, connection } => {
+                bus.presence.remote_offline(&user, connection);
+            }
+            Received::Snapshot { node, devices } => bus.presence.replace_node(node, devices),
+            Received::Hello => bus.announce(false),
         }
     }
 }

@@ -12,6 +12,7 @@ use tern_core::{
     ConnectionId, ConversationId, DeviceId, MessageId, NodeId, Platform, UserId,
     groups::{Member, Members, Role},
     pb,
+    presence::DevicePresence,
     store::{InboxEntry, InboxEvent, StoredMessage},
     sync::Publication,
 };
@@ -45,7 +46,7 @@ pub struct WireMessage {
 /// One thing the envelope says.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Item {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<Kind>,
 }
 
@@ -68,7 +69,33 @@ pub enum Kind {
     /// sync.
     #[prost(message, tag = "5")]
     Resync(ResyncItem),
+    /// A connection of the sender ended.
+    #[prost(message, tag = "6")]
+    Logout(LogoutItem),
+    /// Every device connected to the sender now.
+    #[prost(message, tag = "7")]
+    Snapshot(SnapshotItem),
+    /// The sender (re)joined: every node answers with its snapshot.
+    #[prost(message, tag = "8")]
+    Hello(HelloItem),
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LogoutItem {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(uint64, tag = "2")]
+    pub connection: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotItem {
+    #[prost(message, repeated, tag = "1")]
+    pub devices: Vec<LoginItem>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HelloItem {}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EntryItem {
@@ -144,6 +171,18 @@ pub enum Received {
     },
     /// Tell every connection to sync.
     Resync,
+    /// A connection on the sending node ended.
+    Logout {
+        user: UserId,
+        connection: ConnectionId,
+    },
+    /// The sending node's devices, all of them.
+    Snapshot {
+        node: NodeId,
+        devices: Vec<DevicePresence>,
+    },
+    /// The sending node asks for every node's snapshot.
+    Hello,
 }
 
 /// Why an envelope could not be read.
@@ -245,6 +284,39 @@ impl Envelope {
         });
     }
 
+    /// Adds the end of a connection.
+    pub fn logout(&mut self, user: &UserId, connection: ConnectionId) {
+        self.items.push(Item {
+            kind: Some(Kind::Logout(LogoutItem {
+                user: user.to_string(),
+                connection: connection.get(),
+            })),
+        });
+    }
+
+    /// Adds this node's whole device list.
+    pub fn snapshot(&mut self, devices: &[DevicePresence]) {
+        let devices = devices
+            .iter()
+            .map(|d| LoginItem {
+                user: d.user.to_string(),
+                device: d.device.to_string(),
+                platform: d.platform.to_wire(),
+                connection: d.connection.get(),
+            })
+            .collect();
+        self.items.push(Item {
+            kind: Some(Kind::Snapshot(SnapshotItem { devices })),
+        });
+    }
+
+    /// Adds a request for every node's snapshot.
+    pub fn hello(&mut self) {
+        self.items.push(Item {
+            kind: Some(Kind::Hello(HelloItem {})),
+        });
+    }
+
     /// Adds a request that every node tell its connections to sync.
     pub fn resync(&mut self) {
         self.items.push(Item {
@@ -280,6 +352,8 @@ impl Envelope {
                 .cloned()
                 .ok_or_else(|| EnvelopeError::Invalid(format!("no message {i}")))
         };
+        let node = NodeId::new(self.node)
+            .ok_or_else(|| EnvelopeError::Invalid(format!("node id {}", self.node)))?;
         let mut out: Vec<Received> = Vec::new();
         for item in self.items {
             let Some(kind) = item.kind else {
@@ -337,6 +411,34 @@ impl Envelope {
                 }
                 Kind::Resync(_) => {
                     out.push(Received::Resync);
+                    continue;
+                }
+                Kind::Logout(l) => {
+                    out.push(Received::Logout {
+                        user: user(&l.user)?,
+                        connection: ConnectionId::from_u64(l.connection),
+                    });
+                    continue;
+                }
+                Kind::Snapshot(s) => {
+                    let devices = s
+                        .devices
+                        .into_iter()
+                        .map(|d| {
+                            Ok(DevicePresence {
+                                user: user(&d.user)?,
+                                connection: ConnectionId::from_u64(d.connection),
+                                device: DeviceId::parse(&d.device)
+                                    .map_err(|e| EnvelopeError::Invalid(e.to_string()))?,
+                                platform: Platform::from_wire(d.platform),
+                            })
+                        })
+                        .collect::<Result<_, EnvelopeError>>()?;
+                    out.push(Received::Snapshot { node, devices });
+                    continue;
+                }
+                Kind::Hello(_) => {
+                    out.push(Received::Hello);
                     continue;
                 }
             };

@@ -11,7 +11,7 @@ pub mod nodes;
 
 use std::{sync::Arc, time::Duration};
 
-use tern_core::{Delivery, NodeId};
+use tern_core::{Delivery, NodeId, presence::RemotePresence};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -76,10 +76,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to Redis, registers this node and subscribes to the bus; from then on what
-    /// other nodes publish reaches `delivery`.
+    /// other nodes publish reaches `delivery`, and the devices they announce `presence`.
     pub async fn join(
         config: ClusterConfig,
         delivery: Arc<dyn Delivery>,
+        presence: Arc<dyn RemotePresence>,
     ) -> Result<Cluster, ClusterError> {
         let client = redis::Client::open(config.redis_url.as_str()).map_err(ClusterError::Url)?;
         let manager = redis::aio::ConnectionManagerConfig::new()
@@ -99,9 +100,12 @@ impl Cluster {
         let running = bus::start(
             client,
             conn.clone(),
-            config.node,
-            config.epoch,
-            delivery,
+            bus::Here {
+                node: config.node,
+                epoch: config.epoch,
+                delivery,
+                presence: presence.clone(),
+            },
             config.heartbeat,
             stop.clone(),
         )
@@ -119,6 +123,19 @@ impl Cluster {
                         _ = tick.tick() => {
                             if let Err(e) = nodes::renew(&mut conn, &info, config.ttl).await {
                                 tracing::warn!(error = %e, "cannot renew this node's registration in Redis");
+                                continue;
+                            }
+                            // The survivors forget a dead node's devices once its entry expired.
+                            let listed_at = std::time::Instant::now();
+                            match nodes::list(&mut conn).await {
+                                Ok(live) => {
+                                    let alive: Vec<NodeId> = live
+                                        .iter()
+                                        .filter_map(|n| NodeId::new(n.node_id))
+                                        .collect();
+                                    presence.retain_nodes(&alive, listed_at);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "cannot list the nodes"),
                             }
                         }
                     }

@@ -27,7 +27,8 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     fn typing(&self, to: &UserId, from: &UserId, conversation: &ConversationId);
 
     /// Tells the other processes that `user`'s `device` logged in as `connection`, so that
-    /// they close the connections the login replaces (this process closed its own already).
+    /// they close the connections the login replaces (this process closed its own already) and
+    /// show the device online.
     fn logged_in(
         &self,
         user: &UserId,
@@ -35,6 +36,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
         platform: Platform,
         connection: ConnectionId,
     );
+
+    /// Tells the other processes that `user`'s `connection` (of this process) ended.
+    fn logged_out(&self, user: &UserId, connection: ConnectionId);
 }
 
 /// The bus of a single process: everything goes to this process's fan-out.
@@ -62,6 +66,8 @@ impl Bus for LocalBus {
     fn logged_in(&self, _: &UserId, _: &DeviceId, _: Platform, _: ConnectionId) {
         // There is no other process.
     }
+
+    fn logged_out(&self, _: &UserId, _: ConnectionId) {}
 }
 
 /// Hands publications to one process's connections: each inbox entry to its user's online

@@ -140,6 +140,7 @@ impl Gateway {
     pub(crate) fn detach(&self, id: ConnectionId) {
         if let Some(entry) = self.registry.detach(id) {
             self.services.presence.changed(&entry.user);
+            self.services.bus.logged_out(&entry.user, id);
         }
         self.services.presence.forget(id);
         self.services.observers.forget(id);

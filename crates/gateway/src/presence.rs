@@ -5,13 +5,21 @@
 //! is offline as soon as its session ends, and a restarted server starts with everyone offline.
 //! Each change of a user's devices (a login, a replaced login, a close) sends the user's whole
 //! device list to its followers as an ephemeral PRESENCE frame.
+//!
+//! In a cluster the devices on other nodes come from what those nodes announce on the bus
+//! ([`RemotePresence`]): kept here beside the registry, shown together with it, and dropped
+//! for a node that leaves the node list.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
 };
 
-use tern_core::{ConnectionId, UserId};
+use tern_core::{
+    ConnectionId, DeviceId, NodeId, Platform, UserId,
+    presence::{DevicePresence, RemotePresence},
+};
 use tern_proto::{Encoding, ServerEvent, pb};
 
 use crate::{fanout::Encoded, outbox::Outbox, registry::Registry};
@@ -36,11 +44,68 @@ struct Inner {
     following: HashMap<ConnectionId, HashSet<UserId>>,
 }
 
+/// Devices on other nodes.
+#[derive(Debug, Default)]
+struct Remote {
+    /// Each user's devices elsewhere, by connection.
+    users: HashMap<UserId, BTreeMap<ConnectionId, (DeviceId, Platform)>>,
+    /// Each other node: when it last announced something, and its connections.
+    nodes: HashMap<NodeId, (Instant, HashSet<(UserId, ConnectionId)>)>,
+}
+
+impl Remote {
+    fn insert(&mut self, d: DevicePresence) {
+        let node = self
+            .nodes
+            .entry(d.connection.node())
+            .or_insert_with(|| (Instant::now(), HashSet::new()));
+        node.0 = Instant::now();
+        node.1.insert((d.user.clone(), d.connection));
+        self.users
+            .entry(d.user)
+            .or_default()
+            .insert(d.connection, (d.device, d.platform));
+    }
+
+    fn remove(&mut self, user: &UserId, connection: ConnectionId) -> bool {
+        if let Some(node) = self.nodes.get_mut(&connection.node()) {
+            node.0 = Instant::now();
+            node.1.remove(&(user.clone(), connection));
+        }
+        let Some(devices) = self.users.get_mut(user) else {
+            return false;
+        };
+        let removed = devices.remove(&connection).is_some();
+        if devices.is_empty() {
+            self.users.remove(user);
+        }
+        removed
+    }
+
+    /// Drops everything of `node`; returns the users whose devices changed.
+    fn forget_node(&mut self, node: NodeId) -> HashSet<UserId> {
+        let mut changed = HashSet::new();
+        if let Some((_, conns)) = self.nodes.remove(&node) {
+            for (user, connection) in conns {
+                if let Some(devices) = self.users.get_mut(&user) {
+                    devices.remove(&connection);
+                    if devices.is_empty() {
+                        self.users.remove(&user);
+                    }
+                }
+                changed.insert(user);
+            }
+        }
+        changed
+    }
+}
+
 /// Presence subscriptions of this process's connections.
 #[derive(Debug)]
 pub struct Presence {
     registry: Arc<Registry>,
     inner: Mutex<Inner>,
+    remote: Mutex<Remote>,
 }
 
 impl Presence {
@@ -49,6 +114,7 @@ impl Presence {
         Self {
             registry,
             inner: Mutex::new(Inner::default()),
+            remote: Mutex::new(Remote::default()),
         }
     }
 
@@ -61,9 +127,13 @@ impl Presence {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `user`'s presence now.
+    fn remote(&self) -> MutexGuard<'_, Remote> {
+        self.remote.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `user`'s presence now: its devices here and on the other nodes.
     pub fn of(&self, user: &UserId) -> pb::Presence {
-        let devices: Vec<pb::DevicePresence> = self
+        let mut devices: Vec<pb::DevicePresence> = self
             .registry
             .connections_of(user)
             .into_iter()
@@ -72,6 +142,19 @@ impl Presence {
                 platform: platform.to_wire(),
             })
             .collect();
+        if let Some(elsewhere) = self.remote().users.get(user) {
+            for (device, platform) in elsewhere.values() {
+                // A device that moved to this node (or between others) may still be listed
+                // where it was until that node announces its close or is found dead.
+                if devices.iter().any(|d| d.device_id == device.as_str()) {
+                    continue;
+                }
+                devices.push(pb::DevicePresence {
+                    device_id: device.to_string(),
+                    platform: platform.to_wire(),
+                });
+            }
+        }
         pb::Presence {
             user_id: user.to_string(),
             online: !devices.is_empty(),
@@ -178,10 +261,69 @@ impl Presence {
         drop(inner);
     }
 
+    /// Tells the followers of each of `users`.
+    fn changed_all(&self, users: impl IntoIterator<Item = UserId>) {
+        for user in users {
+            self.changed(&user);
+        }
+    }
+
     /// Connections following someone, and users followed (for tests).
     pub fn counts(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.following.len(), inner.followers.len())
+    }
+}
+
+impl RemotePresence for Presence {
+    fn local_devices(&self) -> Vec<DevicePresence> {
+        self.registry.devices()
+    }
+
+    fn remote_online(&self, device: DevicePresence) {
+        let user = device.user.clone();
+        self.remote().insert(device);
+        self.changed(&user);
+    }
+
+    fn remote_offline(&self, user: &UserId, connection: ConnectionId) {
+        if self.remote().remove(user, connection) {
+            self.changed(user);
+        }
+    }
+
+    fn replace_node(&self, node: NodeId, devices: Vec<DevicePresence>) {
+        let changed = {
+            let mut remote = self.remote();
+            let mut changed = remote.forget_node(node);
+            // Announced now, even if empty: the node is alive.
+            remote.nodes.insert(node, (Instant::now(), HashSet::new()));
+            for d in devices {
+                changed.insert(d.user.clone());
+                remote.insert(d);
+            }
+            changed
+        };
+        self.changed_all(changed);
+    }
+
+    fn retain_nodes(&self, alive: &[NodeId], listed_at: Instant) {
+        let changed = {
+            let mut remote = self.remote();
+            let dead: Vec<NodeId> = remote
+                .nodes
+                .iter()
+                .filter(|(node, (seen, _))| !alive.contains(node) && *seen < listed_at)
+                .map(|(node, _)| *node)
+                .collect();
+            let mut changed = HashSet::new();
+            for node in dead {
+                tracing::info!(%node, "a node left the cluster; its devices are offline");
+                changed.extend(remote.forget_node(node));
+            }
+            changed
+        };
+        self.changed_all(changed);
     }
 }
 

@@ -234,6 +234,20 @@ impl Registry {
         out
     }
 
+    /// Every logged-in connection as presence shows it.
+    pub fn devices(&self) -> Vec<tern_core::presence::DevicePresence> {
+        self.lock()
+            .connections
+            .iter()
+            .map(|(id, e)| tern_core::presence::DevicePresence {
+                user: e.user.clone(),
+                connection: *id,
+                device: e.device.clone(),
+                platform: e.platform,
+            })
+            .collect()
+    }
+
     /// Every logged-in connection's outbox, for broadcasts such as shutdown.
     pub fn all_outboxes(&self) -> Vec<Outbox> {
         self.lock()

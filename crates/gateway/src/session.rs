@@ -537,6 +537,8 @@ impl Session<'_> {
                     self.id,
                 );
                 for (conn, old) in kicked {
+                    // Removed from the registry here, so its close will not say so.
+                    self.gateway.services.bus.logged_out(&old.user, conn);
                     tracing::debug!(conn = %conn, by = %self.id, user = %old.user, "kicking a replaced connection");
                     old.outbox.close(CloseReason::Kick(pb::Kick {
                         reason: pb::KickReason::Replaced as i32,

@@ -212,6 +212,7 @@ impl Server {
             observers.clone(),
             gateway_config.kick_policy,
         ));
+        let presence = Arc::new(Presence::new(registry.clone()));
         let cluster = match &config.redis_url {
             Some(url) => Some(Arc::new(
                 Cluster::join(
@@ -226,6 +227,7 @@ impl Server {
                         ttl: ClusterConfig::TTL,
                     },
                     fanout.clone(),
+                    presence.clone(),
                 )
                 .await?,
             )),
@@ -269,7 +271,6 @@ impl Server {
         );
         let social =
             SocialService::new(messages.clone(), store.social.clone(), store.inbox.clone());
-        let presence = Arc::new(Presence::new(registry.clone()));
         let api = tern_api::Api::new(tern_api::Services {
             social,
             accounts,
