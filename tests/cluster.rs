@@ -143,12 +143,13 @@ async fn small_and_large_groups_reach_members_on_every_node() {
         .await;
     assert_eq!(text_of(got.last().unwrap()), "to few");
 
-    // Stored once: four members, spread over three nodes.
-    let large = owner
-        .client
-        .create_group("large", &["m1", "m2", "m3"])
-        .await
-        .unwrap();
+    // Stored once: the three online members spread over three nodes, and enough offline ones
+    // that the member list is numbered and carried once, then referred to.
+    let offline: Vec<String> = (0..80).map(|i| format!("off{i}")).collect();
+    server.register_many(&offline).await;
+    let mut invited: Vec<&str> = vec!["m1", "m2", "m3"];
+    invited.extend(offline.iter().map(String::as_str));
+    let large = owner.client.create_group("large", &invited).await.unwrap();
     let mut sent = Vec::new();
     for i in 0..5 {
         sent.push(

@@ -24,7 +24,7 @@ use tern_core::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::envelope::{Envelope, Received};
+use crate::envelope::{Envelope, KnownMembers, MemberLists, Received};
 
 /// The channel every node publishes to and subscribes to.
 pub(crate) const CHANNEL: &str = "tern:bus";
@@ -49,6 +49,9 @@ pub struct RedisBus {
     queue: mpsc::Sender<Envelope>,
     /// Something could not be published: the next envelope that goes out asks for a resync.
     lost: Arc<AtomicBool>,
+    /// Large groups' member lists as last sent; held while a publication is queued, so lists
+    /// and references leave in order.
+    lists: Arc<std::sync::Mutex<MemberLists>>,
     metrics: BusMetrics,
 }
 
@@ -81,9 +84,11 @@ impl BusMetrics {
 impl RedisBus {
     fn send(&self, envelope: Envelope) {
         if self.queue.try_send(envelope).is_err() {
-            // Redis is away or too slow: the other nodes miss this, and catch up by syncing.
+            // Redis is away or too slow: the other nodes miss this, and catch up by syncing;
+            // a member list may have been in it, so every list goes again.
             self.lost.store(true, Ordering::Release);
             self.metrics.dropped.increment(1);
+            lock(&self.lists).forget();
         }
     }
 
@@ -112,9 +117,12 @@ impl Bus for RedisBus {
     fn publish(&self, published: &[Publication]) {
         deliver_locally(&*self.delivery, published);
         let mut envelope = self.envelope();
-        envelope.publish(published);
-        if !envelope.is_empty() {
-            self.send(envelope);
+        let mut lists = lock(&self.lists);
+        envelope.publish(published, &mut lists);
+        if !envelope.is_empty() && self.queue.try_send(envelope).is_err() {
+            self.lost.store(true, Ordering::Release);
+            self.metrics.dropped.increment(1);
+            lists.forget();
         }
     }
 
@@ -183,6 +191,7 @@ pub(crate) async fn start(
     metrics.connected.set(1.0);
     let (queue, rx) = mpsc::channel(QUEUE);
     let lost = Arc::new(AtomicBool::new(false));
+    let lists = Arc::new(std::sync::Mutex::new(MemberLists::default()));
     let bus = Arc::new(RedisBus {
         node,
         epoch,
@@ -191,12 +200,14 @@ pub(crate) async fn start(
         announcing: std::sync::Mutex::new(()),
         queue,
         lost: lost.clone(),
+        lists: lists.clone(),
         metrics: metrics.clone(),
     });
     let publisher = tokio::spawn(publish_loop(
         publisher,
         rx,
         lost,
+        lists,
         Envelope::new(node, epoch),
         metrics.clone(),
         stop.clone(),
@@ -225,10 +236,12 @@ async fn publish_loop(
     mut conn: redis::aio::ConnectionManager,
     mut rx: mpsc::Receiver<Envelope>,
     lost: Arc<AtomicBool>,
+    lists: Arc<std::sync::Mutex<MemberLists>>,
     resync: Envelope,
     metrics: BusMetrics,
     stop: CancellationToken,
 ) {
+    let failed = || lock(&lists).forget();
     let mut batch = Vec::with_capacity(PIPELINE);
     loop {
         let received = tokio::select! {
@@ -237,17 +250,17 @@ async fn publish_loop(
                 while let Ok(e) = rx.try_recv() {
                     batch.push(e);
                     if batch.len() == PIPELINE {
-                        flush(&mut conn, &mut batch, &lost, &resync, &metrics).await;
+                        flush(&mut conn, &mut batch, &lost, &resync, &metrics, &failed).await;
                     }
                 }
-                flush(&mut conn, &mut batch, &lost, &resync, &metrics).await;
+                flush(&mut conn, &mut batch, &lost, &resync, &metrics, &failed).await;
                 return;
             }
         };
         if received == 0 {
             return;
         }
-        flush(&mut conn, &mut batch, &lost, &resync, &metrics).await;
+        flush(&mut conn, &mut batch, &lost, &resync, &metrics, &failed).await;
     }
 }
 
@@ -258,6 +271,7 @@ async fn flush(
     lost: &AtomicBool,
     resync: &Envelope,
     metrics: &BusMetrics,
+    failed: &(dyn Fn() + Sync),
 ) {
     if batch.is_empty() {
         return;
@@ -280,6 +294,8 @@ async fn flush(
             tracing::warn!(error = %e, envelopes = batch.len(), "cannot publish to Redis");
             lost.store(true, Ordering::Release);
             metrics.failed.increment(batch.len() as u64);
+            // A member list may have been lost with them.
+            failed();
         }
     }
     batch.clear();
@@ -297,6 +313,7 @@ async fn subscribe_loop(
 ) {
     let mut pubsub = Some(pubsub);
     let mut backoff = Duration::from_millis(50);
+    let mut known = KnownMembers::default();
     loop {
         let current = match pubsub.take() {
             Some(p) => p,
@@ -343,7 +360,7 @@ async fn subscribe_loop(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 msg = stream.next() => match msg {
-                    Some(msg) => receive(&bus, msg.get_payload_bytes(), &metrics),
+                    Some(msg) => receive(&bus, msg.get_payload_bytes(), &mut known, &metrics),
                     None => break,
                 },
                 _ = ping.tick() => {
@@ -370,11 +387,11 @@ async fn wait(stop: &CancellationToken, backoff: &mut Duration) {
 }
 
 /// Hands one envelope to this node's fan-out and presence.
-fn receive(bus: &RedisBus, bytes: &[u8], metrics: &BusMetrics) {
+fn receive(bus: &RedisBus, bytes: &[u8], known: &mut KnownMembers, metrics: &BusMetrics) {
     let delivery = &*bus.delivery;
     let received = match Envelope::decode(bytes) {
         Ok(e) if e.node == bus.node.get() => return,
-        Ok(e) => e.into_received(),
+        Ok(e) => e.into_received(known),
         Err(e) => Err(e),
     };
     let received = match received {
@@ -413,7 +430,15 @@ fn receive(bus: &RedisBus, bytes: &[u8], metrics: &BusMetrics) {
                 bus.presence.remote_offline(&user, connection);
             }
             Received::Snapshot { node, devices } => bus.presence.replace_node(node, devices),
-            Received::Hello => bus.announce(false),
+            Received::Hello => {
+                // The node that says hello knows none of this node's member lists.
+                lock(&bus.lists).forget();
+                bus.announce(false);
+            }
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -5,6 +5,11 @@
 //! restart only briefly), but it is still protobuf so that a field added later is skipped by an
 //! older node rather than breaking it. A message that reaches several inboxes in one batch is
 //! carried once and referred to by index.
+//!
+//! A large group's member list is carried once per change: the sender numbers each list it
+//! sends for a group ([`MemberLists`]) and afterwards refers to it by that number; receivers keep
+//! the lists they saw ([`KnownMembers`]). A receiver that lacks one (it missed the envelope)
+//! cannot tell which of its connections are members, and has them all sync instead.
 
 use std::sync::Arc;
 
@@ -123,6 +128,61 @@ pub struct GroupItem {
     pub except: Vec<String>,
     #[prost(uint64, tag = "4")]
     pub skip: u64,
+    /// 0: `members` is the list, used once. Otherwise the number of the sender's list for this
+    /// group: given with `members` the first time, and alone while the list is unchanged.
+    #[prost(uint64, tag = "5")]
+    pub members_list: u64,
+}
+
+/// Lists above this many members are numbered and sent once per change.
+const INLINE_MEMBERS: usize = 64;
+
+/// The sender's side: the member list last sent for each large group, and its number.
+#[derive(Debug, Default)]
+pub struct MemberLists {
+    sent: std::collections::HashMap<ConversationId, (Arc<Members>, u64)>,
+    next: u64,
+}
+
+impl MemberLists {
+    /// The number of `members` for `conversation`, and whether the list must go with it.
+    /// Members are shared while a group does not change, so the same allocation means the
+    /// same list; the entry keeps it alive, so an address is never reused for another.
+    fn number(&mut self, conversation: &ConversationId, members: &Arc<Members>) -> (u64, bool) {
+        if members.len() <= INLINE_MEMBERS {
+            return (0, true);
+        }
+        if let Some((sent, n)) = self.sent.get(conversation)
+            && Arc::ptr_eq(sent, members)
+        {
+            return (*n, false);
+        }
+        self.next += 1;
+        self.sent
+            .insert(conversation.clone(), (members.clone(), self.next));
+        (self.next, true)
+    }
+
+    /// Sends every list again from now on (a node missed envelopes, or joined).
+    pub fn forget(&mut self) {
+        self.sent.clear();
+    }
+}
+
+/// The receiver's side: lists other nodes numbered, by node, boot and group.
+#[derive(Debug)]
+pub struct KnownMembers {
+    lists: lru::LruCache<(u32, u64, ConversationId), (u64, Arc<Members>)>,
+}
+
+impl Default for KnownMembers {
+    fn default() -> Self {
+        Self {
+            lists: lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -207,8 +267,9 @@ impl Envelope {
         }
     }
 
-    /// Adds a committed batch's publications, each message once.
-    pub fn publish(&mut self, published: &[Publication]) {
+    /// Adds a committed batch's publications, each message once, and each large group's
+    /// member list only when `lists` says it changed.
+    pub fn publish(&mut self, published: &[Publication], lists: &mut MemberLists) {
         let mut last: Option<(MessageId, u32)> = None;
         for p in published {
             let message = match p {
@@ -240,16 +301,24 @@ impl Envelope {
                     skip: skip.map_or(0, ConnectionId::get),
                 }),
                 Publication::Group {
+                    message,
                     members,
                     except,
                     skip,
-                    ..
-                } => Kind::Group(GroupItem {
-                    message: index,
-                    members: members.keys().map(|u| u.to_string()).collect(),
-                    except: except.iter().map(|u| u.to_string()).collect(),
-                    skip: skip.map_or(0, ConnectionId::get),
-                }),
+                } => {
+                    let (members_list, with_list) = lists.number(&message.conversation, members);
+                    Kind::Group(GroupItem {
+                        message: index,
+                        members: if with_list {
+                            members.keys().map(|u| u.to_string()).collect()
+                        } else {
+                            Vec::new()
+                        },
+                        except: except.iter().map(|u| u.to_string()).collect(),
+                        skip: skip.map_or(0, ConnectionId::get),
+                        members_list,
+                    })
+                }
             };
             self.items.push(Item { kind: Some(kind) });
         }
@@ -340,7 +409,10 @@ impl Envelope {
     }
 
     /// What the envelope asks of a node, in order; consecutive publications stay together.
-    pub fn into_received(self) -> Result<Vec<Received>, EnvelopeError> {
+    /// Member lists it numbers are kept in `known`; a group message whose list is not known
+    /// becomes a [`Received::Resync`].
+    pub fn into_received(self, known: &mut KnownMembers) -> Result<Vec<Received>, EnvelopeError> {
+        let (origin, epoch) = (self.node, self.epoch);
         let messages = self
             .messages
             .into_iter()
@@ -370,21 +442,39 @@ impl Envelope {
                     skip: connection(e.skip),
                 },
                 Kind::Group(g) => {
-                    let mut members = Members::default();
-                    for m in &g.members {
-                        // Fan-out reads only who the members are.
-                        members.insert(
-                            user(m)?,
-                            Member {
-                                role: Role::Member,
-                                joined_seq: 0,
-                                muted_until_ms: 0,
-                            },
-                        );
-                    }
+                    let message = message(g.message)?;
+                    let key = (origin, epoch, message.conversation.clone());
+                    let members = if g.members_list != 0 && g.members.is_empty() {
+                        match known.lists.get(&key) {
+                            Some((n, list)) if *n == g.members_list => list.clone(),
+                            _ => {
+                                tracing::debug!(conversation = %message.conversation, "a group's member list was missed; connections sync");
+                                out.push(Received::Resync);
+                                continue;
+                            }
+                        }
+                    } else {
+                        let mut members = Members::default();
+                        for m in &g.members {
+                            // Fan-out reads only who the members are.
+                            members.insert(
+                                user(m)?,
+                                Member {
+                                    role: Role::Member,
+                                    joined_seq: 0,
+                                    muted_until_ms: 0,
+                                },
+                            );
+                        }
+                        let members = Arc::new(members);
+                        if g.members_list != 0 {
+                            known.lists.put(key, (g.members_list, members.clone()));
+                        }
+                        members
+                    };
                     Publication::Group {
-                        message: message(g.message)?,
-                        members: Arc::new(members),
+                        message,
+                        members,
                         except: g.except.iter().map(|u| user(u)).collect::<Result<_, _>>()?,
                         skip: connection(g.skip),
                     }
@@ -550,12 +640,12 @@ mod tests {
             },
         ];
         let mut envelope = Envelope::new(node, 11);
-        envelope.publish(&published);
+        envelope.publish(&published, &mut MemberLists::default());
         envelope.typing(&u("b"), &u("a"), &m.conversation);
         assert_eq!(envelope.messages.len(), 2, "each message is carried once");
         let back = Envelope::decode(&envelope.encode()).unwrap();
         assert_eq!((back.node, back.epoch), (9, 11));
-        let received = back.into_received().unwrap();
+        let received = back.into_received(&mut KnownMembers::default()).unwrap();
         assert_eq!(received.len(), 2);
         let Received::Published(p) = &received[0] else {
             panic!("publications first: {received:?}")
@@ -607,6 +697,78 @@ mod tests {
                 skip: 0,
             })),
         });
-        assert!(bad.into_received().is_err(), "a missing message is refused");
+        assert!(
+            bad.into_received(&mut KnownMembers::default()).is_err(),
+            "a missing message is refused"
+        );
+    }
+
+    #[test]
+    fn a_large_member_list_is_sent_once_per_change_and_a_missed_one_asks_for_a_sync() {
+        let node = NodeId::new(3).unwrap();
+        let group = |members: &Arc<Members>, id: u64| Publication::Group {
+            message: Arc::new(StoredMessage {
+                conversation: ConversationId::group(tern_core::GroupId(7)),
+                ..(*message(id, false)).clone()
+            }),
+            members: members.clone(),
+            except: Vec::new(),
+            skip: None,
+        };
+        let big: Arc<Members> = Arc::new(
+            (0..100)
+                .map(|i| {
+                    (
+                        u(&format!("m{i}")),
+                        Member {
+                            role: Role::Member,
+                            joined_seq: 0,
+                            muted_until_ms: 0,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        let mut lists = MemberLists::default();
+        let send = |lists: &mut MemberLists, p: Publication| {
+            let mut e = Envelope::new(node, 1);
+            e.publish(&[p], lists);
+            e
+        };
+        let first = send(&mut lists, group(&big, 1));
+        let second = send(&mut lists, group(&big, 2));
+        let group_item = |e: &Envelope| match &e.items[0].kind {
+            Some(Kind::Group(g)) => g.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(group_item(&first).members.len(), 100);
+        assert!(
+            group_item(&second).members.is_empty(),
+            "referred to, not sent again"
+        );
+        assert_eq!(
+            group_item(&first).members_list,
+            group_item(&second).members_list
+        );
+
+        // A receiver that saw the first knows the second's members.
+        let mut known = KnownMembers::default();
+        first.clone().into_received(&mut known).unwrap();
+        match &second.clone().into_received(&mut known).unwrap()[0] {
+            Received::Published(p) => match &p[0] {
+                Publication::Group { members, .. } => assert_eq!(members.len(), 100),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        // One that missed it has its connections sync.
+        let fresh = second.into_received(&mut KnownMembers::default()).unwrap();
+        assert!(matches!(fresh[0], Received::Resync));
+        // After a forget, the list goes again.
+        lists.forget();
+        assert_eq!(
+            group_item(&send(&mut lists, group(&big, 3))).members.len(),
+            100
+        );
     }
 }
