@@ -60,6 +60,33 @@ async fn every_node_lists_the_live_nodes_and_a_stopped_node_leaves_the_list() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""redis":"ok""#), "{body}");
 
+    // Each node's logged-in connections are counted in Redis, for choosing the least loaded.
+    server.register(&["alice"]).await;
+    let _alice = server.client_on(1, "alice", "phone", |_| {}).await;
+    let tern_client::Endpoint::Tcp(second) = server.tcp_nodes()[1].clone() else {
+        panic!("TCP endpoints")
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(server.http_addr_of(0), "/v1/nodes").await;
+        let counts: Vec<(String, u64)> = nodes_of(&body)
+            .iter()
+            .map(|n| {
+                (
+                    n["tcp"].as_str().unwrap().to_owned(),
+                    n["connections"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if counts
+            .iter()
+            .all(|(tcp, c)| *c == u64::from(*tcp == second))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let tern_client::Endpoint::Tcp(stopped) = server.tcp_nodes()[2].clone() else {
         panic!("TCP endpoints")
     };
@@ -327,6 +354,20 @@ async fn losing_redis_loses_no_message() {
     assert_eq!(got, want, "exactly once, in order");
     bob.expect_no_message(Duration::from_millis(200)).await;
     until_nodes_listed(&server, 2, 3).await;
+    // The empty Redis gets each node's connections again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(server.http_addr_of(2), "/v1/nodes").await;
+        let total: u64 = nodes_of(&body)
+            .iter()
+            .map(|n| n["connections"].as_u64().unwrap_or(0))
+            .sum();
+        if total == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, body) = http_get(server.http_addr_of(0), "/readyz").await;
     assert_eq!(status, 200, "{body}");
 }

@@ -24,7 +24,7 @@ use tern_core::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::envelope::{Envelope, KnownMembers, MemberLists, Received};
+use crate::envelope::{Envelope, KnownMembers, MemberLists, Received, RegistryChange};
 
 /// The channel every node publishes to and subscribes to.
 pub(crate) const CHANNEL: &str = "tern:bus";
@@ -102,7 +102,7 @@ impl RedisBus {
 
     /// Queues this node's whole device list (and, with `hello`, a request for every other
     /// node's): after joining, and after a lost subscription, when others may hold a stale view.
-    fn announce(&self, hello: bool) {
+    pub(crate) fn announce(&self, hello: bool) {
         let _guard = self.announcing();
         let mut envelope = self.envelope();
         envelope.snapshot(&self.presence.local_devices());
@@ -285,6 +285,25 @@ async fn flush(
     }
     for envelope in batch.iter() {
         pipe.publish(CHANNEL, envelope.encode()).ignore();
+        // The node's connections, kept in Redis beside its node entry (and expiring with it)
+        // for load balancers and operators; presence itself travels in the envelopes.
+        for change in envelope.registry_changes() {
+            let key = crate::nodes::connections_key(envelope.node);
+            match change {
+                RegistryChange::Set(c, v) => {
+                    pipe.hset(&key, c, v).ignore();
+                }
+                RegistryChange::Remove(c) => {
+                    pipe.hdel(&key, c).ignore();
+                }
+                RegistryChange::Replace(all) => {
+                    pipe.del(&key).ignore();
+                    for chunk in all.chunks(1000) {
+                        pipe.hset_multiple(&key, chunk).ignore();
+                    }
+                }
+            }
+        }
     }
     match pipe.query_async::<()>(conn).await {
         Ok(()) => metrics.published.increment(batch.len() as u64),

@@ -211,6 +211,17 @@ pub struct LoginItem {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ResyncItem {}
 
+/// A change to a node's connection registry in Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryChange {
+    /// A connection logged in.
+    Set(u64, String),
+    /// A connection ended.
+    Remove(u64),
+    /// These are all the node's connections.
+    Replace(Vec<(u64, String)>),
+}
+
 /// What a received envelope asks of this node, in order.
 #[derive(Debug)]
 pub enum Received {
@@ -391,6 +402,24 @@ impl Envelope {
         self.items.push(Item {
             kind: Some(Kind::Resync(ResyncItem {})),
         });
+    }
+
+    /// The connection registry changes this envelope carries, for the sender's registry hash in
+    /// Redis: each login as `(connection, Some("user device platform"))`, each close as
+    /// `(connection, None)`, a whole list as `Err` with every entry.
+    pub fn registry_changes(&self) -> Vec<RegistryChange> {
+        let entry = |l: &LoginItem| format!("{} {} {}", l.user, l.device, l.platform);
+        self.items
+            .iter()
+            .filter_map(|i| match &i.kind {
+                Some(Kind::Login(l)) => Some(RegistryChange::Set(l.connection, entry(l))),
+                Some(Kind::Logout(l)) => Some(RegistryChange::Remove(l.connection)),
+                Some(Kind::Snapshot(s)) => Some(RegistryChange::Replace(
+                    s.devices.iter().map(|l| (l.connection, entry(l))).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether it says nothing.

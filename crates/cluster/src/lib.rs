@@ -1,5 +1,5 @@
 //! Cluster state over Redis: the bus that carries each node's publications and signals to the
-//! others, and the registry of live nodes with their client addresses.
+//! others, and the registry of live nodes with their client addresses and connections.
 //!
 //! Nothing here is a source of truth: PostgreSQL holds every message, seq and cursor. Redis
 //! only makes delivery fast and lets clients find nodes; when it is lost, nodes keep serving
@@ -94,6 +94,7 @@ impl Cluster {
             tcp: config.tcp.clone(),
             ws: config.ws.clone(),
             http: config.http.clone(),
+            connections: 0,
         };
         nodes::join(&mut conn, &info, config.ttl).await?;
         let stop = CancellationToken::new();
@@ -112,6 +113,8 @@ impl Cluster {
         .await?;
         let withdrawn = CancellationToken::new();
         let renewer = {
+            let bus = running.bus.clone();
+            let mut drifted = false;
             let mut conn = conn.clone();
             let info = info.clone();
             let stop = withdrawn.clone();
@@ -136,6 +139,24 @@ impl Cluster {
                                     presence.retain_nodes(&alive, listed_at);
                                 }
                                 Err(e) => tracing::warn!(error = %e, "cannot list the nodes"),
+                            }
+                            // The registry hash follows this node's logins and closes; one that
+                            // stays off the local count (a write lost with Redis) is rewritten.
+                            let counted: redis::RedisResult<u64> = redis::cmd("HLEN")
+                                .arg(nodes::connections_key(info.node_id))
+                                .query_async(&mut conn)
+                                .await;
+                            if let Ok(counted) = counted {
+                                let local = presence.local_devices().len() as u64;
+                                if counted == local {
+                                    drifted = false;
+                                } else if drifted {
+                                    tracing::info!(counted, local, "rewriting this node's connection registry in Redis");
+                                    bus.announce(false);
+                                    drifted = false;
+                                } else {
+                                    drifted = true;
+                                }
                             }
                         }
                     }

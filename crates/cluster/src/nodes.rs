@@ -20,6 +20,9 @@ pub struct NodeInfo {
     pub ws: String,
     /// The node's HTTP base (`http://host:port`).
     pub http: String,
+    /// Its logged-in connections when the list was read (for choosing the least loaded).
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// Why a node could not join.
@@ -42,6 +45,12 @@ pub enum JoinError {
 
 fn key(node: u32) -> String {
     format!("tern:node:{node}")
+}
+
+/// The hash of a node's connections (connection id → `user device platform`), which expires
+/// with the node's entry unless the node renews both.
+pub(crate) fn connections_key(node: u32) -> String {
+    format!("tern:conns:{node}")
 }
 
 /// Registers `info` (waiting up to `ttl` for a previous incarnation's key to expire, as after a
@@ -103,6 +112,12 @@ pub(crate) async fn renew(
         .arg(ttl.as_millis() as u64)
         .query_async(conn)
         .await?;
+    // The connection registry lives as long as the node entry does.
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(connections_key(info.node_id))
+        .arg(ttl.as_millis() as u64)
+        .query_async(conn)
+        .await?;
     if renewed.is_none() {
         let set: Option<String> = redis::cmd("SET")
             .arg(key(info.node_id))
@@ -132,6 +147,7 @@ pub(crate) async fn leave(
         .is_some_and(|o| o.epoch == info.epoch);
     if mine {
         let _: () = conn.del(key(info.node_id)).await?;
+        let _: () = conn.del(connections_key(info.node_id)).await?;
     }
     Ok(())
 }
@@ -158,5 +174,13 @@ pub(crate) async fn list(
         .collect();
     nodes.sort_by_key(|n| n.node_id);
     nodes.dedup_by_key(|n| n.node_id);
+    let mut pipe = redis::pipe();
+    for n in &nodes {
+        pipe.hlen(connections_key(n.node_id));
+    }
+    let counts: Vec<u64> = pipe.query_async(conn).await?;
+    for (n, c) in nodes.iter_mut().zip(counts) {
+        n.connections = c;
+    }
     Ok(nodes)
 }

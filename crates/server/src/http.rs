@@ -88,7 +88,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// clients choosing a node and for load balancers.
 async fn nodes(State(state): State<AppState>) -> Response {
     let nodes = match &state.cluster {
-        None => vec![state.this_node.clone()],
+        None => vec![NodeInfo {
+            connections: state.gateway.registry().connection_count() as u64,
+            ..state.this_node.clone()
+        }],
         Some(c) => match c.nodes().await {
             Ok(n) => n,
             Err(e) => {

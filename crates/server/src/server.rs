@@ -456,6 +456,7 @@ fn advertised(
         tcp: format!("{host}:{}", tcp.port()),
         ws: format!("{ws}://{host}:{}/ws", http.port()),
         http: format!("{web}://{host}:{}", http.port()),
+        connections: 0,
     }
 }
 
