@@ -271,13 +271,16 @@ pub async fn login(
     Ok((conn, events, resp))
 }
 
-/// An SDK client that reports every message body to `recorder`.
+/// An SDK client that reports every message body to `recorder`; with `fallbacks` (a cluster's
+/// other nodes) it moves to one of them when its node is lost or drains.
 pub async fn receiving_client(
     addr: &str,
+    fallbacks: &[String],
     user: &str,
     recorder: Arc<Recorder>,
 ) -> anyhow::Result<Client> {
     let mut config = ClientConfig::new(Endpoint::parse(addr), user, &bench_password(user), "bench");
+    config.fallbacks = fallbacks.iter().map(|a| Endpoint::parse(a)).collect();
     config.request_timeout = Duration::from_secs(60);
     config.tls = crate::target::tls_trust()?;
     let (client, mut events) = Client::connect(config)
@@ -312,7 +315,9 @@ pub async fn connect_pairs(system: System, addrs: &[String], n: usize) -> anyhow
                 .map(|(k, u)| {
                     let recorder = recorder.clone();
                     let at = node(k + 1);
-                    async move { receiving_client(at, &u, recorder).await }
+                    let others: Vec<String> =
+                        addrs.iter().filter(|a| a.as_str() != at).cloned().collect();
+                    async move { receiving_client(at, &others, &u, recorder).await }
                 })
                 .buffered(SETUP_CONCURRENCY)
                 .collect::<Vec<_>>()

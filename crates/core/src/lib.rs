@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod bus;
 pub mod clock;
+pub mod codes;
 pub mod conversations;
 mod error;
 pub mod group_service;

@@ -172,54 +172,38 @@ pub(crate) async fn exec<C: deadpool_postgres::GenericClient>(
     c.execute(&stmt, params).await.map_err(db_err)
 }
 
-/// The numbers the store writes for domain enums: its own, equal to the SQLite store's (so a
-/// dump moves between backends), never a wire enum's.
+/// The stores' numbers for domain enums (`tern_core::codes`, shared with the SQLite store), in
+/// the SMALLINT columns this schema keeps them in.
 pub(crate) mod codes {
     use super::*;
+    use tern_core::codes as shared;
+
+    /// Every stored code is a small number; a wider one cannot come from `shared`.
+    fn small(code: i64) -> i16 {
+        i16::try_from(code).unwrap_or(i16::MAX)
+    }
 
     pub(crate) fn role(r: Role) -> i16 {
-        match r {
-            Role::Member => 1,
-            Role::Admin => 2,
-            Role::Owner => 3,
-        }
+        small(shared::role(r))
     }
 
     pub(crate) fn role_of(code: i16) -> Option<Role> {
-        match code {
-            1 => Some(Role::Member),
-            2 => Some(Role::Admin),
-            3 => Some(Role::Owner),
-            _ => None,
-        }
+        shared::role_of(i64::from(code))
     }
 
     pub(crate) fn history(h: HistoryVisibility) -> i16 {
-        match h {
-            HistoryVisibility::FromJoin => 0,
-            HistoryVisibility::Full => 1,
-        }
+        small(shared::history(h))
     }
 
     pub(crate) fn history_of(code: i16) -> Option<HistoryVisibility> {
-        match code {
-            0 => Some(HistoryVisibility::FromJoin),
-            1 => Some(HistoryVisibility::Full),
-            _ => None,
-        }
+        shared::history_of(i64::from(code))
     }
 
     pub(crate) fn policy(p: StrangerPolicy) -> i16 {
-        match p {
-            StrangerPolicy::Anyone => 0,
-            StrangerPolicy::FriendsOnly => 1,
-        }
+        small(shared::policy(p))
     }
 
     pub(crate) fn policy_of(code: i16) -> StrangerPolicy {
-        match code {
-            1 => StrangerPolicy::FriendsOnly,
-            _ => StrangerPolicy::Anyone,
-        }
+        shared::policy_of(i64::from(code))
     }
 }

@@ -281,3 +281,46 @@ async fn nodes_committing_at_once_keep_seqs_gapless_and_retries_deduplicated() {
         stored_keys.len()
     );
 }
+
+/// Nodes that start together on an empty database migrate it once, under the advisory lock:
+/// every one starts, all see the same schema version, and each can write at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_at_once_migrate_the_schema_once() {
+    let url = common::fresh_database().await;
+    let starting: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect(&url, PgConfig::default()).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for s in starting {
+        stores.push(s.await.unwrap().expect("every node starts"));
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let versions = client
+        .query("SELECT version FROM tern_schema", &[])
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1, "one schema row");
+    assert!(versions[0].get::<_, i32>(0) > 0, "migrated");
+    // A node started after them finds nothing to do.
+    let late = PgStore::connect(&url, PgConfig::default()).await.unwrap();
+    let again: i32 = client
+        .query_one("SELECT version FROM tern_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, versions[0].get::<_, i32>(0));
+    stores.push(late);
+    for (i, s) in stores.iter().enumerate() {
+        assert!(
+            s.create_user(&user(&format!("node{i}")), "$argon2id$x", 0)
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 mod append;
 mod checkpoint;
-mod codes;
+use tern_core::codes;
 mod groups;
 mod indexer;
 mod reader;

@@ -1,16 +1,16 @@
-//! The numbers the store writes for domain enums. They are this store's own, defined and
-//! documented here (and in the schema's comments), never borrowed from the wire protocol: a
-//! protocol enum may be renumbered in a new protocol version, and stored data must not change
-//! meaning with it. The values happen to match version 1's wire numbers, which is what the
-//! columns held before they were defined here, so no migration was needed.
+//! The numbers every store writes for domain enums, one table for all backends (so a dump moves
+//! between them). They are the stores' own, never borrowed from the wire protocol: a protocol
+//! enum may be renumbered in a new protocol version, and stored data must not change meaning
+//! with it. The values happen to match version 1's wire numbers, which is what the columns held
+//! before they were defined here, so no migration was needed.
 
-use tern_core::{
+use crate::{
     groups::{HistoryVisibility, Role},
     social::StrangerPolicy,
 };
 
 /// `group_members.role`: 1 member, 2 admin, 3 owner.
-pub(crate) fn role(r: Role) -> i64 {
+pub fn role(r: Role) -> i64 {
     match r {
         Role::Member => 1,
         Role::Admin => 2,
@@ -19,7 +19,7 @@ pub(crate) fn role(r: Role) -> i64 {
 }
 
 /// The role stored as `code`; `None` for a number this store never writes.
-pub(crate) fn role_of(code: i64) -> Option<Role> {
+pub fn role_of(code: i64) -> Option<Role> {
     match code {
         1 => Some(Role::Member),
         2 => Some(Role::Admin),
@@ -29,7 +29,7 @@ pub(crate) fn role_of(code: i64) -> Option<Role> {
 }
 
 /// `groups.history`: 0 from join, 1 full.
-pub(crate) fn history(h: HistoryVisibility) -> i64 {
+pub fn history(h: HistoryVisibility) -> i64 {
     match h {
         HistoryVisibility::FromJoin => 0,
         HistoryVisibility::Full => 1,
@@ -37,7 +37,7 @@ pub(crate) fn history(h: HistoryVisibility) -> i64 {
 }
 
 /// The history visibility stored as `code`.
-pub(crate) fn history_of(code: i64) -> Option<HistoryVisibility> {
+pub fn history_of(code: i64) -> Option<HistoryVisibility> {
     match code {
         0 => Some(HistoryVisibility::FromJoin),
         1 => Some(HistoryVisibility::Full),
@@ -46,7 +46,7 @@ pub(crate) fn history_of(code: i64) -> Option<HistoryVisibility> {
 }
 
 /// `profiles.stranger_policy`: 0 anyone, 1 friends only.
-pub(crate) fn policy(p: StrangerPolicy) -> i64 {
+pub fn policy(p: StrangerPolicy) -> i64 {
     match p {
         StrangerPolicy::Anyone => 0,
         StrangerPolicy::FriendsOnly => 1,
@@ -54,7 +54,7 @@ pub(crate) fn policy(p: StrangerPolicy) -> i64 {
 }
 
 /// The policy stored as `code` (an unknown number reads as the default, as it always has).
-pub(crate) fn policy_of(code: i64) -> StrangerPolicy {
+pub fn policy_of(code: i64) -> StrangerPolicy {
     match code {
         1 => StrangerPolicy::FriendsOnly,
         _ => StrangerPolicy::Anyone,
