@@ -60,10 +60,14 @@ async fn wait_reloading_on_hangup(server: &Server) {
             loop {
                 tokio::select! {
                     _ = &mut stop => return,
-                    _ = hangups.recv() => match server.reload_tls() {
-                        Ok(()) => {}
-                        Err(e) => tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use"),
-                    },
+                    _ = hangups.recv() => {
+                        if let Err(e) = server.reload_tls() {
+                            tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use");
+                        }
+                        if let Err(e) = server.reload_filter() {
+                            tracing::error!(error = %e, "content filter reload failed; the previous word list stays in use");
+                        }
+                    }
                 }
             }
         }

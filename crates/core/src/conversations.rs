@@ -37,6 +37,8 @@ pub struct ConversationConfig {
     pub max_content_bytes: usize,
     /// Users with the observer role: they may observe any conversation's live messages.
     pub observers: Vec<UserId>,
+    /// The sensitive-word filter edits pass (the one sends pass).
+    pub filter: crate::filter::ContentFilter,
 }
 
 impl Default for ConversationConfig {
@@ -47,6 +49,7 @@ impl Default for ConversationConfig {
             max_changes_scanned: 2000,
             max_content_bytes: 32 * 1024,
             observers: Vec::new(),
+            filter: crate::filter::ContentFilter::default(),
         }
     }
 }
@@ -408,8 +411,9 @@ impl ConversationService {
         message: u64,
         content: Option<pb::Content>,
     ) -> Result<Applied, ServiceError> {
-        let content = content.ok_or(ServiceError::InvalidContent("content is missing"))?;
+        let mut content = content.ok_or(ServiceError::InvalidContent("content is missing"))?;
         validate_content(&content, self.config.max_content_bytes)?;
+        self.config.filter.apply(&mut content)?;
         self.amend(
             actor,
             message,

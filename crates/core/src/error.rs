@@ -146,6 +146,9 @@ pub enum ServiceError {
     /// Content that is missing, empty or malformed.
     #[error("invalid content: {0}")]
     InvalidContent(&'static str),
+    /// Text with a word of the content filter's list, which refuses it.
+    #[error("the text contains a word this server does not accept")]
+    ContentRejected,
     /// A client message id outside 1..=64 bytes.
     #[error("client message id must be 1 to 64 bytes")]
     InvalidClientMsgId,

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod codes;
 pub mod conversations;
 mod error;
+pub mod filter;
 pub mod group_service;
 pub mod groups;
 pub mod ids;

@@ -52,6 +52,8 @@ pub struct MessageConfig {
     pub max_history_limit: u32,
     /// Group sizes and the write-diffusion threshold.
     pub groups: GroupLimits,
+    /// The sensitive-word filter sends pass (shared with edits, swapped on reload).
+    pub filter: crate::filter::ContentFilter,
 }
 
 impl Default for MessageConfig {
@@ -66,6 +68,7 @@ impl Default for MessageConfig {
             default_history_limit: 50,
             max_history_limit: 500,
             groups: GroupLimits::default(),
+            filter: crate::filter::ContentFilter::default(),
         }
     }
 }
@@ -270,10 +273,11 @@ impl MessageService {
         if input.client_msg_id.is_empty() || input.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
             return Err(ServiceError::InvalidClientMsgId);
         }
-        let content = input
+        let mut content = input
             .content
             .ok_or(ServiceError::InvalidContent("content is missing"))?;
         validate_content(&content, self.inner.config.max_content_bytes)?;
+        self.inner.config.filter.apply(&mut content)?;
         let (conversation, audience) = match input.target {
             SendTarget::User(to) => {
                 let to =

@@ -15,6 +15,7 @@ pub(crate) fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::UnknownUser(_) => ErrorCode::UnknownUser,
         ServiceError::ContentTooLarge { .. } => ErrorCode::ContentTooLarge,
         ServiceError::InvalidContent(_) => ErrorCode::InvalidContent,
+        ServiceError::ContentRejected => ErrorCode::ContentRejected,
         ServiceError::InvalidClientMsgId => ErrorCode::InvalidClientMsgId,
         ServiceError::NotAParticipant => ErrorCode::NotAParticipant,
         ServiceError::InvalidArgument(_) => ErrorCode::InvalidArgument,

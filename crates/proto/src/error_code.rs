@@ -63,6 +63,8 @@ pub enum ErrorCode {
     /// SEND reusing a client message id of an earlier message with a different conversation
     /// or content: it is not a retry, and nothing is stored.
     ClientMsgIdReused = 3011,
+    /// The text contains a word of the server's content filter, set to refuse.
+    ContentRejected = 3012,
     /// The caller's role in the group does not allow the change.
     PermissionDenied = 4000,
     /// The sender is muted in the group, or the group is muted for members.
@@ -116,6 +118,7 @@ impl ErrorCode {
         ErrorCode::NotAccepted,
         ErrorCode::RequestNotFound,
         ErrorCode::ClientMsgIdReused,
+        ErrorCode::ContentRejected,
         ErrorCode::PermissionDenied,
         ErrorCode::Muted,
         ErrorCode::GroupDissolved,
@@ -169,6 +172,7 @@ impl ErrorCode {
             ErrorCode::NotAccepted => "NOT_ACCEPTED",
             ErrorCode::RequestNotFound => "REQUEST_NOT_FOUND",
             ErrorCode::ClientMsgIdReused => "CLIENT_MSG_ID_REUSED",
+            ErrorCode::ContentRejected => "CONTENT_REJECTED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Muted => "MUTED",
             ErrorCode::GroupDissolved => "GROUP_DISSOLVED",

@@ -79,6 +79,13 @@ pub struct Config {
     pub registration_window_secs: u64,
     /// The largest message content accepted (its protobuf encoding).
     pub max_content_bytes: usize,
+    /// A file of sensitive words, one per line (`#` starts a comment): text containing one,
+    /// matched after NFKC normalization, case folding and removal of zero-width characters, is
+    /// refused or masked (`filter_action`). Read again on SIGHUP.
+    pub filter_words_file: Option<PathBuf>,
+    /// `reject` (the send or edit fails with `CONTENT_REJECTED`) or `mask` (each character of
+    /// a match becomes `*`).
+    pub filter_action: String,
     /// Requests one connection may have in progress.
     pub max_inflight_per_connection: usize,
     /// Pushes queued per connection before it must catch up by sync.
@@ -149,6 +156,8 @@ impl Default for Config {
             registrations_per_address: accounts.throttle.registrations_per_address,
             registration_window_secs: accounts.throttle.registration_window.as_secs(),
             max_content_bytes: messages.max_content_bytes,
+            filter_words_file: None,
+            filter_action: "reject".into(),
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
             store: None,
@@ -275,6 +284,7 @@ impl Config {
             ));
         }
         self.kick_policy()?;
+        self.filter_action()?;
         self.synchronous()?;
         if let Some(url) = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -322,6 +332,22 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    fn filter_action(&self) -> Result<tern_core::filter::FilterAction, ConfigError> {
+        self.filter_action.parse().map_err(ConfigError)
+    }
+
+    /// The content filter `filter_words_file` describes, read now (none without the setting,
+    /// or when the file lists no word).
+    pub fn load_filter(&self) -> Result<Option<tern_core::filter::WordFilter>, ConfigError> {
+        let Some(path) = &self.filter_words_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("filter_words_file {}: {e}", path.display())))?;
+        tern_core::filter::WordFilter::new(text.lines(), self.filter_action()?)
+            .map_err(|e| ConfigError(format!("filter_words_file {}: {e}", path.display())))
     }
 
     fn kick_policy(&self) -> Result<KickPolicy, ConfigError> {

@@ -146,6 +146,9 @@ pub struct Server {
     gateway: Arc<Gateway>,
     messages: MessageService,
     store: Backend,
+    /// The content filter in force, and the configuration it is read again from.
+    filter: tern_core::filter::ContentFilter,
+    config: Config,
     /// This node's membership of a cluster, when it has one.
     cluster: Option<Arc<Cluster>>,
     http_stop: CancellationToken,
@@ -204,6 +207,7 @@ impl Server {
         })?;
         let this_node = advertised(&config, node, epoch, tcp_addr, http_addr, tls.is_some());
 
+        let filter = tern_core::filter::ContentFilter::new(config.load_filter()?);
         let store = backend.stores();
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
@@ -257,7 +261,10 @@ impl Server {
             store.groups.clone(),
             sync.clone(),
             clock.clone(),
-            config.messages(),
+            tern_core::messages::MessageConfig {
+                filter: filter.clone(),
+                ..config.messages()
+            },
         );
         let accounts =
             AccountService::new(store.accounts.clone(), clock.clone(), config.accounts())?;
@@ -267,7 +274,10 @@ impl Server {
             store.conversations.clone(),
             store.inbox.clone(),
             store.groups.clone(),
-            config.conversations()?,
+            tern_core::conversations::ConversationConfig {
+                filter: filter.clone(),
+                ..config.conversations()?
+            },
         );
         let social =
             SocialService::new(messages.clone(), store.social.clone(), store.inbox.clone());
@@ -354,6 +364,8 @@ impl Server {
             gateway,
             messages,
             store: backend,
+            filter,
+            config: config.clone(),
             cluster,
             http_stop,
             tasks,
@@ -388,6 +400,18 @@ impl Server {
             }
             None => Ok(()),
         }
+    }
+
+    /// Reads the content filter's word list again and puts it in force for every send and edit
+    /// from now on; answers with the number of words. On error the previous list stays.
+    pub fn reload_filter(&self) -> Result<usize, ConfigError> {
+        let filter = self.config.load_filter()?;
+        self.filter.replace(filter);
+        let words = self.filter.len();
+        if self.config.filter_words_file.is_some() {
+            tracing::info!(words, "content filter reloaded");
+        }
+        Ok(words)
     }
 
     /// The gateway, for tests that inspect the connection registry.
