@@ -115,7 +115,7 @@ impl Recorder {
 /// The sending side of one pair.
 pub enum Sender {
     /// A logged-in Tern connection and where its messages go.
-    Tern(Connection, pb::send_request::Target),
+    Tern(TernSender),
     /// An MQTT client and the receiver's topic.
     Mqtt(MqttSender),
 }
@@ -134,22 +134,119 @@ impl Sender {
     /// future says whether it was acknowledged.
     pub fn fire(&self, body: String) -> BoxFuture<'static, bool> {
         match self {
-            Sender::Tern(conn, to) => {
+            Sender::Tern(sender) => {
+                let conn = sender.connection();
                 let req = pb::SendRequest {
-                    target: Some(to.clone()),
+                    target: Some(sender.to.clone()),
                     client_msg_id: tern_client::new_client_msg_id(),
                     content: Some(pb::Content {
                         body: Some(pb::content::Body::Text(pb::Text { text: body })),
                     }),
                 };
-                // On the wire now, in firing order: the future only waits for the ack.
+                // On the wire now, in firing order: the future only waits for the ack. A send
+                // through a lost node fails (and is counted so) while the sender moves on.
                 match conn.start(req) {
-                    Ok(pending) => Box::pin(async move { pending.await.is_ok() }),
-                    Err(_) => Box::pin(async { false }),
+                    Ok(pending) => {
+                        let sender = sender.clone();
+                        Box::pin(async move {
+                            match pending.await {
+                                Ok(_) => true,
+                                Err(e) => {
+                                    if !e.is_retryable()
+                                        || matches!(
+                                            e,
+                                            tern_client::ClientError::Disconnected(_)
+                                                | tern_client::ClientError::Closed
+                                        )
+                                    {
+                                        sender.fail_over();
+                                    }
+                                    false
+                                }
+                            }
+                        })
+                    }
+                    Err(_) => {
+                        sender.fail_over();
+                        Box::pin(async { false })
+                    }
                 }
             }
             Sender::Mqtt(m) => m.fire(body),
         }
+    }
+}
+
+/// A Tern sender: its connection (replaced when its node is lost), where its messages go,
+/// and the nodes it may move to.
+#[derive(Debug, Clone)]
+pub struct TernSender {
+    inner: Arc<TernSenderInner>,
+    to: pb::send_request::Target,
+}
+
+#[derive(Debug)]
+struct TernSenderInner {
+    conn: std::sync::RwLock<Connection>,
+    user: String,
+    device: String,
+    addrs: Vec<String>,
+    at: std::sync::atomic::AtomicUsize,
+    moving: std::sync::atomic::AtomicBool,
+}
+
+impl TernSender {
+    /// A sender over `conn` (logged in as `user` on `device` at `addrs[at]`).
+    pub fn new(
+        conn: Connection,
+        to: pb::send_request::Target,
+        (user, device): (&str, &str),
+        addrs: &[String],
+        at: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(TernSenderInner {
+                conn: std::sync::RwLock::new(conn),
+                user: user.to_owned(),
+                device: device.to_owned(),
+                addrs: addrs.to_vec(),
+                at: std::sync::atomic::AtomicUsize::new(at),
+                moving: std::sync::atomic::AtomicBool::new(false),
+            }),
+            to,
+        }
+    }
+
+    fn connection(&self) -> Connection {
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Logs in at the next node in the background (once at a time), and sends through it from
+    /// then on. With one address it reconnects there.
+    fn fail_over(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.moving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            for attempt in 0.. {
+                let at = (inner.at.load(Ordering::Acquire) + 1) % inner.addrs.len();
+                inner.at.store(at, Ordering::Release);
+                if let Ok((conn, _, _)) =
+                    login(&inner.addrs[at], &inner.user, &inner.device, None).await
+                {
+                    *inner.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100 * (attempt % 10 + 1))).await;
+            }
+            inner.moving.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -328,7 +425,13 @@ pub async fn connect_pairs(system: System, addrs: &[String], n: usize) -> anyhow
                 stream::iter(senders.into_iter().zip(receivers).enumerate())
                     .map(|(k, (s, r))| async move {
                         login(node(k), &s, "bench", None).await.map(|(c, _, _)| {
-                            Arc::new(Sender::Tern(c, pb::send_request::Target::ToUser(r)))
+                            Arc::new(Sender::Tern(TernSender::new(
+                                c,
+                                pb::send_request::Target::ToUser(r),
+                                (&s, "bench"),
+                                addrs,
+                                k % addrs.len(),
+                            )))
                         })
                     })
                     .buffered(SETUP_CONCURRENCY)

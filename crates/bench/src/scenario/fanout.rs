@@ -178,7 +178,13 @@ async fn connect_tern(addr: &str, p: &Params) -> anyhow::Result<Fan> {
             driver::login(addr, &u, "bench-send", None)
                 .await
                 .map(|(c, _, _)| {
-                    Arc::new(Sender::Tern(c, pb::send_request::Target::GroupId(group)))
+                    Arc::new(Sender::Tern(driver::TernSender::new(
+                        c,
+                        pb::send_request::Target::GroupId(group),
+                        (&u, "bench-send"),
+                        &[addr.to_owned()],
+                        0,
+                    )))
                 })
         })
         .buffered(64)
