@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run the server on the embedded store.
     Serve(ServeArgs),
+    /// Administer the server's store directly (run where the store is).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     #[command(flatten)]
     Client(tern_cli::Command),
 }
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Admin(AdminCommand::Key(command)) => runtime.block_on(admin_key(command)),
         Command::Client(command) => runtime.block_on(tern_cli::run(command)),
     };
     match result {
@@ -47,6 +51,86 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Admin API keys: what an app's backend authenticates with on the HTTP API.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// Which store: the embedded one in a data directory (stop the server first), or a
+/// PostgreSQL database (its nodes may run).
+#[derive(Debug, Clone, clap::Args)]
+struct StoreArgs {
+    /// The embedded store's directory [default: ./tern-data].
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL store (postgres://USER:PASS@HOST:PORT/DB).
+    #[arg(long, value_name = "URL", env = "TERN_STORE")]
+    store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Make a key and print it (once: only its hash is kept).
+    Create {
+        /// What to call it (shown in lists).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the keys (ids, names, when made, whether revoked; never the keys).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by its id: it authenticates nothing from then on.
+    Revoke {
+        /// The key's id (as `list` shows it).
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+async fn admin_key(command: KeyCommand) -> anyhow::Result<()> {
+    let store = match &command {
+        KeyCommand::Create { store, .. }
+        | KeyCommand::List { store }
+        | KeyCommand::Revoke { store, .. } => store.clone(),
+    };
+    let mut config = Config::default();
+    if let Some(dir) = store.data_dir {
+        config.data_dir = dir;
+    }
+    config.store = store.store;
+    let (keys, opened) = tern_server::open_admin_keys(&config).await?;
+    let result = match command {
+        KeyCommand::Create { name, .. } => keys.create(&name).await.map(|(record, key)| {
+            println!("{key}");
+            eprintln!(
+                "made key {} ({}); it is shown only now: keep it in a secret store",
+                record.id, record.name
+            );
+        }),
+        KeyCommand::List { .. } => keys.list().await.map(|all| {
+            for k in all {
+                let state = match k.revoked_ms {
+                    Some(at) => format!("revoked at {at}"),
+                    None => "live".to_owned(),
+                };
+                println!("{}\t{}\tmade at {}\t{state}", k.id, k.name, k.created_ms);
+            }
+        }),
+        KeyCommand::Revoke { id, .. } => keys.revoke(&id).await.map(|()| {
+            println!("revoked {id}");
+        }),
+    };
+    opened.close().await;
+    Ok(result?)
 }
 
 /// Waits for SIGINT or SIGTERM; each SIGHUP meanwhile reloads the TLS certificate.

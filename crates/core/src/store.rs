@@ -325,6 +325,34 @@ pub trait InboxStore: Send + Sync + std::fmt::Debug + 'static {
     async fn load_cursor(&self, user: &UserId, device: &DeviceId) -> Result<u64, StoreError>;
 }
 
+/// An admin API key as stored: its public id and the hash of the key, never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKeyRecord {
+    /// The key's public id (part of the key, shown in lists and used to revoke it).
+    pub id: String,
+    /// What the operator called it.
+    pub name: String,
+    /// SHA-256 of the whole key, hex.
+    pub hash: String,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// When it was revoked (Unix ms), if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+/// Where admin API keys are kept.
+#[async_trait]
+pub trait AdminKeyStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores a new key; `false` (nothing stored) when its id or hash is taken.
+    async fn create_admin_key(&self, key: &AdminKeyRecord) -> Result<bool, StoreError>;
+    /// Every key, revoked ones included, oldest first.
+    async fn admin_keys(&self) -> Result<Vec<AdminKeyRecord>, StoreError>;
+    /// The key whose hash is `hash`, revoked or not.
+    async fn admin_key_by_hash(&self, hash: &str) -> Result<Option<AdminKeyRecord>, StoreError>;
+    /// Revokes key `id` at `at_ms`; `false` when there is no such key or it was revoked.
+    async fn revoke_admin_key(&self, id: &str, at_ms: i64) -> Result<bool, StoreError>;
+}
+
 /// A login token as stored: only its hash, never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -484,6 +484,37 @@ fn advertised(
     }
 }
 
+/// The admin keys of the store `config` names, for `tern admin key …`: the keys, and the store
+/// to close afterwards. On the embedded store the server must be stopped first (the data
+/// directory has one writer); a PostgreSQL store may be shared with running nodes.
+pub async fn open_admin_keys(
+    config: &Config,
+) -> Result<(tern_core::admin::AdminKeys, AdminStore), ServerError> {
+    let backend = match &config.store {
+        Some(url) => Backend::Postgres(PgStore::connect(url, config.postgres()).await?),
+        None => Backend::Sqlite(SqliteStore::open(&config.data_dir, config.store())?),
+    };
+    let store: Arc<dyn tern_core::store::AdminKeyStore> = match &backend {
+        Backend::Sqlite(s) => Arc::new(s.clone()),
+        Backend::Postgres(s) => Arc::new(s.clone()),
+    };
+    Ok((
+        tern_core::admin::AdminKeys::new(store, Arc::new(SystemClock)),
+        AdminStore(backend),
+    ))
+}
+
+/// The store behind [`open_admin_keys`], closed when done.
+#[derive(Debug)]
+pub struct AdminStore(Backend);
+
+impl AdminStore {
+    /// Closes the store (the embedded one commits and checkpoints first).
+    pub async fn close(self) {
+        self.0.close().await;
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
     #[cfg(unix)]

@@ -33,9 +33,9 @@ use tern_core::{
     groups::{Member, Members},
     social::{FriendRecord, FriendRequestRecord, Profile, SocialStore, StrangerPolicy},
     store::{
-        AccountStore, AppendOutcome, CommitStore, ConversationStore, ConversationSummary,
-        Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore, InboxPage, InboxStore,
-        SummaryQuery, TokenRecord, Write,
+        AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
+        ConversationSummary, Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore,
+        InboxPage, InboxStore, SummaryQuery, TokenRecord, Write,
     },
 };
 use tokio_postgres::{NoTls, error::SqlState};
@@ -321,6 +321,74 @@ impl InboxStore for PgStore {
         )
         .await?
         .map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+}
+
+/// An `admin_keys` row.
+fn admin_key_row(r: &tokio_postgres::Row) -> AdminKeyRecord {
+    AdminKeyRecord {
+        id: r.get(0),
+        name: r.get(1),
+        hash: r.get(2),
+        created_ms: r.get(3),
+        revoked_ms: r.get(4),
+    }
+}
+
+#[async_trait]
+impl AdminKeyStore for PgStore {
+    async fn create_admin_key(&self, key: &AdminKeyRecord) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "INSERT INTO admin_keys (id, name, hash, created_ms, revoked_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &key.id,
+                &key.name,
+                &key.hash,
+                &key.created_ms,
+                &key.revoked_ms,
+            ],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn admin_keys(&self) -> Result<Vec<AdminKeyRecord>, StoreError> {
+        let c = self.client().await?;
+        Ok(rows::rows(
+            &c,
+            "SELECT id, name, hash, created_ms, revoked_ms FROM admin_keys ORDER BY created_ms, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(admin_key_row)
+        .collect())
+    }
+
+    async fn admin_key_by_hash(&self, hash: &str) -> Result<Option<AdminKeyRecord>, StoreError> {
+        let c = self.client().await?;
+        Ok(row_opt(
+            &c,
+            "SELECT id, name, hash, created_ms, revoked_ms FROM admin_keys WHERE hash = $1",
+            &[&hash],
+        )
+        .await?
+        .as_ref()
+        .map(admin_key_row))
+    }
+
+    async fn revoke_admin_key(&self, id: &str, at_ms: i64) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "UPDATE admin_keys SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+            &[&id, &at_ms],
+        )
+        .await?;
+        Ok(n == 1)
     }
 }
 

@@ -11,7 +11,8 @@
 
 /// Each entry moves the schema from version `index` to `index + 1`; released entries never
 /// change.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT COLLATE "C" PRIMARY KEY,
     password_hash TEXT COLLATE "C" NOT NULL,
@@ -151,7 +152,18 @@ CREATE TABLE blocks (
     created_ms BIGINT NOT NULL,
     PRIMARY KEY (user_id, blocked_id)
 );
-"#];
+"#,
+    // 2: admin API keys (only their hashes).
+    r#"
+CREATE TABLE admin_keys (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT COLLATE "C" NOT NULL UNIQUE,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+"#,
+];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).
 pub(crate) const MIGRATION_LOCK: i64 = 0x0074_6572_6e6d_6967; // "ternmig"

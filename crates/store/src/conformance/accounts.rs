@@ -41,3 +41,42 @@ pub async fn accounts_and_tokens(store: &dyn Backend) {
     assert_eq!(store.find_token("t3").await.unwrap(), None);
     assert!(store.find_token("t2").await.unwrap().is_some());
 }
+
+/// Admin keys: unique ids and hashes, found by hash, listed oldest first, revoked once.
+pub async fn admin_keys_are_kept_by_hash_and_revoked_once(store: &dyn Backend) {
+    let key = |id: &str, hash: &str, at: i64| AdminKeyRecord {
+        id: id.into(),
+        name: format!("key {id}"),
+        hash: hash.into(),
+        created_ms: at,
+        revoked_ms: None,
+    };
+    assert!(store.admin_keys().await.unwrap().is_empty());
+    assert!(store.create_admin_key(&key("b", "hb", 20)).await.unwrap());
+    assert!(store.create_admin_key(&key("a", "ha", 10)).await.unwrap());
+    assert!(
+        !store.create_admin_key(&key("a", "hz", 30)).await.unwrap(),
+        "id taken"
+    );
+    assert!(
+        !store.create_admin_key(&key("c", "hb", 30)).await.unwrap(),
+        "hash taken"
+    );
+    assert_eq!(
+        store.admin_keys().await.unwrap(),
+        vec![key("a", "ha", 10), key("b", "hb", 20)]
+    );
+    assert_eq!(
+        store.admin_key_by_hash("hb").await.unwrap(),
+        Some(key("b", "hb", 20))
+    );
+    assert_eq!(store.admin_key_by_hash("nope").await.unwrap(), None);
+    assert!(store.revoke_admin_key("b", 50).await.unwrap());
+    assert!(
+        !store.revoke_admin_key("b", 60).await.unwrap(),
+        "revoked once"
+    );
+    assert!(!store.revoke_admin_key("zz", 60).await.unwrap());
+    let revoked = store.admin_key_by_hash("hb").await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_ms, Some(50));
+}

@@ -25,9 +25,10 @@ use tern_core::{
     pb,
     social::{ProfilePatch, SocialChange, SocialStore, SocialWrite, StrangerPolicy},
     store::{
-        AccountStore, Amend, Amendment, AppendOutcome, Audience, CommitStore, ConversationStore,
-        ConversationSummary, Direction, GroupStore, HistoryStore, InboxEvent, InboxStore, MarkRead,
-        NewMessage, SetFlags, Stored, SummaryQuery, TokenRecord, Write,
+        AccountStore, AdminKeyRecord, AdminKeyStore, Amend, Amendment, AppendOutcome, Audience,
+        CommitStore, ConversationStore, ConversationSummary, Direction, GroupStore, HistoryStore,
+        InboxEvent, InboxStore, MarkRead, NewMessage, SetFlags, Stored, SummaryQuery, TokenRecord,
+        Write,
     },
 };
 
@@ -37,6 +38,7 @@ pub trait Backend:
     + HistoryStore
     + InboxStore
     + AccountStore
+    + AdminKeyStore
     + GroupStore
     + ConversationStore
     + SocialStore
@@ -47,6 +49,7 @@ impl<
         + HistoryStore
         + InboxStore
         + AccountStore
+        + AdminKeyStore
         + GroupStore
         + ConversationStore
         + SocialStore,
@@ -84,6 +87,7 @@ macro_rules! conformance_tests {
             messages::inbox_reads_are_contiguous_from_the_cursor,
             messages::cursors_never_move_backwards,
             accounts::accounts_and_tokens,
+            accounts::admin_keys_are_kept_by_hash_and_revoked_once,
             groups::small_groups_write_every_inbox,
             groups::large_groups_write_the_timeline_only,
             groups::group_rules_apply_in_batch_order,

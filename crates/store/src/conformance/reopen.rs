@@ -21,12 +21,21 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
         })
         .await
         .unwrap();
+    let admin = AdminKeyRecord {
+        id: "k1".into(),
+        name: "ops".into(),
+        hash: "hk1".into(),
+        created_ms: 3,
+        revoked_ms: None,
+    };
+    assert!(store.create_admin_key(&admin).await.unwrap());
     h.close(store).await;
 
     let store = h.open(&loc).await;
     verify_acked(&store, "a", "b", &acked).await;
     assert_eq!(store.load_cursor(&user("b"), &d).await.unwrap(), 12);
     assert!(store.find_token("tok").await.unwrap().is_some());
+    assert_eq!(store.admin_keys().await.unwrap(), vec![admin]);
     // Read marks, flags and amendments too.
     let out = store
         .commit(vec![

@@ -28,9 +28,9 @@ use tern_core::{
     groups::Member,
     social::{FriendRecord, FriendRequestRecord, Profile, SocialStore, StrangerPolicy},
     store::{
-        AccountStore, AppendOutcome, CommitStore, ConversationStore, ConversationSummary,
-        Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore, InboxPage, InboxStore,
-        SummaryQuery, TokenRecord, Write,
+        AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
+        ConversationSummary, Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore,
+        InboxPage, InboxStore, SummaryQuery, TokenRecord, Write,
     },
 };
 
@@ -502,6 +502,73 @@ impl InboxStore for SqliteStore {
                 })
                 .map(|c| c.unwrap_or(0) as u64)
                 .map_err(store_err)
+        })
+        .await
+    }
+}
+
+/// An `admin_keys` row.
+fn admin_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminKeyRecord> {
+    Ok(AdminKeyRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        hash: r.get(2)?,
+        created_ms: r.get(3)?,
+        revoked_ms: r.get(4)?,
+    })
+}
+
+#[async_trait]
+impl AdminKeyStore for SqliteStore {
+    async fn create_admin_key(&self, key: &AdminKeyRecord) -> Result<bool, StoreError> {
+        let k = key.clone();
+        self.write(move |b| {
+            let n = b
+                .conn
+                .prepare_cached(
+                    "INSERT INTO admin_keys (id, name, hash, created_ms, revoked_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![k.id, k.name, k.hash, k.created_ms, k.revoked_ms])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn admin_keys(&self) -> Result<Vec<AdminKeyRecord>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, hash, created_ms, revoked_ms FROM admin_keys
+                 ORDER BY created_ms, id",
+            )
+            .and_then(|mut s| s.query_map([], admin_key_row)?.collect())
+            .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn admin_key_by_hash(&self, hash: &str) -> Result<Option<AdminKeyRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, hash, created_ms, revoked_ms FROM admin_keys WHERE hash = ?1",
+            )
+            .and_then(|mut s| s.query_row([hash.as_str()], admin_key_row).optional())
+            .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn revoke_admin_key(&self, id: &str, at_ms: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |b| {
+            let n = b
+                .conn
+                .prepare_cached(
+                    "UPDATE admin_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                )?
+                .execute(params![id, at_ms])?;
+            Ok(n == 1)
         })
         .await
     }

@@ -178,6 +178,16 @@ const MAIN: &[&str] = &[
         PRIMARY KEY (user_id, blocked_id)
     ) WITHOUT ROWID;
     "#,
+    // 6: admin API keys (only their hashes).
+    r#"
+    CREATE TABLE admin_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
