@@ -15,6 +15,7 @@ const ORDER: &[&str] = &[
     "tern-api",
     "tern-cluster",
     "tern-gateway",
+    "tern-http",
     "tern-server",
     "tern-client",
     "tern-cli",

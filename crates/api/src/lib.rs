@@ -10,6 +10,7 @@
 //! `Handle` impl in `handlers/`; no front door writes an arm per type.
 #![forbid(unsafe_code)]
 
+pub mod errors;
 mod handlers;
 pub mod wire;
 

@@ -79,6 +79,7 @@ struct Stores {
     groups: Arc<dyn GroupStore>,
     conversations: Arc<dyn ConversationStore>,
     social: Arc<dyn SocialStore>,
+    admin_keys: Arc<dyn tern_core::store::AdminKeyStore>,
 }
 
 impl Stores {
@@ -91,6 +92,7 @@ impl Stores {
             + GroupStore
             + ConversationStore
             + SocialStore
+            + tern_core::store::AdminKeyStore
             + Clone,
     {
         let shared = Arc::new(store.clone());
@@ -101,7 +103,8 @@ impl Stores {
             accounts: shared.clone(),
             groups: shared.clone(),
             conversations: shared.clone(),
-            social: shared,
+            social: shared.clone(),
+            admin_keys: shared,
         }
     }
 }
@@ -297,7 +300,7 @@ impl Server {
             presence,
             bus,
         };
-        let gateway = Gateway::new(services, registry, clock, gateway_config);
+        let gateway = Gateway::new(services, registry, clock.clone(), gateway_config);
 
         let mut tasks = Vec::new();
         let frame_tls = tls.as_ref().map(|c| c.acceptor(&[])).transpose()?;
@@ -309,7 +312,10 @@ impl Server {
             backend: backend.clone(),
             cluster: cluster.clone(),
             this_node,
-        });
+        })
+        .merge(tern_http::router(tern_http::HttpApi {
+            admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
+        }));
         let stop = http_stop.clone();
         let service = router.into_make_service_with_connect_info::<Peer>();
         let served = match &tls {

@@ -1,0 +1,98 @@
+//! The HTTP API's one error shape: `{"code", "name", "message"}` with the binary protocol's
+//! stable codes, under a real HTTP status.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tern_core::ServiceError;
+use tern_proto::{ErrorCode, pb};
+use utoipa::ToSchema;
+
+/// What every failed request answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The stable numeric code (the same as the binary protocol's).
+    pub code: u32,
+    /// The code's name, such as `AUTH_FAILED`.
+    pub name: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// A failed request: a protocol error and the HTTP status it is sent with.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    error: pb::Error,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: code.to_error(message.into()),
+        }
+    }
+
+    /// The HTTP status for the error's code.
+    pub fn status(&self) -> StatusCode {
+        match ErrorCode::from_u32(self.error.code) {
+            Some(ErrorCode::AuthFailed | ErrorCode::TokenInvalid) => StatusCode::UNAUTHORIZED,
+            Some(ErrorCode::PermissionDenied) => StatusCode::FORBIDDEN,
+            Some(
+                ErrorCode::UnknownUser
+                | ErrorCode::NotAParticipant
+                | ErrorCode::MessageNotFound
+                | ErrorCode::RequestNotFound,
+            ) => StatusCode::NOT_FOUND,
+            Some(ErrorCode::UserExists | ErrorCode::ClientMsgIdReused) => StatusCode::CONFLICT,
+            Some(ErrorCode::ContentTooLarge | ErrorCode::FrameTooLarge) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Some(ErrorCode::ContentRejected | ErrorCode::NotAccepted) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Some(ErrorCode::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
+            Some(ErrorCode::Unavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Some(ErrorCode::Internal) | None => StatusCode::INTERNAL_SERVER_ERROR,
+            Some(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        Self {
+            error: tern_api::errors::to_wire(&e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = ErrorCode::from_u32(self.error.code);
+        let body = ErrorBody {
+            code: self.error.code,
+            name: code.map_or("UNKNOWN", ErrorCode::name).to_owned(),
+            message: self.error.message,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if self.error.retry_after_ms > 0 {
+            let secs = self.error.retry_after_ms.div_ceil(1000).max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,259 @@
+//! The HTTP API for an app's own backend: JSON under `/v1`, authenticated with admin API keys
+//! (`Authorization: Bearer KEY`), every failure in one shape with the binary protocol's codes,
+//! and an OpenAPI 3.1 document generated from the handlers at `/v1/openapi.json`.
+//!
+//! It is a front door like the binary protocol: it maps JSON to domain calls on the same
+//! services and says nothing of its own about the rules.
+
+pub mod error;
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, FromRequestParts, Path, Request, State, rejection::JsonRejection},
+    http::{StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tern_core::{admin::AdminKeys, store::AdminKeyRecord};
+use tern_proto::ErrorCode;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub use error::{ApiError, ErrorBody};
+
+/// The largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What the handlers need.
+#[derive(Debug, Clone)]
+pub struct HttpApi {
+    /// The admin keys requests authenticate with.
+    pub admin_keys: AdminKeys,
+}
+
+/// The document's header; the paths come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tern HTTP API",
+        description = "Drive Tern from an app's own backend. Every request carries an admin key as `Authorization: Bearer KEY`; every failure answers `{\"code\", \"name\", \"message\"}` with the binary protocol's stable codes."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct Document;
+
+/// Declares the bearer scheme the paths refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's routes and its OpenAPI document.
+fn parts(api: HttpApi) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(Document::openapi())
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .split_for_parts();
+    let router = router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api);
+    (router, doc)
+}
+
+/// The API as a router to merge into the HTTP listener's, `/v1/openapi.json` included.
+pub fn router(api: HttpApi) -> Router {
+    let (router, doc) = parts(api);
+    let doc = std::sync::Arc::new(doc);
+    router.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { Json((*doc).clone()) }
+        }),
+    )
+}
+
+/// The OpenAPI document alone (for tools that want it without a server).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = OpenApiRouter::<HttpApi>::with_openapi(Document::openapi())
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .split_for_parts();
+    doc
+}
+
+/// A request authenticated with a live admin key.
+#[derive(Debug, Clone)]
+pub struct Admin(pub AdminKeyRecord);
+
+impl FromRequestParts<HttpApi> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &HttpApi) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::AuthFailed,
+                    "an admin key is required: Authorization: Bearer KEY",
+                )
+            })?;
+        api.admin_keys
+            .verify(key)
+            .await
+            .map(Admin)
+            .map_err(|_| ApiError::new(ErrorCode::AuthFailed, "the key is unknown or revoked"))
+    }
+}
+
+/// A JSON body; a body that does not parse is refused in the API's error shape.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(
+                ErrorCode::FrameTooLarge,
+                format!("the body cannot be read: {e}"),
+            )),
+            Err(e) => Err(ApiError::new(ErrorCode::InvalidArgument, e.body_text())),
+        }
+    }
+}
+
+/// An admin key as lists show it: never the key itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeyInfo {
+    /// The key's public id.
+    pub id: String,
+    /// What it was called.
+    pub name: String,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// When it was revoked (Unix ms), if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+impl From<AdminKeyRecord> for KeyInfo {
+    fn from(k: AdminKeyRecord) -> Self {
+        KeyInfo {
+            id: k.id,
+            name: k.name,
+            created_ms: k.created_ms,
+            revoked_ms: k.revoked_ms,
+        }
+    }
+}
+
+/// Every admin key.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Oldest first, revoked ones included.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// A key to make.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct NewKey {
+    /// What to call it: 1 to 64 printable characters.
+    pub name: String,
+}
+
+/// A key just made: the only time the key itself is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key's public id.
+    pub id: String,
+    /// What it is called.
+    pub name: String,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// The key: send it as `Authorization: Bearer KEY`. It cannot be shown again.
+    pub key: String,
+}
+
+/// Lists the admin keys.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/keys",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Every key, oldest first", body = KeyList),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+    )
+)]
+async fn list_keys(_: Admin, State(api): State<HttpApi>) -> Result<Json<KeyList>, ApiError> {
+    let keys = api.admin_keys.list().await?;
+    Ok(Json(KeyList {
+        keys: keys.into_iter().map(KeyInfo::from).collect(),
+    }))
+}
+
+/// Makes an admin key and shows it once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The key, shown this once", body = CreatedKey),
+        (status = 400, description = "The name is blank or too long", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+    )
+)]
+async fn create_key(
+    _: Admin,
+    State(api): State<HttpApi>,
+    ApiJson(new): ApiJson<NewKey>,
+) -> Result<Response, ApiError> {
+    let (record, key) = api.admin_keys.create(&new.name).await?;
+    let body = CreatedKey {
+        id: record.id,
+        name: record.name,
+        created_ms: record.created_ms,
+        key,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Revokes an admin key: it authenticates nothing from then on (the key revoking may be
+/// itself).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/keys/{id}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The key's public id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "No live key has this id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+    )
+)]
+async fn revoke_key(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    api.admin_keys.revoke(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

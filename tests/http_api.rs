@@ -1,0 +1,148 @@
+//! The HTTP API end to end: a real server, a real HTTP client over TCP, admin keys made where
+//! the store is; every refusal in the one error shape with its status and stable code.
+
+use std::net::SocketAddr;
+
+use tern_testkit::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 request; the status, the raw head and the body.
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: tern\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // A body the server refuses early may not be read whole: the answer matters, not the write.
+    let _ = s.write_all(body.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), rest.to_owned())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
+}
+
+/// The first key, made where the store is (the embedded store wants the server stopped).
+async fn first_key(server: &mut TestServer) -> String {
+    server.stop().await;
+    let (keys, store) = tern_server::open_admin_keys(server.config()).await.unwrap();
+    let (_, key) = keys.create("first").await.unwrap();
+    store.close().await;
+    server.restart().await;
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_keys_through_the_api_with_every_refusal_in_one_shape() {
+    let mut server = TestServer::start().await;
+    let key = first_key(&mut server).await;
+    let http = server.config().http_addr;
+
+    // No key, a wrong key, a user's login token: 401 with AUTH_FAILED.
+    server.register(&["alice"]).await;
+    let mut raw = server.raw().await;
+    let token = raw.login("alice", "phone").await.token;
+    for k in [None, Some("tern_00000000_wrong"), Some(token.as_str())] {
+        let (status, head, body) = call(http, "GET", "/v1/admin/keys", k, None).await;
+        assert_eq!(status, 401, "{k:?}: {body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{head}"
+        );
+        let e = json(&body);
+        assert_eq!(
+            (e["code"].as_u64(), e["name"].as_str()),
+            (Some(2001), Some("AUTH_FAILED"))
+        );
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    let (status, _, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
+    assert_eq!(status, 200, "{body}");
+    let list = json(&body);
+    assert_eq!(list["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(list["keys"][0]["name"], "first");
+    assert!(!body.contains(&key), "a list never shows a key");
+
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/admin/keys",
+        Some(&key),
+        Some(r#"{"name":"second"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let made = json(&body);
+    let second = made["key"].as_str().unwrap().to_owned();
+    let second_id = made["id"].as_str().unwrap().to_owned();
+    let (status, _, _) = call(http, "GET", "/v1/admin/keys", Some(&second), None).await;
+    assert_eq!(status, 200, "the new key works at once");
+
+    for bad in [r#"{"name":"   "}"#, r#"{"name":"#, r#"{"nom":"x"}"#] {
+        let (status, _, body) = call(http, "POST", "/v1/admin/keys", Some(&key), Some(bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(json(&body)["name"], "INVALID_ARGUMENT");
+    }
+    let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(300 * 1024));
+    let (status, _, _) = call(http, "POST", "/v1/admin/keys", Some(&key), Some(&huge)).await;
+    assert_eq!(status, 413, "a body over the limit");
+
+    let path = format!("/v1/admin/keys/{second_id}");
+    let (status, _, body) = call(http, "DELETE", &path, Some(&key), None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = call(http, "GET", "/v1/admin/keys", Some(&second), None).await;
+    assert_eq!(status, 401, "a revoked key authenticates nothing");
+    let (status, _, body) = call(http, "DELETE", &path, Some(&key), None).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, _, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
+    let list = json(&body);
+    assert!(list["keys"][1]["revoked_ms"].as_i64().is_some(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_api() {
+    let server = TestServer::start().await;
+    let (status, _, body) = call(
+        server.config().http_addr,
+        "GET",
+        "/v1/openapi.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let doc = json(&body);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in ["/v1/admin/keys", "/v1/admin/keys/{id}"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing: {body}");
+    }
+    assert!(doc["paths"]["/v1/admin/keys"]["post"]["requestBody"].is_object());
+    assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
