@@ -139,10 +139,124 @@ async fn the_openapi_document_describes_the_api() {
     assert_eq!(status, 200);
     let doc = json(&body);
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in ["/v1/admin/keys", "/v1/admin/keys/{id}"] {
+    for path in [
+        "/v1/admin/keys",
+        "/v1/admin/keys/{id}",
+        "/v1/users",
+        "/v1/users/{user_id}/tokens",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing: {body}");
     }
     assert!(doc["paths"]["/v1/admin/keys"]["post"]["requestBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+/// The app-server login flow: the backend makes users (some without a password) and hands
+/// their devices tokens; a device logs in with its token over the binary protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_makes_users_and_hands_their_devices_tokens() {
+    let mut server = TestServer::start().await;
+    let key = first_key(&mut server).await;
+    let http = server.config().http_addr;
+
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users",
+        Some(&key),
+        Some(r#"{"user_id":"carol"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(json(&body)["user_id"], "carol");
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users",
+        Some(&key),
+        Some(r#"{"user_id":"carol"}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(json(&body)["name"], "USER_EXISTS");
+
+    let batch = r#"{"users":[{"user_id":"dave","password":"dave-secret-1"},{"user_id":"bad id"},{"user_id":"erin","password":"short"}]}"#;
+    let (status, _, body) = call(http, "POST", "/v1/users", Some(&key), Some(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    let outcomes = json(&body);
+    let users = outcomes["users"].as_array().unwrap();
+    assert_eq!(users[0]["created"], true);
+    assert_eq!(users[1]["error"]["name"], "INVALID_USER_ID");
+    assert_eq!(users[2]["error"]["name"], "INVALID_PASSWORD");
+
+    // Dave, made with a password, logs in with it.
+    let mut raw = server.raw().await;
+    let login = raw
+        .call(tern_proto::pb::LoginRequest {
+            user_id: "dave".into(),
+            credential: Some(tern_proto::pb::login_request::Credential::Password(
+                "dave-secret-1".into(),
+            )),
+            device_id: "phone".into(),
+            platform: tern_proto::pb::Platform::Ios as i32,
+        })
+        .await;
+    assert!(!login.token.is_empty());
+
+    // Carol has no password: only a token her backend asks for lets her in.
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users/carol/tokens",
+        Some(&key),
+        Some(r#"{"device_id":"web-1","platform":"web"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let issued = json(&body);
+    let token = issued["token"].as_str().unwrap().to_owned();
+    assert!(issued["expires_at_ms"].as_i64().unwrap() > 0);
+    let mut device = server.raw().await;
+    let login = device
+        .call(tern_proto::pb::LoginRequest {
+            user_id: "carol".into(),
+            credential: Some(tern_proto::pb::login_request::Credential::Token(token)),
+            device_id: "web-1".into(),
+            platform: tern_proto::pb::Platform::Web as i32,
+        })
+        .await;
+    assert!(!login.token.is_empty(), "logged in with the issued token");
+    let mut guess = server.raw().await;
+    let refused = guess
+        .call_err(tern_proto::pb::LoginRequest {
+            user_id: "carol".into(),
+            credential: Some(tern_proto::pb::login_request::Credential::Password(
+                "!no-password".into(),
+            )),
+            device_id: "x".into(),
+            platform: 0,
+        })
+        .await;
+    assert_eq!(refused.code, tern_proto::ErrorCode::AuthFailed as u32);
+
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users/nobody/tokens",
+        Some(&key),
+        Some(r#"{"device_id":"d"}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json(&body)["name"], "UNKNOWN_USER");
+    let (status, _, _) = call(
+        http,
+        "POST",
+        "/v1/users/carol/tokens",
+        None,
+        Some(r#"{"device_id":"d"}"#),
+    )
+    .await;
+    assert_eq!(status, 401);
 }

@@ -20,6 +20,10 @@ use crate::{
 /// Password length bounds, in bytes.
 pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=256;
 
+/// What an account made without a password stores in place of a hash: no password verifies
+/// against it, so such a user logs in only with tokens its app's backend hands out.
+const NO_PASSWORD: &str = "!no-password";
+
 /// Settings of the account service.
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
@@ -184,7 +188,11 @@ impl AccountService {
                     Verdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
                     Verdict::Proceed(_) => {}
                 }
-                let stored = self.store.password_hash(&user).await?;
+                let stored = self
+                    .store
+                    .password_hash(&user)
+                    .await?
+                    .filter(|h| h != NO_PASSWORD);
                 let known = stored.is_some();
                 let hash = stored.unwrap_or_else(|| self.decoy_hash.to_string());
                 let ok = self.verify_password(password, hash).await?;
@@ -237,6 +245,73 @@ impl AccountService {
                 })
             }
         }
+    }
+
+    /// Makes an account for an app's backend (no throttle: the caller is trusted), with a
+    /// password or without one (the user then logs in only with tokens from
+    /// [`AccountService::issue_token`]).
+    pub async fn create_user(
+        &self,
+        user: &str,
+        password: Option<&str>,
+    ) -> Result<UserId, ServiceError> {
+        let user = UserId::parse(user)?;
+        let hash = match password {
+            Some(p) if !PASSWORD_LEN.contains(&p.len()) => {
+                return Err(ServiceError::InvalidPassword);
+            }
+            Some(p) => {
+                if self.store.password_hash(&user).await?.is_some() {
+                    return Err(ServiceError::UserExists);
+                }
+                self.hash_password(p.to_owned()).await?
+            }
+            None => NO_PASSWORD.to_owned(),
+        };
+        if self
+            .store
+            .create_user(&user, &hash, self.clock.now_ms())
+            .await?
+        {
+            Ok(user)
+        } else {
+            Err(ServiceError::UserExists)
+        }
+    }
+
+    /// Issues a token for `user`'s `device` without a password (an app's backend vouches for
+    /// the user): the device logs in with it as after a password login. The device's previous
+    /// token stops working.
+    pub async fn issue_token(
+        &self,
+        user: &str,
+        device: &str,
+        platform: Platform,
+    ) -> Result<Login, ServiceError> {
+        let user = UserId::parse(user)?;
+        let device = DeviceId::parse(device)?;
+        if self.store.password_hash(&user).await?.is_none() {
+            return Err(ServiceError::UnknownUser(user));
+        }
+        let token = new_token();
+        let now = self.clock.now_ms();
+        let record = TokenRecord {
+            hash: token_hash(&token),
+            user: user.clone(),
+            device: device.clone(),
+            platform,
+            issued_ms: now,
+            expires_ms: now + self.config.token_ttl.as_millis() as i64,
+        };
+        self.store.put_token(&record).await?;
+        Ok(Login {
+            user,
+            device,
+            platform,
+            token,
+            token_hash: record.hash,
+            expires_ms: record.expires_ms,
+        })
     }
 
     /// Revokes the token with this hash.

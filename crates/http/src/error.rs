@@ -64,6 +64,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as the API shows it.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.error.code,
+            name: ErrorCode::from_u32(self.error.code)
+                .map_or("UNKNOWN", ErrorCode::name)
+                .to_owned(),
+            message: self.error.message.clone(),
+        }
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         Self {
@@ -75,12 +88,7 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let code = ErrorCode::from_u32(self.error.code);
-        let body = ErrorBody {
-            code: self.error.code,
-            name: code.map_or("UNKNOWN", ErrorCode::name).to_owned(),
-            message: self.error.message,
-        };
+        let body = self.body();
         let mut response = (status, Json(body)).into_response();
         if self.error.retry_after_ms > 0 {
             let secs = self.error.retry_after_ms.div_ceil(1000).max(1);

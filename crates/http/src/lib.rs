@@ -6,6 +6,7 @@
 //! services and says nothing of its own about the rules.
 
 pub mod error;
+mod users;
 
 use axum::{
     Json, Router,
@@ -14,7 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tern_core::{admin::AdminKeys, store::AdminKeyRecord};
+use tern_core::{accounts::AccountService, admin::AdminKeys, store::AdminKeyRecord};
 use tern_proto::ErrorCode;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -29,6 +30,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct HttpApi {
     /// The admin keys requests authenticate with.
     pub admin_keys: AdminKeys,
+    /// Accounts and tokens.
+    pub accounts: AccountService,
 }
 
 /// The document's header; the paths come from the handlers.
@@ -62,6 +65,8 @@ fn parts(api: HttpApi) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(Document::openapi())
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
+        .routes(routes!(users::create_users))
+        .routes(routes!(users::issue_token))
         .split_for_parts();
     let router = router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -84,9 +89,15 @@ pub fn router(api: HttpApi) -> Router {
 
 /// The OpenAPI document alone (for tools that want it without a server).
 pub fn openapi() -> utoipa::openapi::OpenApi {
+    parts_doc()
+}
+
+fn parts_doc() -> utoipa::openapi::OpenApi {
     let (_, doc) = OpenApiRouter::<HttpApi>::with_openapi(Document::openapi())
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
+        .routes(routes!(users::create_users))
+        .routes(routes!(users::issue_token))
         .split_for_parts();
     doc
 }

@@ -271,6 +271,7 @@ impl Server {
         );
         let accounts =
             AccountService::new(store.accounts.clone(), clock.clone(), config.accounts())?;
+        let accounts_http = accounts.clone();
         let groups = GroupService::new(messages.clone(), store.groups.clone());
         let conversations = ConversationService::new(
             messages.clone(),
@@ -315,6 +316,7 @@ impl Server {
         })
         .merge(tern_http::router(tern_http::HttpApi {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
+            accounts: accounts_http,
         }));
         let stop = http_stop.clone();
         let service = router.into_make_service_with_connect_info::<Peer>();
