@@ -144,6 +144,7 @@ async fn the_openapi_document_describes_the_api() {
         "/v1/admin/keys/{id}",
         "/v1/users",
         "/v1/users/{user_id}/tokens",
+        "/v1/messages",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing: {body}");
     }
@@ -259,4 +260,76 @@ async fn a_backend_makes_users_and_hands_their_devices_tokens() {
     )
     .await;
     assert_eq!(status, 401);
+}
+
+/// A backend sends as one of its users: stored, acked and delivered like a send from a device,
+/// a retry stores nothing, and the same rules (the content filter among them) apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_sends_as_a_user_and_a_retry_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = dir.path().join("words.txt");
+    std::fs::write(&words, "spam\n").unwrap();
+    let mut server = TestServer::start_with(|c| c.filter_words_file = Some(words)).await;
+    let key = first_key(&mut server).await;
+    server.register(&["alice", "bob"]).await;
+    let mut bob = server.client_on(0, "bob", "phone", |_| {}).await;
+    let http = server.config().http_addr;
+    let send = |cmid: &str, to: &str, text: &str| {
+        format!(
+            r#"{{"sender":"alice","to_user":"{to}","client_msg_id":"{cmid}","content":{{"text":{{"text":"{text}"}}}}}}"#
+        )
+    };
+
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/messages",
+        Some(&key),
+        Some(&send("order-1", "bob", "your order shipped")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let sent = json(&body);
+    assert_eq!(sent["conversation_id"], "p:alice:bob");
+    assert_eq!(sent["duplicate"], false);
+    let got = bob.messages(1).await;
+    assert_eq!(Some(got[0].1.message_id), sent["message_id"].as_u64());
+    assert_eq!(tern_testkit::text_of(&got[0].1), "your order shipped");
+
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/messages",
+        Some(&key),
+        Some(&send("order-1", "bob", "your order shipped")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let again = json(&body);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["message_id"], sent["message_id"]);
+    bob.expect_no_message(std::time::Duration::from_millis(200))
+        .await;
+
+    let refusals = [
+        (send("order-1", "bob", "something else"), 409, "CLIENT_MSG_ID_REUSED"),
+        (send("x-1", "nobody", "hi"), 404, "UNKNOWN_USER"),
+        (send("x-2", "bob", "buy SPAM"), 422, "CONTENT_REJECTED"),
+        (send("x-3", "bob", ""), 400, "INVALID_CONTENT"),
+        (
+            r#"{"sender":"alice","to_user":"bob","group_id":1,"client_msg_id":"x-4","content":{"text":{"text":"hi"}}}"#.to_owned(),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            r#"{"sender":"alice","client_msg_id":"x-5","content":{"text":{"text":"hi"}}}"#.to_owned(),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+    ];
+    for (body, want, name) in refusals {
+        let (status, _, answer) = call(http, "POST", "/v1/messages", Some(&key), Some(&body)).await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert_eq!(json(&answer)["name"], name, "{body}");
+    }
 }

@@ -6,6 +6,7 @@
 //! services and says nothing of its own about the rules.
 
 pub mod error;
+mod messages;
 mod users;
 
 use axum::{
@@ -15,7 +16,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tern_core::{accounts::AccountService, admin::AdminKeys, store::AdminKeyRecord};
+use tern_core::{admin::AdminKeys, store::AdminKeyRecord};
 use tern_proto::ErrorCode;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -30,8 +31,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct HttpApi {
     /// The admin keys requests authenticate with.
     pub admin_keys: AdminKeys,
-    /// Accounts and tokens.
-    pub accounts: AccountService,
+    /// The handlers and services the binary protocol uses too.
+    pub api: tern_api::Api,
 }
 
 /// The document's header; the paths come from the handlers.
@@ -67,6 +68,7 @@ fn parts(api: HttpApi) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(revoke_key))
         .routes(routes!(users::create_users))
         .routes(routes!(users::issue_token))
+        .routes(routes!(messages::send))
         .split_for_parts();
     let router = router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -98,6 +100,7 @@ fn parts_doc() -> utoipa::openapi::OpenApi {
         .routes(routes!(revoke_key))
         .routes(routes!(users::create_users))
         .routes(routes!(users::issue_token))
+        .routes(routes!(messages::send))
         .split_for_parts();
     doc
 }

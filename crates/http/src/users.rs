@@ -90,6 +90,8 @@ pub(crate) async fn create_users(
     match new {
         NewUsers::One(u) => {
             let user = api
+                .api
+                .services()
                 .accounts
                 .create_user(&u.user_id, u.password.as_deref())
                 .await?;
@@ -111,6 +113,8 @@ pub(crate) async fn create_users(
             let mut out = Vec::with_capacity(users.len());
             for u in users {
                 let result = api
+                    .api
+                    .services()
                     .accounts
                     .create_user(&u.user_id, u.password.as_deref())
                     .await;
@@ -180,6 +184,8 @@ pub(crate) async fn issue_token(
 ) -> Result<Response, ApiError> {
     let platform = Platform::from_name(new.platform.as_deref().unwrap_or(""));
     let login = api
+        .api
+        .services()
         .accounts
         .issue_token(&user_id, &new.device_id, platform)
         .await?;

@@ -271,7 +271,6 @@ impl Server {
         );
         let accounts =
             AccountService::new(store.accounts.clone(), clock.clone(), config.accounts())?;
-        let accounts_http = accounts.clone();
         let groups = GroupService::new(messages.clone(), store.groups.clone());
         let conversations = ConversationService::new(
             messages.clone(),
@@ -295,6 +294,8 @@ impl Server {
             conversations,
             presence: presence.clone(),
         });
+        // The HTTP API is another front door over the same handlers.
+        let http_api = api.clone();
         let services = Services {
             api,
             observers,
@@ -316,7 +317,7 @@ impl Server {
         })
         .merge(tern_http::router(tern_http::HttpApi {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
-            accounts: accounts_http,
+            api: http_api,
         }));
         let stop = http_stop.clone();
         let service = router.into_make_service_with_connect_info::<Peer>();
