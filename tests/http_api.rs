@@ -333,3 +333,52 @@ async fn a_backend_sends_as_a_user_and_a_retry_stores_nothing() {
         assert_eq!(json(&answer)["name"], name, "{body}");
     }
 }
+
+/// Each key is held to its own rate: past it, 429 with `Retry-After`; another key is not held
+/// back; after the wait the key works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_is_held_to_its_own_rate() {
+    let mut server = TestServer::start_with(|c| c.api_requests_per_second = 2).await;
+    let key = first_key(&mut server).await;
+    let http = server.config().http_addr;
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/admin/keys",
+        Some(&key),
+        Some(r#"{"name":"other"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let other = json(&body)["key"].as_str().unwrap().to_owned();
+
+    let mut limited = None;
+    for _ in 0..5 {
+        let (status, head, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
+        if status == 429 {
+            limited = Some((head, body));
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    let (head, body) = limited.expect("the key was held to its rate");
+    assert_eq!(json(&body)["name"], "RATE_LIMITED");
+    let retry_after: u64 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after: ")
+                .map(str::to_owned)
+        })
+        .expect("a Retry-After header")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (status, _, _) = call(http, "GET", "/v1/admin/keys", Some(&other), None).await;
+    assert_eq!(status, 200, "another key has its own allowance");
+
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    let (status, _, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
+    assert_eq!(status, 200, "after the wait: {body}");
+}

@@ -26,11 +26,22 @@ pub use error::{ApiError, ErrorBody};
 /// The largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// Requests each admin key may make: a sustained rate and a burst.
+pub type KeyLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// A limiter of `per_second` requests per key (bursts of as many), or none for 0.
+pub fn key_limiter(per_second: u32) -> Option<std::sync::Arc<KeyLimiter>> {
+    std::num::NonZeroU32::new(per_second)
+        .map(|n| std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(n))))
+}
+
 /// What the handlers need.
 #[derive(Debug, Clone)]
 pub struct HttpApi {
     /// The admin keys requests authenticate with.
     pub admin_keys: AdminKeys,
+    /// Requests per key (none: unlimited).
+    pub limiter: Option<std::sync::Arc<KeyLimiter>>,
     /// The handlers and services the binary protocol uses too.
     pub api: tern_api::Api,
 }
@@ -125,11 +136,23 @@ impl FromRequestParts<HttpApi> for Admin {
                     "an admin key is required: Authorization: Bearer KEY",
                 )
             })?;
-        api.admin_keys
-            .verify(key)
-            .await
-            .map(Admin)
-            .map_err(|_| ApiError::new(ErrorCode::AuthFailed, "the key is unknown or revoked"))
+        let admin =
+            api.admin_keys.verify(key).await.map_err(|_| {
+                ApiError::new(ErrorCode::AuthFailed, "the key is unknown or revoked")
+            })?;
+        if let Some(limiter) = &api.limiter
+            && let Err(not_until) = limiter.check_key(&admin.id)
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            return Err(tern_core::ServiceError::RateLimited {
+                what: "requests with this key",
+                retry_after: wait.max(std::time::Duration::from_millis(1)),
+            }
+            .into());
+        }
+        Ok(Admin(admin))
     }
 }
 

@@ -86,6 +86,9 @@ pub struct Config {
     /// `reject` (the send or edit fails with `CONTENT_REJECTED`) or `mask` (each character of
     /// a match becomes `*`).
     pub filter_action: String,
+    /// Requests per second each admin key may make on the HTTP API (bursts of as many); beyond
+    /// it requests are refused with 429 and `Retry-After` (0: no limit).
+    pub api_requests_per_second: u32,
     /// Requests one connection may have in progress.
     pub max_inflight_per_connection: usize,
     /// Pushes queued per connection before it must catch up by sync.
@@ -158,6 +161,7 @@ impl Default for Config {
             max_content_bytes: messages.max_content_bytes,
             filter_words_file: None,
             filter_action: "reject".into(),
+            api_requests_per_second: 100,
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
             store: None,

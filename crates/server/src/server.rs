@@ -317,6 +317,7 @@ impl Server {
         })
         .merge(tern_http::router(tern_http::HttpApi {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
+            limiter: tern_http::key_limiter(config.api_requests_per_second),
             api: http_api,
         }));
         let stop = http_stop.clone();
