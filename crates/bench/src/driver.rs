@@ -152,13 +152,13 @@ impl Sender {
                             match pending.await {
                                 Ok(_) => true,
                                 Err(e) => {
-                                    if !e.is_retryable()
-                                        || matches!(
-                                            e,
-                                            tern_client::ClientError::Disconnected(_)
-                                                | tern_client::ClientError::Closed
-                                        )
-                                    {
+                                    // Only a lost connection moves the sender; a refusal
+                                    // is the server's answer, from a node that is up.
+                                    if matches!(
+                                        e,
+                                        tern_client::ClientError::Disconnected(_)
+                                            | tern_client::ClientError::Closed
+                                    ) {
                                         sender.fail_over();
                                     }
                                     false

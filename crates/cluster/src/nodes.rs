@@ -53,6 +53,26 @@ pub(crate) fn connections_key(node: u32) -> String {
     format!("tern:conns:{node}")
 }
 
+/// Sets node `node`'s entry to `value` for `ttl`, only if it is absent (`NX`) or present
+/// (`XX`); whether it was set.
+async fn set_entry(
+    conn: &mut redis::aio::ConnectionManager,
+    node: u32,
+    value: &str,
+    ttl: Duration,
+    condition: &str,
+) -> redis::RedisResult<bool> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key(node))
+        .arg(value)
+        .arg(condition)
+        .arg("PX")
+        .arg(ttl.as_millis() as u64)
+        .query_async(conn)
+        .await?;
+    Ok(set.is_some())
+}
+
 /// Registers `info` (waiting up to `ttl` for a previous incarnation's key to expire, as after a
 /// crash and a quick restart with a configured id).
 pub(crate) async fn join(
@@ -63,15 +83,7 @@ pub(crate) async fn join(
     let value = serde_json::to_string(info).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + ttl + Duration::from_millis(500);
     loop {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(key(info.node_id))
-            .arg(&value)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(conn)
-            .await?;
-        if set.is_some() {
+        if set_entry(conn, info.node_id, &value, ttl, "NX").await? {
             return Ok(());
         }
         let other: Option<String> = conn.get(key(info.node_id)).await?;
@@ -104,30 +116,15 @@ pub(crate) async fn renew(
     ttl: Duration,
 ) -> redis::RedisResult<()> {
     let value = serde_json::to_string(info).unwrap_or_default();
-    let renewed: Option<String> = redis::cmd("SET")
-        .arg(key(info.node_id))
-        .arg(&value)
-        .arg("XX")
-        .arg("PX")
-        .arg(ttl.as_millis() as u64)
-        .query_async(conn)
-        .await?;
+    let renewed = set_entry(conn, info.node_id, &value, ttl, "XX").await?;
     // The connection registry lives as long as the node entry does.
     let _: () = redis::cmd("PEXPIRE")
         .arg(connections_key(info.node_id))
         .arg(ttl.as_millis() as u64)
         .query_async(conn)
         .await?;
-    if renewed.is_none() {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(key(info.node_id))
-            .arg(&value)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(conn)
-            .await?;
-        if set.is_some() {
+    if !renewed {
+        if set_entry(conn, info.node_id, &value, ttl, "NX").await? {
             tracing::info!(node = info.node_id, "registered again in Redis");
         } else {
             tracing::error!(node = info.node_id, "another node took this node's id");
