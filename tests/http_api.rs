@@ -382,3 +382,60 @@ async fn each_key_is_held_to_its_own_rate() {
     let (status, _, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
     assert_eq!(status, 200, "after the wait: {body}");
 }
+
+/// Every endpoint refuses a caller without a live admin key, before reading its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_a_caller_without_a_key() {
+    let mut server = TestServer::start().await;
+    let key = first_key(&mut server).await;
+    let http = server.config().http_addr;
+    let endpoints = [
+        ("GET", "/v1/admin/keys", None),
+        ("POST", "/v1/admin/keys", Some(r#"{"name":"x"}"#)),
+        ("DELETE", "/v1/admin/keys/whatever", None),
+        ("POST", "/v1/users", Some(r#"{"user_id":"mallory"}"#)),
+        (
+            "POST",
+            "/v1/users/mallory/tokens",
+            Some(r#"{"device_id":"d"}"#),
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            Some(
+                r#"{"sender":"a","to_user":"b","client_msg_id":"c","content":{"text":{"text":"hi"}}}"#,
+            ),
+        ),
+    ];
+    let revoked = {
+        let (_, _, body) = call(
+            http,
+            "POST",
+            "/v1/admin/keys",
+            Some(&key),
+            Some(r#"{"name":"gone"}"#),
+        )
+        .await;
+        let made = json(&body);
+        let id = made["id"].as_str().unwrap().to_owned();
+        call(
+            http,
+            "DELETE",
+            &format!("/v1/admin/keys/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+        made["key"].as_str().unwrap().to_owned()
+    };
+    for (method, path, body) in endpoints {
+        for caller in [None, Some("not-a-key"), Some(revoked.as_str())] {
+            let (status, _, answer) = call(http, method, path, caller, body).await;
+            assert_eq!(status, 401, "{method} {path} as {caller:?}: {answer}");
+            assert_eq!(json(&answer)["name"], "AUTH_FAILED");
+        }
+    }
+    // Nothing was done on their behalf.
+    let (_, _, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
+    assert_eq!(json(&body)["keys"].as_array().unwrap().len(), 2);
+}
