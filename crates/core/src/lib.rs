@@ -26,6 +26,7 @@ pub mod store;
 pub mod sync;
 pub mod throttle;
 pub mod typing;
+pub mod webhooks;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{Refusal, ServiceError, StoreError};

@@ -34,6 +34,7 @@ use tern_core::{
         Amend, Amendment, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored,
         StoredMessage, Write,
     },
+    webhooks::Hint,
 };
 use tokio_postgres::types::ToSql;
 
@@ -78,13 +79,27 @@ async fn attempt_commit(
     let mut batch = Batch::new(&tx);
     batch.lock_planned(store, &writes).await?;
     let mut outcomes = Vec::with_capacity(writes.len());
+    let mut events = store.routes.collector();
     for write in writes {
-        outcomes.push(batch.apply(store, write).await?);
+        let hint = events.as_ref().map(|_| Hint::of(&write));
+        let outcome = batch.apply(store, write).await?;
+        if let (Some(events), Some(hint)) = (events.as_mut(), hint) {
+            events.add(&hint, &outcome);
+        }
+        outcomes.push(outcome);
     }
     batch.write_heads().await?;
+    // Queued in this transaction: the events are exactly as durable as the writes.
+    let queued = match events {
+        Some(e) => crate::outbox::insert(&tx, &e.into_rows()).await?,
+        None => 0,
+    };
     let groups = std::mem::take(&mut batch.groups);
     drop(batch);
     tx.commit().await.map_err(crate::db_err)?;
+    if queued > 0 {
+        store.routes.notify_queued();
+    }
     // Only now: a batch rolled back must leave no trace in the node's cache.
     store.remember_groups(
         groups

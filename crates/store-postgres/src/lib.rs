@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod commit;
+mod outbox;
 mod reads;
 mod rows;
 mod schema;
@@ -66,6 +67,8 @@ pub struct PgStore {
     pool: Pool,
     wait: Duration,
     groups: Arc<Mutex<GroupCache>>,
+    /// The webhooks whose events commits queue in the outbox.
+    routes: Arc<tern_core::webhooks::Routes>,
 }
 
 /// Members of groups this node committed to, by the group's version when they were read: a
@@ -110,6 +113,7 @@ impl PgStore {
             pool,
             wait: config.wait,
             groups: Arc::default(),
+            routes: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)

@@ -163,6 +163,26 @@ CREATE TABLE admin_keys (
     revoked_ms BIGINT
 );
 "#,
+    // 3: the webhook outbox: one row per event and webhook, inserted by the transaction that
+    // caused the event; deleted once delivered, kept as a dead letter (state 1).
+    r#"
+CREATE TABLE webhook_outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    webhook TEXT COLLATE "C" NOT NULL,
+    event_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    body TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    state SMALLINT NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_ms BIGINT NOT NULL DEFAULT 0,
+    lease_ms BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX webhook_outbox_queue ON webhook_outbox (webhook, key, seq) WHERE state = 0;
+CREATE INDEX webhook_outbox_dead ON webhook_outbox (seq) WHERE state = 1;
+"#,
 ];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).

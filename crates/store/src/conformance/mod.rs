@@ -15,6 +15,7 @@ pub mod groups;
 pub mod messages;
 pub mod people;
 pub mod reopen;
+pub mod webhooks;
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -42,6 +43,7 @@ pub trait Backend:
     + GroupStore
     + ConversationStore
     + SocialStore
+    + tern_core::webhooks::WebhookOutbox
 {
 }
 impl<
@@ -52,7 +54,8 @@ impl<
         + AdminKeyStore
         + GroupStore
         + ConversationStore
-        + SocialStore,
+        + SocialStore
+        + tern_core::webhooks::WebhookOutbox,
 > Backend for T
 {
 }
@@ -97,7 +100,14 @@ macro_rules! conformance_tests {
             conversations::group_admins_recall_and_flags_change_once,
             conversations::unread_counts_stop_at_the_cap,
             people::people_blocks_and_friends_apply_in_commit_order,
+            webhooks::commits_queue_events_and_claims_take_heads_in_order,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn queued_webhook_events_survive_a_reopen() {
+            let h = $harness;
+            $crate::conformance::webhooks::queued_events_survive_a_reopen(&h).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn readers_never_see_a_gap() {

@@ -24,6 +24,7 @@ use tern_core::{
         Amend, Amendment, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored,
         StoredMessage, Write,
     },
+    webhooks::{Hint, OutboxCollector},
 };
 
 use super::{
@@ -35,10 +36,12 @@ use super::{
 pub(crate) fn append_batch(
     batch: &mut Batch<'_>,
     writes: Vec<Write>,
+    mut events: Option<&mut OutboxCollector>,
 ) -> Result<Vec<AppendOutcome>, JobError> {
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
-        outcomes.push(match write {
+        let hint = events.as_ref().map(|_| Hint::of(&write));
+        let outcome = match write {
             Write::Message(m) => append_message(batch, m)?,
             Write::CreateGroup(new) => create_group(batch, new)?,
             Write::ChangeGroup(req) => change_group(batch, req)?,
@@ -46,7 +49,11 @@ pub(crate) fn append_batch(
             Write::Amend(a) => amend(batch, a)?,
             Write::SetFlags(f) => set_flags(batch, f)?,
             Write::Social(w) => super::social::apply(batch, w)?,
-        });
+        };
+        if let (Some(events), Some(hint)) = (events.as_deref_mut(), hint) {
+            events.add(&hint, &outcome);
+        }
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }

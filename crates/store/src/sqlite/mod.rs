@@ -7,6 +7,7 @@ mod checkpoint;
 use tern_core::codes;
 mod groups;
 mod indexer;
+mod outbox;
 mod reader;
 mod rows;
 mod schema;
@@ -138,6 +139,8 @@ struct Inner {
     tail: Arc<Mutex<Tail>>,
     /// Builds the keyed indexes; stopped (after indexing everything) at close.
     indexer: Mutex<Indexer>,
+    /// The webhooks whose events commits queue in the outbox.
+    routes: Arc<tern_core::webhooks::Routes>,
 }
 
 /// The main database file's name inside the data directory: accounts and the append-only
@@ -169,6 +172,7 @@ impl SqliteStore {
             Ok(conn)
         };
         let mut conn = open_rw(&path, schema::File::Main)?;
+        outbox::clear_leases(&conn).map_err(store_err)?;
         // Checkpoints of tern.db run on their own thread (see checkpoint.rs), never in a commit:
         // the writer's commits only report the WAL's size to it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -264,6 +268,7 @@ impl SqliteStore {
                 readers,
                 tail,
                 indexer: Mutex::new(indexer),
+                routes: Arc::default(),
             }),
         })
     }
@@ -419,7 +424,22 @@ fn load_tail(conn: &Connection, watermark: u64) -> Result<Tail, JobError> {
 #[async_trait]
 impl CommitStore for SqliteStore {
     async fn commit(&self, batch: Vec<Write>) -> Result<Vec<AppendOutcome>, StoreError> {
-        self.write(move |b| append::append_batch(b, batch)).await
+        let routes = self.inner.routes.clone();
+        let mut events = routes.collector();
+        let (outcomes, queued) = self
+            .write(move |b| {
+                let outcomes = append::append_batch(b, batch, events.as_mut())?;
+                let queued = match events {
+                    Some(e) => outbox::insert(b.conn, &e.into_rows())?,
+                    None => 0,
+                };
+                Ok((outcomes, queued))
+            })
+            .await?;
+        if queued > 0 {
+            routes.notify_queued();
+        }
+        Ok(outcomes)
     }
 }
 

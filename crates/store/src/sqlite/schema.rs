@@ -188,6 +188,25 @@ const MAIN: &[&str] = &[
         revoked_ms INTEGER
     ) WITHOUT ROWID;
     "#,
+    // 7: the webhook outbox: one row per event and webhook, inserted by the commit that caused
+    // the event; deleted once delivered, kept as a dead letter (state 1) after too many failures.
+    r#"
+    CREATE TABLE webhook_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL DEFAULT 0,
+        lease_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX webhook_outbox_queue ON webhook_outbox (state, webhook, key, seq);
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
