@@ -66,15 +66,41 @@ fn alert_exprs() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_and_the_alerts_name_only_exported_metrics() {
-    let server = TestServer::start_cluster(|_| {}).await;
+    // A webhook nobody listens at: its failed deliveries export the webhook metrics.
+    let server = TestServer::start_cluster(|c| {
+        c.webhooks = vec![tern_server::WebhookSetting {
+            name: "nobody".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "a secret".into(),
+            events: vec!["message.created".into()],
+        }];
+        c.webhook_max_attempts = 1;
+    })
+    .await;
     server.register(&["alice", "bob"]).await;
     // A message through the pipeline, so that its histograms have samples to render.
     let alice = server.client_on(0, "alice", "phone", |_| {}).await;
     let mut bob = server.client_on(0, "bob", "phone", |_| {}).await;
     alice.client.send_text("bob", "hello").await.unwrap();
     bob.messages(1).await;
-    let (status, exported) = http_get(server.http_addr_of(0), "/metrics").await;
-    assert_eq!(status, 200);
+    // The webhook's delivery fails on whichever node claims it: read every node's metrics.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let exported = loop {
+        let mut all = String::new();
+        for i in 0..server.nodes().count() {
+            let (status, metrics) = http_get(server.http_addr_of(i), "/metrics").await;
+            assert_eq!(status, 200);
+            all.push_str(&metrics);
+        }
+        if all.contains("tern_webhook_deliveries_total") {
+            break all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a webhook delivery was attempted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let series: Vec<&str> = exported
         .lines()
         .filter(|l| l.starts_with("tern_"))

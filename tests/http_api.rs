@@ -1,65 +1,16 @@
 //! The HTTP API end to end: a real server, a real HTTP client over TCP, admin keys made where
 //! the store is; every refusal in the one error shape with its status and stable code.
 
-use std::net::SocketAddr;
-
-use tern_testkit::TestServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One HTTP/1.1 request; the status, the raw head and the body.
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: tern\r\nConnection: close\r\n");
-    if let Some(k) = key {
-        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    // A body the server refuses early may not be read whole: the answer matters, not the write.
-    let _ = s.write_all(body.as_bytes()).await;
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_owned(), rest.to_owned())
-}
+use tern_testkit::{TestServer, http_call as call};
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
 }
 
-/// The first key, made where the store is (the embedded store wants the server stopped).
-async fn first_key(server: &mut TestServer) -> String {
-    server.stop().await;
-    let (keys, store) = tern_server::open_admin_keys(server.config()).await.unwrap();
-    let (_, key) = keys.create("first").await.unwrap();
-    store.close().await;
-    server.restart().await;
-    key
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_keys_through_the_api_with_every_refusal_in_one_shape() {
     let mut server = TestServer::start().await;
-    let key = first_key(&mut server).await;
+    let key = server.first_admin_key().await;
     let http = server.config().http_addr;
 
     // No key, a wrong key, a user's login token: 401 with AUTH_FAILED.
@@ -158,7 +109,7 @@ async fn the_openapi_document_describes_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_makes_users_and_hands_their_devices_tokens() {
     let mut server = TestServer::start().await;
-    let key = first_key(&mut server).await;
+    let key = server.first_admin_key().await;
     let http = server.config().http_addr;
 
     let (status, _, body) = call(
@@ -270,7 +221,7 @@ async fn a_backend_sends_as_a_user_and_a_retry_stores_nothing() {
     let words = dir.path().join("words.txt");
     std::fs::write(&words, "spam\n").unwrap();
     let mut server = TestServer::start_with(|c| c.filter_words_file = Some(words)).await;
-    let key = first_key(&mut server).await;
+    let key = server.first_admin_key().await;
     server.register(&["alice", "bob"]).await;
     let mut bob = server.client_on(0, "bob", "phone", |_| {}).await;
     let http = server.config().http_addr;
@@ -339,7 +290,7 @@ async fn a_backend_sends_as_a_user_and_a_retry_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_key_is_held_to_its_own_rate() {
     let mut server = TestServer::start_with(|c| c.api_requests_per_second = 2).await;
-    let key = first_key(&mut server).await;
+    let key = server.first_admin_key().await;
     let http = server.config().http_addr;
     let (status, _, body) = call(
         http,
@@ -387,7 +338,7 @@ async fn each_key_is_held_to_its_own_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_refuses_a_caller_without_a_key() {
     let mut server = TestServer::start().await;
-    let key = first_key(&mut server).await;
+    let key = server.first_admin_key().await;
     let http = server.config().http_addr;
     let endpoints = [
         ("GET", "/v1/admin/keys", None),
@@ -406,6 +357,9 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
                 r#"{"sender":"a","to_user":"b","client_msg_id":"c","content":{"text":{"text":"hi"}}}"#,
             ),
         ),
+        ("GET", "/v1/webhooks", None),
+        ("GET", "/v1/webhooks/dead-letters", None),
+        ("POST", "/v1/webhooks/dead-letters/1/replay", None),
     ];
     let revoked = {
         let (_, _, body) = call(

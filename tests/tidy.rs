@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "tern-store-postgres",
     "tern-api",
     "tern-cluster",
+    "tern-hooks",
     "tern-gateway",
     "tern-http",
     "tern-server",

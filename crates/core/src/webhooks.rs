@@ -540,6 +540,96 @@ pub fn sign(key: &[u8], id: &str, timestamp_s: i64, body: &str) -> String {
     )
 }
 
+/// A configured webhook: where events go, how they are signed, which it wants.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Unique name; the outbox's rows name it, so renaming a webhook orphans its backlog.
+    pub name: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The signing key's bytes (see [`secret_key`]).
+    pub key: Vec<u8>,
+    /// What it wants.
+    pub events: EventSet,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("events", &self.events.names())
+            .finish()
+    }
+}
+
+impl Webhook {
+    /// Its route.
+    pub fn route(&self) -> Route {
+        Route {
+            webhook: self.name.clone(),
+            events: self.events,
+        }
+    }
+}
+
+/// What operators do with webhooks: see them, see what was given up on, and replay it.
+#[derive(Debug, Clone)]
+pub struct WebhookAdmin {
+    outbox: Arc<dyn WebhookOutbox>,
+    hooks: Arc<[Webhook]>,
+    clock: Arc<dyn crate::Clock>,
+}
+
+impl WebhookAdmin {
+    /// Over `outbox`, with the webhooks in force.
+    pub fn new(
+        outbox: Arc<dyn WebhookOutbox>,
+        hooks: Arc<[Webhook]>,
+        clock: Arc<dyn crate::Clock>,
+    ) -> Self {
+        Self {
+            outbox,
+            hooks,
+            clock,
+        }
+    }
+
+    /// The webhooks in force.
+    pub fn hooks(&self) -> &[Webhook] {
+        &self.hooks
+    }
+
+    /// Dead letters after `after`, at most `limit` (1 to 1000).
+    pub async fn dead_letters(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<QueuedEvent>, crate::ServiceError> {
+        Ok(self
+            .outbox
+            .dead_letters(after, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// Queues dead letter `seq` again, due now; refused when `seq` is not a dead letter.
+    pub async fn replay(&self, seq: u64) -> Result<(), crate::ServiceError> {
+        if self.outbox.replay(seq, self.clock.now_ms()).await? {
+            Ok(())
+        } else {
+            Err(crate::ServiceError::InvalidArgument(format!(
+                "no dead letter has seq {seq}"
+            )))
+        }
+    }
+
+    /// Pending deliveries in all.
+    pub async fn backlog(&self) -> Result<u64, crate::ServiceError> {
+        Ok(self.outbox.pending_count().await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

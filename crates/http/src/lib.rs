@@ -8,6 +8,7 @@
 pub mod error;
 mod messages;
 mod users;
+mod webhooks;
 
 use axum::{
     Json, Router,
@@ -44,6 +45,8 @@ pub struct HttpApi {
     pub limiter: Option<std::sync::Arc<KeyLimiter>>,
     /// The handlers and services the binary protocol uses too.
     pub api: tern_api::Api,
+    /// The webhooks in force and their outbox.
+    pub webhooks: tern_core::webhooks::WebhookAdmin,
 }
 
 /// The document's header; the paths come from the handlers.
@@ -74,13 +77,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The API's routes and its OpenAPI document.
 fn parts(api: HttpApi) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, doc) = OpenApiRouter::with_openapi(Document::openapi())
-        .routes(routes!(list_keys, create_key))
-        .routes(routes!(revoke_key))
-        .routes(routes!(users::create_users))
-        .routes(routes!(users::issue_token))
-        .routes(routes!(messages::send))
-        .split_for_parts();
+    let (router, doc) = api_routes().split_for_parts();
     let router = router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api);
@@ -106,14 +103,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn parts_doc() -> utoipa::openapi::OpenApi {
-    let (_, doc) = OpenApiRouter::<HttpApi>::with_openapi(Document::openapi())
+    api_routes().split_for_parts().1
+}
+
+/// Every endpoint, with its part of the document: one list for the router and the document.
+fn api_routes() -> OpenApiRouter<HttpApi> {
+    OpenApiRouter::with_openapi(Document::openapi())
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(users::create_users))
         .routes(routes!(users::issue_token))
         .routes(routes!(messages::send))
-        .split_for_parts();
-    doc
+        .routes(routes!(webhooks::list))
+        .routes(routes!(webhooks::dead_letters))
+        .routes(routes!(webhooks::replay))
 }
 
 /// A request authenticated with a live admin key.

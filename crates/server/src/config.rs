@@ -127,6 +127,30 @@ pub struct Config {
     pub argon2_iterations: u32,
     /// How long shutdown waits for sessions to finish before exiting anyway.
     pub shutdown_drain_ms: u64,
+    /// Where events go: `[[webhooks]]` tables of `name`, `url`, `secret` and `events`.
+    pub webhooks: Vec<WebhookSetting>,
+    /// How long a webhook receiver may take to answer, in ms.
+    pub webhook_timeout_ms: u64,
+    /// The wait after a failed delivery, doubled after each further failure, in ms.
+    pub webhook_retry_base_ms: u64,
+    /// The longest wait between two attempts at one delivery, in ms.
+    pub webhook_retry_max_ms: u64,
+    /// Attempts at one delivery before it becomes a dead letter.
+    pub webhook_max_attempts: u32,
+}
+
+/// One webhook of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSetting {
+    /// Unique name; queued deliveries name it, so keep it when changing the URL.
+    pub name: String,
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The signing secret: `whsec_` and base64 (the Standard Webhooks form), or any string.
+    pub secret: String,
+    /// Event names (`message.created`, ...), or `*` for all.
+    pub events: Vec<String>,
 }
 
 impl Default for Config {
@@ -186,6 +210,11 @@ impl Default for Config {
             argon2_memory_kib: accounts.argon2_memory_kib,
             argon2_iterations: accounts.argon2_iterations,
             shutdown_drain_ms: 10_000,
+            webhooks: Vec::new(),
+            webhook_timeout_ms: 10_000,
+            webhook_retry_base_ms: 1_000,
+            webhook_retry_max_ms: 600_000,
+            webhook_max_attempts: 20,
         }
     }
 }
@@ -289,6 +318,7 @@ impl Config {
         }
         self.kick_policy()?;
         self.filter_action()?;
+        self.webhooks()?;
         self.synchronous()?;
         if let Some(url) = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -352,6 +382,55 @@ impl Config {
             .map_err(|e| ConfigError(format!("filter_words_file {}: {e}", path.display())))?;
         tern_core::filter::WordFilter::new(text.lines(), self.filter_action()?)
             .map_err(|e| ConfigError(format!("filter_words_file {}: {e}", path.display())))
+    }
+
+    /// The webhooks, checked: unique names, HTTP(S) URLs, secrets, known event names.
+    pub fn webhooks(&self) -> Result<Vec<tern_core::webhooks::Webhook>, ConfigError> {
+        let mut hooks: Vec<tern_core::webhooks::Webhook> = Vec::new();
+        for w in &self.webhooks {
+            let at = |what: String| ConfigError(format!("webhook {:?}: {what}", w.name));
+            if w.name.is_empty() || hooks.iter().any(|h| h.name == w.name) {
+                return Err(at("every webhook needs a name of its own".into()));
+            }
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(at(format!(
+                    "url must be http:// or https://, not {:?}",
+                    w.url
+                )));
+            }
+            if w.secret.is_empty() {
+                return Err(at("a secret is required to sign the requests".into()));
+            }
+            if w.events.is_empty() {
+                return Err(at("events must name at least one event, or \"*\"".into()));
+            }
+            hooks.push(tern_core::webhooks::Webhook {
+                name: w.name.clone(),
+                url: w.url.clone(),
+                key: tern_core::webhooks::secret_key(&w.secret).map_err(at)?,
+                events: tern_core::webhooks::EventSet::parse(w.events.iter().map(String::as_str))
+                    .map_err(at)?,
+            });
+        }
+        if self.webhook_max_attempts == 0 || self.webhook_timeout_ms == 0 {
+            return Err(ConfigError(
+                "webhook_max_attempts and webhook_timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(hooks)
+    }
+
+    /// How webhooks are delivered.
+    pub fn dispatch(&self) -> tern_hooks::DispatchConfig {
+        tern_hooks::DispatchConfig {
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+            retry_max: Duration::from_millis(
+                self.webhook_retry_max_ms.max(self.webhook_retry_base_ms),
+            ),
+            max_attempts: self.webhook_max_attempts,
+            ..tern_hooks::DispatchConfig::default()
+        }
     }
 
     fn kick_policy(&self) -> Result<KickPolicy, ConfigError> {

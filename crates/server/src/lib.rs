@@ -12,6 +12,6 @@ mod metrics_setup;
 mod server;
 pub mod tls;
 
-pub use config::{Config, ConfigError, ServeArgs};
+pub use config::{Config, ConfigError, ServeArgs, WebhookSetting};
 pub use server::{AdminStore, Server, ServerError, open_admin_keys, wait_for_signal};
 pub use tern_core::clock::{Clock, ManualClock, SystemClock};

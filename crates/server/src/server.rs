@@ -50,6 +50,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// The webhook dispatcher could not start.
+    #[error("cannot start the webhook dispatcher: {0}")]
+    Webhooks(String),
     /// A service could not be built.
     #[error("cannot start a service: {0}")]
     Service(#[from] ServiceError),
@@ -80,6 +83,7 @@ struct Stores {
     conversations: Arc<dyn ConversationStore>,
     social: Arc<dyn SocialStore>,
     admin_keys: Arc<dyn tern_core::store::AdminKeyStore>,
+    outbox: Arc<dyn tern_core::webhooks::WebhookOutbox>,
 }
 
 impl Stores {
@@ -93,6 +97,7 @@ impl Stores {
             + ConversationStore
             + SocialStore
             + tern_core::store::AdminKeyStore
+            + tern_core::webhooks::WebhookOutbox
             + Clone,
     {
         let shared = Arc::new(store.clone());
@@ -104,7 +109,8 @@ impl Stores {
             groups: shared.clone(),
             conversations: shared.clone(),
             social: shared.clone(),
-            admin_keys: shared,
+            admin_keys: shared.clone(),
+            outbox: shared,
         }
     }
 }
@@ -154,6 +160,8 @@ pub struct Server {
     config: Config,
     /// This node's membership of a cluster, when it has one.
     cluster: Option<Arc<Cluster>>,
+    /// Delivers webhook events, when webhooks are configured.
+    dispatcher: Option<tern_hooks::Dispatcher>,
     http_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
@@ -212,6 +220,23 @@ impl Server {
 
         let filter = tern_core::filter::ContentFilter::new(config.load_filter()?);
         let store = backend.stores();
+        // Before the first commit: from now on commits queue the events webhooks want.
+        let hooks: Arc<[tern_core::webhooks::Webhook]> = config.webhooks()?.into();
+        for h in hooks.iter() {
+            use tern_core::webhooks::EventKind::{UserOffline, UserOnline};
+            if h.events.contains(UserOnline) || h.events.contains(UserOffline) {
+                tracing::warn!(
+                    webhook = %h.name,
+                    "user.online and user.offline events are not sent yet"
+                );
+            }
+        }
+        store.outbox.routes().set(
+            hooks
+                .iter()
+                .map(tern_core::webhooks::Webhook::route)
+                .collect(),
+        );
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
         let fanout = Arc::new(Fanout::new(
@@ -319,7 +344,25 @@ impl Server {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
             limiter: tern_http::key_limiter(config.api_requests_per_second),
             api: http_api,
+            webhooks: tern_core::webhooks::WebhookAdmin::new(
+                store.outbox.clone(),
+                hooks.clone(),
+                clock.clone(),
+            ),
         }));
+        let dispatcher = if hooks.is_empty() {
+            None
+        } else {
+            Some(
+                tern_hooks::Dispatcher::start(
+                    store.outbox.clone(),
+                    hooks,
+                    config.dispatch(),
+                    clock.clone(),
+                )
+                .map_err(|e| ServerError::Webhooks(e.to_string()))?,
+            )
+        };
         let stop = http_stop.clone();
         let service = router.into_make_service_with_connect_info::<Peer>();
         let served = match &tls {
@@ -377,6 +420,7 @@ impl Server {
             filter,
             config: config.clone(),
             cluster,
+            dispatcher,
             http_stop,
             tasks,
             drain: Duration::from_millis(config.shutdown_drain_ms),
@@ -447,6 +491,10 @@ impl Server {
         if let Some(cluster) = &self.cluster {
             // After the last commit: its publications reach the other nodes' clients.
             cluster.close(self.drain).await;
+        }
+        if let Some(dispatcher) = self.dispatcher {
+            // What it has not delivered stays in the outbox for the next start.
+            dispatcher.stop().await;
         }
         self.http_stop.cancel();
         for task in self.tasks {

@@ -364,6 +364,19 @@ impl TestServer {
         TestClient { client, events }
     }
 
+    /// The first admin key, made where the store is (the embedded store wants the server
+    /// stopped, so the server restarts around it).
+    pub async fn first_admin_key(&mut self) -> String {
+        self.stop().await;
+        let (keys, store) = tern_server::open_admin_keys(self.config())
+            .await
+            .expect("the store opens");
+        let (_, key) = keys.create("first").await.expect("a key is made");
+        store.close().await;
+        self.restart().await;
+        key
+    }
+
     /// A raw frame connection over TCP.
     pub async fn raw(&self) -> RawClient {
         RawClient::connect(self.config.tcp_addr).await
@@ -422,6 +435,45 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_else(|| panic!("not an HTTP response: {out:?}"));
     let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     (status, body)
+}
+
+/// One HTTP/1.1 request with an optional bearer key and JSON body: the status, the raw head
+/// and the body.
+pub async fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP listener");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: tern\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // A body the server refuses early may not be read whole: the answer matters, not the write.
+    let _ = s.write_all(body.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), rest.to_owned())
 }
 
 /// The password the kit registers `user` with.

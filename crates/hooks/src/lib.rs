@@ -1,0 +1,229 @@
+//! The webhook dispatcher: takes due events from the durable outbox (`tern_core::webhooks`)
+//! and POSTs them to each webhook's URL, signed the Standard Webhooks way.
+//!
+//! Delivery is at least once: a row leaves the outbox only after its receiver answered 2xx, so
+//! a crash between the answer and the delete sends it again (receivers deduplicate by the
+//! `webhook-id` header, the event's stable id). Each claim takes at most one row per webhook
+//! and conversation, so a receiver sees a conversation's events in commit order, and a failing
+//! receiver holds back only its own queue. Every node of a cluster runs a dispatcher; leases
+//! keep them from sending one row twice at once.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tern_core::{
+    Clock,
+    webhooks::{Failure, QueuedEvent, Webhook, WebhookOutbox, backoff_ms, sign},
+};
+use tokio_util::sync::CancellationToken;
+
+/// How the dispatcher delivers and retries.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// How long one request may take before it counts as failed.
+    pub timeout: Duration,
+    /// The wait after the first failure; doubled after each further one.
+    pub retry_base: Duration,
+    /// The longest wait between two attempts.
+    pub retry_max: Duration,
+    /// Attempts before an event becomes a dead letter.
+    pub max_attempts: u32,
+    /// Rows claimed (and sent concurrently) at a time.
+    pub batch: u32,
+    /// How often the outbox is polled when nothing wakes the dispatcher (another node's
+    /// commits, a retry coming due).
+    pub poll: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(600),
+            // 1 s doubling to 10 min, then every 10 min: about two hours in all, so a
+            // receiver down for an hour loses nothing.
+            max_attempts: 20,
+            batch: 64,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A running dispatcher; [`Dispatcher::stop`] ends it.
+#[derive(Debug)]
+pub struct Dispatcher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dispatcher {
+    /// Starts delivering `outbox`'s events to `hooks`.
+    pub fn start(
+        outbox: Arc<dyn WebhookOutbox>,
+        hooks: Arc<[Webhook]>,
+        config: DispatchConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Dispatcher, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("tern-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let stop = CancellationToken::new();
+        let run = Run {
+            outbox,
+            hooks: hooks.iter().map(|h| (h.name.clone(), h.clone())).collect(),
+            config,
+            clock,
+            client,
+        };
+        let task = tokio::spawn(run.run(stop.clone()));
+        Ok(Dispatcher { stop, task })
+    }
+
+    /// Stops claiming; deliveries in flight finish or are abandoned (their leases run out and
+    /// they are sent again).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct Run {
+    outbox: Arc<dyn WebhookOutbox>,
+    hooks: HashMap<String, Webhook>,
+    config: DispatchConfig,
+    clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+}
+
+impl Run {
+    /// A claimed row is leased for long enough to send it and settle it. On a shared store a
+    /// node that dies holding leases delays those rows' keys by at most this much.
+    fn lease_ms(&self) -> i64 {
+        (self.config.timeout + Duration::from_secs(2)).as_millis() as i64
+    }
+
+    async fn run(self, stop: CancellationToken) {
+        let routes = self.outbox.routes().clone();
+        metrics::gauge!("tern_webhook_backlog").set(0.0);
+        let mut last_backlog = tokio::time::Instant::now();
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            if last_backlog.elapsed() >= Duration::from_secs(5) {
+                last_backlog = tokio::time::Instant::now();
+                if let Ok(n) = self.outbox.pending_count().await {
+                    metrics::gauge!("tern_webhook_backlog").set(n as f64);
+                }
+            }
+            let now = self.clock.now_ms();
+            let claimed = match self
+                .outbox
+                .claim(now, now + self.lease_ms(), self.config.batch)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim webhook events; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = routes.queued() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                }
+                continue;
+            }
+            let sends = claimed.into_iter().map(|e| self.deliver(e));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = futures_util::future::join_all(sends) => {}
+            }
+        }
+    }
+
+    /// Sends one row and settles it in the outbox.
+    async fn deliver(&self, event: QueuedEvent) {
+        let started = std::time::Instant::now();
+        let result = match self.hooks.get(&event.webhook) {
+            Some(hook) => self.send(hook, &event).await,
+            None => Err(format!(
+                "no webhook named {:?} is configured",
+                event.webhook
+            )),
+        };
+        metrics::histogram!("tern_webhook_delivery_seconds").record(started.elapsed());
+        let settled = match result {
+            Ok(()) => {
+                metrics::counter!("tern_webhook_deliveries_total", "result" => "delivered")
+                    .increment(1);
+                self.outbox.delivered(event.seq).await
+            }
+            Err(error) => {
+                let attempts = event.attempts + 1;
+                let dead = attempts >= self.config.max_attempts
+                    || !self.hooks.contains_key(&event.webhook);
+                let wait = backoff_ms(
+                    attempts,
+                    self.config.retry_base.as_millis() as u64,
+                    self.config.retry_max.as_millis() as u64,
+                );
+                let result = if dead { "dead" } else { "failed" };
+                metrics::counter!("tern_webhook_deliveries_total", "result" => result).increment(1);
+                tracing::info!(
+                    webhook = %event.webhook,
+                    event = %event.event_id,
+                    attempts,
+                    dead,
+                    %error,
+                    "webhook delivery failed"
+                );
+                let failure = Failure {
+                    attempts,
+                    next_ms: self.clock.now_ms() + wait as i64,
+                    error,
+                    dead,
+                };
+                self.outbox.failed(event.seq, &failure).await
+            }
+        };
+        if let Err(e) = settled {
+            // The lease runs out and the row is sent again: at least once, never lost.
+            tracing::warn!(error = %e, seq = event.seq, "cannot settle a webhook delivery");
+        }
+    }
+
+    async fn send(&self, hook: &Webhook, event: &QueuedEvent) -> Result<(), String> {
+        let timestamp = self.clock.now_ms() / 1000;
+        let signature = sign(&hook.key, &event.event_id, timestamp, &event.body);
+        let response = self
+            .client
+            .post(&hook.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &event.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(event.body.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    format!("no answer within {} ms", self.config.timeout.as_millis())
+                } else {
+                    format!("request failed: {e}")
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the receiver answered {status}"))
+        }
+    }
+}
