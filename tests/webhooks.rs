@@ -117,6 +117,10 @@ async fn receive(
     body: String,
 ) -> StatusCode {
     shared.attempts.fetch_add(1, Ordering::SeqCst);
+    if body.contains("hang-me") {
+        // One conversation's receiver that never answers.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     match shared.mode.load(Ordering::SeqCst) {
         FAIL => return StatusCode::SERVICE_UNAVAILABLE,
         HANG => {
@@ -352,6 +356,40 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order() {
     for c in &conversations {
         assert_eq!(seqs_of(&got, c), (1..=10).collect::<Vec<u64>>(), "{c}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_hangs_holds_back_only_its_own_conversation() {
+    let rx = Receiver::start().await;
+    let server = TestServer::start_with(|c| {
+        c.webhooks = vec![hook(&rx.url(), &["message.created"])];
+        quick_retries(c);
+        c.webhook_timeout_ms = 30_000;
+    })
+    .await;
+    server.register(&["alice", "bob", "carol"]).await;
+    let alice = server.client("alice", "phone").await;
+    alice.client.send_text("bob", "hang-me").await.unwrap();
+    alice.client.send_text("bob", "after it").await.unwrap();
+    let mut to_carol = None;
+    for i in 0..5 {
+        to_carol = Some(
+            alice
+                .client
+                .send_text("carol", &format!("c{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let carol = to_carol.unwrap().conversation_id;
+    // Carol's five arrive long before the hanging delivery's 30 s timeout; bob's second
+    // waits behind his first.
+    let started = tokio::time::Instant::now();
+    let got = rx
+        .wait_for("carol's messages", |g| seqs_of(g, &carol).len() == 5)
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(got.len(), 5, "nothing of bob's: {got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 //! Delivery is at least once: a row leaves the outbox only after its receiver answered 2xx, so
 //! a crash between the answer and the delete sends it again (receivers deduplicate by the
 //! `webhook-id` header, the event's stable id). Each claim takes at most one row per webhook
-//! and conversation, so a receiver sees a conversation's events in commit order, and a failing
-//! receiver holds back only its own queue. Every node of a cluster runs a dispatcher; leases
+//! and conversation, so a receiver sees a conversation's events in commit order; each row is
+//! sent on its own task, so a failing or hanging receiver holds back only its own queue. Every node of a cluster runs a dispatcher; leases
 //! keep them from sending one row twice at once.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -27,7 +27,7 @@ pub struct DispatchConfig {
     pub retry_max: Duration,
     /// Attempts before an event becomes a dead letter.
     pub max_attempts: u32,
-    /// Rows claimed (and sent concurrently) at a time.
+    /// Deliveries in flight at once, at most (each on its own task).
     pub batch: u32,
     /// How often the outbox is polled when nothing wakes the dispatcher (another node's
     /// commits, a retry coming due).
@@ -103,47 +103,65 @@ impl Run {
         (self.config.timeout + Duration::from_secs(2)).as_millis() as i64
     }
 
+    /// Claims as many rows as there is room for and sends each on its own task, so a receiver
+    /// that hangs until the timeout holds back only its own queue; a settled delivery wakes
+    /// the loop at once, since the next row of its key may be claimed now.
     async fn run(self, stop: CancellationToken) {
-        let routes = self.outbox.routes().clone();
+        let run = Arc::new(self);
+        let routes = run.outbox.routes().clone();
+        let settled = Arc::new(tokio::sync::Notify::new());
+        let limit = run.config.batch.max(1) as usize;
+        let mut sending = tokio::task::JoinSet::new();
         metrics::gauge!("tern_webhook_backlog").set(0.0);
         let mut last_backlog = tokio::time::Instant::now();
         loop {
+            while sending.try_join_next().is_some() {}
             if stop.is_cancelled() {
+                // Abandoned deliveries are sent again when their leases run out.
+                sending.abort_all();
                 return;
             }
             if last_backlog.elapsed() >= Duration::from_secs(5) {
                 last_backlog = tokio::time::Instant::now();
-                if let Ok(n) = self.outbox.pending_count().await {
+                if let Ok(n) = run.outbox.pending_count().await {
                     metrics::gauge!("tern_webhook_backlog").set(n as f64);
                 }
             }
-            let now = self.clock.now_ms();
-            let claimed = match self
-                .outbox
-                .claim(now, now + self.lease_ms(), self.config.batch)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim webhook events; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            let room = limit.saturating_sub(sending.len());
+            let claimed = if room == 0 {
+                Vec::new()
+            } else {
+                let now = run.clock.now_ms();
+                match run
+                    .outbox
+                    .claim(now, now + run.lease_ms(), room as u32)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim webhook events; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => continue,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
                     }
                 }
             };
             if claimed.is_empty() {
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {}
                     _ = routes.queued() => {}
-                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = settled.notified() => {}
+                    _ = tokio::time::sleep(run.config.poll) => {}
                 }
                 continue;
             }
-            let sends = claimed.into_iter().map(|e| self.deliver(e));
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = futures_util::future::join_all(sends) => {}
+            for event in claimed {
+                let (run, settled) = (run.clone(), settled.clone());
+                sending.spawn(async move {
+                    run.deliver(event).await;
+                    settled.notify_one();
+                });
             }
         }
     }
