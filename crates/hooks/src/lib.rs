@@ -5,8 +5,8 @@
 //! a crash between the answer and the delete sends it again (receivers deduplicate by the
 //! `webhook-id` header, the event's stable id). Each claim takes at most one row per webhook
 //! and conversation, so a receiver sees a conversation's events in commit order; each row is
-//! sent on its own task, so a failing or hanging receiver holds back only its own queue. Every node of a cluster runs a dispatcher; leases
-//! keep them from sending one row twice at once.
+//! sent on its own task, so a failing or hanging receiver holds back only its own queue. Every
+//! node of a cluster runs a dispatcher; leases keep them from sending one row twice at once.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
