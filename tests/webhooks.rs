@@ -1,7 +1,8 @@
-//! Webhooks end to end: a real HTTP receiver that checks every signature, a real server that
-//! queues events with its commits; events arrive signed, once per id and in order per
-//! conversation, survive a receiver that is down and a server killed mid-delivery, and the
-//! deliveries given up on are listed and replayed through the admin API.
+//! Webhooks end to end: a real HTTP receiver that checks every signature (with the test kit's
+//! own HMAC code), a real server that queues events with its commits; events arrive signed,
+//! once per id and in order per conversation, survive a receiver that is down and a server
+//! killed mid-delivery, and the deliveries given up on are listed and replayed through the
+//! admin API.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,7 +18,6 @@ use std::{
 
 use axum::{extract::State, http::HeaderMap, http::StatusCode};
 use base64::Engine as _;
-use hmac::Mac as _;
 use serde_json::Value;
 use tern_client::pb;
 use tern_server::WebhookSetting;
@@ -141,20 +141,7 @@ async fn receive(
         header("webhook-timestamp"),
         header("webhook-signature"),
     );
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET_BYTES).unwrap();
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let fresh = timestamp
-        .parse::<i64>()
-        .is_ok_and(|t| (now - t).abs() < 300);
-    if !fresh || !signatures.split(' ').any(|s| s == expected) {
+    if !tern_testkit::signature_valid(SECRET_BYTES, &id, &timestamp, &signatures, &body) {
         shared
             .bad
             .lock()

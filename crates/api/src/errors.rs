@@ -33,6 +33,14 @@ pub fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::ClientMsgIdReused => ErrorCode::ClientMsgIdReused,
         ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
         ServiceError::Overloaded => ErrorCode::Overloaded,
+        ServiceError::RejectedByApp { code, message } => {
+            let mut error = ErrorCode::RejectedByApp.to_error(message.clone());
+            if let Some(code) = code {
+                error.code = *code;
+            }
+            return error;
+        }
+        ServiceError::HookUnavailable => ErrorCode::Unavailable,
         ServiceError::RateLimited { retry_after, .. } => {
             let mut error = ErrorCode::RateLimited.to_error(err.to_string());
             error.retry_after_ms = retry_after.as_millis().max(1) as u64;

@@ -202,6 +202,19 @@ pub enum ServiceError {
     /// The owner asked to leave.
     #[error("the owner cannot leave; transfer ownership or dissolve the group first")]
     OwnerCannotLeave,
+    /// The app's before-send hook refused the message: `code` is the app's own (within
+    /// `before_send::APP_CODES`), or none for `REJECTED_BY_APP`.
+    #[error("{message}")]
+    RejectedByApp {
+        /// The app's code.
+        code: Option<u32>,
+        /// What the app tells the sender.
+        message: String,
+    },
+    /// The app's before-send hook did not answer, and the server is set to refuse unchecked
+    /// messages. Retryable.
+    #[error("the app's check of messages is not answering; retry later")]
+    HookUnavailable,
     /// The server is shutting down and takes no new work.
     #[error("server is shutting down")]
     ShuttingDown,

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod before_send;
 pub mod bus;
 pub mod clock;
 pub mod codes;

@@ -54,6 +54,8 @@ pub struct MessageConfig {
     pub groups: GroupLimits,
     /// The sensitive-word filter sends pass (shared with edits, swapped on reload).
     pub filter: crate::filter::ContentFilter,
+    /// The app's check every send passes after the filter, if one is configured.
+    pub before_send: Option<crate::before_send::BeforeSendHook>,
 }
 
 impl Default for MessageConfig {
@@ -69,6 +71,7 @@ impl Default for MessageConfig {
             max_history_limit: 500,
             groups: GroupLimits::default(),
             filter: crate::filter::ContentFilter::default(),
+            before_send: None,
         }
     }
 }
@@ -209,6 +212,8 @@ struct Inner {
     config: MessageConfig,
     jobs: mpsc::Sender<Job>,
     closed: AtomicBool,
+    /// Keeps each connection's sends in order while the before-send hook checks them.
+    turns: Arc<crate::before_send::Turns>,
 }
 
 impl std::fmt::Debug for Job {
@@ -251,6 +256,7 @@ impl MessageService {
                 config,
                 jobs,
                 closed: AtomicBool::new(false),
+                turns: Arc::default(),
             }),
         }
     }
@@ -305,7 +311,7 @@ impl MessageService {
                 )
             }
         };
-        let message = NewMessage {
+        let mut message = NewMessage {
             conversation,
             sender: sender.clone(),
             client_msg_id: input.client_msg_id,
@@ -314,7 +320,47 @@ impl MessageService {
             audience,
         };
         let (reply, rx) = oneshot::channel();
-        self.queue(Write::Message(message), origin, Reply::Send(reply))?;
+        let Some(hook) = self.inner.config.before_send.clone() else {
+            self.queue(Write::Message(message), origin, Reply::Send(reply))?;
+            return Ok(Pending(rx));
+        };
+        // The app's check runs on its own task; the send is queued when the check is done and
+        // every earlier send of the connection was queued, so the order stays the one sent in.
+        // The turn is taken now, in the order the sends arrive.
+        let mut turn = self.inner.turns.take(origin);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let draft = crate::before_send::Draft {
+                sender: message.sender.clone(),
+                conversation: message.conversation.clone(),
+                to_user: match &message.audience {
+                    Audience::Direct(inboxes) => inboxes.last().cloned(),
+                    Audience::Group { .. } => None,
+                },
+                group: match &message.audience {
+                    Audience::Group { group, .. } => Some(*group),
+                    Audience::Direct(_) => None,
+                },
+                client_msg_id: message.client_msg_id.clone(),
+                content: std::mem::take(&mut message.content),
+            };
+            let max = service.inner.config.max_content_bytes;
+            let checked = hook.run(&draft, |c| validate_content(c, max)).await;
+            // A replacement passes the server's own filter too.
+            let checked = checked.and_then(|mut content| {
+                service.inner.config.filter.apply(&mut content)?;
+                Ok(content)
+            });
+            turn.ready().await;
+            match checked {
+                Ok(content) => {
+                    message.content = content;
+                    service.queue_or_answer(Write::Message(message), origin, Reply::Send(reply));
+                }
+                Err(e) => Reply::Send(reply).fail(e),
+            }
+            drop(turn);
+        });
         Ok(Pending(rx))
     }
 
@@ -360,16 +406,37 @@ impl MessageService {
         origin: Option<ConnectionId>,
         reply: Reply,
     ) -> Result<(), ServiceError> {
+        self.try_queue(write, origin, reply).map_err(|(_, e)| e)
+    }
+
+    /// [`Self::queue`], answering the reply with the refusal when the queue refuses.
+    fn queue_or_answer(&self, write: Write, origin: Option<ConnectionId>, reply: Reply) {
+        if let Err((reply, e)) = self.try_queue(write, origin, reply) {
+            reply.fail(e);
+        }
+    }
+
+    /// Queues a write without waiting; a full or closed queue gives the reply back.
+    fn try_queue(
+        &self,
+        write: Write,
+        origin: Option<ConnectionId>,
+        reply: Reply,
+    ) -> Result<(), (Reply, ServiceError)> {
         let job = Job::Write {
             write,
             origin,
             accepted: Instant::now(),
             reply,
         };
-        match self.inner.jobs.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(ServiceError::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(ServiceError::ShuttingDown),
+        let (job, error) = match self.inner.jobs.try_send(job) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(job)) => (job, ServiceError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(job)) => (job, ServiceError::ShuttingDown),
+        };
+        match job {
+            Job::Write { reply, .. } => Err((reply, error)),
+            Job::Flush(_) => unreachable!("a write was queued"),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The webhook dispatcher: takes due events from the durable outbox (`tern_core::webhooks`)
-//! and POSTs them to each webhook's URL, signed the Standard Webhooks way.
+//! Tern's calls to an app's backend: the webhook dispatcher, which takes due events from the
+//! durable outbox (`tern_core::webhooks`) and POSTs them to each webhook's URL, signed the
+//! Standard Webhooks way, and the before-send hook over HTTP (`before_send.rs`).
 //!
 //! Delivery is at least once: a row leaves the outbox only after its receiver answered 2xx, so
 //! a crash between the answer and the delete sends it again (receivers deduplicate by the
@@ -8,7 +9,11 @@
 //! sent on its own task, so a failing or hanging receiver holds back only its own queue. Every
 //! node of a cluster runs a dispatcher; leases keep them from sending one row twice at once.
 
+mod before_send;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
+
+pub use before_send::HttpBeforeSend;
 
 use tern_core::{
     Clock,

@@ -51,7 +51,11 @@ impl ApiError {
             Some(ErrorCode::ContentTooLarge | ErrorCode::FrameTooLarge) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            Some(ErrorCode::ContentRejected | ErrorCode::NotAccepted) => {
+            Some(
+                ErrorCode::ContentRejected | ErrorCode::NotAccepted | ErrorCode::RejectedByApp,
+            ) => StatusCode::UNPROCESSABLE_ENTITY,
+            // A code the app's before-send hook chose.
+            None if tern_core::before_send::APP_CODES.contains(&self.error.code) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Some(ErrorCode::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
@@ -69,9 +73,9 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             code: self.error.code,
-            name: ErrorCode::from_u32(self.error.code)
-                .map_or("UNKNOWN", ErrorCode::name)
-                .to_owned(),
+            // The wire error's own name: an app's code from the before-send hook has none in
+            // the table but travels as `REJECTED_BY_APP`.
+            name: self.error.name.clone(),
             message: self.error.message.clone(),
         }
     }

@@ -65,6 +65,9 @@ pub enum ErrorCode {
     ClientMsgIdReused = 3011,
     /// The text contains a word of the server's content filter, set to refuse.
     ContentRejected = 3012,
+    /// The app's before-send hook refused the message. A hook may choose its own code in
+    /// 9000–9999 instead; such codes carry this code's name.
+    RejectedByApp = 3013,
     /// The caller's role in the group does not allow the change.
     PermissionDenied = 4000,
     /// The sender is muted in the group, or the group is muted for members.
@@ -119,6 +122,7 @@ impl ErrorCode {
         ErrorCode::RequestNotFound,
         ErrorCode::ClientMsgIdReused,
         ErrorCode::ContentRejected,
+        ErrorCode::RejectedByApp,
         ErrorCode::PermissionDenied,
         ErrorCode::Muted,
         ErrorCode::GroupDissolved,
@@ -173,6 +177,7 @@ impl ErrorCode {
             ErrorCode::RequestNotFound => "REQUEST_NOT_FOUND",
             ErrorCode::ClientMsgIdReused => "CLIENT_MSG_ID_REUSED",
             ErrorCode::ContentRejected => "CONTENT_REJECTED",
+            ErrorCode::RejectedByApp => "REJECTED_BY_APP",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Muted => "MUTED",
             ErrorCode::GroupDissolved => "GROUP_DISSOLVED",

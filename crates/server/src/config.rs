@@ -137,6 +137,14 @@ pub struct Config {
     pub webhook_retry_max_ms: u64,
     /// Attempts at one delivery before it becomes a dead letter.
     pub webhook_max_attempts: u32,
+    /// The app's check of every send (`http://` or `https://`): allow, reject or rewrite.
+    pub before_send_url: Option<String>,
+    /// The secret the check's requests are signed with (as a webhook's).
+    pub before_send_secret: String,
+    /// How long a check may take, in ms.
+    pub before_send_timeout_ms: u64,
+    /// What a failed check means: `allow` (store unchecked) or `reject` (refuse, retryable).
+    pub before_send_on_failure: String,
 }
 
 /// One webhook of the configuration.
@@ -215,6 +223,10 @@ impl Default for Config {
             webhook_retry_base_ms: 1_000,
             webhook_retry_max_ms: 600_000,
             webhook_max_attempts: 20,
+            before_send_url: None,
+            before_send_secret: String::new(),
+            before_send_timeout_ms: 2_000,
+            before_send_on_failure: "allow".into(),
         }
     }
 }
@@ -319,6 +331,7 @@ impl Config {
         self.kick_policy()?;
         self.filter_action()?;
         self.webhooks()?;
+        self.before_send()?;
         self.synchronous()?;
         if let Some(url) = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -418,6 +431,42 @@ impl Config {
             ));
         }
         Ok(hooks)
+    }
+
+    /// The before-send hook `before_send_url` names, if any.
+    pub fn before_send(
+        &self,
+    ) -> Result<Option<tern_core::before_send::BeforeSendHook>, ConfigError> {
+        let Some(url) = &self.before_send_url else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "before_send_url must be http:// or https://, not {url:?}"
+            )));
+        }
+        if self.before_send_secret.is_empty() {
+            return Err(ConfigError(
+                "before_send_secret is required to sign the checks".into(),
+            ));
+        }
+        if self.before_send_timeout_ms == 0 {
+            return Err(ConfigError(
+                "before_send_timeout_ms must be at least 1".into(),
+            ));
+        }
+        let on_failure = self.before_send_on_failure.parse().map_err(ConfigError)?;
+        let key = tern_core::webhooks::secret_key(&self.before_send_secret)
+            .map_err(|e| ConfigError(format!("before_send_secret: {e}")))?;
+        let timeout = Duration::from_millis(self.before_send_timeout_ms);
+        let hook =
+            tern_hooks::HttpBeforeSend::new(url.clone(), key, timeout + Duration::from_secs(1))
+                .map_err(|e| ConfigError(format!("before_send_url: {e}")))?;
+        Ok(Some(tern_core::before_send::BeforeSendHook {
+            hook: std::sync::Arc::new(hook),
+            timeout,
+            on_failure,
+        }))
     }
 
     /// How webhooks are delivered.

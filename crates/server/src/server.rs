@@ -291,6 +291,7 @@ impl Server {
             clock.clone(),
             tern_core::messages::MessageConfig {
                 filter: filter.clone(),
+                before_send: config.before_send()?,
                 ..config.messages()
             },
         );
