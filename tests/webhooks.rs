@@ -196,7 +196,17 @@ fn unique_ids(got: &[Got]) -> HashSet<String> {
 async fn events_arrive_signed_and_in_order_per_conversation() {
     let rx = Receiver::start().await;
     let server = TestServer::start_with(|c| {
-        c.webhooks = vec![hook(&rx.url(), &["*"])];
+        c.webhooks = vec![hook(
+            &rx.url(),
+            &[
+                "message.created",
+                "message.recalled",
+                "message.edited",
+                "group.created",
+                "group.changed",
+                "friend.changed",
+            ],
+        )];
         quick_retries(c);
     })
     .await;
@@ -303,6 +313,34 @@ async fn a_webhook_gets_only_the_events_it_names() {
     let got = rx.wait_for("the group", |g| !g.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(kinds(&rx.got()), ["group.created"], "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_coming_online_and_going_offline_is_told_once_each() {
+    let rx = Receiver::start().await;
+    let server = TestServer::start_with(|c| {
+        c.webhooks = vec![hook(&rx.url(), &["user.online", "user.offline"])];
+        quick_retries(c);
+    })
+    .await;
+    server.register(&["alice"]).await;
+    let phone = server.client("alice", "phone").await;
+    rx.wait_for("online", |g| !g.is_empty()).await;
+    // A second device, and the first leaving while it stays: alice is online throughout.
+    let tablet = server.client("alice", "tablet").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    phone.client.close_and_wait().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tablet.client.close_and_wait().await;
+    let got = rx.wait_for("offline", |g| g.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_now = rx.got();
+    let types: Vec<&str> = got_now
+        .iter()
+        .map(|g| g.body["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["user.online", "user.offline"], "{got:?}");
+    assert!(got_now.iter().all(|g| g.body["data"]["user_id"] == "alice"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -630,6 +630,55 @@ impl WebhookAdmin {
     }
 }
 
+/// Queues `user.online` and `user.offline` events, in the order they happen, for the
+/// webhooks that want them. Presence is not stored, so these events are queued after the fact
+/// (by one task, in order), not in a commit: a crash in between loses the newest of them.
+#[derive(Debug, Clone)]
+pub struct PresenceEvents {
+    queue: tokio::sync::mpsc::UnboundedSender<Event>,
+    routes: Arc<Routes>,
+    clock: Arc<dyn crate::Clock>,
+}
+
+impl PresenceEvents {
+    /// Starts the task that queues presence events in `outbox`.
+    pub fn start(outbox: Arc<dyn WebhookOutbox>, clock: Arc<dyn crate::Clock>) -> PresenceEvents {
+        let (queue, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let routes = outbox.routes().clone();
+        tokio::spawn(async move {
+            while let Some(first) = events.recv().await {
+                let mut rows = outbox.routes().rows_for(first);
+                while let Ok(next) = events.try_recv() {
+                    rows.extend(outbox.routes().rows_for(next));
+                }
+                if let Err(e) = outbox.enqueue(rows).await {
+                    tracing::warn!(error = %e, "presence webhook events were not queued");
+                }
+            }
+        });
+        PresenceEvents {
+            queue,
+            routes,
+            clock,
+        }
+    }
+
+    /// `user` came online (its first device anywhere connected), or went offline (its last
+    /// device left). Costs nothing when no webhook wants presence.
+    pub fn changed(&self, user: &UserId, online: bool) {
+        let kind = if online {
+            EventKind::UserOnline
+        } else {
+            EventKind::UserOffline
+        };
+        if self.routes.get().iter().any(|r| r.events.contains(kind)) {
+            let _ = self
+                .queue
+                .send(Event::presence(user, online, self.clock.now_ms()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

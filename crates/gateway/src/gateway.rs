@@ -37,6 +37,8 @@ pub struct Services {
     pub observers: Arc<Observers>,
     /// The bus logins are announced on, so other nodes close the connections they replace.
     pub bus: Arc<dyn tern_core::bus::Bus>,
+    /// Where a user coming online or going offline is told to the app's webhooks.
+    pub presence_events: Option<tern_core::webhooks::PresenceEvents>,
 }
 
 impl Services {
@@ -141,6 +143,11 @@ impl Gateway {
         if let Some(entry) = self.registry.detach(id) {
             self.services.presence.changed(&entry.user);
             self.services.bus.logged_out(&entry.user, id);
+            if let Some(events) = &self.services.presence_events
+                && !self.services.presence.of(&entry.user).online
+            {
+                events.changed(&entry.user, false);
+            }
         }
         self.services.presence.forget(id);
         self.services.observers.forget(id);

@@ -513,6 +513,9 @@ impl Session<'_> {
                 };
                 // Attach before answering: whatever is stored after the client sees the
                 // response is pushed to it or found by its next SYNC.
+                // Whether the user was online anywhere before this device (presence events).
+                let was_online = self.gateway.services.presence_events.is_some()
+                    && self.gateway.services.presence.of(&login.user).online;
                 let attached = self.gateway.registry.attach_within(
                     self.id,
                     entry,
@@ -530,6 +533,11 @@ impl Session<'_> {
                 };
                 // One notice covers the new device and the ones it replaced.
                 self.gateway.services.presence.changed(&login.user);
+                if let Some(events) = &self.gateway.services.presence_events
+                    && !was_online
+                {
+                    events.changed(&login.user, true);
+                }
                 self.gateway.services.bus.logged_in(
                     &login.user,
                     &login.device,

@@ -222,15 +222,6 @@ impl Server {
         let store = backend.stores();
         // Before the first commit: from now on commits queue the events webhooks want.
         let hooks: Arc<[tern_core::webhooks::Webhook]> = config.webhooks()?.into();
-        for h in hooks.iter() {
-            use tern_core::webhooks::EventKind::{UserOffline, UserOnline};
-            if h.events.contains(UserOnline) || h.events.contains(UserOffline) {
-                tracing::warn!(
-                    webhook = %h.name,
-                    "user.online and user.offline events are not sent yet"
-                );
-            }
-        }
         store.outbox.routes().set(
             hooks
                 .iter()
@@ -322,11 +313,18 @@ impl Server {
         });
         // The HTTP API is another front door over the same handlers.
         let http_api = api.clone();
+        let wants_presence = hooks.iter().any(|h| {
+            use tern_core::webhooks::EventKind::{UserOffline, UserOnline};
+            h.events.contains(UserOnline) || h.events.contains(UserOffline)
+        });
         let services = Services {
             api,
             observers,
             presence,
             bus,
+            presence_events: wants_presence.then(|| {
+                tern_core::webhooks::PresenceEvents::start(store.outbox.clone(), clock.clone())
+            }),
         };
         let gateway = Gateway::new(services, registry, clock.clone(), gateway_config);
 
