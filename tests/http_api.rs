@@ -393,3 +393,26 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
     let (_, _, body) = call(http, "GET", "/v1/admin/keys", Some(&key), None).await;
     assert_eq!(json(&body)["keys"].as_array().unwrap().len(), 2);
 }
+
+/// Paths and methods nobody serves answer in the API's one error shape, with 404 and 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_endpoints_answer_in_the_error_shape() {
+    let server = TestServer::start().await;
+    let http = server.config().http_addr;
+    let (status, head, body) = call(http, "POST", "/v1/users/tokens", None, Some("{}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    assert_eq!(json(&body)["name"], "INVALID_ARGUMENT");
+    assert!(
+        json(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/users/tokens")
+    );
+    let (status, _, body) = call(http, "PUT", "/v1/messages", None, Some("{}")).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(json(&body)["name"], "INVALID_ARGUMENT");
+}

@@ -26,6 +26,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     error: pb::Error,
+    /// A status the code alone does not say (no such endpoint, a method it does not take).
+    status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -33,11 +35,23 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             error: code.to_error(message.into()),
+            status: None,
+        }
+    }
+
+    /// An error with `code` and `message` under `status`.
+    pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: code.to_error(message.into()),
+            status: Some(status),
         }
     }
 
     /// The HTTP status for the error's code.
     pub fn status(&self) -> StatusCode {
+        if let Some(status) = self.status {
+            return status;
+        }
         match ErrorCode::from_u32(self.error.code) {
             Some(ErrorCode::AuthFailed | ErrorCode::TokenInvalid) => StatusCode::UNAUTHORIZED,
             Some(ErrorCode::PermissionDenied) => StatusCode::FORBIDDEN,
@@ -85,6 +99,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         Self {
             error: tern_api::errors::to_wire(&e),
+            status: None,
         }
     }
 }

@@ -88,12 +88,35 @@ fn parts(api: HttpApi) -> (Router, utoipa::openapi::OpenApi) {
 pub fn router(api: HttpApi) -> Router {
     let (router, doc) = parts(api);
     let doc = std::sync::Arc::new(doc);
-    router.route(
-        "/v1/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { Json((*doc).clone()) }
-        }),
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json((*doc).clone()) }
+            }),
+        )
+        // Paths and methods nobody serves answer in the API's error shape too.
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::with_status(
+        StatusCode::NOT_FOUND,
+        ErrorCode::InvalidArgument,
+        format!(
+            "there is no endpoint {method} {}; the API is described at /v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidArgument,
+        format!("{} does not take {method}", uri.path()),
     )
 }
 
@@ -213,6 +236,7 @@ pub struct KeyList {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewKey {
     /// What to call it: 1 to 64 printable characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
     pub name: String,
 }
 

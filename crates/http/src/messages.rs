@@ -22,15 +22,18 @@ use crate::{Admin, ApiError, ApiJson, ErrorBody, HttpApi};
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewMessage {
     /// The user it is sent as.
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub sender: String,
     /// A one-to-one message to this user (give this or `group_id`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub to_user: Option<String>,
     /// A message to this group (give this or `to_user`).
     #[serde(default)]
     pub group_id: Option<u64>,
     /// The sender's idempotency key (1 to 64 bytes): a retry with the same key and message is
     /// answered with the original and stores nothing.
+    #[schema(min_length = 1, max_length = 64)]
     pub client_msg_id: String,
     /// The content, in the protocol's `Content` shape (for example `{"text": {"text": "hi"}}`).
     #[schema(value_type = Object)]

@@ -20,6 +20,7 @@ pub const MAX_USERS_PER_CALL: usize = 1000;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewUser {
     /// 1 to 64 characters from `[A-Za-z0-9_.@-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub user_id: String,
     /// 8 to 256 bytes; absent for a user who logs in only with tokens from
     /// `POST /v1/users/{user_id}/tokens`.
@@ -140,6 +141,7 @@ pub(crate) async fn create_users(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewToken {
     /// 1 to 64 characters from `[A-Za-z0-9_.:-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub device_id: String,
     /// `ios`, `android`, `web`, `desktop` or `cli` (the kick policy works per platform);
     /// anything else counts as unspecified.
