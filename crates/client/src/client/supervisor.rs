@@ -218,10 +218,10 @@ impl Supervisor {
         login: &pb::LoginResponse,
     ) -> Ended {
         if let Err(e) = self.catch_up(conn).await {
-            return Ended::Lost(e.to_string());
+            return lost(&mut server_events, e.to_string());
         }
         if let Err(e) = self.follow_again(conn).await {
-            return Ended::Lost(e.to_string());
+            return lost(&mut server_events, e.to_string());
         }
         let interval = Duration::from_millis(u64::from(login.heartbeat_interval_ms.max(100)));
         let mut heartbeat =
@@ -247,13 +247,13 @@ impl Supervisor {
                     }
                 },
                 event = server_events.recv() => match event {
-                    None => return Ended::Lost("connection closed".into()),
+                    None => return lost(&mut server_events, "connection closed".into()),
                     Some(ServerEvent::Push(push)) => {
                         if let Some(entry) = push.entry
                             && !self.apply_push(entry)
                             && let Err(e) = self.sync(conn).await
                         {
-                            return Ended::Lost(e.to_string());
+                            return lost(&mut server_events, e.to_string());
                         }
                         if let Some(message) = push.group_message {
                             self.offer_group(message);
@@ -262,14 +262,14 @@ impl Supervisor {
                             let _ = self.events.send(Event::Observed(message));
                         }
                         if self.pull_groups && let Err(e) = self.pull_groups(conn).await {
-                            return Ended::Lost(e.to_string());
+                            return lost(&mut server_events, e.to_string());
                         }
                     }
                     Some(ServerEvent::SyncNotify(_)) => {
                         // Dropped pushes may include group pushes, which only the groups'
                         // heads reveal.
                         if let Err(e) = self.catch_up(conn).await {
-                            return Ended::Lost(e.to_string());
+                            return lost(&mut server_events, e.to_string());
                         }
                     }
                     Some(ServerEvent::TypingNotice(t)) => {
@@ -286,12 +286,12 @@ impl Supervisor {
                 },
                 _ = heartbeat.tick() => {
                     if conn.send_only(&tern_proto::Request::Ping(pb::Ping { client_time_ms: 0 })).is_err() {
-                        return Ended::Lost("connection closed".into());
+                        return lost(&mut server_events, "connection closed".into());
                     }
                 }
                 _ = ack_timer.tick() => {
                     if let Err(e) = self.ack(conn).await {
-                        return Ended::Lost(e.to_string());
+                        return lost(&mut server_events, e.to_string());
                     }
                 }
             }
@@ -622,4 +622,20 @@ impl Supervisor {
         self.acked_cursor = resp.cursor;
         Ok(())
     }
+}
+
+/// How a connection that failed under a request ended: a kick or goodbye the server sent just
+/// before closing is still queued, and says more than the failed request (a kicked device must
+/// not log in again, or it would kick the device that replaced it).
+fn lost(server_events: &mut mpsc::UnboundedReceiver<ServerEvent>, reason: String) -> Ended {
+    while let Ok(event) = server_events.try_recv() {
+        match event {
+            ServerEvent::Kick(kick) => return Ended::Kicked(kick),
+            ServerEvent::Goodbye(g) => {
+                return Ended::Goodbye(Duration::from_millis(u64::from(g.reconnect_after_ms)));
+            }
+            _ => {}
+        }
+    }
+    Ended::Lost(reason)
 }
