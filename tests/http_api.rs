@@ -357,6 +357,12 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
                 r#"{"sender":"a","to_user":"b","client_msg_id":"c","content":{"text":{"text":"hi"}}}"#,
             ),
         ),
+        ("GET", "/v1/users/alice", None),
+        ("PATCH", "/v1/users/alice", Some(r#"{"nickname":"x"}"#)),
+        ("POST", "/v1/users/alice/disable", None),
+        ("POST", "/v1/users/alice/enable", None),
+        ("DELETE", "/v1/users/alice/tokens", None),
+        ("DELETE", "/v1/users/alice/tokens/phone", None),
         ("GET", "/v1/webhooks", None),
         ("GET", "/v1/webhooks/dead-letters", None),
         ("POST", "/v1/webhooks/dead-letters/1/replay", None),
@@ -399,7 +405,7 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
 async fn unknown_endpoints_answer_in_the_error_shape() {
     let server = TestServer::start().await;
     let http = server.config().http_addr;
-    let (status, head, body) = call(http, "POST", "/v1/users/tokens", None, Some("{}")).await;
+    let (status, head, body) = call(http, "POST", "/v1/nothing/here", None, Some("{}")).await;
     assert_eq!(status, 404, "{body}");
     assert!(
         head.to_ascii_lowercase()
@@ -410,9 +416,174 @@ async fn unknown_endpoints_answer_in_the_error_shape() {
         json(&body)["message"]
             .as_str()
             .unwrap()
-            .contains("/v1/users/tokens")
+            .contains("/v1/nothing/here")
     );
     let (status, _, body) = call(http, "PUT", "/v1/messages", None, Some("{}")).await;
     assert_eq!(status, 405, "{body}");
     assert_eq!(json(&body)["name"], "INVALID_ARGUMENT");
+}
+
+fn login(
+    user: &str,
+    credential: tern_proto::pb::login_request::Credential,
+    device: &str,
+) -> tern_proto::pb::LoginRequest {
+    tern_proto::pb::LoginRequest {
+        user_id: user.into(),
+        credential: Some(credential),
+        device_id: device.into(),
+        platform: tern_proto::pb::Platform::Web as i32,
+    }
+}
+
+fn password_of(user: &str) -> tern_proto::pb::login_request::Credential {
+    tern_proto::pb::login_request::Credential::Password(tern_testkit::password(user))
+}
+
+/// An account is read, its profile changed, disabled (every device kicked, logins refused),
+/// enabled again, and its devices logged out one or all at once, on whichever node they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_read_changed_disabled_and_logged_out() {
+    use tern_client::Event;
+    let mut server = TestServer::start().await;
+    let key = server.first_admin_key().await;
+    let http = server.config().http_addr;
+    server.register(&["alice", "bob"]).await;
+
+    let (status, _, body) = call(http, "GET", "/v1/users/alice", Some(&key), None).await;
+    assert_eq!(status, 200, "{body}");
+    let alice = json(&body);
+    assert_eq!(
+        (alice["has_password"].as_bool(), alice["disabled"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let (status, _, body) = call(http, "GET", "/v1/users/nobody", Some(&key), None).await;
+    assert_eq!(
+        (status, json(&body)["name"].as_str()),
+        (404, Some("UNKNOWN_USER"))
+    );
+    let (status, _, body) = call(
+        http,
+        "PATCH",
+        "/v1/users/alice",
+        Some(&key),
+        Some(r#"{"nickname":"Al","signature":"here"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["profile"]["nickname"], "Al");
+    assert_eq!(json(&body)["profile"]["signature"], "here");
+    let (status, _, _) = call(
+        http,
+        "PATCH",
+        "/v1/users/nobody",
+        Some(&key),
+        Some(r#"{"nickname":"x"}"#),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Disabled: both devices are kicked, wherever they are connected, and stay out.
+    let mut phone = server.client("alice", "phone").await;
+    let mut desk = server
+        .client_with("alice", "desk", |c| {
+            c.platform = tern_proto::pb::Platform::Desktop
+        })
+        .await;
+    let (status, _, body) = call(http, "POST", "/v1/users/alice/disable", Some(&key), None).await;
+    assert_eq!(status, 204, "{body}");
+    for device in [&mut phone, &mut desk] {
+        let kick = device
+            .next_where(|e| match e {
+                Event::Kicked(k) => Some(k),
+                _ => None,
+            })
+            .await;
+        assert_eq!(kick.reason, tern_proto::pb::KickReason::Admin as i32);
+    }
+    let mut raw = server.raw().await;
+    let refused = raw
+        .call_err(login("alice", password_of("alice"), "phone"))
+        .await;
+    assert_eq!(
+        (refused.code, refused.name.as_str()),
+        (2009, "USER_DISABLED")
+    );
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users/alice/tokens",
+        Some(&key),
+        Some(r#"{"device_id":"tab"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["name"].as_str()),
+        (403, Some("USER_DISABLED"))
+    );
+    let (_, _, body) = call(http, "GET", "/v1/users/alice", Some(&key), None).await;
+    assert_eq!(json(&body)["disabled"], true);
+    assert!(json(&body)["disabled_ms"].as_i64().unwrap() > 0);
+
+    // Enabled: logins work again.
+    let (status, _, _) = call(http, "POST", "/v1/users/alice/enable", Some(&key), None).await;
+    assert_eq!(status, 204);
+    let mut raw = server.raw().await;
+    raw.call(login("alice", password_of("alice"), "phone"))
+        .await;
+    drop(raw);
+
+    // One device logged out: its token stops working and its connection is kicked.
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users/alice/tokens",
+        Some(&key),
+        Some(r#"{"device_id":"tab"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = json(&body)["token"].as_str().unwrap().to_owned();
+    let with_token = || tern_proto::pb::login_request::Credential::Token(token.clone());
+    let mut tab = server.raw().await;
+    tab.call(login("alice", with_token(), "tab")).await;
+    let mut desk = server
+        .client_with("alice", "desk", |c| {
+            c.platform = tern_proto::pb::Platform::Desktop
+        })
+        .await;
+    let (status, _, body) = call(
+        http,
+        "DELETE",
+        "/v1/users/alice/tokens/tab",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["revoked"], 1);
+    let frames = tab.until_closed().await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == tern_proto::MessageType::Kick.as_u16()),
+        "the tab was kicked: {frames:?}"
+    );
+    let mut again = server.raw().await;
+    let refused = again.call_err(login("alice", with_token(), "tab")).await;
+    assert_eq!(refused.name, "TOKEN_INVALID");
+
+    // Every device logged out: the desk, which logged in with its password, is kicked too.
+    let (status, _, body) = call(http, "DELETE", "/v1/users/alice/tokens", Some(&key), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["revoked"].as_u64().unwrap() >= 1);
+    let kick = desk
+        .next_where(|e| match e {
+            Event::Kicked(k) => Some(k),
+            _ => None,
+        })
+        .await;
+    assert_eq!(kick.reason, tern_proto::pb::KickReason::LoggedOut as i32);
+    let (status, _, _) = call(http, "DELETE", "/v1/users/nobody/tokens", Some(&key), None).await;
+    assert_eq!(status, 404);
 }

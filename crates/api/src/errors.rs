@@ -13,6 +13,7 @@ pub fn to_wire(err: &ServiceError) -> pb::Error {
         ServiceError::UserExists => ErrorCode::UserExists,
         ServiceError::AuthFailed => ErrorCode::AuthFailed,
         ServiceError::TokenInvalid => ErrorCode::TokenInvalid,
+        ServiceError::UserDisabled => ErrorCode::UserDisabled,
         ServiceError::UnknownUser(_) => ErrorCode::UnknownUser,
         ServiceError::ContentTooLarge { .. } => ErrorCode::ContentTooLarge,
         ServiceError::InvalidContent(_) => ErrorCode::InvalidContent,

@@ -153,6 +153,13 @@ impl Bus for RedisBus {
         let _guard = self.announcing();
         self.send(envelope);
     }
+
+    fn kick(&self, user: &UserId, device: Option<&DeviceId>, cause: tern_core::sync::KickCause) {
+        self.delivery.kick(user, device, cause);
+        let mut envelope = self.envelope();
+        envelope.kick(user, device, cause);
+        self.send(envelope);
+    }
 }
 
 /// The bus and the two tasks behind it.
@@ -430,6 +437,11 @@ fn receive(bus: &RedisBus, bytes: &[u8], known: &mut KnownMembers, metrics: &Bus
                 from,
                 conversation,
             } => delivery.typing(&to, &from, &conversation),
+            Received::Kick {
+                user,
+                device,
+                cause,
+            } => delivery.kick(&user, device.as_ref(), cause),
             Received::Login {
                 user,
                 device,

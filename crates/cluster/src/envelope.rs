@@ -19,7 +19,7 @@ use tern_core::{
     pb,
     presence::DevicePresence,
     store::{InboxEntry, InboxEvent, StoredMessage},
-    sync::Publication,
+    sync::{KickCause, Publication},
 };
 
 /// One node's word to the others.
@@ -51,7 +51,7 @@ pub struct WireMessage {
 /// One thing the envelope says.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Item {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<Kind>,
 }
 
@@ -83,6 +83,21 @@ pub enum Kind {
     /// The sender (re)joined: every node answers with its snapshot.
     #[prost(message, tag = "8")]
     Hello(HelloItem),
+    /// An administrator disconnected a user's device (or all of them).
+    #[prost(message, tag = "9")]
+    Kick(KickItem),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KickItem {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    /// Empty: every device.
+    #[prost(string, tag = "2")]
+    pub device: String,
+    /// 1: logged out, 2: disabled.
+    #[prost(uint32, tag = "3")]
+    pub cause: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -242,6 +257,12 @@ pub enum Received {
     },
     /// Tell every connection to sync.
     Resync,
+    /// Disconnect a user's device (or all of them).
+    Kick {
+        user: UserId,
+        device: Option<DeviceId>,
+        cause: KickCause,
+    },
     /// A connection on the sending node ended.
     Logout {
         user: UserId,
@@ -360,6 +381,20 @@ impl Envelope {
                 device: device.to_string(),
                 platform: platform.to_wire(),
                 connection: connection.get(),
+            })),
+        });
+    }
+
+    /// Adds a kick of `user`'s `device` (every device: `None`).
+    pub fn kick(&mut self, user: &UserId, device: Option<&DeviceId>, cause: KickCause) {
+        self.items.push(Item {
+            kind: Some(Kind::Kick(KickItem {
+                user: user.to_string(),
+                device: device.map(DeviceId::to_string).unwrap_or_default(),
+                cause: match cause {
+                    KickCause::LoggedOut => 1,
+                    KickCause::Disabled => 2,
+                },
             })),
         });
     }
@@ -515,6 +550,29 @@ impl Envelope {
                         to: user(&t.to)?,
                         from: user(&t.from)?,
                         conversation,
+                    });
+                    continue;
+                }
+                Kind::Kick(k) => {
+                    out.push(Received::Kick {
+                        user: user(&k.user)?,
+                        device: if k.device.is_empty() {
+                            None
+                        } else {
+                            Some(
+                                DeviceId::parse(&k.device)
+                                    .map_err(|e| EnvelopeError::Invalid(e.to_string()))?,
+                            )
+                        },
+                        cause: match k.cause {
+                            1 => KickCause::LoggedOut,
+                            2 => KickCause::Disabled,
+                            other => {
+                                return Err(EnvelopeError::Invalid(format!(
+                                    "unknown kick cause {other}"
+                                )));
+                            }
+                        },
                     });
                     continue;
                 }
@@ -712,6 +770,34 @@ mod tests {
         assert_eq!(members.len(), 3);
         assert_eq!(except, &vec![u("b")]);
         assert!(matches!(&received[1], Received::Typing { to, .. } if *to == u("b")));
+    }
+
+    #[test]
+    fn kicks_survive_the_trip() {
+        let mut e = Envelope::new(NodeId::new(2).unwrap(), 7);
+        let alice = UserId::parse("alice").unwrap();
+        let phone = DeviceId::parse("phone").unwrap();
+        e.kick(&alice, Some(&phone), KickCause::LoggedOut);
+        e.kick(&alice, None, KickCause::Disabled);
+        let back = Envelope::decode(&e.encode())
+            .unwrap()
+            .into_received(&mut KnownMembers::default())
+            .unwrap();
+        match back.as_slice() {
+            [
+                Received::Kick {
+                    user: u1,
+                    device: Some(d),
+                    cause: KickCause::LoggedOut,
+                },
+                Received::Kick {
+                    user: u2,
+                    device: None,
+                    cause: KickCause::Disabled,
+                },
+            ] => assert!(*u1 == alice && *u2 == alice && *d == phone),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

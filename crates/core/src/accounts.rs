@@ -1,4 +1,5 @@
-//! Accounts: registration with argon2id password hashes, login by password or token, logout.
+//! Accounts: registration with argon2id password hashes, login by password or token, logout,
+//! and what an administrator does to accounts (read, disable and enable, log devices out).
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -22,7 +23,7 @@ pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=256;
 
 /// What an account made without a password stores in place of a hash: no password verifies
 /// against it, so such a user logs in only with tokens its app's backend hands out.
-const NO_PASSWORD: &str = "!no-password";
+pub const NO_PASSWORD: &str = "!no-password";
 
 /// Settings of the account service.
 #[derive(Debug, Clone)]
@@ -202,6 +203,8 @@ impl AccountService {
                     return Err(ServiceError::AuthFailed);
                 }
                 self.throttle.password_succeeded(&user);
+                // Said only to someone who knows the password.
+                self.refuse_disabled(&user).await?;
                 let token = new_token();
                 let record = TokenRecord {
                     hash: token_hash(&token),
@@ -235,6 +238,7 @@ impl AccountService {
                     self.throttle.token_failed(source, self.clock.now_ms());
                     return Err(ServiceError::TokenInvalid);
                 };
+                self.refuse_disabled(&user).await?;
                 Ok(Login {
                     user,
                     device,
@@ -290,8 +294,10 @@ impl AccountService {
     ) -> Result<Login, ServiceError> {
         let user = UserId::parse(user)?;
         let device = DeviceId::parse(device)?;
-        if self.store.password_hash(&user).await?.is_none() {
-            return Err(ServiceError::UnknownUser(user));
+        match self.store.user_record(&user).await? {
+            None => return Err(ServiceError::UnknownUser(user)),
+            Some(r) if r.disabled_ms.is_some() => return Err(ServiceError::UserDisabled),
+            Some(_) => {}
         }
         let token = new_token();
         let now = self.clock.now_ms();
@@ -312,6 +318,14 @@ impl AccountService {
             token_hash: record.hash,
             expires_ms: record.expires_ms,
         })
+    }
+
+    /// Refuses a login of a disabled account.
+    async fn refuse_disabled(&self, user: &UserId) -> Result<(), ServiceError> {
+        match self.store.user_record(user).await? {
+            Some(r) if r.disabled_ms.is_some() => Err(ServiceError::UserDisabled),
+            _ => Ok(()),
+        }
     }
 
     /// Revokes the token with this hash.
@@ -357,6 +371,104 @@ impl AccountService {
         tokio::task::spawn_blocking(move || work(argon2))
             .await
             .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
+    }
+}
+
+/// An account with its profile, as an administrator reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    /// The account.
+    pub record: crate::store::UserRecord,
+    /// Its public profile.
+    pub profile: crate::social::Profile,
+}
+
+/// What an app's backend does to accounts: read them, disable and enable them, and log their
+/// devices out. Disconnecting goes through the bus, so devices on every node are reached.
+#[derive(Debug, Clone)]
+pub struct UserAdmin {
+    store: Arc<dyn AccountStore>,
+    social: Arc<dyn crate::social::SocialStore>,
+    bus: Arc<dyn crate::bus::Bus>,
+    clock: Arc<dyn Clock>,
+}
+
+impl UserAdmin {
+    /// Over these stores and this bus.
+    pub fn new(
+        store: Arc<dyn AccountStore>,
+        social: Arc<dyn crate::social::SocialStore>,
+        bus: Arc<dyn crate::bus::Bus>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            social,
+            bus,
+            clock,
+        }
+    }
+
+    async fn record(&self, user: &UserId) -> Result<crate::store::UserRecord, ServiceError> {
+        self.store
+            .user_record(user)
+            .await?
+            .ok_or_else(|| ServiceError::UnknownUser(user.clone()))
+    }
+
+    /// The account `user` and its profile.
+    pub async fn get(&self, user: &str) -> Result<UserInfo, ServiceError> {
+        let user = UserId::parse(user)?;
+        let record = self.record(&user).await?;
+        let profile = self
+            .social
+            .profiles(vec![user.clone()])
+            .await?
+            .pop()
+            .unwrap_or_else(|| crate::social::Profile::empty(user));
+        Ok(UserInfo { record, profile })
+    }
+
+    /// Disables `user`: its logins are refused from now on and its devices are disconnected
+    /// wherever they are. Disabling a disabled account changes nothing.
+    pub async fn disable(&self, user: &str) -> Result<(), ServiceError> {
+        let user = UserId::parse(user)?;
+        if self.record(&user).await?.disabled_ms.is_none() {
+            self.store
+                .set_disabled(&user, Some(self.clock.now_ms()))
+                .await?;
+        }
+        // Stored first: a device that reconnects at once is refused.
+        self.bus.kick(&user, None, crate::sync::KickCause::Disabled);
+        Ok(())
+    }
+
+    /// Lets `user` log in again.
+    pub async fn enable(&self, user: &str) -> Result<(), ServiceError> {
+        let user = UserId::parse(user)?;
+        if !self.store.set_disabled(&user, None).await? {
+            return Err(ServiceError::UnknownUser(user));
+        }
+        Ok(())
+    }
+
+    /// Revokes the tokens of `user`'s `device` (every device: `None`) and disconnects it: it
+    /// must log in again. How many tokens were revoked.
+    pub async fn revoke_tokens(
+        &self,
+        user: &str,
+        device: Option<&str>,
+    ) -> Result<u64, ServiceError> {
+        let user = UserId::parse(user)?;
+        let device = device.map(DeviceId::parse).transpose()?;
+        self.record(&user).await?;
+        let revoked = self
+            .store
+            .revoke_device_tokens(&user, device.as_ref())
+            .await?;
+        self.bus
+            .kick(&user, device.as_ref(), crate::sync::KickCause::LoggedOut);
+        Ok(revoked)
     }
 }
 

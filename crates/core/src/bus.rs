@@ -39,6 +39,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 
     /// Tells the other processes that `user`'s `connection` (of this process) ended.
     fn logged_out(&self, user: &UserId, connection: ConnectionId);
+
+    /// Disconnects `user`'s `device` (every device: `None`) wherever it is connected.
+    fn kick(&self, user: &UserId, device: Option<&DeviceId>, cause: crate::sync::KickCause);
 }
 
 /// The bus of a single process: everything goes to this process's fan-out.
@@ -68,6 +71,10 @@ impl Bus for LocalBus {
     }
 
     fn logged_out(&self, _: &UserId, _: ConnectionId) {}
+
+    fn kick(&self, user: &UserId, device: Option<&DeviceId>, cause: crate::sync::KickCause) {
+        self.delivery.kick(user, device, cause);
+    }
 }
 
 /// Hands publications to one process's connections: each inbox entry to its user's online

@@ -132,6 +132,9 @@ pub enum ServiceError {
     /// The token is unknown, revoked, expired, or belongs to another user or device.
     #[error("token is invalid, revoked or expired")]
     TokenInvalid,
+    /// The account is disabled.
+    #[error("this account is disabled")]
+    UserDisabled,
     /// A message addressed to a user that does not exist.
     #[error("user {0} does not exist")]
     UnknownUser(UserId),

@@ -393,6 +393,33 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Revokes the token with this hash; revoking an unknown token is not an error.
     async fn revoke_token(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// The account of `user`, if it exists.
+    async fn user_record(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Disables `user` from `at_ms` on (`Some`), or enables it (`None`); `false` when there is
+    /// no such user.
+    async fn set_disabled(&self, user: &UserId, at_ms: Option<i64>) -> Result<bool, StoreError>;
+
+    /// Revokes the tokens of `user`'s `device`, or of every device; how many.
+    async fn revoke_device_tokens(
+        &self,
+        user: &UserId,
+        device: Option<&DeviceId>,
+    ) -> Result<u64, StoreError>;
+}
+
+/// An account as an administrator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Whose.
+    pub user: UserId,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// Whether it can log in with a password (users made without one log in with tokens).
+    pub has_password: bool,
+    /// Since when it is disabled (Unix ms), if it is.
+    pub disabled_ms: Option<i64>,
 }
 
 /// A group as stored, without its members.

@@ -62,6 +62,19 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
         platform: crate::ids::Platform,
         connection: ConnectionId,
     );
+
+    /// Closes every connection here of `user`'s `device` (every device: `None`), telling it
+    /// why with a kick.
+    fn kick(&self, user: &UserId, device: Option<&DeviceId>, cause: KickCause);
+}
+
+/// Why an administrator's action disconnects a user's devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickCause {
+    /// The device's tokens were revoked: it must log in again.
+    LoggedOut,
+    /// The account was disabled.
+    Disabled,
 }
 
 /// Something a committed batch makes visible, in commit order.

@@ -230,4 +230,29 @@ impl Delivery for Fanout {
             }));
         }
     }
+
+    fn kick(&self, user: &UserId, device: Option<&DeviceId>, cause: tern_core::sync::KickCause) {
+        let (reason, message) = match cause {
+            tern_core::sync::KickCause::LoggedOut => (
+                pb::KickReason::LoggedOut,
+                "this device's login was revoked; log in again",
+            ),
+            tern_core::sync::KickCause::Disabled => {
+                (pb::KickReason::Admin, "this account was disabled")
+            }
+        };
+        let mut outboxes = Vec::new();
+        self.registry.for_each_connection(user, |_, entry| {
+            if device.is_none_or(|d| *d == entry.device) {
+                outboxes.push(entry.outbox.clone());
+            }
+        });
+        for outbox in outboxes {
+            // Its session detaches it on the way out, which tells its followers.
+            outbox.close(CloseReason::Kick(pb::Kick {
+                reason: reason as i32,
+                message: message.into(),
+            }));
+        }
+    }
 }

@@ -54,7 +54,7 @@ impl ApiError {
         }
         match ErrorCode::from_u32(self.error.code) {
             Some(ErrorCode::AuthFailed | ErrorCode::TokenInvalid) => StatusCode::UNAUTHORIZED,
-            Some(ErrorCode::PermissionDenied) => StatusCode::FORBIDDEN,
+            Some(ErrorCode::PermissionDenied | ErrorCode::UserDisabled) => StatusCode::FORBIDDEN,
             Some(
                 ErrorCode::UnknownUser
                 | ErrorCode::NotAParticipant

@@ -47,6 +47,8 @@ pub struct HttpApi {
     pub api: tern_api::Api,
     /// The webhooks in force and their outbox.
     pub webhooks: tern_core::webhooks::WebhookAdmin,
+    /// Accounts as administrators see them.
+    pub users: tern_core::accounts::UserAdmin,
 }
 
 /// The document's header; the paths come from the handlers.
@@ -135,7 +137,11 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(users::create_users))
-        .routes(routes!(users::issue_token))
+        .routes(routes!(users::issue_token, users::revoke_all_tokens))
+        .routes(routes!(users::get_user, users::update_user))
+        .routes(routes!(users::disable_user))
+        .routes(routes!(users::enable_user))
+        .routes(routes!(users::revoke_device_tokens))
         .routes(routes!(messages::send))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::dead_letters))

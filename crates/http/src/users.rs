@@ -202,3 +202,241 @@ pub(crate) async fn issue_token(
     )
         .into_response())
 }
+
+/// A profile as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProfileView {
+    /// Display name (empty when never set).
+    pub nickname: String,
+    /// A file id or URL.
+    pub avatar: String,
+    /// A short status line.
+    pub signature: String,
+    /// A JSON object as text, or empty.
+    pub extra: String,
+    /// When it last changed (Unix ms; 0: never).
+    pub updated_ms: i64,
+}
+
+/// An account as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserView {
+    /// Its id.
+    pub user_id: String,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// Whether it can log in with a password (else only with tokens).
+    pub has_password: bool,
+    /// Whether it is disabled.
+    pub disabled: bool,
+    /// Since when (Unix ms), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_ms: Option<i64>,
+    /// Its public profile.
+    pub profile: ProfileView,
+}
+
+impl From<tern_core::accounts::UserInfo> for UserView {
+    fn from(u: tern_core::accounts::UserInfo) -> Self {
+        UserView {
+            user_id: u.record.user.to_string(),
+            created_ms: u.record.created_ms,
+            has_password: u.record.has_password,
+            disabled: u.record.disabled_ms.is_some(),
+            disabled_ms: u.record.disabled_ms,
+            profile: ProfileView {
+                nickname: u.profile.nickname,
+                avatar: u.profile.avatar,
+                signature: u.profile.signature,
+                extra: u.profile.extra,
+                updated_ms: u.profile.updated_ms,
+            },
+        }
+    }
+}
+
+/// Reads an account and its profile.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "The account")),
+    responses(
+        (status = 200, description = "The account", body = UserView),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_user(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(api.users.get(&user_id).await?.into()))
+}
+
+/// Profile fields to change; absent fields keep their value.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// Display name (at most 64 characters).
+    #[serde(default)]
+    pub nickname: Option<String>,
+    /// A file id or URL.
+    #[serde(default)]
+    pub avatar: Option<String>,
+    /// A short status line.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// A JSON object as text.
+    #[serde(default)]
+    pub extra: Option<String>,
+}
+
+/// Changes a user's profile, as if the user did (its devices hear of it like of any change).
+#[utoipa::path(
+    patch,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "The account")),
+    request_body = ProfileUpdate,
+    responses(
+        (status = 200, description = "The account after the change", body = UserView),
+        (status = 400, description = "An invalid id or field", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_user(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+    ApiJson(update): ApiJson<ProfileUpdate>,
+) -> Result<Json<UserView>, ApiError> {
+    // The account first: a profile change of nobody is an error, not a new profile.
+    api.users.get(&user_id).await?;
+    let user = tern_core::UserId::parse(&user_id)?;
+    api.api
+        .services()
+        .social
+        .update_profile(
+            &user,
+            tern_core::social::ProfilePatch {
+                nickname: update.nickname,
+                avatar: update.avatar,
+                signature: update.signature,
+                extra: update.extra,
+                stranger_policy: None,
+            },
+        )
+        .await?;
+    Ok(Json(api.users.get(&user_id).await?.into()))
+}
+
+/// Disables an account: its logins are refused (`USER_DISABLED`) and every device of it is
+/// disconnected with a kick, on every node.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/disable",
+    tag = "users",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "The account")),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn disable_user(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    api.users.disable(&user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lets a disabled account log in again.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/enable",
+    tag = "users",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "The account")),
+    responses(
+        (status = 204, description = "Enabled"),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn enable_user(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    api.users.enable(&user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tokens revoked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Revoked {
+    /// How many tokens were revoked.
+    pub revoked: u64,
+}
+
+/// Logs every device of a user out: their tokens stop working and connected devices are
+/// disconnected with a kick.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/tokens",
+    tag = "users",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "The account")),
+    responses(
+        (status = 200, description = "Tokens revoked", body = Revoked),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke_all_tokens(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Revoked>, ApiError> {
+    let revoked = api.users.revoke_tokens(&user_id, None).await?;
+    Ok(Json(Revoked { revoked }))
+}
+
+/// Logs one device of a user out: its token stops working and, if connected, it is
+/// disconnected with a kick.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/tokens/{device_id}",
+    tag = "users",
+    security(("admin_key" = [])),
+    params(
+        ("user_id" = String, Path, description = "The account"),
+        ("device_id" = String, Path, description = "The device"),
+    ),
+    responses(
+        (status = 200, description = "Tokens revoked", body = Revoked),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke_device_tokens(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path((user_id, device_id)): Path<(String, String)>,
+) -> Result<Json<Revoked>, ApiError> {
+    let revoked = api.users.revoke_tokens(&user_id, Some(&device_id)).await?;
+    Ok(Json(Revoked { revoked }))
+}

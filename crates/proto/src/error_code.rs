@@ -37,6 +37,8 @@ pub enum ErrorCode {
     InvalidDevice = 2007,
     /// The connection did not log in within the login timeout; it is closed.
     LoginTimeout = 2008,
+    /// The account was disabled by an administrator: it cannot log in (and was disconnected).
+    UserDisabled = 2009,
     /// The receiving user does not exist.
     UnknownUser = 3000,
     /// The content exceeds the server's size limit.
@@ -109,6 +111,7 @@ impl ErrorCode {
         ErrorCode::AlreadyLoggedIn,
         ErrorCode::InvalidDevice,
         ErrorCode::LoginTimeout,
+        ErrorCode::UserDisabled,
         ErrorCode::UnknownUser,
         ErrorCode::ContentTooLarge,
         ErrorCode::InvalidContent,
@@ -164,6 +167,7 @@ impl ErrorCode {
             ErrorCode::AlreadyLoggedIn => "ALREADY_LOGGED_IN",
             ErrorCode::InvalidDevice => "INVALID_DEVICE",
             ErrorCode::LoginTimeout => "LOGIN_TIMEOUT",
+            ErrorCode::UserDisabled => "USER_DISABLED",
             ErrorCode::UnknownUser => "UNKNOWN_USER",
             ErrorCode::ContentTooLarge => "CONTENT_TOO_LARGE",
             ErrorCode::InvalidContent => "INVALID_CONTENT",

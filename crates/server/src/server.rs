@@ -317,6 +317,7 @@ impl Server {
             use tern_core::webhooks::EventKind::{UserOffline, UserOnline};
             h.events.contains(UserOnline) || h.events.contains(UserOffline)
         });
+        let bus_for_http = bus.clone();
         let services = Services {
             api,
             observers,
@@ -343,6 +344,12 @@ impl Server {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
             limiter: tern_http::key_limiter(config.api_requests_per_second),
             api: http_api,
+            users: tern_core::accounts::UserAdmin::new(
+                store.accounts.clone(),
+                store.social.clone(),
+                bus_for_http.clone(),
+                clock.clone(),
+            ),
             webhooks: tern_core::webhooks::WebhookAdmin::new(
                 store.outbox.clone(),
                 hooks.clone(),

@@ -36,7 +36,7 @@ use tern_core::{
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
         ConversationSummary, Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore,
-        InboxPage, InboxStore, SummaryQuery, TokenRecord, Write,
+        InboxPage, InboxStore, SummaryQuery, TokenRecord, UserRecord, Write,
     },
 };
 use tokio_postgres::{NoTls, error::SqlState};
@@ -485,6 +485,59 @@ impl AccountStore for PgStore {
         let c = self.client().await?;
         exec(&c, "DELETE FROM tokens WHERE hash = $1", &[&hash]).await?;
         Ok(())
+    }
+
+    async fn user_record(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let c = self.client().await?;
+        Ok(row_opt(
+            &c,
+            "SELECT created_ms, password_hash, disabled_ms FROM users WHERE id = $1",
+            &[&user.as_str()],
+        )
+        .await?
+        .map(|r| UserRecord {
+            user: user.clone(),
+            created_ms: r.get(0),
+            has_password: r.get::<_, &str>(1) != tern_core::accounts::NO_PASSWORD,
+            disabled_ms: r.get(2),
+        }))
+    }
+
+    async fn set_disabled(&self, user: &UserId, at_ms: Option<i64>) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "UPDATE users SET disabled_ms = $2 WHERE id = $1",
+            &[&user.as_str(), &at_ms],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_device_tokens(
+        &self,
+        user: &UserId,
+        device: Option<&DeviceId>,
+    ) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        match device {
+            Some(d) => {
+                exec(
+                    &c,
+                    "DELETE FROM tokens WHERE user_id = $1 AND device_id = $2",
+                    &[&user.as_str(), &d.as_str()],
+                )
+                .await
+            }
+            None => {
+                exec(
+                    &c,
+                    "DELETE FROM tokens WHERE user_id = $1",
+                    &[&user.as_str()],
+                )
+                .await
+            }
+        }
     }
 }
 

@@ -183,6 +183,10 @@ CREATE TABLE webhook_outbox (
 CREATE INDEX webhook_outbox_queue ON webhook_outbox (webhook, key, seq) WHERE state = 0;
 CREATE INDEX webhook_outbox_dead ON webhook_outbox (seq) WHERE state = 1;
 "#,
+    // 4: disabled accounts (they cannot log in; their devices were disconnected).
+    r#"
+ALTER TABLE users ADD COLUMN disabled_ms BIGINT;
+"#,
 ];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).

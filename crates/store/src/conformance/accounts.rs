@@ -80,3 +80,75 @@ pub async fn admin_keys_are_kept_by_hash_and_revoked_once(store: &dyn Backend) {
     let revoked = store.admin_key_by_hash("hb").await.unwrap().unwrap();
     assert_eq!(revoked.revoked_ms, Some(50));
 }
+
+/// An account is read back as made; disabling and enabling change only its flag; a device's
+/// tokens, or all of a user's, are revoked and counted.
+pub async fn accounts_are_disabled_and_their_tokens_revoked(store: &dyn Backend) {
+    let (a, b) = (user("alice"), user("bob"));
+    assert!(store.create_user(&a, "hash1", 5).await.unwrap());
+    assert!(
+        store
+            .create_user(&b, tern_core::accounts::NO_PASSWORD, 6)
+            .await
+            .unwrap()
+    );
+    let record = store.user_record(&a).await.unwrap().unwrap();
+    assert_eq!(
+        record,
+        tern_core::store::UserRecord {
+            user: a.clone(),
+            created_ms: 5,
+            has_password: true,
+            disabled_ms: None,
+        }
+    );
+    assert!(!store.user_record(&b).await.unwrap().unwrap().has_password);
+    assert_eq!(store.user_record(&user("carol")).await.unwrap(), None);
+
+    assert!(store.set_disabled(&a, Some(42)).await.unwrap());
+    assert_eq!(
+        store.user_record(&a).await.unwrap().unwrap().disabled_ms,
+        Some(42)
+    );
+    assert!(!store.set_disabled(&user("carol"), Some(1)).await.unwrap());
+    assert!(store.set_disabled(&a, None).await.unwrap());
+    assert_eq!(
+        store.user_record(&a).await.unwrap().unwrap().disabled_ms,
+        None
+    );
+    assert_eq!(
+        store.password_hash(&a).await.unwrap().as_deref(),
+        Some("hash1"),
+        "the password is untouched"
+    );
+
+    let token = |hash: &str, u: &UserId, device: &str| TokenRecord {
+        hash: hash.into(),
+        user: u.clone(),
+        device: DeviceId::parse(device).unwrap(),
+        platform: Platform::Ios,
+        issued_ms: 1,
+        expires_ms: i64::MAX,
+    };
+    for t in [
+        token("a-phone", &a, "phone"),
+        token("a-desk", &a, "desk"),
+        token("b-phone", &b, "phone"),
+    ] {
+        store.put_token(&t).await.unwrap();
+    }
+    let phone = DeviceId::parse("phone").unwrap();
+    assert_eq!(
+        store.revoke_device_tokens(&a, Some(&phone)).await.unwrap(),
+        1
+    );
+    assert!(store.find_token("a-phone").await.unwrap().is_none());
+    assert!(store.find_token("a-desk").await.unwrap().is_some());
+    assert_eq!(store.revoke_device_tokens(&a, None).await.unwrap(), 1);
+    assert!(store.find_token("a-desk").await.unwrap().is_none());
+    assert!(
+        store.find_token("b-phone").await.unwrap().is_some(),
+        "another user's tokens stay"
+    );
+    assert_eq!(store.revoke_device_tokens(&a, None).await.unwrap(), 0);
+}

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             messages::inbox_reads_are_contiguous_from_the_cursor,
             messages::cursors_never_move_backwards,
             accounts::accounts_and_tokens,
+            accounts::accounts_are_disabled_and_their_tokens_revoked,
             accounts::admin_keys_are_kept_by_hash_and_revoked_once,
             groups::small_groups_write_every_inbox,
             groups::large_groups_write_the_timeline_only,

@@ -31,7 +31,7 @@ use tern_core::{
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
         ConversationSummary, Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore,
-        InboxPage, InboxStore, SummaryQuery, TokenRecord, Write,
+        InboxPage, InboxStore, SummaryQuery, TokenRecord, UserRecord, Write,
     },
 };
 
@@ -691,6 +691,62 @@ impl AccountStore for SqliteStore {
                 .prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
                 .execute([hash.as_str()])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn user_record(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT created_ms, password_hash, disabled_ms FROM users WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([user.as_str()], |r| {
+                    Ok(UserRecord {
+                        user: user.clone(),
+                        created_ms: r.get(0)?,
+                        has_password: r.get::<_, String>(1)? != tern_core::accounts::NO_PASSWORD,
+                        disabled_ms: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn set_disabled(&self, user: &UserId, at_ms: Option<i64>) -> Result<bool, StoreError> {
+        let user = user.clone();
+        self.write(move |b| {
+            let n = b
+                .conn
+                .prepare_cached("UPDATE users SET disabled_ms = ?2 WHERE id = ?1")?
+                .execute(params![user.as_str(), at_ms])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_device_tokens(
+        &self,
+        user: &UserId,
+        device: Option<&DeviceId>,
+    ) -> Result<u64, StoreError> {
+        let (user, device) = (user.clone(), device.cloned());
+        self.write(move |b| {
+            let n = match &device {
+                Some(d) => b
+                    .conn
+                    .prepare_cached("DELETE FROM tokens WHERE user_id = ?1 AND device_id = ?2")?
+                    .execute([user.as_str(), d.as_str()])?,
+                None => b
+                    .conn
+                    .prepare_cached("DELETE FROM tokens WHERE user_id = ?1")?
+                    .execute([user.as_str()])?,
+            };
+            Ok(n as u64)
         })
         .await
     }

@@ -207,6 +207,10 @@ const MAIN: &[&str] = &[
     );
     CREATE INDEX webhook_outbox_queue ON webhook_outbox (state, webhook, key, seq);
     "#,
+    // 8: disabled accounts (they cannot log in; their devices were disconnected).
+    r#"
+    ALTER TABLE users ADD COLUMN disabled_ms INTEGER;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
