@@ -68,7 +68,8 @@ pub struct SentMessage {
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
         (status = 404, description = "The sender or the receiver does not exist, or the sender is not in the group", body = ErrorBody),
         (status = 409, description = "The client message id was used for another message", body = ErrorBody),
-        (status = 422, description = "The receiver does not accept it, or the content filter refused it", body = ErrorBody),
+        (status = 413, description = "The content is larger than the server takes", body = ErrorBody),
+        (status = 422, description = "Refused: the content filter, the receiver's blacklist or stranger policy, or the app's before-send hook", body = ErrorBody),
     )
 )]
 pub(crate) async fn send(

@@ -175,6 +175,7 @@ pub struct IssuedToken {
         (status = 201, description = "The token", body = IssuedToken),
         (status = 400, description = "An invalid device id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 403, description = "The account is disabled", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
