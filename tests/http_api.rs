@@ -363,6 +363,16 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
         ("POST", "/v1/users/alice/enable", None),
         ("DELETE", "/v1/users/alice/tokens", None),
         ("DELETE", "/v1/users/alice/tokens/phone", None),
+        (
+            "GET",
+            "/v1/users/alice/conversations/p:alice:bob/messages",
+            None,
+        ),
+        (
+            "POST",
+            "/v1/messages/1/recall",
+            Some(r#"{"user_id":"alice"}"#),
+        ),
         ("GET", "/v1/webhooks", None),
         ("GET", "/v1/webhooks/dead-letters", None),
         ("POST", "/v1/webhooks/dead-letters/1/replay", None),
@@ -586,4 +596,145 @@ async fn accounts_are_read_changed_disabled_and_logged_out() {
     assert_eq!(kick.reason, tern_proto::pb::KickReason::LoggedOut as i32);
     let (status, _, _) = call(http, "DELETE", "/v1/users/nobody/tokens", Some(&key), None).await;
     assert_eq!(status, 404);
+}
+
+/// The system user sends, one call reaches many users (each answered, a retry storing
+/// nothing), a user's view of a conversation is read page by page, and a message is recalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_messages_sends_to_many_history_and_recall() {
+    let mut server = TestServer::start().await;
+    let key = server.first_admin_key().await;
+    let http = server.config().http_addr;
+    server.register(&["alice", "bob", "carol"]).await;
+    let mut bob = server.client("bob", "phone").await;
+
+    // No sender: the system user, an account made at start.
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/messages",
+        Some(&key),
+        Some(
+            r#"{"to_user":"bob","client_msg_id":"welcome","content":{"text":{"text":"welcome"}}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let got = bob.messages(1).await;
+    assert_eq!(got[0].1.sender, "system");
+    assert_eq!(tern_testkit::text_of(&got[0].1), "welcome");
+
+    // Many users in one call, each with its own outcome.
+    let many = r#"{"sender":"alice","to_users":["bob","carol","nobody"],"client_msg_id":"promo-1","content":{"text":{"text":"sale"}}}"#;
+    let (status, _, body) = call(http, "POST", "/v1/messages", Some(&key), Some(many)).await;
+    assert_eq!(status, 200, "{body}");
+    let first = json(&body);
+    let results = first["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["to_user"], "bob");
+    assert_eq!(results[0]["message"]["duplicate"], false);
+    assert_eq!(results[1]["message"]["conversation_id"], "p:alice:carol");
+    assert_eq!(results[2]["error"]["name"], "UNKNOWN_USER");
+    // The same call again stores nothing new.
+    let (_, _, body) = call(http, "POST", "/v1/messages", Some(&key), Some(many)).await;
+    let again = json(&body);
+    for i in 0..2 {
+        assert_eq!(again["results"][i]["message"]["duplicate"], true);
+        assert_eq!(
+            again["results"][i]["message"]["message_id"],
+            first["results"][i]["message"]["message_id"]
+        );
+    }
+    let got = bob.messages(1).await;
+    assert_eq!(tern_testkit::text_of(&got[0].1), "sale");
+    bob.expect_no_message(std::time::Duration::from_millis(200))
+        .await;
+    for bad in [
+        r#"{"sender":"alice","to_users":[],"client_msg_id":"x","content":{"text":{"text":"x"}}}"#,
+        r#"{"sender":"alice","to_users":["bob","bob"],"client_msg_id":"x","content":{"text":{"text":"x"}}}"#,
+        r#"{"sender":"alice","to_user":"bob","to_users":["carol"],"client_msg_id":"x","content":{"text":{"text":"x"}}}"#,
+    ] {
+        let (status, _, body) = call(http, "POST", "/v1/messages", Some(&key), Some(bad)).await;
+        assert_eq!(
+            (status, json(&body)["name"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{bad}"
+        );
+    }
+
+    // History as alice sees it, one page at a time.
+    for i in 0..3 {
+        let body = format!(
+            r#"{{"sender":"alice","to_user":"bob","client_msg_id":"h{i}","content":{{"text":{{"text":"h{i}"}}}}}}"#
+        );
+        let (status, _, _) = call(http, "POST", "/v1/messages", Some(&key), Some(&body)).await;
+        assert_eq!(status, 201);
+    }
+    let path = "/v1/users/alice/conversations/p:alice:bob/messages?limit=2";
+    let (status, _, body) = call(http, "GET", path, Some(&key), None).await;
+    assert_eq!(status, 200, "{body}");
+    let page = json(&body);
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"]["text"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["h1", "h2"]);
+    assert_eq!(page["has_more"], true);
+    let (_, _, body) = call(
+        http,
+        "GET",
+        "/v1/users/alice/conversations/p:alice:bob/messages?anchor_seq=0&direction=forward&limit=10",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(json(&body)["messages"].as_array().unwrap().len(), 4);
+    let (status, _, body) = call(
+        http,
+        "GET",
+        "/v1/users/carol/conversations/p:alice:bob/messages",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["name"].as_str()),
+        (404, Some("NOT_A_PARTICIPANT"))
+    );
+
+    // Recall as alice; bob may not recall alice's message.
+    let last = page["messages"][1]["message_id"].as_u64().unwrap();
+    let recall = format!("/v1/messages/{last}/recall");
+    let (status, _, body) = call(
+        http,
+        "POST",
+        &recall,
+        Some(&key),
+        Some(r#"{"user_id":"bob"}"#),
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    let (status, _, body) = call(
+        http,
+        "POST",
+        &recall,
+        Some(&key),
+        Some(r#"{"user_id":"alice"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["event_seq"].as_u64().unwrap() > 0);
+    let (_, _, body) = call(http, "GET", path, Some(&key), None).await;
+    // The page ends with the recall event; the message itself shows who withdrew it.
+    let page = json(&body);
+    let newest = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == last)
+        .unwrap();
+    assert_eq!(newest["recalled_by"], "alice", "{newest}");
+    assert!(newest.get("content").is_none(), "{newest}");
 }

@@ -49,6 +49,8 @@ pub struct HttpApi {
     pub webhooks: tern_core::webhooks::WebhookAdmin,
     /// Accounts as administrators see them.
     pub users: tern_core::accounts::UserAdmin,
+    /// Who sends the messages a request names no sender for.
+    pub system_user: tern_core::UserId,
 }
 
 /// The document's header; the paths come from the handlers.
@@ -143,6 +145,8 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(users::enable_user))
         .routes(routes!(users::revoke_device_tokens))
         .routes(routes!(messages::send))
+        .routes(routes!(messages::history))
+        .routes(routes!(messages::recall))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::replay))

@@ -145,6 +145,9 @@ pub struct Config {
     pub before_send_timeout_ms: u64,
     /// What a failed check means: `allow` (store unchecked) or `reject` (refuse, retryable).
     pub before_send_on_failure: String,
+    /// The account that sends the HTTP API's messages that name no sender; made (without a
+    /// password) at start when missing.
+    pub system_user: String,
 }
 
 /// One webhook of the configuration.
@@ -227,6 +230,7 @@ impl Default for Config {
             before_send_secret: String::new(),
             before_send_timeout_ms: 2_000,
             before_send_on_failure: "allow".into(),
+            system_user: "system".into(),
         }
     }
 }
@@ -332,6 +336,12 @@ impl Config {
         self.filter_action()?;
         self.webhooks()?;
         self.before_send()?;
+        UserId::parse(&self.system_user).map_err(|_| {
+            ConfigError(format!(
+                "system_user {:?} is not a valid user id",
+                self.system_user
+            ))
+        })?;
         self.synchronous()?;
         if let Some(url) = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))

@@ -288,6 +288,12 @@ impl Server {
         );
         let accounts =
             AccountService::new(store.accounts.clone(), clock.clone(), config.accounts())?;
+        // The sender of the HTTP API's messages that name none: an account like any other.
+        let system_user = match accounts.create_user(&config.system_user, None).await {
+            Ok(user) => user,
+            Err(ServiceError::UserExists) => tern_core::UserId::parse(&config.system_user)?,
+            Err(e) => return Err(e.into()),
+        };
         let groups = GroupService::new(messages.clone(), store.groups.clone());
         let conversations = ConversationService::new(
             messages.clone(),
@@ -344,6 +350,7 @@ impl Server {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
             limiter: tern_http::key_limiter(config.api_requests_per_second),
             api: http_api,
+            system_user,
             users: tern_core::accounts::UserAdmin::new(
                 store.accounts.clone(),
                 store.social.clone(),
