@@ -373,6 +373,7 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
             "/v1/messages/1/recall",
             Some(r#"{"user_id":"alice"}"#),
         ),
+        ("GET", "/v1/presence?user_ids=alice", None),
         ("GET", "/v1/webhooks", None),
         ("GET", "/v1/webhooks/dead-letters", None),
         ("POST", "/v1/webhooks/dead-letters/1/replay", None),
@@ -737,4 +738,70 @@ async fn system_messages_sends_to_many_history_and_recall() {
         .unwrap();
     assert_eq!(newest["recalled_by"], "alice", "{newest}");
     assert!(newest.get("content").is_none(), "{newest}");
+}
+
+/// Which users are online, with their devices, wherever in the deployment they are connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_status_of_many_users_at_once() {
+    let mut server = TestServer::start().await;
+    let key = server.first_admin_key().await;
+    let http = server.config().http_addr;
+    server.register(&["alice", "bob"]).await;
+    let _phone = server
+        .client_with("alice", "phone", |c| {
+            c.platform = tern_proto::pb::Platform::Ios
+        })
+        .await;
+    let _desk = server
+        .client_with("alice", "desk", |c| {
+            c.platform = tern_proto::pb::Platform::Desktop
+        })
+        .await;
+    // On a cluster the devices may be on other nodes than the one asked: their logins reach it
+    // over the bus a moment later.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let users = loop {
+        let (status, _, body) = call(
+            http,
+            "GET",
+            "/v1/presence?user_ids=alice,bob,nobody",
+            Some(&key),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let users = json(&body)["users"].clone();
+        if users[0]["devices"].as_array().map_or(0, Vec::len) == 2 {
+            break users;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{users}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(users[0]["user_id"], "alice");
+    assert_eq!(users[0]["online"], true);
+    let mut platforms: Vec<&str> = users[0]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["platform"].as_str().unwrap())
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["desktop", "ios"]);
+    assert_eq!(
+        (users[1]["user_id"].as_str(), users[1]["online"].as_bool()),
+        (Some("bob"), Some(false))
+    );
+    assert_eq!(users[2]["online"], false, "an unknown user is offline");
+    for (bad, name) in [
+        ("/v1/presence?user_ids=", "INVALID_ARGUMENT"),
+        ("/v1/presence", "INVALID_ARGUMENT"),
+        ("/v1/presence?user_ids=alice,bad%20id", "INVALID_USER_ID"),
+    ] {
+        let (status, _, body) = call(http, "GET", bad, Some(&key), None).await;
+        assert_eq!(
+            (status, json(&body)["name"].as_str()),
+            (400, Some(name)),
+            "{bad}"
+        );
+    }
 }

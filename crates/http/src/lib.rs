@@ -7,6 +7,7 @@
 
 pub mod error;
 mod messages;
+mod presence;
 mod users;
 mod webhooks;
 
@@ -51,6 +52,8 @@ pub struct HttpApi {
     pub users: tern_core::accounts::UserAdmin,
     /// Who sends the messages a request names no sender for.
     pub system_user: tern_core::UserId,
+    /// Who is connected, here and on the other nodes.
+    pub presence: std::sync::Arc<tern_gateway::presence::Presence>,
 }
 
 /// The document's header; the paths come from the handlers.
@@ -147,6 +150,7 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(messages::send))
         .routes(routes!(messages::history))
         .routes(routes!(messages::recall))
+        .routes(routes!(presence::online))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::replay))

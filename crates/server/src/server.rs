@@ -324,6 +324,7 @@ impl Server {
             h.events.contains(UserOnline) || h.events.contains(UserOffline)
         });
         let bus_for_http = bus.clone();
+        let http_presence = presence.clone();
         let services = Services {
             api,
             observers,
@@ -351,6 +352,7 @@ impl Server {
             limiter: tern_http::key_limiter(config.api_requests_per_second),
             api: http_api,
             system_user,
+            presence: http_presence,
             users: tern_core::accounts::UserAdmin::new(
                 store.accounts.clone(),
                 store.social.clone(),
