@@ -374,6 +374,17 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
             Some(r#"{"user_id":"alice"}"#),
         ),
         ("GET", "/v1/presence?user_ids=alice", None),
+        ("GET", "/v1/users/alice/conversations", None),
+        ("GET", "/v1/users/alice/friends", None),
+        (
+            "POST",
+            "/v1/users/alice/friends",
+            Some(r#"{"friend_id":"bob"}"#),
+        ),
+        ("DELETE", "/v1/users/alice/friends/bob", None),
+        ("GET", "/v1/users/alice/blocked", None),
+        ("PUT", "/v1/users/alice/blocked/bob", None),
+        ("DELETE", "/v1/users/alice/blocked/bob", None),
         ("GET", "/v1/webhooks", None),
         ("GET", "/v1/webhooks/dead-letters", None),
         ("POST", "/v1/webhooks/dead-letters/1/replay", None),
@@ -804,4 +815,139 @@ async fn online_status_of_many_users_at_once() {
             "{bad}"
         );
     }
+}
+
+/// A user's conversation list with unread counts, friends imported, listed and removed, and
+/// the blacklist, each as the user would do it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_friends_and_the_blacklist() {
+    let mut server = TestServer::start().await;
+    let key = server.first_admin_key().await;
+    let http = server.config().http_addr;
+    server.register(&["alice", "bob", "carol"]).await;
+    for (i, to) in ["bob", "bob", "carol"].iter().enumerate() {
+        let body = format!(
+            r#"{{"sender":"alice","to_user":"{to}","client_msg_id":"c{i}","content":{{"text":{{"text":"m{i}"}}}}}}"#
+        );
+        let (status, _, body) = call(http, "POST", "/v1/messages", Some(&key), Some(&body)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, _, body) =
+        call(http, "GET", "/v1/users/bob/conversations", Some(&key), None).await;
+    assert_eq!(status, 200, "{body}");
+    let list = json(&body);
+    let with_alice = &list["conversations"][0];
+    assert_eq!(with_alice["peer"], "alice");
+    assert_eq!(with_alice["unread"], 2);
+    assert_eq!(with_alice["last"]["content"]["text"]["text"], "m1");
+    let (_, _, body) = call(
+        http,
+        "GET",
+        "/v1/users/alice/conversations",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(json(&body)["conversations"].as_array().unwrap().len(), 2);
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/v1/users/nobody/conversations",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Friends imported as a request and its acceptance.
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users/alice/friends",
+        Some(&key),
+        Some(r#"{"friend_id":"bob"}"#),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = call(
+        http,
+        "POST",
+        "/v1/users/alice/friends",
+        Some(&key),
+        Some(r#"{"friend_id":"bob"}"#),
+    )
+    .await;
+    assert_eq!(status, 204, "importing twice changes nothing");
+    for (who, other) in [("alice", "bob"), ("bob", "alice")] {
+        let (_, _, body) = call(
+            http,
+            "GET",
+            &format!("/v1/users/{who}/friends"),
+            Some(&key),
+            None,
+        )
+        .await;
+        let friends = json(&body)["friends"].clone();
+        assert_eq!(friends.as_array().unwrap().len(), 1, "{who}: {friends}");
+        assert_eq!(friends[0]["user_id"], other);
+    }
+    let (status, _, _) = call(
+        http,
+        "DELETE",
+        "/v1/users/bob/friends/alice",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, _, body) = call(http, "GET", "/v1/users/alice/friends", Some(&key), None).await;
+    assert_eq!(json(&body)["friends"], serde_json::json!([]));
+
+    // The blacklist: carol refuses alice, whose next message to carol is refused.
+    let (status, _, _) = call(
+        http,
+        "PUT",
+        "/v1/users/carol/blocked/alice",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, _, body) = call(http, "GET", "/v1/users/carol/blocked", Some(&key), None).await;
+    assert_eq!(json(&body)["blocked"], serde_json::json!(["alice"]));
+    let refused = r#"{"sender":"alice","to_user":"carol","client_msg_id":"after-block","content":{"text":{"text":"hi"}}}"#;
+    let (status, _, body) = call(http, "POST", "/v1/messages", Some(&key), Some(refused)).await;
+    assert_eq!(
+        (status, json(&body)["name"].as_str()),
+        (422, Some("NOT_ACCEPTED"))
+    );
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/users/alice/friends",
+        Some(&key),
+        Some(r#"{"friend_id":"carol"}"#),
+    )
+    .await;
+    assert_eq!(status, 422, "a blacklist refuses the import too: {body}");
+    let (status, _, _) = call(
+        http,
+        "DELETE",
+        "/v1/users/carol/blocked/alice",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, body) = call(http, "POST", "/v1/messages", Some(&key), Some(refused)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, _) = call(
+        http,
+        "PUT",
+        "/v1/users/carol/blocked/carol",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
 }

@@ -7,6 +7,7 @@
 
 pub mod error;
 mod messages;
+mod people;
 mod presence;
 mod users;
 mod webhooks;
@@ -151,6 +152,11 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(messages::history))
         .routes(routes!(messages::recall))
         .routes(routes!(presence::online))
+        .routes(routes!(people::conversations))
+        .routes(routes!(people::friends, people::add_friend))
+        .routes(routes!(people::remove_friend))
+        .routes(routes!(people::blocked))
+        .routes(routes!(people::block, people::unblock))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::replay))

@@ -1,0 +1,317 @@
+//! A user's conversations and people, for an app's backend: the conversation list with unread
+//! counts, friends (listed, imported, removed) and the blacklist, each done as the user would
+//! do it, through the same services and rules as the binary protocol.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+use tern_core::UserId;
+use utoipa::ToSchema;
+
+use crate::{Admin, ApiError, ApiJson, ErrorBody, HttpApi, messages::MessageView};
+
+/// One conversation of a user's list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConversationItem {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The other user of a one-to-one conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The group of a group conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
+    /// Its newest seq.
+    pub max_seq: u64,
+    /// The user's read mark.
+    pub read_seq: u64,
+    /// Messages from others after the read mark (at most 10,000).
+    pub unread: u64,
+    /// Pinned by the user.
+    pub pinned: bool,
+    /// Muted by the user.
+    pub muted: bool,
+    /// The newest entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<MessageView>,
+}
+
+/// A user's conversations: pinned first, then newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConversationItems {
+    /// The conversations.
+    pub conversations: Vec<ConversationItem>,
+}
+
+/// A user's conversation list with unread counts, as the user's devices see it.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/conversations",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "Whose list")),
+    responses(
+        (status = 200, description = "The list", body = ConversationItems),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn conversations(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<ConversationItems>, ApiError> {
+    api.users.get(&user_id).await?;
+    let user = UserId::parse(&user_id)?;
+    let list = api.api.services().conversations.list(&user, 0).await?;
+    Ok(Json(ConversationItems {
+        conversations: list
+            .conversations
+            .into_iter()
+            .map(|c| ConversationItem {
+                conversation_id: c.summary.conversation.to_string(),
+                peer: c.peer.map(|p| p.to_string()),
+                group_id: c.group.map(|g| g.0),
+                max_seq: c.summary.max_seq,
+                read_seq: c.summary.read_seq,
+                unread: c.summary.unread,
+                pinned: c.summary.pinned,
+                muted: c.summary.muted,
+                last: c.summary.last.as_ref().map(MessageView::from),
+            })
+            .collect(),
+    }))
+}
+
+/// A friend.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Friend {
+    /// The friend.
+    pub user_id: String,
+    /// The user's remark for it.
+    pub remark: String,
+    /// Friends since (Unix ms).
+    pub since_ms: i64,
+}
+
+/// A user's friends.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Friends {
+    /// Every friend.
+    pub friends: Vec<Friend>,
+}
+
+/// A user's friends.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/friends",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "Whose friends")),
+    responses(
+        (status = 200, description = "The friends", body = Friends),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn friends(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Friends>, ApiError> {
+    api.users.get(&user_id).await?;
+    let user = UserId::parse(&user_id)?;
+    let list = api.api.services().social.friends(&user, 0).await?;
+    Ok(Json(Friends {
+        friends: list
+            .friends
+            .into_iter()
+            .map(|f| Friend {
+                user_id: f.user.to_string(),
+                remark: f.remark,
+                since_ms: f.since_ms,
+            })
+            .collect(),
+    }))
+}
+
+/// A friend to add.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFriend {
+    /// The other user.
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
+    pub friend_id: String,
+}
+
+/// Makes two users friends (an import from the app's own friend graph): a request from the
+/// user and the other's acceptance, under the same rules as when they do it themselves (a
+/// blacklist refuses it). Both users' devices hear of it.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/friends",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "One of the two")),
+    request_body = NewFriend,
+    responses(
+        (status = 204, description = "Friends (or were already)"),
+        (status = 400, description = "An invalid id, or the same user twice", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "One of them does not accept the other", body = ErrorBody),
+    )
+)]
+pub(crate) async fn add_friend(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+    ApiJson(new): ApiJson<NewFriend>,
+) -> Result<StatusCode, ApiError> {
+    api.users.get(&user_id).await?;
+    api.users.get(&new.friend_id).await?;
+    let (user, friend) = (UserId::parse(&user_id)?, UserId::parse(&new.friend_id)?);
+    let social = &api.api.services().social;
+    let already = social
+        .are_friends(&user, vec![friend.clone()])
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(false);
+    if !already {
+        let befriended = social
+            .request_friend(&user, friend.as_str(), String::new())
+            .await?;
+        if !befriended {
+            social.respond(&friend, user.as_str(), true).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends a friendship.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/friends/{friend_id}",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(
+        ("user_id" = String, Path, description = "One of the two"),
+        ("friend_id" = String, Path, description = "The other"),
+    ),
+    responses(
+        (status = 204, description = "No longer friends"),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove_friend(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path((user_id, friend_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    api.users.get(&user_id).await?;
+    let user = UserId::parse(&user_id)?;
+    api.api
+        .services()
+        .social
+        .delete_friend(&user, &friend_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's blacklist.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Blocked {
+    /// The users it refuses.
+    pub blocked: Vec<String>,
+}
+
+/// The users a user refuses.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/blocked",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(("user_id" = String, Path, description = "Whose blacklist")),
+    responses(
+        (status = 200, description = "The blacklist", body = Blocked),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn blocked(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Blocked>, ApiError> {
+    api.users.get(&user_id).await?;
+    let user = UserId::parse(&user_id)?;
+    let blocked = api.api.services().social.blocked(&user).await?;
+    Ok(Json(Blocked {
+        blocked: blocked.into_iter().map(|u| u.to_string()).collect(),
+    }))
+}
+
+/// Adds a user to a user's blacklist: its one-to-one messages and friend requests are refused.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{user_id}/blocked/{other_id}",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(
+        ("user_id" = String, Path, description = "Who refuses"),
+        ("other_id" = String, Path, description = "Whom"),
+    ),
+    responses(
+        (status = 204, description = "Blocked"),
+        (status = 400, description = "An invalid id, or the user itself", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn block(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path((user_id, other_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    api.users.get(&user_id).await?;
+    let user = UserId::parse(&user_id)?;
+    api.api.services().social.block(&user, &other_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes a user off a user's blacklist.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/blocked/{other_id}",
+    tag = "people",
+    security(("admin_key" = [])),
+    params(
+        ("user_id" = String, Path, description = "Who refused"),
+        ("other_id" = String, Path, description = "Whom"),
+    ),
+    responses(
+        (status = 204, description = "No longer blocked"),
+        (status = 400, description = "An invalid id", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn unblock(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path((user_id, other_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    api.users.get(&user_id).await?;
+    let user = UserId::parse(&user_id)?;
+    api.api.services().social.unblock(&user, &other_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
