@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tern_server::{Config, ServeArgs, Server, wait_for_signal};
+use tern_server::{Config, ServeArgs, Server};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -133,30 +133,51 @@ async fn admin_key(command: KeyCommand) -> anyhow::Result<()> {
     Ok(result?)
 }
 
-/// Waits for SIGINT or SIGTERM; each SIGHUP meanwhile reloads the TLS certificate.
-async fn wait_reloading_on_hangup(server: &Server) {
+/// The hang-up signal, listened for from before the server says it is up: a SIGHUP that
+/// arrives before anyone listens would end the process (its default action).
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn listen_for_hangups() -> Hangups {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut hangups) = signal(SignalKind::hangup()) {
-            let stop = wait_for_signal();
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = hangups.recv() => {
-                        if let Err(e) = server.reload_tls() {
-                            tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use");
-                        }
-                        if let Err(e) = server.reload_filter() {
-                            tracing::error!(error = %e, "content filter reload failed; the previous word list stays in use");
-                        }
+        signal(SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Waits for SIGINT or SIGTERM, reloading the TLS certificate and the content filter on each
+/// SIGHUP meanwhile.
+async fn wait_reloading_on_hangup(
+    server: &Server,
+    hangups: Hangups,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    #[cfg(unix)]
+    if let Some(mut hangups) = hangups {
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = hangups.recv() => {
+                    if let Err(e) = server.reload_tls() {
+                        tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use");
+                    }
+                    if let Err(e) = server.reload_filter() {
+                        tracing::error!(error = %e, "content filter reload failed; the previous word list stays in use");
                     }
                 }
             }
         }
     }
-    wait_for_signal().await;
+    let _ = hangups;
+    stop.await;
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -169,6 +190,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .init();
     let config = Config::load(&args)?;
     let server = Server::start(config.clone()).await?;
+    // Listening for signals before saying the server is up: a script that starts it and
+    // signals it as soon as it reads the addresses must not kill it.
+    let hangups = listen_for_hangups();
+    #[cfg(unix)]
+    let mut terms = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let stop = async move {
+        #[cfg(unix)]
+        if let Some(terms) = terms.as_mut() {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terms.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    };
     // Tests and scripts read these two lines to find the ports when started on port 0.
     println!("tern: tcp listening on {}", server.tcp_addr());
     println!(
@@ -185,7 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cert.display()
         );
     }
-    wait_reloading_on_hangup(&server).await;
+    wait_reloading_on_hangup(&server, hangups, stop).await;
     server.shutdown().await;
     Ok(())
 }

@@ -13,5 +13,5 @@ mod server;
 pub mod tls;
 
 pub use config::{Config, ConfigError, ServeArgs, WebhookSetting};
-pub use server::{AdminStore, Server, ServerError, open_admin_keys, wait_for_signal};
+pub use server::{AdminStore, Server, ServerError, open_admin_keys};
 pub use tern_core::clock::{Clock, ManualClock, SystemClock};
