@@ -6,6 +6,7 @@
 //! services and says nothing of its own about the rules.
 
 pub mod error;
+mod groups;
 mod messages;
 mod people;
 mod presence;
@@ -157,6 +158,14 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(people::remove_friend))
         .routes(routes!(people::blocked))
         .routes(routes!(people::block, people::unblock))
+        .routes(routes!(groups::create))
+        .routes(routes!(groups::get, groups::update))
+        .routes(routes!(groups::dissolve))
+        .routes(routes!(groups::members, groups::add_members))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(groups::set_role))
+        .routes(routes!(groups::mute))
+        .routes(routes!(groups::of_user))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::replay))
@@ -218,6 +227,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             )),
             Err(e) => Err(ApiError::new(ErrorCode::InvalidArgument, e.body_text())),
         }
+    }
+}
+
+/// A query string; one that does not parse is refused in the API's error shape.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))
     }
 }
 
