@@ -251,6 +251,35 @@ impl AccountService {
         }
     }
 
+    /// The user and device a live token belongs to, for a front door that authenticates each
+    /// request with a token rather than a session (the HTTP API). Failures count against
+    /// `source` as failed token logins do.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        source: IpAddr,
+    ) -> Result<(UserId, DeviceId), ServiceError> {
+        if let Verdict::Refuse(retry_after) =
+            self.throttle.before_token(source, self.clock.now_ms())
+        {
+            return Err(ServiceError::RateLimited {
+                what: "failed logins",
+                retry_after,
+            });
+        }
+        let record = self
+            .store
+            .find_token(&token_hash(token))
+            .await?
+            .filter(|r| r.expires_ms > self.clock.now_ms());
+        let Some(record) = record else {
+            self.throttle.token_failed(source, self.clock.now_ms());
+            return Err(ServiceError::TokenInvalid);
+        };
+        self.refuse_disabled(&record.user).await?;
+        Ok((record.user, record.device))
+    }
+
     /// Makes an account for an app's backend (no throttle: the caller is trusted), with a
     /// password or without one (the user then logs in only with tokens from
     /// [`AccountService::issue_token`]).

@@ -17,7 +17,7 @@ use tern_core::{
 use tern_proto::ErrorCode;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{Admin, ApiError, ApiJson, ApiQuery, ErrorBody, HttpApi};
+use crate::{Admin, ApiError, ApiJson, ApiQuery, Caller, ErrorBody, HttpApi};
 
 /// Which history new members see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -575,7 +575,7 @@ pub(crate) async fn mute(
     get,
     path = "/v1/users/{user_id}/groups",
     tag = "groups",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "Whose groups")),
     responses(
         (status = 200, description = "The groups", body = GroupList),
@@ -585,10 +585,11 @@ pub(crate) async fn mute(
     )
 )]
 pub(crate) async fn of_user(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<GroupList>, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     let groups = api.api.services().groups.list(&user).await?;

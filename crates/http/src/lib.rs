@@ -81,6 +81,10 @@ impl utoipa::Modify for BearerAuth {
             "admin_key",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "user_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -171,7 +175,56 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(webhooks::replay))
 }
 
-/// A request authenticated with a live admin key.
+/// The client's address, which the listener puts in each request's extensions: failed user
+/// tokens are counted per address, as failed token logins are.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// The bearer credential of a request.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::AuthFailed,
+                "an admin key or a user token is required: Authorization: Bearer KEY",
+            )
+        })
+}
+
+/// Holds requests to the caller's rate (`who` names the key or user).
+fn limit(api: &HttpApi, who: &str) -> Result<(), ApiError> {
+    if let Some(limiter) = &api.limiter
+        && let Err(not_until) = limiter.check_key(&who.to_owned())
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Err(tern_core::ServiceError::RateLimited {
+            what: "requests with this credential",
+            retry_after: wait.max(std::time::Duration::from_millis(1)),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+async fn admin_of(api: &HttpApi, key: &str) -> Result<AdminKeyRecord, ApiError> {
+    let admin = api
+        .admin_keys
+        .verify(key)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::AuthFailed, "the key is unknown or revoked"))?;
+    limit(api, &admin.id)?;
+    Ok(admin)
+}
+
+/// A request authenticated with a live admin key: the endpoints only an app's backend may
+/// call. A user's token is refused here like a wrong key.
 #[derive(Debug, Clone)]
 pub struct Admin(pub AdminKeyRecord);
 
@@ -179,35 +232,70 @@ impl FromRequestParts<HttpApi> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &HttpApi) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::AuthFailed,
-                    "an admin key is required: Authorization: Bearer KEY",
-                )
-            })?;
-        let admin =
-            api.admin_keys.verify(key).await.map_err(|_| {
-                ApiError::new(ErrorCode::AuthFailed, "the key is unknown or revoked")
-            })?;
-        if let Some(limiter) = &api.limiter
-            && let Err(not_until) = limiter.check_key(&admin.id)
-        {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            return Err(tern_core::ServiceError::RateLimited {
-                what: "requests with this key",
-                retry_after: wait.max(std::time::Duration::from_millis(1)),
-            }
-            .into());
+        Ok(Admin(admin_of(api, bearer(parts)?).await?))
+    }
+}
+
+/// Who a request acts for: the app's backend (an admin key) or one user (a token one of its
+/// devices was issued, by LOGIN or by `POST /v1/users/{user_id}/tokens`). For the endpoints
+/// a user may call about themself.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An admin key: acts for any user.
+    Admin(AdminKeyRecord),
+    /// A user's token: acts for that user only.
+    User(tern_core::UserId),
+}
+
+impl Caller {
+    /// Refuses a user acting for another user; an admin key acts for anyone.
+    pub fn may_act_for(&self, user: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Admin(_) => Ok(()),
+            Caller::User(me) if me.as_str() == user => Ok(()),
+            Caller::User(_) => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "a user's token acts for that user only",
+            )),
         }
-        Ok(Admin(admin))
+    }
+
+    /// The user a token authenticates (none for an admin key).
+    pub fn user(&self) -> Option<&tern_core::UserId> {
+        match self {
+            Caller::Admin(_) => None,
+            Caller::User(u) => Some(u),
+        }
+    }
+}
+
+impl FromRequestParts<HttpApi> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &HttpApi) -> Result<Self, ApiError> {
+        let credential = bearer(parts)?;
+        if credential.starts_with(tern_core::admin::KEY_PREFIX) {
+            return Ok(Caller::Admin(admin_of(api, credential).await?));
+        }
+        let source = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.0.ip());
+        let (user, _device) = api
+            .api
+            .services()
+            .accounts
+            .authenticate(credential, source)
+            .await
+            .map_err(|e| match e {
+                tern_core::ServiceError::TokenInvalid => ApiError::new(
+                    ErrorCode::AuthFailed,
+                    "the credential is not a live admin key or user token",
+                ),
+                other => other.into(),
+            })?;
+        limit(api, &format!("user:{user}"))?;
+        Ok(Caller::User(user))
     }
 }
 

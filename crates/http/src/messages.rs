@@ -19,7 +19,7 @@ use tern_core::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{Admin, ApiError, ApiJson, ErrorBody, HttpApi};
+use crate::{ApiError, ApiJson, Caller, ErrorBody, HttpApi};
 
 /// The most users one send reaches with `to_users`.
 pub const MAX_RECIPIENTS: usize = 1000;
@@ -115,7 +115,7 @@ fn recipient_key(client_msg_id: &str, to: &str) -> String {
     post,
     path = "/v1/messages",
     tag = "messages",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     request_body = NewMessage,
     responses(
         (status = 201, description = "Stored (or a retry of a message stored before)", body = SentMessage),
@@ -129,14 +129,25 @@ fn recipient_key(client_msg_id: &str, to: &str) -> String {
     )
 )]
 pub(crate) async fn send(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     ApiJson(new): ApiJson<NewMessage>,
 ) -> Result<Response, ApiError> {
-    let sender = match &new.sender {
-        Some(s) => UserId::parse(s)?,
-        None => api.system_user.clone(),
+    let sender = match (&new.sender, caller.user()) {
+        (Some(s), _) => {
+            caller.may_act_for(s)?;
+            UserId::parse(s)?
+        }
+        // A user's token sends as that user; only the app's backend sends as the system user.
+        (None, Some(me)) => me.clone(),
+        (None, None) => api.system_user.clone(),
     };
+    if caller.user().is_some() && new.to_users.is_some() {
+        return Err(ApiError::new(
+            tern_proto::ErrorCode::PermissionDenied,
+            "sends to many users at once take an admin key",
+        ));
+    }
     let messages = &api.api.services().messages;
     let target = match (new.to_user, new.group_id, new.to_users) {
         (Some(to), None, None) => SendTarget::User(to),
@@ -294,7 +305,7 @@ pub struct HistoryPage {
     get,
     path = "/v1/users/{user_id}/conversations/{conversation_id}/messages",
     tag = "messages",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(
         ("user_id" = String, Path, description = "Whose view"),
         ("conversation_id" = String, Path, description = "`p:a:b` or `g:ID`"),
@@ -308,13 +319,14 @@ pub struct HistoryPage {
     )
 )]
 pub(crate) async fn history(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path((user_id, conversation_id)): Path<(String, String)>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::new(tern_proto::ErrorCode::InvalidArgument, e.body_text()))?;
+    caller.may_act_for(&user_id)?;
     let user = UserId::parse(&user_id)?;
     let (conversation, _) = ConversationId::parse(&conversation_id)?;
     let page = api
@@ -362,7 +374,7 @@ pub struct Recalled {
     post,
     path = "/v1/messages/{message_id}/recall",
     tag = "messages",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("message_id" = u64, Path, description = "The message")),
     request_body = RecallAs,
     responses(
@@ -374,13 +386,14 @@ pub struct Recalled {
     )
 )]
 pub(crate) async fn recall(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     message_id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
     ApiJson(who): ApiJson<RecallAs>,
 ) -> Result<Json<Recalled>, ApiError> {
     let Path(message_id) = message_id
         .map_err(|e| ApiError::new(tern_proto::ErrorCode::InvalidArgument, e.body_text()))?;
+    caller.may_act_for(&who.user_id)?;
     let user = UserId::parse(&who.user_id)?;
     let done = api
         .api

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tern_core::UserId;
 use utoipa::ToSchema;
 
-use crate::{Admin, ApiError, ApiJson, ErrorBody, HttpApi, messages::MessageView};
+use crate::{Admin, ApiError, ApiJson, Caller, ErrorBody, HttpApi, messages::MessageView};
 
 /// One conversation of a user's list.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -51,7 +51,7 @@ pub struct ConversationItems {
     get,
     path = "/v1/users/{user_id}/conversations",
     tag = "people",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "Whose list")),
     responses(
         (status = 200, description = "The list", body = ConversationItems),
@@ -61,10 +61,11 @@ pub struct ConversationItems {
     )
 )]
 pub(crate) async fn conversations(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<ConversationItems>, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     let list = api.api.services().conversations.list(&user, 0).await?;
@@ -110,7 +111,7 @@ pub struct Friends {
     get,
     path = "/v1/users/{user_id}/friends",
     tag = "people",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "Whose friends")),
     responses(
         (status = 200, description = "The friends", body = Friends),
@@ -120,10 +121,11 @@ pub struct Friends {
     )
 )]
 pub(crate) async fn friends(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<Friends>, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     let list = api.api.services().social.friends(&user, 0).await?;
@@ -199,7 +201,7 @@ pub(crate) async fn add_friend(
     delete,
     path = "/v1/users/{user_id}/friends/{friend_id}",
     tag = "people",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(
         ("user_id" = String, Path, description = "One of the two"),
         ("friend_id" = String, Path, description = "The other"),
@@ -212,10 +214,11 @@ pub(crate) async fn add_friend(
     )
 )]
 pub(crate) async fn remove_friend(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path((user_id, friend_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     api.api
@@ -238,7 +241,7 @@ pub struct Blocked {
     get,
     path = "/v1/users/{user_id}/blocked",
     tag = "people",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "Whose blacklist")),
     responses(
         (status = 200, description = "The blacklist", body = Blocked),
@@ -248,10 +251,11 @@ pub struct Blocked {
     )
 )]
 pub(crate) async fn blocked(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<Blocked>, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     let blocked = api.api.services().social.blocked(&user).await?;
@@ -265,7 +269,7 @@ pub(crate) async fn blocked(
     put,
     path = "/v1/users/{user_id}/blocked/{other_id}",
     tag = "people",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(
         ("user_id" = String, Path, description = "Who refuses"),
         ("other_id" = String, Path, description = "Whom"),
@@ -278,10 +282,11 @@ pub(crate) async fn blocked(
     )
 )]
 pub(crate) async fn block(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path((user_id, other_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     api.api.services().social.block(&user, &other_id).await?;
@@ -293,7 +298,7 @@ pub(crate) async fn block(
     delete,
     path = "/v1/users/{user_id}/blocked/{other_id}",
     tag = "people",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(
         ("user_id" = String, Path, description = "Who refused"),
         ("other_id" = String, Path, description = "Whom"),
@@ -306,10 +311,11 @@ pub(crate) async fn block(
     )
 )]
 pub(crate) async fn unblock(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path((user_id, other_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     api.api.services().social.unblock(&user, &other_id).await?;

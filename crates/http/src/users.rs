@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tern_core::Platform;
 use utoipa::ToSchema;
 
-use crate::{Admin, ApiError, ApiJson, ErrorBody, HttpApi};
+use crate::{Admin, ApiError, ApiJson, Caller, ErrorBody, HttpApi};
 
 /// The most users one call makes.
 pub const MAX_USERS_PER_CALL: usize = 1000;
@@ -261,7 +261,7 @@ impl From<tern_core::accounts::UserInfo> for UserView {
     get,
     path = "/v1/users/{user_id}",
     tag = "users",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "The account")),
     responses(
         (status = 200, description = "The account", body = UserView),
@@ -271,10 +271,11 @@ impl From<tern_core::accounts::UserInfo> for UserView {
     )
 )]
 pub(crate) async fn get_user(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
+    caller.may_act_for(&user_id)?;
     Ok(Json(api.users.get(&user_id).await?.into()))
 }
 
@@ -301,7 +302,7 @@ pub struct ProfileUpdate {
     patch,
     path = "/v1/users/{user_id}",
     tag = "users",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "The account")),
     request_body = ProfileUpdate,
     responses(
@@ -312,11 +313,12 @@ pub struct ProfileUpdate {
     )
 )]
 pub(crate) async fn update_user(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
     ApiJson(update): ApiJson<ProfileUpdate>,
 ) -> Result<Json<UserView>, ApiError> {
+    caller.may_act_for(&user_id)?;
     // The account first: a profile change of nobody is an error, not a new profile.
     api.users.get(&user_id).await?;
     let user = tern_core::UserId::parse(&user_id)?;
@@ -397,7 +399,7 @@ pub struct Revoked {
     delete,
     path = "/v1/users/{user_id}/tokens",
     tag = "users",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(("user_id" = String, Path, description = "The account")),
     responses(
         (status = 200, description = "Tokens revoked", body = Revoked),
@@ -407,10 +409,11 @@ pub struct Revoked {
     )
 )]
 pub(crate) async fn revoke_all_tokens(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
+    caller.may_act_for(&user_id)?;
     let revoked = api.users.revoke_tokens(&user_id, None).await?;
     Ok(Json(Revoked { revoked }))
 }
@@ -421,7 +424,7 @@ pub(crate) async fn revoke_all_tokens(
     delete,
     path = "/v1/users/{user_id}/tokens/{device_id}",
     tag = "users",
-    security(("admin_key" = [])),
+    security(("admin_key" = []), ("user_token" = [])),
     params(
         ("user_id" = String, Path, description = "The account"),
         ("device_id" = String, Path, description = "The device"),
@@ -434,10 +437,11 @@ pub(crate) async fn revoke_all_tokens(
     )
 )]
 pub(crate) async fn revoke_device_tokens(
-    _: Admin,
+    caller: Caller,
     State(api): State<HttpApi>,
     Path((user_id, device_id)): Path<(String, String)>,
 ) -> Result<Json<Revoked>, ApiError> {
+    caller.may_act_for(&user_id)?;
     let revoked = api.users.revoke_tokens(&user_id, Some(&device_id)).await?;
     Ok(Json(Revoked { revoked }))
 }

@@ -39,6 +39,16 @@ pub(crate) fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Hands the client's address to the HTTP API, which counts failed user tokens per address.
+pub(crate) async fn client_addr(
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    request.extensions_mut().insert(tern_http::ClientAddr(peer));
+    next.run(request).await
+}
+
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,

@@ -364,7 +364,8 @@ impl Server {
                 hooks.clone(),
                 clock.clone(),
             ),
-        }));
+        }))
+        .layer(axum::middleware::from_fn(crate::http::client_addr));
         let dispatcher = if hooks.is_empty() {
             None
         } else {
