@@ -36,7 +36,7 @@ pub struct ConversationConfig {
     /// The largest edited content, measured as its protobuf encoding.
     pub max_content_bytes: usize,
     /// Users with the observer role: they may observe any conversation's live messages.
-    pub observers: Vec<UserId>,
+    pub observers: ObserverRoles,
     /// The sensitive-word filter edits pass (the one sends pass).
     pub filter: crate::filter::ContentFilter,
 }
@@ -48,9 +48,36 @@ impl Default for ConversationConfig {
             edit_window: Duration::from_secs(15 * 60),
             max_changes_scanned: 2000,
             max_content_bytes: 32 * 1024,
-            observers: Vec::new(),
+            observers: ObserverRoles::default(),
             filter: crate::filter::ContentFilter::default(),
         }
+    }
+}
+
+/// Who has the observer role now: those the configuration names and those granted through the
+/// API, shared by every service that asks and replaced whole when a grant changes.
+#[derive(Debug, Clone, Default)]
+pub struct ObserverRoles(Arc<std::sync::RwLock<Arc<std::collections::HashSet<UserId>>>>);
+
+impl ObserverRoles {
+    /// Roles for `users`.
+    pub fn new(users: impl IntoIterator<Item = UserId>) -> ObserverRoles {
+        let roles = ObserverRoles::default();
+        roles.set(users);
+        roles
+    }
+
+    /// Replaces who has the role.
+    pub fn set(&self, users: impl IntoIterator<Item = UserId>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(users.into_iter().collect());
+    }
+
+    /// Whether `user` has the role.
+    pub fn contains(&self, user: &UserId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(user)
     }
 }
 

@@ -13,7 +13,8 @@ use unicode_normalization::UnicodeNormalization;
 use crate::{ServiceError, pb};
 
 /// What a match does to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FilterAction {
     /// The send or edit is refused with `CONTENT_REJECTED`.
     #[default]
@@ -170,7 +171,12 @@ impl ContentFilter {
 
     /// Puts `filter` in force for every send and edit from now on.
     pub fn replace(&self, filter: Option<WordFilter>) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = filter.map(Arc::new);
+        self.replace_shared(filter.map(Arc::new));
+    }
+
+    /// Puts a filter shared with its owner in force for every send and edit from now on.
+    pub fn replace_shared(&self, filter: Option<Arc<WordFilter>>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = filter;
     }
 
     /// The words in force.

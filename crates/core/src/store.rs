@@ -353,6 +353,20 @@ pub trait AdminKeyStore: Send + Sync + std::fmt::Debug + 'static {
     async fn revoke_admin_key(&self, id: &str, at_ms: i64) -> Result<bool, StoreError>;
 }
 
+/// Settings operators change while Tern runs (the content filter's words, webhooks, observer
+/// grants): kept in the store so that a restart keeps them and every node of a cluster reads
+/// the same ones. Values are opaque text to the store; each setting's owner in core parses it.
+#[async_trait]
+pub trait SettingsStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Sets `name` to `value`, or removes it (`None`).
+    async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<(), StoreError>;
+    /// Every setting whose name starts with `prefix`, ordered by name.
+    async fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// A number that changes with every [`SettingsStore::put_setting`] (whatever order
+    /// concurrent ones commit in), so that a node can tell cheaply whether to read them again.
+    async fn settings_fingerprint(&self) -> Result<i64, StoreError>;
+}
+
 /// A login token as stored: only its hash, never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -345,19 +345,45 @@ pub struct OutboxRow {
 /// and whoever configures them; changed whole, read once per commit.
 #[derive(Debug, Default)]
 pub struct Routes {
-    table: RwLock<Arc<[Route]>>,
+    table: RwLock<(Arc<[Route]>, Arc<[Webhook]>)>,
     queued: tokio::sync::Notify,
 }
 
 impl Routes {
-    /// Replaces the webhooks in force.
-    pub fn set(&self, routes: Vec<Route>) {
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = routes.into();
+    /// Replaces the webhooks in force: commits from now on queue rows for these, and the
+    /// dispatcher sends to their addresses.
+    pub fn set(&self, hooks: Vec<Webhook>) {
+        let routes: Arc<[Route]> = hooks.iter().map(Webhook::route).collect();
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = (routes, hooks.into());
     }
 
     /// The webhooks in force.
+    pub fn hooks(&self) -> Arc<[Webhook]> {
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
+
+    /// The webhook in force named `name`.
+    pub fn hook(&self, name: &str) -> Option<Webhook> {
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .iter()
+            .find(|h| h.name == name)
+            .cloned()
+    }
+
+    /// What the webhooks in force want.
     pub fn get(&self) -> Arc<[Route]> {
-        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
     /// A collector for one commit, or `None` when no webhook is configured (then a commit
@@ -564,7 +590,68 @@ impl fmt::Debug for Webhook {
     }
 }
 
+/// The longest webhook name.
+pub const MAX_WEBHOOK_NAME_LEN: usize = 64;
+
 impl Webhook {
+    /// A webhook from what an operator wrote (in the configuration file or through the API):
+    /// a name of letters, digits, `_`, `.` and `-`; an `http://` or `https://` URL; a secret
+    /// (`whsec_` and base64, or any other text taken as bytes); at least one event, or `*`.
+    pub fn new<'a>(
+        name: &str,
+        url: &str,
+        secret: &str,
+        events: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Webhook, String> {
+        let at = |what: String| format!("webhook {name:?}: {what}");
+        if name.is_empty()
+            || name.len() > MAX_WEBHOOK_NAME_LEN
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(at(format!(
+                "a name is 1 to {MAX_WEBHOOK_NAME_LEN} letters, digits, '_', '.' or '-'"
+            )));
+        }
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/'))
+            || url.len() > 2048
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(at(format!(
+                "url must be an http:// or https:// address, not {url:?}"
+            )));
+        }
+        if secret.is_empty() {
+            return Err(at("a secret is required to sign the requests".into()));
+        }
+        let key = secret_key(secret).map_err(at)?;
+        if key.is_empty() {
+            return Err(at("the secret is empty".into()));
+        }
+        let events: Vec<&str> = events.into_iter().collect();
+        if events.is_empty() {
+            return Err(at("events must name at least one event, or \"*\"".into()));
+        }
+        Ok(Webhook {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            key,
+            events: EventSet::parse(events).map_err(at)?,
+        })
+    }
+
+    /// A new secret, 32 random bytes in the `whsec_` form.
+    pub fn new_secret() -> String {
+        format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+        )
+    }
+
     /// Its route.
     pub fn route(&self) -> Route {
         Route {
@@ -578,27 +665,18 @@ impl Webhook {
 #[derive(Debug, Clone)]
 pub struct WebhookAdmin {
     outbox: Arc<dyn WebhookOutbox>,
-    hooks: Arc<[Webhook]>,
     clock: Arc<dyn crate::Clock>,
 }
 
 impl WebhookAdmin {
-    /// Over `outbox`, with the webhooks in force.
-    pub fn new(
-        outbox: Arc<dyn WebhookOutbox>,
-        hooks: Arc<[Webhook]>,
-        clock: Arc<dyn crate::Clock>,
-    ) -> Self {
-        Self {
-            outbox,
-            hooks,
-            clock,
-        }
+    /// Over `outbox` and the webhooks in force for it.
+    pub fn new(outbox: Arc<dyn WebhookOutbox>, clock: Arc<dyn crate::Clock>) -> Self {
+        Self { outbox, clock }
     }
 
     /// The webhooks in force.
-    pub fn hooks(&self) -> &[Webhook] {
-        &self.hooks
+    pub fn hooks(&self) -> Arc<[Webhook]> {
+        self.outbox.routes().hooks()
     }
 
     /// Dead letters after `after`, at most `limit` (1 to 1000).

@@ -11,7 +11,7 @@
 
 mod before_send;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 pub use before_send::HttpBeforeSend;
 
@@ -62,10 +62,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts delivering `outbox`'s events to `hooks`.
+    /// Starts delivering `outbox`'s events to the webhooks in force for it (read for each
+    /// delivery, so webhooks added or removed while it runs are honoured).
     pub fn start(
         outbox: Arc<dyn WebhookOutbox>,
-        hooks: Arc<[Webhook]>,
         config: DispatchConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Dispatcher, reqwest::Error> {
@@ -76,7 +76,6 @@ impl Dispatcher {
         let stop = CancellationToken::new();
         let run = Run {
             outbox,
-            hooks: hooks.iter().map(|h| (h.name.clone(), h.clone())).collect(),
             config,
             clock,
             client,
@@ -95,7 +94,6 @@ impl Dispatcher {
 
 struct Run {
     outbox: Arc<dyn WebhookOutbox>,
-    hooks: HashMap<String, Webhook>,
     config: DispatchConfig,
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
@@ -174,8 +172,11 @@ impl Run {
     /// Sends one row and settles it in the outbox.
     async fn deliver(&self, event: QueuedEvent) {
         let started = std::time::Instant::now();
-        let result = match self.hooks.get(&event.webhook) {
-            Some(hook) => self.send(hook, &event).await,
+        // A webhook this node does not know may be one another node has just added and this
+        // one has not read yet, so it is retried like a failed delivery (and becomes a dead
+        // letter after as many attempts, if it was removed).
+        let result = match self.outbox.routes().hook(&event.webhook) {
+            Some(hook) => self.send(&hook, &event).await,
             None => Err(format!(
                 "no webhook named {:?} is configured",
                 event.webhook
@@ -190,8 +191,7 @@ impl Run {
             }
             Err(error) => {
                 let attempts = event.attempts + 1;
-                let dead = attempts >= self.config.max_attempts
-                    || !self.hooks.contains_key(&event.webhook);
+                let dead = attempts >= self.config.max_attempts;
                 let wait = backoff_ms(
                     attempts,
                     self.config.retry_base.as_millis() as u64,

@@ -56,6 +56,8 @@ pub struct HttpApi {
     pub system_user: tern_core::UserId,
     /// Who is connected, here and on the other nodes.
     pub presence: std::sync::Arc<tern_gateway::presence::Presence>,
+    /// Settings changed at run time: the content filter, webhooks, observers.
+    pub settings: std::sync::Arc<tern_core::settings::LiveSettings>,
 }
 
 /// The document's header; the paths come from the handlers.

@@ -89,6 +89,9 @@ pub struct Config {
     /// Requests per second each admin key may make on the HTTP API (bursts of as many); beyond
     /// it requests are refused with 429 and `Retry-After` (0: no limit).
     pub api_requests_per_second: u32,
+    /// How often a node reads again the settings changed through the API (the content
+    /// filter, webhooks, observers), in ms: how long another node's change takes to reach it.
+    pub settings_poll_ms: u64,
     /// Requests one connection may have in progress.
     pub max_inflight_per_connection: usize,
     /// Pushes queued per connection before it must catch up by sync.
@@ -197,6 +200,7 @@ impl Default for Config {
             filter_words_file: None,
             filter_action: "reject".into(),
             api_requests_per_second: 100,
+            settings_poll_ms: 1000,
             max_inflight_per_connection: gateway.max_inflight,
             outbox_capacity: gateway.outbox_capacity,
             store: None,
@@ -391,7 +395,7 @@ impl Config {
         Ok(())
     }
 
-    fn filter_action(&self) -> Result<tern_core::filter::FilterAction, ConfigError> {
+    pub(crate) fn filter_action(&self) -> Result<tern_core::filter::FilterAction, ConfigError> {
         self.filter_action.parse().map_err(ConfigError)
     }
 
@@ -411,29 +415,21 @@ impl Config {
     pub fn webhooks(&self) -> Result<Vec<tern_core::webhooks::Webhook>, ConfigError> {
         let mut hooks: Vec<tern_core::webhooks::Webhook> = Vec::new();
         for w in &self.webhooks {
-            let at = |what: String| ConfigError(format!("webhook {:?}: {what}", w.name));
-            if w.name.is_empty() || hooks.iter().any(|h| h.name == w.name) {
-                return Err(at("every webhook needs a name of its own".into()));
-            }
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return Err(at(format!(
-                    "url must be http:// or https://, not {:?}",
-                    w.url
+            if hooks.iter().any(|h| h.name == w.name) {
+                return Err(ConfigError(format!(
+                    "webhook {:?}: every webhook needs a name of its own",
+                    w.name
                 )));
             }
-            if w.secret.is_empty() {
-                return Err(at("a secret is required to sign the requests".into()));
-            }
-            if w.events.is_empty() {
-                return Err(at("events must name at least one event, or \"*\"".into()));
-            }
-            hooks.push(tern_core::webhooks::Webhook {
-                name: w.name.clone(),
-                url: w.url.clone(),
-                key: tern_core::webhooks::secret_key(&w.secret).map_err(at)?,
-                events: tern_core::webhooks::EventSet::parse(w.events.iter().map(String::as_str))
-                    .map_err(at)?,
-            });
+            hooks.push(
+                tern_core::webhooks::Webhook::new(
+                    &w.name,
+                    &w.url,
+                    &w.secret,
+                    w.events.iter().map(String::as_str),
+                )
+                .map_err(ConfigError)?,
+            );
         }
         if self.webhook_max_attempts == 0 || self.webhook_timeout_ms == 0 {
             return Err(ConfigError(
@@ -539,21 +535,24 @@ impl Config {
 
     /// The conversation service's part.
     pub fn conversations(&self) -> Result<ConversationConfig, ConfigError> {
-        let observers = self
-            .observers
-            .iter()
-            .map(|u| {
-                UserId::parse(u)
-                    .map_err(|_| ConfigError(format!("observers: {u:?} is not a valid user id")))
-            })
-            .collect::<Result<_, _>>()?;
         Ok(ConversationConfig {
-            observers,
+            observers: tern_core::conversations::ObserverRoles::new(self.observer_users()?),
             recall_window: Duration::from_secs(self.recall_window_secs),
             edit_window: Duration::from_secs(self.edit_window_secs),
             max_content_bytes: self.max_content_bytes,
             ..ConversationConfig::default()
         })
+    }
+
+    /// The users `observers` names.
+    pub fn observer_users(&self) -> Result<Vec<UserId>, ConfigError> {
+        self.observers
+            .iter()
+            .map(|u| {
+                UserId::parse(u)
+                    .map_err(|_| ConfigError(format!("observers: {u:?} is not a valid user id")))
+            })
+            .collect()
     }
 
     /// The sync service's part.

@@ -9,6 +9,7 @@ use tern_core::{
     conversations::ConversationService,
     group_service::GroupService,
     messages::MessageService,
+    settings::LiveSettings,
     social::SocialService,
     sync::SyncService,
     typing::{TypingConfig, TypingService},
@@ -84,6 +85,7 @@ struct Stores {
     social: Arc<dyn SocialStore>,
     admin_keys: Arc<dyn tern_core::store::AdminKeyStore>,
     outbox: Arc<dyn tern_core::webhooks::WebhookOutbox>,
+    settings: Arc<dyn tern_core::store::SettingsStore>,
 }
 
 impl Stores {
@@ -98,6 +100,7 @@ impl Stores {
             + SocialStore
             + tern_core::store::AdminKeyStore
             + tern_core::webhooks::WebhookOutbox
+            + tern_core::store::SettingsStore
             + Clone,
     {
         let shared = Arc::new(store.clone());
@@ -110,7 +113,8 @@ impl Stores {
             conversations: shared.clone(),
             social: shared.clone(),
             admin_keys: shared.clone(),
-            outbox: shared,
+            outbox: shared.clone(),
+            settings: shared,
         }
     }
 }
@@ -155,13 +159,16 @@ pub struct Server {
     gateway: Arc<Gateway>,
     messages: MessageService,
     store: Backend,
-    /// The content filter in force, and the configuration it is read again from.
-    filter: tern_core::filter::ContentFilter,
+    /// The settings in force (the content filter, webhooks, observers), and the
+    /// configuration the file's part is read again from.
+    settings: Arc<LiveSettings>,
+    /// Reads the settings again when another node changed them.
+    settings_watch: JoinHandle<()>,
     config: Config,
     /// This node's membership of a cluster, when it has one.
     cluster: Option<Arc<Cluster>>,
-    /// Delivers webhook events, when webhooks are configured.
-    dispatcher: Option<tern_hooks::Dispatcher>,
+    /// Delivers webhook events.
+    dispatcher: tern_hooks::Dispatcher,
     http_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
@@ -218,16 +225,23 @@ impl Server {
         })?;
         let this_node = advertised(&config, node, epoch, tcp_addr, http_addr, tls.is_some());
 
-        let filter = tern_core::filter::ContentFilter::new(config.load_filter()?);
+        let filter = tern_core::filter::ContentFilter::default();
         let store = backend.stores();
-        // Before the first commit: from now on commits queue the events webhooks want.
-        let hooks: Arc<[tern_core::webhooks::Webhook]> = config.webhooks()?.into();
-        store.outbox.routes().set(
-            hooks
-                .iter()
-                .map(tern_core::webhooks::Webhook::route)
-                .collect(),
-        );
+        let conversations_config = config.conversations()?;
+        let settings = Arc::new(LiveSettings::new(
+            store.settings.clone(),
+            clock.clone(),
+            filter.clone(),
+            store.outbox.routes().clone(),
+            conversations_config.observers.clone(),
+            config.webhooks()?,
+            config.observer_users()?,
+        ));
+        settings.set_file_filter(config.load_filter()?, config.filter_action()?);
+        // Before the first commit: from now on commits queue the events webhooks want, the
+        // file's and those added through the API.
+        settings.refresh().await?;
+        let settings_watch = settings.watch(Duration::from_millis(config.settings_poll_ms.max(10)));
         let registry = Arc::new(Registry::new());
         let observers = Arc::new(Observers::new());
         let fanout = Arc::new(Fanout::new(
@@ -302,7 +316,7 @@ impl Server {
             store.groups.clone(),
             tern_core::conversations::ConversationConfig {
                 filter: filter.clone(),
-                ..config.conversations()?
+                ..conversations_config
             },
         );
         let social =
@@ -319,10 +333,6 @@ impl Server {
         });
         // The HTTP API is another front door over the same handlers.
         let http_api = api.clone();
-        let wants_presence = hooks.iter().any(|h| {
-            use tern_core::webhooks::EventKind::{UserOffline, UserOnline};
-            h.events.contains(UserOnline) || h.events.contains(UserOffline)
-        });
         let bus_for_http = bus.clone();
         let http_presence = presence.clone();
         let services = Services {
@@ -330,9 +340,11 @@ impl Server {
             observers,
             presence,
             bus,
-            presence_events: wants_presence.then(|| {
-                tern_core::webhooks::PresenceEvents::start(store.outbox.clone(), clock.clone())
-            }),
+            // Costs nothing while no webhook wants presence.
+            presence_events: Some(tern_core::webhooks::PresenceEvents::start(
+                store.outbox.clone(),
+                clock.clone(),
+            )),
         };
         let gateway = Gateway::new(services, registry, clock.clone(), gateway_config);
 
@@ -359,26 +371,14 @@ impl Server {
                 bus_for_http.clone(),
                 clock.clone(),
             ),
-            webhooks: tern_core::webhooks::WebhookAdmin::new(
-                store.outbox.clone(),
-                hooks.clone(),
-                clock.clone(),
-            ),
+            webhooks: tern_core::webhooks::WebhookAdmin::new(store.outbox.clone(), clock.clone()),
+            settings: settings.clone(),
         }))
         .layer(axum::middleware::from_fn(crate::http::client_addr));
-        let dispatcher = if hooks.is_empty() {
-            None
-        } else {
-            Some(
-                tern_hooks::Dispatcher::start(
-                    store.outbox.clone(),
-                    hooks,
-                    config.dispatch(),
-                    clock.clone(),
-                )
-                .map_err(|e| ServerError::Webhooks(e.to_string()))?,
-            )
-        };
+        // Idle while nothing is queued; webhooks may be added through the API at any time.
+        let dispatcher =
+            tern_hooks::Dispatcher::start(store.outbox.clone(), config.dispatch(), clock.clone())
+                .map_err(|e| ServerError::Webhooks(e.to_string()))?;
         let stop = http_stop.clone();
         let service = router.into_make_service_with_connect_info::<Peer>();
         let served = match &tls {
@@ -433,7 +433,8 @@ impl Server {
             gateway,
             messages,
             store: backend,
-            filter,
+            settings,
+            settings_watch,
             config: config.clone(),
             cluster,
             dispatcher,
@@ -475,9 +476,9 @@ impl Server {
     /// Reads the content filter's word list again and puts it in force for every send and edit
     /// from now on; answers with the number of words. On error the previous list stays.
     pub fn reload_filter(&self) -> Result<usize, ConfigError> {
-        let filter = self.config.load_filter()?;
-        self.filter.replace(filter);
-        let words = self.filter.len();
+        self.settings
+            .set_file_filter(self.config.load_filter()?, self.config.filter_action()?);
+        let words = self.settings.filter().word_count;
         if self.config.filter_words_file.is_some() {
             tracing::info!(words, "content filter reloaded");
         }
@@ -508,10 +509,9 @@ impl Server {
             // After the last commit: its publications reach the other nodes' clients.
             cluster.close(self.drain).await;
         }
-        if let Some(dispatcher) = self.dispatcher {
-            // What it has not delivered stays in the outbox for the next start.
-            dispatcher.stop().await;
-        }
+        // What it has not delivered stays in the outbox for the next start.
+        self.dispatcher.stop().await;
+        self.settings_watch.abort();
         self.http_stop.cancel();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -36,7 +36,7 @@ use tern_core::{
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
         ConversationSummary, Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore,
-        InboxPage, InboxStore, SummaryQuery, TokenRecord, UserRecord, Write,
+        InboxPage, InboxStore, SettingsStore, SummaryQuery, TokenRecord, UserRecord, Write,
     },
 };
 use tokio_postgres::{NoTls, error::SqlState};
@@ -393,6 +393,46 @@ impl AdminKeyStore for PgStore {
         )
         .await?;
         Ok(n == 1)
+    }
+}
+
+#[async_trait]
+impl SettingsStore for PgStore {
+    async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "INSERT INTO settings (name, value, version) VALUES ($1, $2, nextval('settings_version'))
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, version = excluded.version",
+            &[&name, &value],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let c = self.client().await?;
+        Ok(rows::rows(
+            &c,
+            "SELECT name, value FROM settings
+             WHERE value IS NOT NULL AND left(name, length($1)) = $1 ORDER BY name",
+            &[&prefix],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+    }
+
+    async fn settings_fingerprint(&self) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let rows = rows::rows(
+            &c,
+            "SELECT COALESCE(SUM(version), 0)::BIGINT FROM settings",
+            &[],
+        )
+        .await?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
     }
 }
 

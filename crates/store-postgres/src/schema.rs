@@ -187,6 +187,17 @@ CREATE INDEX webhook_outbox_dead ON webhook_outbox (seq) WHERE state = 1;
     r#"
 ALTER TABLE users ADD COLUMN disabled_ms BIGINT;
 "#,
+    // 5: settings changed at run time; a removed one stays as a row without a value. Versions
+    // come from a sequence, so the sum every node watches changes with each change, whatever
+    // order concurrent ones commit in.
+    r#"
+CREATE SEQUENCE settings_version;
+CREATE TABLE settings (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT,
+    version BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).

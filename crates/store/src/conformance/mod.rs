@@ -15,6 +15,7 @@ pub mod groups;
 pub mod messages;
 pub mod people;
 pub mod reopen;
+pub mod settings;
 pub mod webhooks;
 
 use std::{collections::HashSet, sync::Arc};
@@ -28,8 +29,8 @@ use tern_core::{
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, Amend, Amendment, AppendOutcome, Audience,
         CommitStore, ConversationStore, ConversationSummary, Direction, GroupStore, HistoryStore,
-        InboxEvent, InboxStore, MarkRead, NewMessage, SetFlags, Stored, SummaryQuery, TokenRecord,
-        Write,
+        InboxEvent, InboxStore, MarkRead, NewMessage, SetFlags, SettingsStore, Stored,
+        SummaryQuery, TokenRecord, Write,
     },
 };
 
@@ -44,6 +45,7 @@ pub trait Backend:
     + ConversationStore
     + SocialStore
     + tern_core::webhooks::WebhookOutbox
+    + SettingsStore
 {
 }
 impl<
@@ -55,7 +57,8 @@ impl<
         + GroupStore
         + ConversationStore
         + SocialStore
-        + tern_core::webhooks::WebhookOutbox,
+        + tern_core::webhooks::WebhookOutbox
+        + SettingsStore,
 > Backend for T
 {
 }
@@ -102,7 +105,14 @@ macro_rules! conformance_tests {
             conversations::unread_counts_stop_at_the_cap,
             people::people_blocks_and_friends_apply_in_commit_order,
             webhooks::commits_queue_events_and_claims_take_heads_in_order,
+            settings::settings_are_set_listed_and_removed,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn settings_survive_a_reopen() {
+            let h = $harness;
+            $crate::conformance::settings::settings_survive_a_reopen(&h).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn queued_webhook_events_survive_a_reopen() {

@@ -2,21 +2,21 @@
 //! webhook and conversation, retried, given up on and replayed.
 
 use tern_core::webhooks::{
-    Event, EventKind, EventSet, Failure, OutboxState, QueuedEvent, Route, WebhookOutbox,
+    Event, EventKind, Failure, OutboxState, QueuedEvent, Webhook, WebhookOutbox,
 };
 
 use super::*;
 
-fn routes() -> Vec<Route> {
+fn routes() -> Vec<Webhook> {
     vec![
-        Route {
-            webhook: "all".into(),
-            events: EventSet::all(),
-        },
-        Route {
-            webhook: "groups".into(),
-            events: EventSet::parse(["group.created", "group.changed"]).unwrap(),
-        },
+        Webhook::new("all", "http://127.0.0.1:9/all", "s", ["*"]).unwrap(),
+        Webhook::new(
+            "groups",
+            "http://127.0.0.1:9/groups",
+            "s",
+            ["group.created", "group.changed"],
+        )
+        .unwrap(),
     ]
 }
 

@@ -31,7 +31,7 @@ use tern_core::{
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
         ConversationSummary, Direction, GroupRecord, GroupStore, HistoryPage, HistoryStore,
-        InboxPage, InboxStore, SummaryQuery, TokenRecord, UserRecord, Write,
+        InboxPage, InboxStore, SettingsStore, SummaryQuery, TokenRecord, UserRecord, Write,
     },
 };
 
@@ -589,6 +589,51 @@ impl AdminKeyStore for SqliteStore {
                 )?
                 .execute(params![id, at_ms])?;
             Ok(n == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.map(str::to_owned));
+        self.write(move |b| {
+            // One writer: the next version is the largest so far plus one.
+            b.conn
+                .prepare_cached(
+                    "INSERT INTO settings (name, value, version)
+                     VALUES (?1, ?2, (SELECT COALESCE(MAX(version), 0) + 1 FROM settings))
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                         version = excluded.version",
+                )?
+                .execute(params![name, value])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT name, value FROM settings
+                 WHERE value IS NOT NULL AND substr(name, 1, length(?1)) = ?1 ORDER BY name",
+            )
+            .and_then(|mut s| {
+                s.query_map([prefix.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn settings_fingerprint(&self) -> Result<i64, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT COALESCE(SUM(version), 0) FROM settings")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(store_err)
         })
         .await
     }

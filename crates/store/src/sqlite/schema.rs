@@ -211,6 +211,15 @@ const MAIN: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN disabled_ms INTEGER;
     "#,
+    // 9: settings changed at run time; a removed one stays as a row without a value, so that
+    // the version sum every node watches changes on removal too.
+    r#"
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
