@@ -72,3 +72,114 @@ async fn masked_words_arrive_as_a_star_per_character_and_a_reload_changes_the_li
     assert_eq!(got[0].1.message_id, ack.message_id);
     assert_eq!(text_of(&got[0].1), "****");
 }
+
+/// One admin call; the status and the parsed body.
+async fn admin(
+    server: &TestServer,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let (status, _, answer) =
+        tern_testkit::http_call(server.config().http_addr, method, path, Some(key), body).await;
+    let value = serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_word_list_is_managed_through_the_api_and_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = words(dir.path(), "fileword\n");
+    let mut server = TestServer::start_with(|c| {
+        c.filter_words_file = Some(file);
+        c.filter_action = "reject".into();
+    })
+    .await;
+    let key = server.first_admin_key().await;
+    server.register(&["alice", "bob"]).await;
+
+    let (status, f) = admin(&server, &key, "GET", "/v1/filter", None).await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(
+        (f["source"].as_str(), f["word_count"].as_u64()),
+        (Some("file"), Some(1))
+    );
+
+    for bad in [
+        format!(r#"{{"action":"mask","words":["{}"]}}"#, "x".repeat(101)),
+        r#"{"action":"drop","words":["x"]}"#.to_owned(),
+        r#"{"words":["x"]}"#.to_owned(),
+    ] {
+        let (status, e) = admin(&server, &key, "PUT", "/v1/filter", Some(&bad)).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+    }
+
+    // A list set through the API replaces the file's at once, for both front doors.
+    let (status, f) = admin(
+        &server,
+        &key,
+        "PUT",
+        "/v1/filter",
+        Some(r#"{"action":"mask","words":["坏蛋","Spam"]}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(
+        (f["source"].as_str(), f["word_count"].as_u64()),
+        (Some("api"), Some(2))
+    );
+    assert_eq!(f["words"], serde_json::json!(["坏蛋", "Spam"]));
+    let alice = server.client("alice", "phone").await;
+    let mut bob = server.client("bob", "phone").await;
+    alice
+        .client
+        .send_text("bob", "你是坏蛋, buy ＳＰＡＭ, fileword")
+        .await
+        .unwrap();
+    assert_eq!(
+        text_of(&bob.messages(1).await[0].1),
+        "你是**, buy ****, fileword"
+    );
+    let body = r#"{"sender":"alice","to_user":"bob","client_msg_id":"h1","content":{"text":{"text":"s\u200bpam 坏蛋"}}}"#;
+    let (status, sent) = admin(&server, &key, "POST", "/v1/messages", Some(body)).await;
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!(text_of(&bob.messages(1).await[0].1), "**** **");
+
+    let (status, _) = admin(
+        &server,
+        &key,
+        "PUT",
+        "/v1/filter",
+        Some(r#"{"action":"reject","words":["spam"]}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let e = alice.client.send_text("bob", "SPAM").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ContentRejected), "{e}");
+    let body = r#"{"sender":"alice","to_user":"bob","client_msg_id":"h2","content":{"text":{"text":"spam"}}}"#;
+    let (status, e) = admin(&server, &key, "POST", "/v1/messages", Some(body)).await;
+    assert_eq!(
+        (status, e["name"].as_str()),
+        (422, Some("CONTENT_REJECTED"))
+    );
+    drop((alice, bob));
+
+    // The store keeps it: a restart starts with it.
+    server.restart().await;
+    let (_, f) = admin(&server, &key, "GET", "/v1/filter", None).await;
+    assert_eq!(
+        (f["source"].as_str(), f["action"].as_str()),
+        (Some("api"), Some("reject"))
+    );
+    let alice = server.client("alice", "phone").await;
+    let e = alice.client.send_text("bob", "spam").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ContentRejected), "{e}");
+
+    // Cleared: the file's list is in force again.
+    let (status, f) = admin(&server, &key, "DELETE", "/v1/filter", None).await;
+    assert_eq!((status, f["source"].as_str()), (200, Some("file")), "{f}");
+    alice.client.send_text("bob", "spam").await.unwrap();
+    let e = alice.client.send_text("bob", "FILEWORD").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ContentRejected), "{e}");
+}

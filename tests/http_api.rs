@@ -412,6 +412,22 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
         ),
         ("GET", "/v1/users/alice/groups", None),
         ("GET", "/v1/webhooks", None),
+        (
+            "PUT",
+            "/v1/webhooks/x",
+            Some(r#"{"url":"http://127.0.0.1:9/","events":["*"]}"#),
+        ),
+        ("DELETE", "/v1/webhooks/x", None),
+        ("GET", "/v1/filter", None),
+        (
+            "PUT",
+            "/v1/filter",
+            Some(r#"{"action":"mask","words":["x"]}"#),
+        ),
+        ("DELETE", "/v1/filter", None),
+        ("GET", "/v1/observers", None),
+        ("PUT", "/v1/observers/bob", None),
+        ("DELETE", "/v1/observers/bob", None),
         ("GET", "/v1/webhooks/dead-letters", None),
         ("POST", "/v1/webhooks/dead-letters/1/replay", None),
     ];

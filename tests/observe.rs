@@ -100,3 +100,57 @@ async fn an_observer_follows_live_messages_without_being_a_member_and_stops() {
     let e = sup.client.observe("not a conversation").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotAParticipant));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_role_is_granted_and_revoked_through_the_api() {
+    let mut server = TestServer::start_with(|c| c.observers = vec!["auditor".into()]).await;
+    let key = server.first_admin_key().await;
+    let http = server.config().http_addr;
+    server
+        .register(&["alice", "bob", "supervisor", "auditor"])
+        .await;
+    let alice = server.client("alice", "phone").await;
+    let mut sup = server.client("supervisor", "desk").await;
+    let e = sup.client.observe("p:alice:bob").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::PermissionDenied), "{e}");
+
+    let call = |method: &'static str, path: &'static str| {
+        let key = key.clone();
+        async move { tern_testkit::http_call(http, method, path, Some(&key), None).await }
+    };
+    let (status, _, body) = call("PUT", "/v1/observers/supervisor").await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = call("PUT", "/v1/observers/nobody").await;
+    assert_eq!(status, 404);
+    let (_, _, body) = call("GET", "/v1/observers").await;
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        list["observers"],
+        serde_json::json!([
+            {"user_id": "auditor", "source": "file"},
+            {"user_id": "supervisor", "source": "api"},
+        ])
+    );
+
+    sup.client.observe("p:alice:bob").await.unwrap();
+    alice.client.send_text("bob", "watched").await.unwrap();
+    assert_eq!(text_of(&next_observed(&mut sup).await), "watched");
+
+    // The file's grant is changed in the file; the API's is revoked, and the store keeps that.
+    let (status, _, _) = call("DELETE", "/v1/observers/auditor").await;
+    assert_eq!(status, 403);
+    let (status, _, _) = call("DELETE", "/v1/observers/supervisor").await;
+    assert_eq!(status, 204);
+    let e = sup.client.observe("p:alice:carol").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::PermissionDenied), "{e}");
+    drop((alice, sup));
+    server.restart().await;
+    let sup = server.client("supervisor", "desk").await;
+    let e = sup.client.observe("p:alice:bob").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::PermissionDenied), "{e}");
+    let (status, _, _) = call("PUT", "/v1/observers/supervisor").await;
+    assert_eq!(status, 204);
+    server.restart().await;
+    let sup = server.client("supervisor", "desk").await;
+    sup.client.observe("p:alice:bob").await.unwrap();
+}

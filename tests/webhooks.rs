@@ -646,3 +646,150 @@ async fn acked_events_survive_repeated_kills_during_delivery() {
     distinct.dedup();
     assert_eq!(distinct, want, "every acked message, gapless");
 }
+
+/// Webhooks added and removed through the admin API on one node of a cluster reach every node:
+/// a send on another node is delivered to the new webhook (signed with the secret given), and
+/// stops being after the webhook is removed through a third node. The file's webhooks are
+/// changed only in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_added_and_removed_through_the_api_on_every_node() {
+    let rx = Receiver::start().await;
+    let file_rx = Receiver::start().await;
+    let mut server = TestServer::start_cluster(|c| {
+        let mut file_hook = hook(&file_rx.url(), &["friend.changed"]);
+        file_hook.name = "from-file".into();
+        c.webhooks = vec![file_hook];
+        c.settings_poll_ms = 50;
+        quick_retries(c);
+    })
+    .await;
+    let key = server.first_admin_key().await;
+    server.register(&["alice", "bob"]).await;
+    let on = |node: usize| server.http_addr_of(node);
+    let list = |node: usize| {
+        let key = key.clone();
+        let addr = on(node);
+        async move {
+            let (status, _, body) = http_call(addr, "GET", "/v1/webhooks", Some(&key), None).await;
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["webhooks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    (
+                        w["name"].as_str().unwrap().to_owned(),
+                        w["source"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let wait_until = |node: usize, want: Vec<(&'static str, &'static str)>| {
+        let list = &list;
+        async move {
+            let want: Vec<(String, String)> = want
+                .into_iter()
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = list(node).await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {node}: {got:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // Refusals: a bad URL, an unknown event, the file's name, the dead letters' path.
+    for (name, body, want) in [
+        ("app", r#"{"url":"ftp://x","events":["*"]}"#.to_owned(), 400),
+        (
+            "app",
+            format!(r#"{{"url":"{}","events":["message.sent"]}}"#, rx.url()),
+            400,
+        ),
+        (
+            "from-file",
+            format!(r#"{{"url":"{}","events":["*"]}}"#, rx.url()),
+            403,
+        ),
+        (
+            "dead-letters",
+            format!(r#"{{"url":"{}","events":["*"]}}"#, rx.url()),
+            405,
+        ),
+        (
+            "bad name",
+            format!(r#"{{"url":"{}","events":["*"]}}"#, rx.url()),
+            400,
+        ),
+    ] {
+        let path = format!("/v1/webhooks/{}", name.replace(' ', "%20"));
+        let (status, _, answer) = http_call(on(0), "PUT", &path, Some(&key), Some(&body)).await;
+        assert_eq!(status, want, "{name}: {answer}");
+    }
+    let (status, _, _) =
+        http_call(on(0), "DELETE", "/v1/webhooks/from-file", Some(&key), None).await;
+    assert_eq!(status, 403);
+
+    let body = format!(
+        r#"{{"url":"{}","secret":"{}","events":["message.created"]}}"#,
+        rx.url(),
+        secret()
+    );
+    let (status, _, answer) =
+        http_call(on(0), "PUT", "/v1/webhooks/app", Some(&key), Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let made: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (made["name"].as_str(), made["source"].as_str()),
+        (Some("app"), Some("api"))
+    );
+    assert_eq!(made["secret"], secret());
+    wait_until(1, vec![("from-file", "file"), ("app", "api")]).await;
+
+    // A send through node 1 reaches the webhook node 0 added, signed with its secret.
+    let alice = server.client_on(1, "alice", "phone", |_| {}).await;
+    let ack = alice.client.send_text("bob", "first").await.unwrap();
+    let got = rx.wait_for("the message", |g| !g.is_empty()).await;
+    assert_eq!(got[0].body["type"], "message.created");
+    assert_eq!(
+        got[0].body["data"]["message_id"],
+        ack.message_id.to_string()
+    );
+
+    // Removed through node 2: node 1 stops queuing for it.
+    let (status, _, _) = http_call(on(2), "DELETE", "/v1/webhooks/app", Some(&key), None).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = http_call(on(2), "DELETE", "/v1/webhooks/app", Some(&key), None).await;
+    assert_eq!(status, 400, "removed already");
+    wait_until(1, vec![("from-file", "file")]).await;
+    alice.client.send_text("bob", "second").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rx.got().len(),
+        1,
+        "nothing after the removal: {:?}",
+        rx.got()
+    );
+
+    // Without a secret, one is made and shown.
+    let body = format!(r#"{{"url":"{}","events":["*"]}}"#, rx.url());
+    let (status, _, answer) =
+        http_call(on(0), "PUT", "/v1/webhooks/other", Some(&key), Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let made: Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        made["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{made}"
+    );
+    assert!(file_rx.got().is_empty());
+}

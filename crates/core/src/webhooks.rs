@@ -341,11 +341,14 @@ pub struct OutboxRow {
     pub event: Arc<Event>,
 }
 
+/// What each webhook in force wants, and the webhooks themselves.
+type InForce = (Arc<[Route]>, Arc<[Webhook]>);
+
 /// The webhooks in force, shared by the backend (which queues rows for them in its commits)
 /// and whoever configures them; changed whole, read once per commit.
 #[derive(Debug, Default)]
 pub struct Routes {
-    table: RwLock<(Arc<[Route]>, Arc<[Webhook]>)>,
+    table: RwLock<InForce>,
     queued: tokio::sync::Notify,
 }
 

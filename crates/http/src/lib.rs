@@ -10,6 +10,7 @@ mod groups;
 mod messages;
 mod people;
 mod presence;
+mod settings;
 mod users;
 mod webhooks;
 
@@ -173,6 +174,14 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(groups::mute))
         .routes(routes!(groups::of_user))
         .routes(routes!(webhooks::list))
+        .routes(routes!(webhooks::put, webhooks::remove))
+        .routes(routes!(
+            settings::filter,
+            settings::set_filter,
+            settings::clear_filter
+        ))
+        .routes(routes!(settings::observers))
+        .routes(routes!(settings::grant_observer, settings::revoke_observer))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::replay))
 }

@@ -1,5 +1,5 @@
-//! Webhooks for operators: which are in force, the deliveries given up on (dead letters), and
-//! replaying one of them.
+//! Webhooks for operators: which are in force, adding and removing them, the deliveries given
+//! up on (dead letters), and replaying one of them.
 
 use axum::{
     Json,
@@ -7,10 +7,13 @@ use axum::{
     http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
-use tern_core::webhooks::QueuedEvent;
+use tern_core::{
+    settings::{Source, WebhookEntry},
+    webhooks::QueuedEvent,
+};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{Admin, ApiError, ErrorBody, HttpApi};
+use crate::{Admin, ApiError, ApiJson, ErrorBody, HttpApi};
 
 /// A webhook in force (never its secret).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -21,6 +24,128 @@ pub struct WebhookInfo {
     pub url: String,
     /// The events it gets.
     pub events: Vec<String>,
+    /// `file` (the configuration file; changed there) or `api`.
+    pub source: SourceName,
+    /// When it was added through the API (Unix ms; 0 for the file's).
+    pub created_ms: i64,
+}
+
+/// Where a setting comes from.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceName {
+    /// The configuration file.
+    File,
+    /// The HTTP API.
+    Api,
+}
+
+impl From<Source> for SourceName {
+    fn from(s: Source) -> Self {
+        match s {
+            Source::File => SourceName::File,
+            Source::Api => SourceName::Api,
+        }
+    }
+}
+
+impl From<WebhookEntry> for WebhookInfo {
+    fn from(e: WebhookEntry) -> Self {
+        WebhookInfo {
+            name: e.hook.name,
+            url: e.hook.url,
+            events: e
+                .hook
+                .events
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            source: e.source.into(),
+            created_ms: e.created_ms,
+        }
+    }
+}
+
+/// A webhook to add or replace.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Where events are POSTed: an `http://` or `https://` address.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub url: String,
+    /// The signing secret (`whsec_` and base64, or any text); absent: one is made.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The events it gets (names such as `message.created`, or `*` for all).
+    #[schema(min_items = 1)]
+    pub events: Vec<String>,
+}
+
+/// A webhook added: the only answer that shows its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: WebhookInfo,
+    /// The secret requests are signed with.
+    pub secret: String,
+}
+
+/// Adds a webhook on every node, or replaces one added through the API under this name (its
+/// queued events then go to the new address).
+#[utoipa::path(
+    put,
+    path = "/v1/webhooks/{name}",
+    tag = "webhooks",
+    security(("admin_key" = [])),
+    params(("name" = String, Path, description = "1 to 64 letters, digits, '_', '.' or '-' (not `dead-letters`, the list's path)")),
+    request_body = NewWebhook,
+    responses(
+        (status = 200, description = "In force on this node now, on the others within `settings_poll_ms`", body = CreatedWebhook),
+        (status = 400, description = "A bad name, URL, secret or event", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 403, description = "The configuration file has a webhook of this name", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(name): Path<String>,
+    ApiJson(new): ApiJson<NewWebhook>,
+) -> Result<Json<CreatedWebhook>, ApiError> {
+    let (entry, secret) = api
+        .settings
+        .put_webhook(&name, &new.url, new.secret.as_deref(), &new.events)
+        .await?;
+    Ok(Json(CreatedWebhook {
+        webhook: entry.into(),
+        secret,
+    }))
+}
+
+/// Removes a webhook added through the API, on every node. Its queued events are retried until
+/// they become dead letters (replayable if a webhook of this name is added again).
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{name}",
+    tag = "webhooks",
+    security(("admin_key" = [])),
+    params(("name" = String, Path, description = "The webhook")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "No webhook added through the API has this name", body = ErrorBody),
+        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 403, description = "The webhook is the configuration file's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
+    _: Admin,
+    State(api): State<HttpApi>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    api.settings.remove_webhook(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The webhooks in force and the deliveries waiting.
@@ -48,14 +173,10 @@ pub(crate) async fn list(
     State(api): State<HttpApi>,
 ) -> Result<Json<WebhookList>, ApiError> {
     let webhooks = api
-        .webhooks
-        .hooks()
-        .iter()
-        .map(|h| WebhookInfo {
-            name: h.name.clone(),
-            url: h.url.clone(),
-            events: h.events.names().into_iter().map(str::to_owned).collect(),
-        })
+        .settings
+        .webhooks()
+        .into_iter()
+        .map(WebhookInfo::from)
         .collect();
     Ok(Json(WebhookList {
         webhooks,
