@@ -102,6 +102,31 @@ async fn the_openapi_document_describes_the_api() {
     assert!(doc["paths"]["/v1/admin/keys"]["post"]["requestBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // Every reference resolves: a tool reading the document skips what it cannot find.
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("an unexpected reference {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
 }
 
 /// The app-server login flow: the backend makes users (some without a password) and hands

@@ -242,6 +242,7 @@ pub struct HistoryQuery {
     pub anchor_seq: u64,
     /// `backward` (default) or `forward`.
     #[serde(default)]
+    #[param(inline)]
     pub direction: HistoryDirection,
     /// At most this many messages (0: the server's default).
     #[serde(default)]
