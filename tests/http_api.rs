@@ -1017,4 +1017,41 @@ async fn conversations_friends_and_the_blacklist() {
     )
     .await;
     assert_eq!(status, 400);
+
+    // Long lists come a page at a time, by user id.
+    for other in ["bob", "alice"] {
+        let path = format!("/v1/users/carol/blocked/{other}");
+        assert_eq!(call(http, "PUT", &path, Some(&key), None).await.0, 204);
+    }
+    let (_, _, body) = call(
+        http,
+        "GET",
+        "/v1/users/carol/blocked?limit=1",
+        Some(&key),
+        None,
+    )
+    .await;
+    let first = json(&body);
+    assert_eq!(first["blocked"], serde_json::json!(["alice"]));
+    assert_eq!(first["next_after"], "alice");
+    let (_, _, body) = call(
+        http,
+        "GET",
+        "/v1/users/carol/blocked?limit=1&after=alice",
+        Some(&key),
+        None,
+    )
+    .await;
+    let last = json(&body);
+    assert_eq!(last["blocked"], serde_json::json!(["bob"]));
+    assert!(last.get("next_after").is_none(), "{last}");
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/v1/users/carol/friends?limit=-1",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
 }

@@ -9,9 +9,11 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use tern_core::UserId;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::{Admin, ApiError, ApiJson, Caller, ErrorBody, HttpApi, messages::MessageView};
+use crate::{
+    Admin, ApiError, ApiJson, ApiQuery, Caller, ErrorBody, HttpApi, messages::MessageView,
+};
 
 /// One conversation of a user's list.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -99,11 +101,44 @@ pub struct Friend {
     pub since_ms: i64,
 }
 
-/// A user's friends.
+/// A page of friends, ordered by user id.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Friends {
-    /// Every friend.
+    /// The friends.
     pub friends: Vec<Friend>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Which page of a list ordered by user id.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Entries with ids after this one (the previous page's `next_after`; absent: the first).
+    #[serde(default)]
+    pub after: String,
+    /// At most this many (default 500, at most 1,000).
+    #[serde(default)]
+    #[param(maximum = 4294967295_u64)]
+    pub limit: u32,
+}
+
+/// The page `q` asks for of `items`, ordered by `key`, and the `after` of the next page.
+fn page<T>(mut items: Vec<T>, key: impl Fn(&T) -> &str, q: &PageQuery) -> (Vec<T>, Option<String>) {
+    let limit = match q.limit {
+        0 => 500,
+        n => n.min(1000) as usize,
+    };
+    items.sort_by(|a, b| key(a).cmp(key(b)));
+    items.retain(|i| key(i) > q.after.as_str());
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = more
+        .then(|| items.last().map(|i| key(i).to_owned()))
+        .flatten();
+    (items, next)
 }
 
 /// A user's friends.
@@ -112,9 +147,9 @@ pub struct Friends {
     path = "/v1/users/{user_id}/friends",
     tag = "people",
     security(("admin_key" = []), ("user_token" = [])),
-    params(("user_id" = String, Path, description = "Whose friends")),
+    params(("user_id" = String, Path, description = "Whose friends"), PageQuery),
     responses(
-        (status = 200, description = "The friends", body = Friends),
+        (status = 200, description = "A page of friends", body = Friends),
         (status = 400, description = "An invalid id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
@@ -124,21 +159,25 @@ pub(crate) async fn friends(
     caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Friends>, ApiError> {
     caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     let list = api.api.services().social.friends(&user, 0).await?;
+    let all = list
+        .friends
+        .into_iter()
+        .map(|f| Friend {
+            user_id: f.user.to_string(),
+            remark: f.remark,
+            since_ms: f.since_ms,
+        })
+        .collect();
+    let (friends, next_after) = page(all, |f| &f.user_id, &q);
     Ok(Json(Friends {
-        friends: list
-            .friends
-            .into_iter()
-            .map(|f| Friend {
-                user_id: f.user.to_string(),
-                remark: f.remark,
-                since_ms: f.since_ms,
-            })
-            .collect(),
+        friends,
+        next_after,
     }))
 }
 
@@ -232,8 +271,11 @@ pub(crate) async fn remove_friend(
 /// A user's blacklist.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Blocked {
-    /// The users it refuses.
+    /// The users refused, by id.
     pub blocked: Vec<String>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 /// The users a user refuses.
@@ -242,9 +284,9 @@ pub struct Blocked {
     path = "/v1/users/{user_id}/blocked",
     tag = "people",
     security(("admin_key" = []), ("user_token" = [])),
-    params(("user_id" = String, Path, description = "Whose blacklist")),
+    params(("user_id" = String, Path, description = "Whose blacklist"), PageQuery),
     responses(
-        (status = 200, description = "The blacklist", body = Blocked),
+        (status = 200, description = "A page of the blacklist", body = Blocked),
         (status = 400, description = "An invalid id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
@@ -254,13 +296,20 @@ pub(crate) async fn blocked(
     caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Blocked>, ApiError> {
     caller.may_act_for(&user_id)?;
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
-    let blocked = api.api.services().social.blocked(&user).await?;
+    let all = api.api.services().social.blocked(&user).await?;
+    let (blocked, next_after) = page(
+        all.into_iter().map(|u| u.to_string()).collect(),
+        |u: &String| u.as_str(),
+        &q,
+    );
     Ok(Json(Blocked {
-        blocked: blocked.into_iter().map(|u| u.to_string()).collect(),
+        blocked,
+        next_after,
     }))
 }
 
