@@ -130,6 +130,9 @@ async fn the_word_list_is_managed_through_the_api_and_outlives_a_restart() {
         (Some("api"), Some(2))
     );
     assert_eq!(f["words"], serde_json::json!(["坏蛋", "Spam"]));
+    server
+        .until_every_node(&key, "/v1/filter", |b| b.contains(r#""source":"api""#))
+        .await;
     let alice = server.client("alice", "phone").await;
     let mut bob = server.client("bob", "phone").await;
     alice
@@ -155,6 +158,9 @@ async fn the_word_list_is_managed_through_the_api_and_outlives_a_restart() {
     )
     .await;
     assert_eq!(status, 200);
+    server
+        .until_every_node(&key, "/v1/filter", |b| b.contains(r#""action":"reject""#))
+        .await;
     let e = alice.client.send_text("bob", "SPAM").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::ContentRejected), "{e}");
     let body = r#"{"sender":"alice","to_user":"bob","client_msg_id":"h2","content":{"text":{"text":"spam"}}}"#;
@@ -179,6 +185,9 @@ async fn the_word_list_is_managed_through_the_api_and_outlives_a_restart() {
     // Cleared: the file's list is in force again.
     let (status, f) = admin(&server, &key, "DELETE", "/v1/filter", None).await;
     assert_eq!((status, f["source"].as_str()), (200, Some("file")), "{f}");
+    server
+        .until_every_node(&key, "/v1/filter", |b| b.contains(r#""source":"file""#))
+        .await;
     alice.client.send_text("bob", "spam").await.unwrap();
     let e = alice.client.send_text("bob", "FILEWORD").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::ContentRejected), "{e}");

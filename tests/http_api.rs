@@ -915,7 +915,45 @@ async fn conversations_friends_and_the_blacklist() {
         None,
     )
     .await;
-    assert_eq!(json(&body)["conversations"].as_array().unwrap().len(), 2);
+    let all = json(&body)["conversations"].clone();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    // A page at a time, in the list's order.
+    let (_, _, body) = call(
+        http,
+        "GET",
+        "/v1/users/alice/conversations?limit=1",
+        Some(&key),
+        None,
+    )
+    .await;
+    let first = json(&body);
+    assert_eq!(first["conversations"].as_array().unwrap().len(), 1);
+    assert_eq!(first["conversations"][0], all[0]);
+    let cursor = first["next_after"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (status, _, body) = call(
+        http,
+        "GET",
+        &format!("/v1/users/alice/conversations?limit=1&after={cursor}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let last = json(&body);
+    assert_eq!(last["conversations"][0], all[1]);
+    assert!(last.get("next_after").is_none(), "{last}");
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/v1/users/alice/conversations?after=garbage",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
     let (status, _, _) = call(
         http,
         "GET",

@@ -132,6 +132,9 @@ async fn the_observer_role_is_granted_and_revoked_through_the_api() {
         ])
     );
 
+    server
+        .until_every_node(&key, "/v1/observers", |b| b.contains("supervisor"))
+        .await;
     sup.client.observe("p:alice:bob").await.unwrap();
     alice.client.send_text("bob", "watched").await.unwrap();
     assert_eq!(text_of(&next_observed(&mut sup).await), "watched");
@@ -141,6 +144,9 @@ async fn the_observer_role_is_granted_and_revoked_through_the_api() {
     assert_eq!(status, 403);
     let (status, _, _) = call("DELETE", "/v1/observers/supervisor").await;
     assert_eq!(status, 204);
+    server
+        .until_every_node(&key, "/v1/observers", |b| !b.contains("supervisor"))
+        .await;
     let e = sup.client.observe("p:alice:carol").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::PermissionDenied), "{e}");
     drop((alice, sup));

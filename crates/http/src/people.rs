@@ -41,11 +41,77 @@ pub struct ConversationItem {
     pub last: Option<MessageView>,
 }
 
-/// A user's conversations: pinned first, then newest first.
+/// A page of a user's conversations: pinned first, then newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationItems {
     /// The conversations.
     pub conversations: Vec<ConversationItem>,
+    /// Pass as `after` for the next page; absent on the last. A conversation that moves ahead
+    /// of it between pages (a new message) is on the next first page, not on this listing's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Which page of a conversation list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationsQuery {
+    /// The previous page's `next_after` (absent: the first page).
+    #[serde(default)]
+    pub after: String,
+    /// At most this many (default 500, at most 1,000).
+    #[serde(default)]
+    #[param(maximum = 4294967295_u64)]
+    pub limit: u32,
+}
+
+/// Where a conversation sits in the list's order: pinned first, then newest entry first, then
+/// by id. Written as `pinned:time:id` in cursors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListKey {
+    pinned: bool,
+    time_ms: i64,
+    id: String,
+}
+
+impl ListKey {
+    fn of(c: &ConversationItem) -> ListKey {
+        ListKey {
+            pinned: c.pinned,
+            time_ms: c.last.as_ref().map_or(0, |m| m.server_time_ms),
+            id: c.conversation_id.clone(),
+        }
+    }
+
+    fn cursor(&self) -> String {
+        format!("{}:{}:{}", u8::from(self.pinned), self.time_ms, self.id)
+    }
+
+    fn parse(cursor: &str) -> Option<ListKey> {
+        let mut parts = cursor.splitn(3, ':');
+        let pinned = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let time_ms = parts.next()?.parse().ok()?;
+        let id = parts.next()?.to_owned();
+        Some(ListKey {
+            pinned,
+            time_ms,
+            id,
+        })
+    }
+
+    /// The list's order: `Less` sorts first.
+    fn order(&self, other: &ListKey) -> std::cmp::Ordering {
+        other
+            .pinned
+            .cmp(&self.pinned)
+            .then_with(|| other.time_ms.cmp(&self.time_ms))
+            .then_with(|| self.id.cmp(&other.id))
+    }
 }
 
 /// A user's conversation list with unread counts, as the user's devices see it.
@@ -54,9 +120,9 @@ pub struct ConversationItems {
     path = "/v1/users/{user_id}/conversations",
     tag = "people",
     security(("admin_key" = []), ("user_token" = [])),
-    params(("user_id" = String, Path, description = "Whose list")),
+    params(("user_id" = String, Path, description = "Whose list"), ConversationsQuery),
     responses(
-        (status = 200, description = "The list", body = ConversationItems),
+        (status = 200, description = "A page of the list", body = ConversationItems),
         (status = 400, description = "An invalid id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
@@ -66,27 +132,54 @@ pub(crate) async fn conversations(
     caller: Caller,
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
+    ApiQuery(q): ApiQuery<ConversationsQuery>,
 ) -> Result<Json<ConversationItems>, ApiError> {
     caller.may_act_for(&user_id)?;
+    let after = if q.after.is_empty() {
+        None
+    } else {
+        Some(ListKey::parse(&q.after).ok_or_else(|| {
+            ApiError::new(
+                tern_proto::ErrorCode::InvalidArgument,
+                "after must be a next_after this endpoint answered",
+            )
+        })?)
+    };
     api.users.get(&user_id).await?;
     let user = UserId::parse(&user_id)?;
     let list = api.api.services().conversations.list(&user, 0).await?;
+    let limit = match q.limit {
+        0 => 500,
+        n => n.min(1000) as usize,
+    };
+    let mut conversations: Vec<ConversationItem> = list
+        .conversations
+        .into_iter()
+        .map(|c| ConversationItem {
+            conversation_id: c.summary.conversation.to_string(),
+            peer: c.peer.map(|p| p.to_string()),
+            group_id: c.group.map(|g| g.0),
+            max_seq: c.summary.max_seq,
+            read_seq: c.summary.read_seq,
+            unread: c.summary.unread,
+            pinned: c.summary.pinned,
+            muted: c.summary.muted,
+            last: c.summary.last.as_ref().map(MessageView::from),
+        })
+        .filter(|c| {
+            after
+                .as_ref()
+                .is_none_or(|a| ListKey::of(c).order(a).is_gt())
+        })
+        .collect();
+    let more = conversations.len() > limit;
+    conversations.truncate(limit);
+    let next_after = more
+        .then(|| conversations.last().map(|c| ListKey::of(c).cursor()))
+        .flatten();
     Ok(Json(ConversationItems {
-        conversations: list
-            .conversations
-            .into_iter()
-            .map(|c| ConversationItem {
-                conversation_id: c.summary.conversation.to_string(),
-                peer: c.peer.map(|p| p.to_string()),
-                group_id: c.group.map(|g| g.0),
-                max_seq: c.summary.max_seq,
-                read_seq: c.summary.read_seq,
-                unread: c.summary.unread,
-                pinned: c.summary.pinned,
-                muted: c.summary.muted,
-                last: c.summary.last.as_ref().map(MessageView::from),
-            })
-            .collect(),
+        conversations,
+        next_after,
     }))
 }
 

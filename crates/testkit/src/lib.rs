@@ -60,6 +60,8 @@ pub fn test_config(dir: PathBuf) -> Config {
         argon2_memory_kib: 64,
         argon2_iterations: 1,
         shutdown_drain_ms: 5_000,
+        // Settings changed through the API on one node reach the others this quickly.
+        settings_poll_ms: 50,
         // Every test client comes from 127.0.0.1: limits per address would count them all
         // together. Tests of those limits set them.
         registrations_per_address: 0,
@@ -179,6 +181,30 @@ impl TestServer {
             .chain(self.others.iter().map(|(_, c)| c))
             .map(|c| Endpoint::Tcp(c.tcp_addr.to_string()))
             .collect()
+    }
+
+    /// Waits until `GET path` (with admin key `key`) answers, on every node, a body `done`
+    /// accepts: a setting changed through the API on one node reaches the others of a cluster
+    /// within `settings_poll_ms`.
+    pub async fn until_every_node(&self, key: &str, path: &str, done: impl Fn(&str) -> bool) {
+        let addrs: Vec<SocketAddr> = std::iter::once(&self.config)
+            .chain(self.others.iter().map(|(_, c)| c))
+            .map(|c| c.http_addr)
+            .collect();
+        let deadline = tokio::time::Instant::now() + WAIT * 4;
+        for addr in addrs {
+            loop {
+                let (status, _, body) = http_call(addr, "GET", path, Some(key), None).await;
+                if status == 200 && done(&body) {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "GET {path} on {addr} still answers {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     /// Shuts node `i` (1 or more) of the cluster down gracefully.
