@@ -44,6 +44,8 @@ pub struct Services {
     pub social: SocialService,
     /// Who follows whose presence: told when a following must end.
     pub presence: Arc<dyn PresenceFollows>,
+    /// Message search.
+    pub search: tern_core::search::SearchService,
 }
 
 /// Who a request is made by: a user's device, and the connection it came on when it came on one

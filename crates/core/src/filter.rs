@@ -67,6 +67,12 @@ fn fold(text: &str) -> (String, Vec<usize>) {
     (folded, origin)
 }
 
+/// `text` in the form words are matched in (NFKC, lower case, no invisible characters); what
+/// message search indexes and matches too.
+pub fn folded(text: &str) -> String {
+    fold(text).0
+}
+
 /// A compiled list of sensitive words and what a match does.
 #[derive(Debug)]
 pub struct WordFilter {

@@ -22,6 +22,7 @@ pub mod groups;
 pub mod ids;
 pub mod messages;
 pub mod presence;
+pub mod search;
 pub mod settings;
 pub mod social;
 pub mod store;

@@ -10,6 +10,7 @@ mod groups;
 mod messages;
 mod people;
 mod presence;
+mod search;
 mod settings;
 mod users;
 mod webhooks;
@@ -159,6 +160,8 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(messages::send))
         .routes(routes!(messages::history))
         .routes(routes!(messages::recall))
+        .routes(routes!(search::as_user))
+        .routes(routes!(search::everywhere))
         .routes(routes!(presence::online))
         .routes(routes!(people::conversations))
         .routes(routes!(people::friends, people::add_friend))

@@ -86,6 +86,7 @@ struct Stores {
     admin_keys: Arc<dyn tern_core::store::AdminKeyStore>,
     outbox: Arc<dyn tern_core::webhooks::WebhookOutbox>,
     settings: Arc<dyn tern_core::store::SettingsStore>,
+    search: Arc<dyn tern_core::search::SearchStore>,
 }
 
 impl Stores {
@@ -101,6 +102,7 @@ impl Stores {
             + tern_core::store::AdminKeyStore
             + tern_core::webhooks::WebhookOutbox
             + tern_core::store::SettingsStore
+            + tern_core::search::SearchStore
             + Clone,
     {
         let shared = Arc::new(store.clone());
@@ -114,7 +116,8 @@ impl Stores {
             social: shared.clone(),
             admin_keys: shared.clone(),
             outbox: shared.clone(),
-            settings: shared,
+            settings: shared.clone(),
+            search: shared,
         }
     }
 }
@@ -330,6 +333,12 @@ impl Server {
             typing,
             conversations,
             presence: presence.clone(),
+            search: tern_core::search::SearchService::new(
+                store.search.clone(),
+                store.history.clone(),
+                store.groups.clone(),
+                store.conversations.clone(),
+            ),
         });
         // The HTTP API is another front door over the same handlers.
         let http_api = api.clone();

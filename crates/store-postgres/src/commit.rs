@@ -531,6 +531,7 @@ impl<'t> Batch<'t> {
             recalled_by: None,
             edited_ms: 0,
         });
+        crate::search::apply(self.tx, &message).await?;
         Ok(Ok((message, inbox_seqs)))
     }
 

@@ -20,6 +20,7 @@ mod outbox;
 mod reads;
 mod rows;
 mod schema;
+mod search;
 
 use std::{
     collections::HashMap,
@@ -116,6 +117,7 @@ impl PgStore {
             routes: Arc::default(),
         };
         store.migrate().await?;
+        search::backfill(&store).await?;
         Ok(store)
     }
 

@@ -198,6 +198,29 @@ CREATE TABLE settings (
     version BIGINT NOT NULL
 );
 "#,
+    // 6: message search. Each findable message's folded text (see tern_core::search), written
+    // in the transaction that stores the message (or the edit or recall that changes it);
+    // `source` is the id of the message whose text it is, so an older text never replaces a
+    // newer one. Messages stored before this table existed (ids below `backfill_below`) are
+    // added after the migration by the store itself.
+    r#"
+CREATE TABLE message_search (
+    message_id BIGINT PRIMARY KEY,
+    conversation TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    sender TEXT COLLATE "C" NOT NULL,
+    text TEXT NOT NULL,
+    source BIGINT NOT NULL
+);
+CREATE INDEX message_search_conversation ON message_search (conversation, message_id);
+CREATE TABLE search_backfill (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    done_upto BIGINT NOT NULL,
+    backfill_below BIGINT NOT NULL
+);
+INSERT INTO search_backfill (id, done_upto, backfill_below)
+    SELECT 1, 0, COALESCE(MAX(id), 0) + 1 FROM messages;
+"#,
 ];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).

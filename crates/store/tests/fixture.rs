@@ -6,7 +6,8 @@
 //! `ff24319`), through its CLI: alice, bob and carol; four messages between alice and bob (the
 //! third recalled, the fourth edited); a group "team" created by alice with bob and carol and a
 //! message from bob in it; bob and carol friends; carol blocking alice; bob's read mark at the
-//! head of his conversation with alice; then a clean shutdown.
+//! head of his conversation with alice; then a clean shutdown. That build had no message
+//! search: its messages are found after the upgrade too.
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use tern_core::{
     ConversationId, GroupId,
     groups::Role,
     pb,
+    search::{SearchRequest, SearchStore},
     social::{SocialStore, StrangerPolicy},
     store::{CommitStore, ConversationStore, Direction, GroupStore, HistoryStore, InboxStore},
 };
@@ -99,6 +101,24 @@ async fn check(store: &SqliteStore, upgraded: bool) {
         StrangerPolicy::Anyone
     );
     assert_eq!(store.read_marks(&ab, vec![bob.clone()]).await.unwrap(), [6]);
+
+    // Messages stored before search existed are found: the first open adds them.
+    for (query, at) in [("hello bob", 0), ("edited", 3)] {
+        let found = store
+            .search(SearchRequest {
+                scope: None,
+                query: query.into(),
+                sender: None,
+                before: 0,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert!(
+            found.iter().any(|c| c.id == page.messages[at].id),
+            "{query:?}: {found:?}"
+        );
+    }
 
     // Every inbox is whole and gapless.
     for user in [&alice, &bob, &carol] {

@@ -393,6 +393,8 @@ async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
     index
         .execute_batch(
             "ALTER TABLE index_state ADD COLUMN indexed_log INTEGER NOT NULL DEFAULT 10;
+             DROP TABLE search;
+             ALTER TABLE index_state DROP COLUMN search_upto;
              PRAGMA user_version = 1;",
         )
         .unwrap();

@@ -15,6 +15,7 @@ pub mod groups;
 pub mod messages;
 pub mod people;
 pub mod reopen;
+pub mod search;
 pub mod settings;
 pub mod webhooks;
 
@@ -46,6 +47,7 @@ pub trait Backend:
     + SocialStore
     + tern_core::webhooks::WebhookOutbox
     + SettingsStore
+    + tern_core::search::SearchStore
 {
 }
 impl<
@@ -58,7 +60,8 @@ impl<
         + ConversationStore
         + SocialStore
         + tern_core::webhooks::WebhookOutbox
-        + SettingsStore,
+        + SettingsStore
+        + tern_core::search::SearchStore,
 > Backend for T
 {
 }
@@ -106,7 +109,14 @@ macro_rules! conformance_tests {
             people::people_blocks_and_friends_apply_in_commit_order,
             webhooks::commits_queue_events_and_claims_take_heads_in_order,
             settings::settings_are_set_listed_and_removed,
+            search::search_finds_substrings_within_scope_newest_first,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn search_survives_a_reopen() {
+            let h = $harness;
+            $crate::conformance::search::search_survives_a_reopen(&h).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn settings_survive_a_reopen() {

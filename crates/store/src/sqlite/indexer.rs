@@ -18,9 +18,17 @@ use std::{
 };
 
 use rusqlite::{Connection, TransactionBehavior, params};
-use tern_core::{StoreError, UserId, store::StoredMessage};
+use tern_core::{
+    StoreError, UserId,
+    search::{IndexChange, index_change},
+    store::StoredMessage,
+};
 
-use super::{Synchronous, open_connection, rows::store_err, tail::Tail};
+use super::{
+    Synchronous, open_connection,
+    rows::{MESSAGE_COLUMNS, message_from_row, store_err},
+    tail::Tail,
+};
 
 /// When and how much the indexer copies.
 #[derive(Debug, Clone, Copy)]
@@ -250,9 +258,14 @@ fn index_chunk(
             ins.execute(params![user.as_str(), *seq as i64, *message_id as i64])
                 .map_err(store_err)?;
         }
-        tx.prepare_cached("UPDATE index_state SET indexed_upto = ?1 WHERE id = 1")
-            .and_then(|mut s| s.execute([upto as i64]))
-            .map_err(store_err)?;
+        // Search changes in commit order: an edit or a recall follows what it amends.
+        messages.sort_by_key(|m| m.id.0);
+        apply_search(&tx, messages.iter().map(|m| &**m))?;
+        tx.prepare_cached(
+            "UPDATE index_state SET indexed_upto = ?1, search_upto = ?1 WHERE id = 1",
+        )
+        .and_then(|mut s| s.execute([upto as i64]))
+        .map_err(store_err)?;
     }
     tx.commit().map_err(store_err)?;
     let gone = {
@@ -266,4 +279,90 @@ fn index_chunk(
         "indexed"
     );
     Ok(Some(last_log))
+}
+
+/// Applies what `messages` (in commit order) change in the search index.
+pub(crate) fn apply_search<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    messages: impl Iterator<Item = &'a StoredMessage>,
+) -> Result<(), StoreError> {
+    let mut remove = tx
+        .prepare_cached("DELETE FROM search WHERE rowid = ?1")
+        .map_err(store_err)?;
+    let mut put = tx
+        .prepare_cached(
+            "INSERT INTO search (rowid, text, conversation, seq, sender) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(store_err)?;
+    for m in messages {
+        match index_change(m) {
+            Some(IndexChange::Put {
+                id,
+                conversation,
+                seq,
+                sender,
+                text,
+            }) => {
+                remove.execute([id.0 as i64]).map_err(store_err)?;
+                put.execute(params![
+                    id.0 as i64,
+                    text,
+                    conversation.as_str(),
+                    seq as i64,
+                    sender.as_str()
+                ])
+                .map_err(store_err)?;
+            }
+            Some(IndexChange::Remove(id)) => {
+                remove.execute([id.0 as i64]).map_err(store_err)?;
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Adds to the search index the messages indexed before it existed (up to the watermark), from
+/// the message table of `main`: once, at the first open by a build that searches.
+pub(crate) fn backfill_search(main: &Connection, index: &mut Connection) -> Result<(), StoreError> {
+    let (mut done, upto): (i64, i64) = index
+        .query_row(
+            "SELECT search_upto, indexed_upto FROM index_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(store_err)?;
+    if done >= upto {
+        return Ok(());
+    }
+    tracing::info!(
+        from = done,
+        to = upto,
+        "adding stored messages to the search index"
+    );
+    let mut read = main
+        .prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id > ?1 AND m.id <= ?2 ORDER BY m.id LIMIT 5000"
+        ))
+        .map_err(store_err)?;
+    while done < upto {
+        let chunk: Vec<StoredMessage> = read
+            .query_map([done, upto], |r| Ok(message_from_row(r, 0)))
+            .map_err(store_err)?
+            .collect::<Result<Result<Vec<_>, _>, _>>()
+            .map_err(store_err)??;
+        let last = chunk.last().map_or(upto, |m| m.id.0 as i64);
+        let tx = index
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_err)?;
+        apply_search(&tx, chunk.iter())?;
+        tx.execute(
+            "UPDATE index_state SET search_upto = ?1 WHERE id = 1",
+            [last],
+        )
+        .map_err(store_err)?;
+        tx.commit().map_err(store_err)?;
+        done = last;
+    }
+    Ok(())
 }

@@ -27,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tern_core::{
     ConversationId, DeviceId, GroupId, Platform, StoreError, UserId,
     groups::Member,
+    search::{Candidate, SearchRequest, SearchStore},
     social::{FriendRecord, FriendRequestRecord, Profile, SocialStore, StrangerPolicy},
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, AppendOutcome, CommitStore, ConversationStore,
@@ -196,7 +197,8 @@ impl SqliteStore {
         // A WAL that grew under load is cut back when the writer restarts it.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(store_err)?;
-        let index_conn = open_rw(&index_path, schema::File::Index)?;
+        let mut index_conn = open_rw(&index_path, schema::File::Index)?;
+        indexer::backfill_search(&conn, &mut index_conn)?;
         // Whatever was committed but not indexed before the last shutdown (or crash) is read
         // back into the tail. An inbox_log row is indexed exactly when its message is at or
         // below the watermark: the indexer writes a message's entries in the same transaction
@@ -458,6 +460,15 @@ impl HistoryStore for SqliteStore {
             reader::history(conn, &tail, &conversation, anchor_seq, direction, limit)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl SearchStore for SqliteStore {
+    async fn search(&self, request: SearchRequest) -> Result<Vec<Candidate>, StoreError> {
+        let tail = self.inner.tail.clone();
+        self.read(move |conn| reader::search(conn, &tail, &request))
+            .await
     }
 }
 

@@ -10,8 +10,10 @@ use std::{
 };
 
 use rusqlite::{Connection, OptionalExtension, params};
+use rustc_hash::FxHashMap;
 use tern_core::{
-    ConversationId, StoreError, UserId, pb,
+    ConversationId, MessageId, StoreError, UserId, pb,
+    search::{Candidate, IndexChange, SearchRequest, index_change},
     store::{
         ConversationSummary, Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage,
         MAX_UNREAD_COUNTED, StoredMessage, SummaryQuery,
@@ -535,4 +537,113 @@ pub(crate) fn read_marks(
         .iter()
         .map(|u| state(conn, u, conversation).map(|s| s.0))
         .collect()
+}
+
+/// Search candidates: the unindexed tail's (scanned in memory) and the search index's, newest
+/// first. The tail is taken with its watermark and the index read only up to it, so a message
+/// moving from the tail to the index meanwhile is seen once.
+pub(crate) fn search(
+    conn: &Connection,
+    tail: &Mutex<Tail>,
+    request: &SearchRequest,
+) -> Result<Vec<Candidate>, StoreError> {
+    let (unindexed, watermark): (Vec<Arc<StoredMessage>>, u64) = {
+        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+        (tail.messages.values().cloned().collect(), tail.watermark)
+    };
+    let floors: Option<FxHashMap<&str, u64>> = request.scope.as_ref().map(|s| {
+        s.iter()
+            .map(|s| (s.conversation.as_str(), s.from_seq))
+            .collect()
+    });
+    let wanted = |conversation: &str, seq: u64, sender: &str, id: u64| {
+        (request.before == 0 || id < request.before)
+            && request.sender.as_ref().is_none_or(|s| s.as_str() == sender)
+            && floors
+                .as_ref()
+                .is_none_or(|f| f.get(conversation).is_some_and(|from| seq >= *from))
+    };
+    let limit = request.limit as usize;
+    let mut found: Vec<Candidate> = Vec::new();
+    for m in unindexed.iter().rev() {
+        if let Some(IndexChange::Put {
+            id,
+            conversation,
+            seq,
+            sender,
+            text,
+        }) = index_change(m)
+            && text.contains(&request.query)
+            && wanted(conversation.as_str(), seq, sender.as_str(), id.0)
+        {
+            found.push(Candidate {
+                id,
+                conversation,
+                seq,
+            });
+        }
+    }
+    // One conversation is filtered in SQL; a wider scope row by row as the index streams its
+    // matches newest first, stopping once enough are found.
+    let one = match &request.scope {
+        Some(s) if s.len() == 1 => Some(s[0].conversation.as_str().to_owned()),
+        _ => None,
+    };
+    let (matcher, pattern) = if request.query.chars().count() >= 3 {
+        // A phrase of the trigram tokenizer matches any substring of three characters or more.
+        (
+            "search MATCH ?1",
+            format!("\"{}\"", request.query.replace('"', "\"\"")),
+        )
+    } else {
+        // Shorter queries have no trigram: LIKE scans the index's texts.
+        let escaped = request
+            .query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        ("text LIKE ?1 ESCAPE '\\'", format!("%{escaped}%"))
+    };
+    let sql = format!(
+        "SELECT rowid, conversation, seq, sender FROM ix.search
+         WHERE {matcher} AND rowid <= ?2 AND (?3 = 0 OR rowid < ?3) AND (?4 IS NULL OR conversation = ?4)
+         ORDER BY rowid DESC"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(store_err)?;
+    let mut rows = stmt
+        .query(params![
+            pattern,
+            watermark as i64,
+            request.before as i64,
+            one
+        ])
+        .map_err(store_err)?;
+    let mut from_index = 0;
+    while from_index < limit {
+        let Some(row) = rows.next().map_err(store_err)? else {
+            break;
+        };
+        let id = row.get::<_, i64>(0).map_err(store_err)? as u64;
+        let conversation: String = row.get(1).map_err(store_err)?;
+        let seq = row.get::<_, i64>(2).map_err(store_err)? as u64;
+        let sender: String = row.get(3).map_err(store_err)?;
+        if !wanted(&conversation, seq, &sender, id) {
+            continue;
+        }
+        let (conversation, _) = ConversationId::parse(&conversation).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "search row {id} names conversation {conversation:?}"
+            ))
+        })?;
+        found.push(Candidate {
+            id: MessageId(id),
+            conversation,
+            seq,
+        });
+        from_index += 1;
+    }
+    found.sort_by_key(|c| std::cmp::Reverse(c.id));
+    found.dedup_by(|a, b| a.id == b.id);
+    found.truncate(limit);
+    Ok(found)
 }

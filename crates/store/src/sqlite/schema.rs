@@ -265,6 +265,16 @@ const INDEX: &[&str] = &[
     r#"
     ALTER TABLE index_state DROP COLUMN indexed_log;
     "#,
+    // 3: message search. Each findable message's folded text (see tern_core::search), keyed by
+    // the message id, matched by any substring (trigram). search_upto: every message up to it
+    // is reflected here; messages indexed before this table existed are added at the next open.
+    r#"
+    CREATE VIRTUAL TABLE search USING fts5(
+        text, conversation UNINDEXED, seq UNINDEXED, sender UNINDEXED,
+        tokenize = 'trigram case_sensitive 1'
+    );
+    ALTER TABLE index_state ADD COLUMN search_upto INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Which of the two database files.
