@@ -454,3 +454,41 @@ async fn send_retries_with_the_same_id_until_the_server_answers() {
         "{history}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_prints_the_matches_newest_first() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "carol"]).await;
+    let alice = server.client("alice", "phone").await;
+    alice
+        .client
+        .send_text("bob", "明天的天气很好")
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_text("carol", "天气 for carol")
+        .await
+        .unwrap();
+    alice.client.send_text("bob", "nothing here").await.unwrap();
+    let login = ["--user", "alice", "--password", "password-alice"];
+    let (ok, out, err) = tern(&server, &[&["search"][..], &login, &["天气"]].concat());
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "p:alice:carol\t1 alice: 天气 for carol",
+            "p:alice:bob\t1 alice: 明天的天气很好"
+        ]
+    );
+    let (ok, out, _) = tern(
+        &server,
+        &[&["search"][..], &login, &["--with", "bob", "天气"]].concat(),
+    );
+    assert!(ok);
+    assert_eq!(out.trim(), "p:alice:bob\t1 alice: 明天的天气很好");
+    let (ok, out, _) = tern(&server, &[&["search"][..], &login, &["absent"]].concat());
+    assert!(ok);
+    assert!(out.is_empty(), "{out}");
+}

@@ -229,3 +229,72 @@ async fn users_find_what_they_may_read_and_nothing_else() {
         assert_eq!(status, 400, "{bad:?}: {body}");
     }
 }
+
+/// The same search over the binary protocol: MESSAGE_SEARCH through the SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_searches_over_the_binary_protocol() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "carol"]).await;
+    let alice = server.client("alice", "phone").await;
+    let bob = server.client("bob", "phone").await;
+    let carol = server.client("carol", "phone").await;
+    let first = alice
+        .client
+        .send_text("bob", "Kite flying 风筝")
+        .await
+        .unwrap();
+    let second = bob.client.send_text("alice", "风筝 again").await.unwrap();
+    alice
+        .client
+        .send_text("carol", "风筝 for carol")
+        .await
+        .unwrap();
+    let search = |client: &tern_client::Client, query: &str, before: u64, limit: u32| {
+        let req = tern_client::pb::MessageSearchRequest {
+            query: query.into(),
+            before,
+            limit,
+            ..Default::default()
+        };
+        let client = client.clone();
+        async move { client.search_messages(req).await }
+    };
+    let found = search(&bob.client, "风筝", 0, 0).await.unwrap();
+    let ids: Vec<u64> = found.messages.iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, [second.message_id, first.message_id]);
+    assert_eq!(found.next_before, 0);
+    let page = search(&bob.client, "风筝", 0, 1).await.unwrap();
+    assert_eq!(page.messages[0].message_id, second.message_id);
+    let rest = search(&bob.client, "风", page.next_before, 1)
+        .await
+        .unwrap();
+    assert_eq!(rest.messages[0].message_id, first.message_id);
+    assert_eq!(
+        search(&carol.client, "kite", 0, 0)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        0
+    );
+    let e = bob
+        .client
+        .search_messages(tern_client::pb::MessageSearchRequest {
+            query: "风筝".into(),
+            conversation_id: "p:alice:carol".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(tern_client::ErrorCode::NotAParticipant),
+        "{e}"
+    );
+    let e = search(&bob.client, " ", 0, 0).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(tern_client::ErrorCode::InvalidArgument),
+        "{e}"
+    );
+}

@@ -126,6 +126,7 @@ handled!(
     Sync,
     AckCursor,
     History,
+    MessageSearch,
     GroupCreate,
     GroupUpdate,
     GroupInfo,

@@ -107,6 +107,19 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Search the messages the logged-in user may read, newest first: one line per message.
+    Search {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        within: SearchTarget,
+        /// How many of the newest matches to print.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// What to find: any part of the text (several words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
     /// Create groups and change their members.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -195,6 +208,18 @@ pub struct HistoryTarget {
     pub group: Option<u64>,
 }
 
+/// Where `search` looks: one conversation (`--with` or `--group`), or every one (neither).
+#[derive(Debug, Clone, Args)]
+#[group(required = false, multiple = false)]
+pub struct SearchTarget {
+    /// Only the one-to-one conversation with this user.
+    #[arg(long)]
+    pub with: Option<String>,
+    /// Only this group.
+    #[arg(long)]
+    pub group: Option<u64>,
+}
+
 /// The `group` commands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum GroupCommand {
@@ -244,6 +269,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             text,
         } => oneshot::send(&login, &target, &text.join(" "), client_msg_id).await,
         Command::History { login, with, limit } => oneshot::history(&login, &with, limit).await,
+        Command::Search {
+            login,
+            within,
+            limit,
+            text,
+        } => oneshot::search(&login, &within, &text.join(" "), limit).await,
         Command::Group(GroupCommand::Create {
             login,
             name,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tern_client::{Connection, new_client_msg_id, pb};
 
 use crate::{
-    HistoryTarget, Login, Target,
+    HistoryTarget, Login, SearchTarget, Target,
     format::{message_line, text_content},
 };
 
@@ -152,6 +152,41 @@ pub(crate) async fn history(login: &Login, with: &HistoryTarget, limit: u32) -> 
     let page = page.with_context(|| format!("reading {name}"))?;
     for m in &page.messages {
         println!("{}", message_line(m));
+    }
+    Ok(())
+}
+
+pub(crate) async fn search(
+    login: &Login,
+    within: &SearchTarget,
+    text: &str,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let conversation_id = match (&within.with, within.group) {
+        (Some(peer), _) => {
+            let (a, b) = if login.user <= *peer {
+                (login.user.as_str(), peer.as_str())
+            } else {
+                (peer.as_str(), login.user.as_str())
+            };
+            format!("p:{a}:{b}")
+        }
+        (None, Some(g)) => format!("g:{g}"),
+        (None, None) => String::new(),
+    };
+    let conn = connect(login).await?;
+    let found = conn
+        .request(pb::MessageSearchRequest {
+            query: text.to_owned(),
+            conversation_id,
+            limit,
+            ..Default::default()
+        })
+        .await;
+    finish(conn).await;
+    let found = found.with_context(|| format!("searching for {text:?}"))?;
+    for m in &found.messages {
+        println!("{}\t{}", m.conversation_id, message_line(m));
     }
     Ok(())
 }

@@ -256,6 +256,7 @@ protocol! {
         Sync = 0x0103, "SYNC", SyncRequest => SyncResponse;
         AckCursor = 0x0104, "ACK_CURSOR", AckCursorRequest => AckCursorResponse;
         History = 0x0105, "HISTORY", HistoryRequest => HistoryResponse;
+        MessageSearch = 0x0107, "MESSAGE_SEARCH", MessageSearchRequest => MessageSearchResponse;
         GroupCreate = 0x0201, "GROUP_CREATE", GroupCreateRequest => GroupInfoResponse;
         GroupUpdate = 0x0202, "GROUP_UPDATE", GroupUpdateRequest => GroupUpdateResponse;
         GroupInfo = 0x0203, "GROUP_INFO", GroupInfoRequest => GroupInfoResponse;

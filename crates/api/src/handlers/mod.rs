@@ -18,6 +18,7 @@ mod group_list;
 mod group_members;
 mod group_update;
 mod history;
+mod message_search;
 mod profile_get;
 mod profile_update;
 mod read;

@@ -138,6 +138,19 @@ impl Client {
         .await
     }
 
+    /// Messages this user may read whose text contains `req.query`, newest first: a page of
+    /// them, and the `before` of the next (see MESSAGE_SEARCH in the protocol).
+    pub async fn search_messages(
+        &self,
+        req: pb::MessageSearchRequest,
+    ) -> Result<pb::MessageSearchResponse, ClientError> {
+        self.with_retry(|conn| {
+            let req = req.clone();
+            async move { conn.request(req).await }
+        })
+        .await
+    }
+
     /// The whole conversation with `peer`, oldest first, fetched page by page.
     pub async fn full_history(&self, peer: &str) -> Result<Vec<pb::Message>, ClientError> {
         self.whole(Conversation::Peer(peer.to_owned())).await
