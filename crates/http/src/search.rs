@@ -113,6 +113,7 @@ pub(crate) async fn as_user(
         (status = 200, description = "A page of results", body = SearchResults),
         (status = 400, description = "An empty or too long query, or a bad id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 404, description = "No such conversation", body = ErrorBody),
     )
 )]
 pub(crate) async fn everywhere(
