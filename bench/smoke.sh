@@ -11,6 +11,7 @@ $B sweep --spawn --pairs 10 --start-rate 100 --factor 2 --max-rate 400 --step-du
 $B sync-storm --spawn --users 50 --messages 20 --quiet
 $B fanout --spawn --members 40 --senders 2 --rate 40 --duration 2 --quiet
 $B fanout --spawn --members 30 --rate 20 --duration 2 --set group_write_diffusion_max=10 --quiet
+$B search --spawn --messages 3000 --peers 4 --rounds 2 --quiet
 $B pairs --spawn --system mqtt --pairs 10 --rate 200 --duration 2 --quiet
 $B compare --scenario pairs --pairs 10 --rate 200 --duration 2 --quiet
 $B compare --scenario fanout --members 20 --rate 20 --duration 2 --quiet

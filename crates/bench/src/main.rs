@@ -200,6 +200,22 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// One user's conversations fill with N messages, then MESSAGE_SEARCH runs over them; the latency of each kind of query.
+    Search {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Messages stored before searching.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Peers sending them.
+        #[arg(long, default_value_t = 20)]
+        peers: usize,
+        /// Times each query runs.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Run `pairs` or `sweep` against a fresh Tern and a fresh Mosquitto, and print the ratios.
     Compare {
         /// Which workload.
@@ -501,6 +517,29 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 timeout: Duration::from_secs(timeout),
             };
             scenario::sync_storm::run(&t, &params, output.quiet, &mut report).await?;
+            finish(&report, &output)
+        }
+        Command::Search {
+            target: args,
+            output,
+            messages,
+            peers,
+            rounds,
+        } => {
+            if args.system != System::Tern {
+                bail!("search drives Tern only");
+            }
+            let t = target(&args).await?;
+            let mut report = Report::new("search", "tern");
+            report.param("messages", messages);
+            report.param("peers", peers);
+            report.param("rounds", rounds);
+            let params = scenario::search::Params {
+                messages,
+                peers,
+                rounds,
+            };
+            scenario::search::run(&t, &params, output.quiet, &mut report).await?;
             finish(&report, &output)
         }
         Command::Compare {

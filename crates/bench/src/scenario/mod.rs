@@ -1,8 +1,9 @@
-//! The scenarios: `idle`, `pairs`, `sweep`, `sync-storm` and `fanout`.
+//! The scenarios: `idle`, `pairs`, `sweep`, `sync-storm`, `fanout` and `search`.
 
 pub mod fanout;
 pub mod idle;
 pub mod pairs;
+pub mod search;
 pub mod sweep;
 pub mod sync_storm;
 
