@@ -166,7 +166,8 @@ pub fn user(s: &str) -> UserId {
     UserId::parse(s).expect("valid test user id")
 }
 
-fn text_content(body: &str) -> pb::Content {
+/// A text content.
+pub fn text_content(body: &str) -> pb::Content {
     pb::Content {
         body: Some(pb::content::Body::Text(pb::Text {
             text: body.to_owned(),
@@ -259,7 +260,8 @@ fn users(names: &[&str]) -> Vec<UserId> {
     v
 }
 
-async fn register(store: &dyn Backend, users: &[&str]) {
+/// Makes accounts for `users`.
+pub async fn register(store: &dyn Backend, users: &[&str]) {
     for u in users {
         assert!(
             store
