@@ -102,8 +102,10 @@ pub async fn run(
     }
     let filled = started.elapsed();
     bar.finish_and_clear();
-    // Let the store index what the fill left unindexed, as it would between searches.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the store index what the fill left unindexed (the embedded store's indexer runs
+    // behind a fast fill), so that the queries measure the index, as between searches.
+    let settle = Duration::from_millis((p.messages / 20) as u64).max(Duration::from_secs(3));
+    tokio::time::sleep(settle).await;
 
     let (conn, _, _) = driver::login(&target.addr, &hub, "search", None).await?;
     let server_before = target.sample();
