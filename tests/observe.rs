@@ -147,6 +147,15 @@ async fn the_observer_role_is_granted_and_revoked_through_the_api() {
     server
         .until_every_node(&key, "/v1/observers", |b| !b.contains("supervisor"))
         .await;
+    // The running observation ends with the role.
+    alice.client.send_text("bob", "unwatched").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), next_observed(&mut sup))
+            .await
+            .is_err(),
+        "a revoked observer still receives"
+    );
+    sup.client.stop_observing("p:alice:bob").await.unwrap();
     let e = sup.client.observe("p:alice:carol").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::PermissionDenied), "{e}");
     drop((alice, sup));

@@ -386,8 +386,8 @@ impl LiveSettings {
         self.put(&format!("{OBSERVER}{user}"), Some(value)).await
     }
 
-    /// Takes the role granted through the API from `user` on every node. Observations already
-    /// running go on until their connection ends or stops them; new ones are refused.
+    /// Takes the role granted through the API from `user` on every node: new observations are
+    /// refused and running ones end (the gateway checks the role for every message).
     pub async fn revoke_observer(&self, user: &UserId) -> Result<(), ServiceError> {
         if lock(&self.baseline).observers.contains(user) {
             return Err(ServiceError::PermissionDenied(

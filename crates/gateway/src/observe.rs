@@ -1,9 +1,10 @@
 //! Observers: connections that follow a conversation's live messages without taking part in it.
 //!
-//! The permission (the observer role) is the conversation service's to check; this is only who
-//! observes what, per connection, so fan-out can push each message of an observed conversation
-//! once to each observing connection. With no observer anywhere, fan-out skips it with one
-//! atomic load.
+//! The permission (the observer role) is the conversation service's to check when an observation
+//! starts; this is who observes what, per connection, so fan-out can push each message of an
+//! observed conversation once to each observing connection. A role taken away (through the
+//! API) ends that user's observations at their next message. With no observer anywhere,
+//! fan-out skips it with one atomic load.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,7 +14,7 @@ use std::{
     },
 };
 
-use tern_core::{ConnectionId, ConversationId};
+use tern_core::{ConnectionId, ConversationId, UserId, conversations::ObserverRoles};
 use tern_proto::Encoding;
 
 use crate::outbox::Outbox;
@@ -26,6 +27,8 @@ pub const MAX_OBSERVED_PER_CONNECTION: usize = 1000;
 pub(crate) struct Observer {
     pub(crate) outbox: Outbox,
     pub(crate) encoding: Encoding,
+    /// Whose connection: its role is checked again for every message.
+    user: UserId,
 }
 
 #[derive(Debug, Default)]
@@ -35,17 +38,23 @@ struct Inner {
 }
 
 /// Who observes which conversation, in this process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Observers {
     inner: Mutex<Inner>,
     /// Observed conversations, for the fast path.
     observed: AtomicUsize,
+    /// Who has the observer role now.
+    roles: ObserverRoles,
 }
 
 impl Observers {
-    /// Nobody observes anything yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// Nobody observes anything yet; observations last while their user is in `roles`.
+    pub fn new(roles: ObserverRoles) -> Self {
+        Self {
+            inner: Mutex::default(),
+            observed: AtomicUsize::new(0),
+            roles,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -57,6 +66,7 @@ impl Observers {
         &self,
         id: ConnectionId,
         conversation: ConversationId,
+        user: UserId,
         outbox: Outbox,
         encoding: Encoding,
     ) -> Result<(), usize> {
@@ -70,7 +80,14 @@ impl Observers {
             .by_conversation
             .entry(conversation)
             .or_default()
-            .insert(id, Observer { outbox, encoding });
+            .insert(
+                id,
+                Observer {
+                    outbox,
+                    encoding,
+                    user,
+                },
+            );
         self.observed
             .store(inner.by_conversation.len(), Ordering::Release);
         Ok(())
@@ -107,13 +124,30 @@ impl Observers {
         self.observed.load(Ordering::Acquire) > 0
     }
 
-    /// The connections observing `conversation`.
+    /// The connections observing `conversation`; those whose user lost the role stop.
     pub(crate) fn of(&self, conversation: &ConversationId) -> Vec<Observer> {
-        self.lock()
-            .by_conversation
-            .get(conversation)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        let mut inner = self.lock();
+        let Some(m) = inner.by_conversation.get(conversation) else {
+            return Vec::new();
+        };
+        let (kept, revoked): (Vec<_>, Vec<_>) = m
+            .iter()
+            .map(|(id, o)| (*id, o.clone()))
+            .partition(|(_, o)| self.roles.contains(&o.user));
+        for (id, _) in &revoked {
+            if let Some(mine) = inner.by_connection.get_mut(id) {
+                mine.remove(conversation);
+                if mine.is_empty() {
+                    inner.by_connection.remove(id);
+                }
+            }
+            drop_observer(&mut inner, conversation, *id);
+        }
+        if !revoked.is_empty() {
+            self.observed
+                .store(inner.by_conversation.len(), Ordering::Release);
+        }
+        kept.into_iter().map(|(_, o)| o).collect()
     }
 }
 
@@ -139,17 +173,36 @@ mod tests {
 
     #[test]
     fn observations_start_stop_and_end_with_the_connection() {
-        let o = Observers::new();
-        assert!(!o.any());
         let a = UserId::parse("a").unwrap();
+        let roles = ObserverRoles::new([a.clone()]);
+        let o = Observers::new(roles.clone());
+        assert!(!o.any());
         let c1 = ConversationId::direct(&a, &a);
         let c2 = ConversationId::group(GroupId(3));
-        o.start(test_conn(1), c1.clone(), outbox(4).0, Encoding::Protobuf)
-            .unwrap();
-        o.start(test_conn(1), c2.clone(), outbox(4).0, Encoding::Json)
-            .unwrap();
-        o.start(test_conn(2), c2.clone(), outbox(4).0, Encoding::Json)
-            .unwrap();
+        o.start(
+            test_conn(1),
+            c1.clone(),
+            a.clone(),
+            outbox(4).0,
+            Encoding::Protobuf,
+        )
+        .unwrap();
+        o.start(
+            test_conn(1),
+            c2.clone(),
+            a.clone(),
+            outbox(4).0,
+            Encoding::Json,
+        )
+        .unwrap();
+        o.start(
+            test_conn(2),
+            c2.clone(),
+            a.clone(),
+            outbox(4).0,
+            Encoding::Json,
+        )
+        .unwrap();
         assert!(o.any());
         assert_eq!(o.of(&c2).len(), 2);
         o.stop(test_conn(1), &c2);
@@ -157,6 +210,35 @@ mod tests {
         o.forget(test_conn(2));
         assert!(o.of(&c2).is_empty());
         o.forget(test_conn(1));
+        assert!(!o.any());
+    }
+
+    #[test]
+    fn a_role_taken_away_ends_the_users_observations() {
+        let (a, b) = (UserId::parse("a").unwrap(), UserId::parse("b").unwrap());
+        let roles = ObserverRoles::new([a.clone(), b.clone()]);
+        let o = Observers::new(roles.clone());
+        let c = ConversationId::group(GroupId(3));
+        o.start(
+            test_conn(1),
+            c.clone(),
+            a.clone(),
+            outbox(4).0,
+            Encoding::Json,
+        )
+        .unwrap();
+        o.start(
+            test_conn(2),
+            c.clone(),
+            b.clone(),
+            outbox(4).0,
+            Encoding::Json,
+        )
+        .unwrap();
+        roles.set([b]);
+        assert_eq!(o.of(&c).len(), 1, "a lost the role");
+        roles.set([a]);
+        assert_eq!(o.of(&c).len(), 0, "gone for good, and b lost it too");
         assert!(!o.any());
     }
 }

@@ -214,8 +214,7 @@ pub(crate) async fn grant_observer(
 }
 
 /// Takes the observer role granted through the API from a user, on every node: new OBSERVE
-/// requests are refused (observations already running go on until they stop or their
-/// connection ends).
+/// requests are refused and the observations running end.
 #[utoipa::path(
     delete,
     path = "/v1/observers/{user_id}",

@@ -246,7 +246,7 @@ impl Server {
         settings.refresh().await?;
         let settings_watch = settings.watch(Duration::from_millis(config.settings_poll_ms.max(10)));
         let registry = Arc::new(Registry::new());
-        let observers = Arc::new(Observers::new());
+        let observers = Arc::new(Observers::new(conversations_config.observers.clone()));
         let fanout = Arc::new(Fanout::new(
             registry.clone(),
             observers.clone(),

@@ -11,14 +11,16 @@ pub(crate) async fn run(
     caller: &Caller,
     req: pb::ObserveRequest,
 ) -> Result<pb::ObserveResponse, ServiceError> {
+    if req.stop {
+        // Stopping needs no role: one taken away since must not keep the stream going.
+        let (conversation, _) = tern_core::ConversationId::parse(&req.conversation_id)?;
+        services.observers.stop(caller.connection, &conversation);
+        return Ok(pb::ObserveResponse {});
+    }
     let conversation = services
         .core()
         .conversations
         .may_observe(&caller.user, &req.conversation_id)?;
-    if req.stop {
-        services.observers.stop(caller.connection, &conversation);
-        return Ok(pb::ObserveResponse {});
-    }
     // The connection's own queue and encoding, as registered at login.
     let Some(entry) = services.presence.registry().entry(caller.connection) else {
         return Err(ServiceError::ShuttingDown);
@@ -28,6 +30,7 @@ pub(crate) async fn run(
         .start(
             caller.connection,
             conversation,
+            caller.user.clone(),
             entry.outbox,
             entry.encoding,
         )
