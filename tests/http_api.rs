@@ -115,6 +115,22 @@ async fn the_openapi_document_describes_the_api() {
             _ => {}
         }
     }
+    // Every path parameter is in its path's template, and every template slot is a parameter.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for p in &params {
+                let name = p["name"].as_str().unwrap();
+                let slot = format!("{{{name}}}");
+                assert_eq!(
+                    p["in"] == "path",
+                    path.contains(&slot),
+                    "{method} {path}: parameter {name} is in {}",
+                    p["in"]
+                );
+            }
+        }
+    }
     let mut all = Vec::new();
     refs(&doc, &mut all);
     assert!(!all.is_empty());

@@ -205,3 +205,27 @@ async fn a_user_token_acts_for_its_own_user_only() {
     let (status, _, _) = call(http, "GET", "/v1/users/alice", Some(&alice), None).await;
     assert_eq!(status, 401, "a revoked token authenticates nothing");
 }
+
+/// Wrong tokens from one address are slowed down past the limit; a live token from that same
+/// address (users behind one proxy) still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_limited_per_address_and_live_ones_are_not() {
+    let mut server = TestServer::start_with(|c| c.login_max_failures_per_address = 3).await;
+    let key = server.first_admin_key().await;
+    let http = server.config().http_addr;
+    server.register(&["alice"]).await;
+    let alice = token_for(http, &key, "alice", "web").await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let wrong = format!("not-a-token-{i}");
+        statuses.push(
+            call(http, "GET", "/v1/users/alice", Some(&wrong), None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(&statuses[..3], [401, 401, 401], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "past the limit: {statuses:?}");
+    let (status, _, body) = call(http, "GET", "/v1/users/alice", Some(&alice), None).await;
+    assert_eq!(status, 200, "a live token is not held back: {body}");
+}

@@ -252,28 +252,29 @@ impl AccountService {
     }
 
     /// The user and device a live token belongs to, for a front door that authenticates each
-    /// request with a token rather than a session (the HTTP API). Failures count against
-    /// `source` as failed token logins do.
+    /// request with a token rather than a session (the HTTP API). A live token is taken whatever
+    /// its address did (tokens carry 256 bits: no failure count brings a guess closer, and many
+    /// users may share one address behind a proxy); wrong ones count against `source` as failed
+    /// token logins do, and are refused with `RATE_LIMITED` past the limit.
     pub async fn authenticate(
         &self,
         token: &str,
         source: IpAddr,
     ) -> Result<(UserId, DeviceId), ServiceError> {
-        if let Verdict::Refuse(retry_after) =
-            self.throttle.before_token(source, self.clock.now_ms())
-        {
-            return Err(ServiceError::RateLimited {
-                what: "failed logins",
-                retry_after,
-            });
-        }
         let record = self
             .store
             .find_token(&token_hash(token))
             .await?
             .filter(|r| r.expires_ms > self.clock.now_ms());
         let Some(record) = record else {
-            self.throttle.token_failed(source, self.clock.now_ms());
+            let now = self.clock.now_ms();
+            if let Verdict::Refuse(retry_after) = self.throttle.before_token(source, now) {
+                return Err(ServiceError::RateLimited {
+                    what: "failed logins",
+                    retry_after,
+                });
+            }
+            self.throttle.token_failed(source, now);
             return Err(ServiceError::TokenInvalid);
         };
         self.refuse_disabled(&record.user).await?;

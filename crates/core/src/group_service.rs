@@ -190,10 +190,12 @@ impl GroupService {
         loop {
             let owner = self.inspect(group).await?.settings.owner;
             match self.change(&owner, group, change.clone()).await {
-                Err(ServiceError::PermissionDenied(_)) if tries < 3 => {
-                    let now = self.inspect(group).await?.settings.owner;
-                    if now == owner {
-                        return self.change(&owner, group, change).await;
+                // Refused as a non-owner: try again only if the group changed hands meanwhile.
+                Err(e @ (ServiceError::PermissionDenied(_) | ServiceError::NotAParticipant))
+                    if tries < 3 =>
+                {
+                    if self.inspect(group).await?.settings.owner == owner {
+                        return Err(e);
                     }
                     tries += 1;
                 }

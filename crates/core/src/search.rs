@@ -291,7 +291,12 @@ impl SearchService {
                 next_before: None,
             });
         }
-        let mut before = query.before;
+        // Ids are stored as signed 64-bit numbers: anything above is "from the newest".
+        let mut before = if query.before > i64::MAX as u64 {
+            0
+        } else {
+            query.before
+        };
         let mut found = Vec::new();
         // The index can hold texts messages no longer say: ask for more than a page, check each
         // against the message as it is now, and ask again until the page is full.

@@ -300,7 +300,14 @@ impl LiveSettings {
                 source: Source::File,
                 created_ms: 0,
             })
-            .chain(stored.webhooks.iter().cloned())
+            .chain(
+                stored
+                    .webhooks
+                    .iter()
+                    // One the file has since taken the name of is not in force.
+                    .filter(|e| !baseline.webhooks.iter().any(|h| h.name == e.hook.name))
+                    .cloned(),
+            )
             .collect()
     }
 
@@ -342,16 +349,17 @@ impl LiveSettings {
     /// Removes webhook `name` (one the API added) on every node. Its queued events are retried
     /// until they become dead letters, which a webhook added again under the name can replay.
     pub async fn remove_webhook(&self, name: &str) -> Result<(), ServiceError> {
-        if lock(&self.baseline).webhooks.iter().any(|h| h.name == name) {
-            return Err(ServiceError::PermissionDenied(
-                "this webhook is configured in the file and is removed there",
-            ));
-        }
-        if !lock(&self.stored)
+        let stored = lock(&self.stored)
             .webhooks
             .iter()
-            .any(|e| e.hook.name == name)
-        {
+            .any(|e| e.hook.name == name);
+        // A row the file has since shadowed can still be removed; the file's own cannot.
+        if !stored {
+            if lock(&self.baseline).webhooks.iter().any(|h| h.name == name) {
+                return Err(ServiceError::PermissionDenied(
+                    "this webhook is configured in the file and is removed there",
+                ));
+            }
             return Err(ServiceError::InvalidArgument(format!(
                 "no webhook added through the API is named {name:?}"
             )));

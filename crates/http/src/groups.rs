@@ -232,6 +232,7 @@ pub struct MemberPage {
 /// Which page of members.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MembersQuery {
     /// Members with ids after this one (absent: from the first).
     #[serde(default)]
@@ -513,10 +514,9 @@ pub(crate) async fn remove_member(
     request_body = NewRole,
     responses(
         (status = 200, description = "The group after the change", body = GroupInfo),
-        (status = 400, description = "A bad id or role, or the group is dissolved", body = ErrorBody),
+        (status = 400, description = "A bad id or role, the user is not a member, the member is the owner (whose role changes only by a transfer), or the group is dissolved", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
-        (status = 403, description = "The change would leave no owner", body = ErrorBody),
-        (status = 404, description = "No such group or member", body = ErrorBody),
+        (status = 404, description = "No such group", body = ErrorBody),
     )
 )]
 pub(crate) async fn set_role(
@@ -548,10 +548,10 @@ pub(crate) async fn set_role(
     request_body = NewMute,
     responses(
         (status = 200, description = "The group after the change", body = GroupInfo),
-        (status = 400, description = "A bad id or time, or the group is dissolved", body = ErrorBody),
+        (status = 400, description = "A bad id or time, the user is not a member, or the group is dissolved", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
         (status = 403, description = "The member is the owner", body = ErrorBody),
-        (status = 404, description = "No such group or member", body = ErrorBody),
+        (status = 404, description = "No such group", body = ErrorBody),
     )
 )]
 pub(crate) async fn mute(

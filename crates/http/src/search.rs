@@ -81,7 +81,7 @@ impl From<SearchPage> for SearchResults {
         (status = 400, description = "An empty or too long query, or a bad id", body = ErrorBody),
         (status = 401, description = "No admin key or user token, or not a live one", body = ErrorBody),
         (status = 403, description = "A user's token searching as another user", body = ErrorBody),
-        (status = 404, description = "No such user, or not in the conversation", body = ErrorBody),
+        (status = 404, description = "No such user, or no such conversation for this user (a malformed id included)", body = ErrorBody),
     )
 )]
 pub(crate) async fn as_user(
@@ -113,7 +113,7 @@ pub(crate) async fn as_user(
         (status = 200, description = "A page of results", body = SearchResults),
         (status = 400, description = "An empty or too long query, or a bad id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
-        (status = 404, description = "No such conversation", body = ErrorBody),
+        (status = 404, description = "A malformed conversation id (a well-formed one that holds nothing answers an empty page)", body = ErrorBody),
     )
 )]
 pub(crate) async fn everywhere(

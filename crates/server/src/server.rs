@@ -361,6 +361,20 @@ impl Server {
         let frame_tls = tls.as_ref().map(|c| c.acceptor(&[])).transpose()?;
         tasks.push(tokio::spawn(gateway.clone().serve_tcp(tcp, frame_tls)));
         let http_stop = CancellationToken::new();
+        let limiter = tern_http::key_limiter(config.api_requests_per_second);
+        if let Some(limiter) = limiter.clone() {
+            // Each key and each user calling the API leaves a state behind: drop the idle ones.
+            let stop = http_stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => limiter.retain_recent(),
+                    }
+                }
+            }));
+        }
         let router = app(AppState {
             gateway: gateway.clone(),
             metrics: metrics.clone(),
@@ -370,7 +384,7 @@ impl Server {
         })
         .merge(tern_http::router(tern_http::HttpApi {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
-            limiter: tern_http::key_limiter(config.api_requests_per_second),
+            limiter: limiter.clone(),
             api: http_api,
             system_user,
             presence: http_presence,

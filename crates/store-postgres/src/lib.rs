@@ -401,14 +401,23 @@ impl AdminKeyStore for PgStore {
 #[async_trait]
 impl SettingsStore for PgStore {
     async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<(), StoreError> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let n: i64 = rows::row(
+            &tx,
+            "UPDATE settings_changes SET n = n + 1 WHERE id = 1 RETURNING n",
+            &[],
+        )
+        .await?
+        .get(0);
         exec(
-            &c,
-            "INSERT INTO settings (name, value, version) VALUES ($1, $2, nextval('settings_version'))
+            &tx,
+            "INSERT INTO settings (name, value, version) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, version = excluded.version",
-            &[&name, &value],
+            &[&name, &value, &n],
         )
         .await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
@@ -428,13 +437,11 @@ impl SettingsStore for PgStore {
 
     async fn settings_fingerprint(&self) -> Result<i64, StoreError> {
         let c = self.client().await?;
-        let rows = rows::rows(
-            &c,
-            "SELECT COALESCE(SUM(version), 0)::BIGINT FROM settings",
-            &[],
+        Ok(
+            rows::row(&c, "SELECT n FROM settings_changes WHERE id = 1", &[])
+                .await?
+                .get(0),
         )
-        .await?;
-        Ok(rows.first().map_or(0, |r| r.get(0)))
     }
 }
 

@@ -187,16 +187,20 @@ CREATE INDEX webhook_outbox_dead ON webhook_outbox (seq) WHERE state = 1;
     r#"
 ALTER TABLE users ADD COLUMN disabled_ms BIGINT;
 "#,
-    // 5: settings changed at run time; a removed one stays as a row without a value. Versions
-    // come from a sequence, so the sum every node watches changes with each change, whatever
-    // order concurrent ones commit in.
+    // 5: settings changed at run time; a removed one stays as a row without a value. Every
+    // change takes the next number of the one-row counter in its own transaction (the row lock
+    // orders concurrent changes), and the counter is what every node watches.
     r#"
-CREATE SEQUENCE settings_version;
 CREATE TABLE settings (
     name TEXT COLLATE "C" PRIMARY KEY,
     value TEXT,
     version BIGINT NOT NULL
 );
+CREATE TABLE settings_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n BIGINT NOT NULL
+);
+INSERT INTO settings_changes (id, n) VALUES (1, 0);
 "#,
     // 6: message search. Each findable message's folded text (see tern_core::search), written
     // in the transaction that stores the message (or the edit or recall that changes it);
