@@ -431,3 +431,218 @@ fn parse_row(name: &str, value: &str, into: &mut Stored) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{StoreError, clock::ManualClock, pb};
+
+    /// Settings in memory, with the versions a backend keeps.
+    #[derive(Debug, Default)]
+    struct Memory(Mutex<(BTreeMap<String, (Option<String>, i64)>, i64)>);
+
+    #[async_trait::async_trait]
+    impl SettingsStore for Memory {
+        async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<(), StoreError> {
+            let mut m = lock(&self.0);
+            m.1 += 1;
+            let version = m.1;
+            m.0.insert(name.to_owned(), (value.map(str::to_owned), version));
+            Ok(())
+        }
+
+        async fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(lock(&self.0)
+                .0
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .filter_map(|(k, (v, _))| v.clone().map(|v| (k.clone(), v)))
+                .collect())
+        }
+
+        async fn settings_fingerprint(&self) -> Result<i64, StoreError> {
+            Ok(lock(&self.0).1)
+        }
+    }
+
+    fn hook(name: &str) -> Webhook {
+        Webhook::new(name, "http://127.0.0.1:9/x", "s", ["*"]).unwrap()
+    }
+
+    fn user(u: &str) -> UserId {
+        UserId::parse(u).unwrap()
+    }
+
+    /// Two nodes over one store: what one changes, the other applies when it reads again.
+    fn node(store: &Arc<Memory>) -> (LiveSettings, ContentFilter, Arc<Routes>, ObserverRoles) {
+        let (filter, routes, roles) = (
+            ContentFilter::default(),
+            Arc::new(Routes::default()),
+            ObserverRoles::default(),
+        );
+        let live = LiveSettings::new(
+            store.clone(),
+            Arc::new(ManualClock::new(1_000)),
+            filter.clone(),
+            routes.clone(),
+            roles.clone(),
+            vec![hook("file-hook")],
+            vec![user("auditor")],
+        );
+        live.set_file_filter(
+            WordFilter::new(["fileword"], FilterAction::Reject).unwrap(),
+            FilterAction::Reject,
+        );
+        (live, filter, routes, roles)
+    }
+
+    fn passes(filter: &ContentFilter, text: &str) -> Result<String, ServiceError> {
+        let mut c = pb::Content {
+            body: Some(pb::content::Body::Text(pb::Text { text: text.into() })),
+        };
+        filter.apply(&mut c)?;
+        match c.body {
+            Some(pb::content::Body::Text(t)) => Ok(t.text),
+            _ => unreachable!(),
+        }
+    }
+
+    fn names(routes: &Routes) -> Vec<String> {
+        routes.hooks().iter().map(|h| h.name.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_apis_settings_apply_over_the_files_on_every_node() {
+        let store = Arc::new(Memory::default());
+        let (a, a_filter, a_routes, a_roles) = node(&store);
+        let (b, b_filter, b_routes, b_roles) = node(&store);
+        a.refresh().await.unwrap();
+        b.refresh().await.unwrap();
+        assert!(passes(&a_filter, "fileword").is_err(), "the file's list");
+        assert_eq!(names(&a_routes), ["file-hook"]);
+        assert!(a_roles.contains(&user("auditor")));
+
+        // Node a changes all three; a applies at once, b when it reads again.
+        a.set_filter(FilterWords {
+            action: FilterAction::Mask,
+            words: vec!["坏蛋".into()],
+        })
+        .await
+        .unwrap();
+        a.put_webhook(
+            "api-hook",
+            "http://127.0.0.1:9/y",
+            None,
+            &["message.created".into()],
+        )
+        .await
+        .unwrap();
+        a.grant_observer(&user("sup")).await.unwrap();
+        assert_eq!(
+            passes(&a_filter, "你坏蛋 fileword").unwrap(),
+            "你** fileword"
+        );
+        assert_eq!(names(&a_routes), ["file-hook", "api-hook"]);
+        assert!(passes(&b_filter, "fileword").is_err(), "b has not read yet");
+        b.refresh().await.unwrap();
+        assert_eq!(passes(&b_filter, "坏蛋").unwrap(), "**");
+        assert_eq!(names(&b_routes), ["file-hook", "api-hook"]);
+        assert!(b_roles.contains(&user("sup")) && b_roles.contains(&user("auditor")));
+        assert_eq!(
+            b.observers(),
+            [(user("auditor"), Source::File), (user("sup"), Source::Api)]
+        );
+
+        // The file's own are changed in the file only; clearing returns to the file's list.
+        assert!(matches!(
+            a.put_webhook("file-hook", "http://127.0.0.1:9/z", None, &["*".into()])
+                .await,
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            a.remove_webhook("file-hook").await,
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            a.revoke_observer(&user("auditor")).await,
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        a.clear_filter().await.unwrap();
+        a.remove_webhook("api-hook").await.unwrap();
+        a.revoke_observer(&user("sup")).await.unwrap();
+        b.refresh().await.unwrap();
+        assert!(passes(&b_filter, "fileword").is_err());
+        assert_eq!(passes(&b_filter, "坏蛋").unwrap(), "坏蛋");
+        assert_eq!(names(&b_routes), ["file-hook"]);
+        assert!(!b_roles.contains(&user("sup")));
+        assert!(matches!(
+            a.remove_webhook("api-hook").await,
+            Err(ServiceError::InvalidArgument(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_webhook_the_file_takes_the_name_of_is_shadowed_and_still_removable() {
+        let store = Arc::new(Memory::default());
+        // Stored through the API while the file had no such webhook.
+        store
+            .put_setting(
+                "webhook:file-hook",
+                Some(r#"{"url":"http://127.0.0.1:9/api","secret":"s","events":["*"],"created_ms":1}"#),
+            )
+            .await
+            .unwrap();
+        let (live, _, routes, _) = node(&store);
+        live.refresh().await.unwrap();
+        let listed: Vec<(String, Source)> = live
+            .webhooks()
+            .into_iter()
+            .map(|e| (e.hook.name, e.source))
+            .collect();
+        assert_eq!(listed, [("file-hook".to_owned(), Source::File)]);
+        assert_eq!(
+            routes.hooks()[0].url,
+            "http://127.0.0.1:9/x",
+            "the file's is in force"
+        );
+        live.remove_webhook("file-hook").await.unwrap();
+        assert!(store.settings("webhook:").await.unwrap().is_empty());
+        assert_eq!(names(&routes), ["file-hook"]);
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_and_unreadable_rows_skipped() {
+        let store = Arc::new(Memory::default());
+        let (live, filter, _, _) = node(&store);
+        let long = "x".repeat(MAX_WORD_CHARS + 1);
+        assert!(matches!(
+            live.set_filter(FilterWords {
+                action: FilterAction::Mask,
+                words: vec![long],
+            })
+            .await,
+            Err(ServiceError::InvalidArgument(_))
+        ));
+        for (name, url, events) in [
+            ("bad name", "http://127.0.0.1:9/", "*"),
+            ("ok", "ftp://x", "*"),
+            ("ok", "http://127.0.0.1:9/", "message.sent"),
+        ] {
+            assert!(matches!(
+                live.put_webhook(name, url, None, &[events.into()]).await,
+                Err(ServiceError::InvalidArgument(_))
+            ));
+        }
+        // A row this version cannot read leaves the rest in force.
+        store.put_setting("filter", Some("not json")).await.unwrap();
+        store.put_setting("observer:sup", Some("{}")).await.unwrap();
+        live.refresh().await.unwrap();
+        assert!(
+            passes(&filter, "fileword").is_err(),
+            "the file's list still"
+        );
+        assert_eq!(live.observers().len(), 2);
+    }
+}
