@@ -201,6 +201,14 @@ async fn a_backend_creates_changes_and_dissolves_groups() {
         (Some("Team 2"), Some(true))
     );
     assert_eq!(g["announcement"], "hello");
+    let too_long = format!(
+        r#"{{"name":"Never","announcement":"{}"}}"#,
+        "x".repeat(5000)
+    );
+    let (status, e) = admin(http, &key, "PATCH", &path, Some(&too_long)).await;
+    assert_eq!(status, 400, "{e}");
+    let (_, g) = admin(http, &key, "GET", &path, None).await;
+    assert_eq!(g["name"], "Team 2", "nothing changed");
     assert_eq!(send(http, &key, "dave", id, 3).await.0, 400);
     assert_eq!(
         send(http, &key, "bob", id, 4).await.0,

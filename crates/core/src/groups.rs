@@ -325,6 +325,20 @@ pub fn check_name(name: &str) -> Result<(), Refusal> {
     check_text(name, MAX_NAME_LEN, "the group name")
 }
 
+/// Checks what a change carries, whatever the group's state (a name, an avatar, an
+/// announcement), so that several changes asked for together can be refused before any is
+/// committed. `decide` checks the same again.
+pub fn check_change(change: &GroupChange) -> Result<(), Refusal> {
+    match change {
+        GroupChange::Rename(name) => check_name(name),
+        GroupChange::SetAvatar(avatar) => check_text(avatar, MAX_AVATAR_LEN, "the avatar"),
+        GroupChange::SetAnnouncement(text) => {
+            check_text(text, MAX_ANNOUNCEMENT_LEN, "the announcement")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks a new group before it is stored; returns its creation event and initial members.
 pub fn decide_create(new: &NewGroup) -> Result<Decision, Refusal> {
     check_name(&new.name)?;

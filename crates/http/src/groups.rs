@@ -149,7 +149,8 @@ impl From<GroupView> for GroupInfo {
 }
 
 /// Settings to change; the absent ones stay. Each present one is its own change (and event),
-/// applied in the order listed here.
+/// applied in the order listed here; a name, avatar or announcement that is not valid refuses
+/// the whole request before anything changes.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
@@ -361,7 +362,12 @@ pub(crate) async fn update(
             .history
             .map(|h| GroupChange::SetHistoryVisibility(h.into())),
     ];
-    for change in changes.into_iter().flatten() {
+    let changes: Vec<GroupChange> = changes.into_iter().flatten().collect();
+    // What the fields carry is checked for all of them before any is committed.
+    for change in &changes {
+        tern_core::groups::check_change(change).map_err(tern_core::ServiceError::from)?;
+    }
+    for change in changes {
         groups.administer(group, change).await?;
     }
     Ok(Json(groups.inspect(group).await?.into()))
