@@ -439,9 +439,12 @@ mod tests {
     use super::*;
     use crate::{StoreError, clock::ManualClock, pb};
 
-    /// Settings in memory, with the versions a backend keeps.
+    /// Each setting's value (none once removed) and version.
+    type Rows = BTreeMap<String, (Option<String>, i64)>;
+
+    /// Settings in memory, with the versions a backend keeps and the number of changes.
     #[derive(Debug, Default)]
-    struct Memory(Mutex<(BTreeMap<String, (Option<String>, i64)>, i64)>);
+    struct Memory(Mutex<(Rows, i64)>);
 
     #[async_trait::async_trait]
     impl SettingsStore for Memory {
