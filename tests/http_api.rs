@@ -452,6 +452,8 @@ async fn every_endpoint_refuses_a_caller_without_a_key() {
             Some(r#"{"until_ms":0}"#),
         ),
         ("GET", "/v1/users/alice/groups", None),
+        ("GET", "/v1/users/alice/search?q=hello", None),
+        ("GET", "/v1/search?q=hello", None),
         ("GET", "/v1/webhooks", None),
         (
             "PUT",

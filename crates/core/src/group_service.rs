@@ -42,11 +42,8 @@ pub struct GroupView {
 impl GroupView {
     /// The first timeline seq the viewer may read (0 when not a member).
     pub fn visible_from(&self) -> u64 {
-        match (self.me, self.settings.history) {
-            (None, _) => 0,
-            (Some(_), HistoryVisibility::Full) => 1,
-            (Some(m), HistoryVisibility::FromJoin) => m.joined_seq.max(1),
-        }
+        self.me
+            .map_or(0, |m| self.settings.history.first_seq(m.joined_seq))
     }
 }
 

@@ -67,6 +67,14 @@ pub enum HistoryVisibility {
 }
 
 impl HistoryVisibility {
+    /// The first timeline seq a member who joined at `joined_seq` may read.
+    pub fn first_seq(self, joined_seq: u64) -> u64 {
+        match self {
+            HistoryVisibility::Full => 1,
+            HistoryVisibility::FromJoin => joined_seq.max(1),
+        }
+    }
+
     /// The wire value.
     pub fn to_wire(self) -> pb::HistoryVisibility {
         match self {
@@ -176,10 +184,7 @@ impl GroupState {
     /// The first timeline seq `user` may read, if `user` is a member.
     pub fn visible_from(&self, user: &UserId) -> Option<u64> {
         let m = self.members.get(user)?;
-        Some(match self.settings.history {
-            HistoryVisibility::Full => 1,
-            HistoryVisibility::FromJoin => m.joined_seq.max(1),
-        })
+        Some(self.settings.history.first_seq(m.joined_seq))
     }
 }
 

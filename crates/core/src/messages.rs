@@ -477,11 +477,7 @@ impl MessageService {
                         None => return Err(ServiceError::NotAParticipant),
                     },
                 };
-                let from = match record.settings.history {
-                    crate::groups::HistoryVisibility::Full => 1,
-                    crate::groups::HistoryVisibility::FromJoin => joined.max(1),
-                };
-                (from, to)
+                (record.settings.history.first_seq(joined), to)
             }
         };
         let anchor_seq = match direction {

@@ -203,7 +203,7 @@ impl SearchService {
             {
                 Some((record, Some(me))) => Ok(vec![SearchScope {
                     conversation: c.clone(),
-                    from_seq: from_seq(&record.settings, &me),
+                    from_seq: record.settings.history.first_seq(me.joined_seq),
                 }]),
                 _ => Err(ServiceError::NotAParticipant),
             },
@@ -222,7 +222,7 @@ impl SearchService {
                 for (record, me) in self.groups.groups_of(user).await? {
                     scope.push(SearchScope {
                         conversation: ConversationId::group(record.id),
-                        from_seq: from_seq(&record.settings, &me),
+                        from_seq: record.settings.history.first_seq(me.joined_seq),
                     });
                 }
                 Ok(scope)
@@ -354,13 +354,6 @@ impl SearchService {
             .history(&c.conversation, c.seq + 1, Direction::Backward, 1)
             .await?;
         Ok(page.messages.into_iter().find(|m| m.id == c.id))
-    }
-}
-
-fn from_seq(settings: &crate::groups::GroupSettings, me: &crate::groups::Member) -> u64 {
-    match settings.history {
-        crate::groups::HistoryVisibility::Full => 1,
-        crate::groups::HistoryVisibility::FromJoin => me.joined_seq.max(1),
     }
 }
 

@@ -283,8 +283,7 @@ pub(crate) async fn create(
     State(api): State<HttpApi>,
     ApiJson(new): ApiJson<NewGroup>,
 ) -> Result<Response, ApiError> {
-    api.users.get(&new.owner).await?;
-    let owner = UserId::parse(&new.owner)?;
+    let owner = api.existing_user(&new.owner).await?;
     for member in tern_core::group_service::parse_users(&new.members)? {
         api.users.get(member.as_str()).await?;
     }
@@ -595,9 +594,7 @@ pub(crate) async fn of_user(
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<Json<GroupList>, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     let groups = api.api.services().groups.list(&user).await?;
     Ok(Json(GroupList {
         groups: groups.into_iter().map(GroupInfo::from).collect(),

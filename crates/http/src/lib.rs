@@ -62,6 +62,14 @@ pub struct HttpApi {
     pub settings: std::sync::Arc<tern_core::settings::LiveSettings>,
 }
 
+impl HttpApi {
+    /// The existing user `id` names: `UNKNOWN_USER` when there is none.
+    pub(crate) async fn existing_user(&self, id: &str) -> Result<tern_core::UserId, ApiError> {
+        self.users.get(id).await?;
+        Ok(tern_core::UserId::parse(id)?)
+    }
+}
+
 /// The document's header; the paths come from the handlers.
 #[derive(OpenApi)]
 #[openapi(
@@ -272,6 +280,16 @@ impl Caller {
                 "a user's token acts for that user only",
             )),
         }
+    }
+
+    /// The existing user `id` names, when this caller may act for it.
+    pub(crate) async fn acting_for(
+        &self,
+        api: &HttpApi,
+        id: &str,
+    ) -> Result<tern_core::UserId, ApiError> {
+        self.may_act_for(id)?;
+        api.existing_user(id).await
     }
 
     /// The user a token authenticates (none for an admin key).

@@ -8,7 +8,6 @@ use axum::{
     http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
-use tern_core::UserId;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -145,8 +144,7 @@ pub(crate) async fn conversations(
             )
         })?)
     };
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = api.existing_user(&user_id).await?;
     let list = api.api.services().conversations.list(&user, 0).await?;
     let limit = match q.limit {
         0 => 500,
@@ -254,9 +252,7 @@ pub(crate) async fn friends(
     Path(user_id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Friends>, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     let list = api.api.services().social.friends(&user, 0).await?;
     let all = list
         .friends
@@ -307,9 +303,8 @@ pub(crate) async fn add_friend(
     Path(user_id): Path<String>,
     ApiJson(new): ApiJson<NewFriend>,
 ) -> Result<StatusCode, ApiError> {
-    api.users.get(&user_id).await?;
-    api.users.get(&new.friend_id).await?;
-    let (user, friend) = (UserId::parse(&user_id)?, UserId::parse(&new.friend_id)?);
+    let user = api.existing_user(&user_id).await?;
+    let friend = api.existing_user(&new.friend_id).await?;
     let social = &api.api.services().social;
     let already = social
         .are_friends(&user, vec![friend.clone()])
@@ -350,9 +345,7 @@ pub(crate) async fn remove_friend(
     State(api): State<HttpApi>,
     Path((user_id, friend_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     api.api
         .services()
         .social
@@ -391,9 +384,7 @@ pub(crate) async fn blocked(
     Path(user_id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Blocked>, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     let all = api.api.services().social.blocked(&user).await?;
     let (blocked, next_after) = page(
         all.into_iter().map(|u| u.to_string()).collect(),
@@ -428,9 +419,7 @@ pub(crate) async fn block(
     State(api): State<HttpApi>,
     Path((user_id, other_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     api.api.services().social.block(&user, &other_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -457,9 +446,7 @@ pub(crate) async fn unblock(
     State(api): State<HttpApi>,
     Path((user_id, other_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     api.api.services().social.unblock(&user, &other_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,10 +6,7 @@ use axum::{
     extract::{Path, State},
 };
 use serde::{Deserialize, Serialize};
-use tern_core::{
-    UserId,
-    search::{SearchPage, SearchQuery},
-};
+use tern_core::search::{SearchPage, SearchQuery};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{Admin, ApiError, ApiQuery, Caller, ErrorBody, HttpApi, messages::MessageView};
@@ -90,9 +87,7 @@ pub(crate) async fn as_user(
     Path(user_id): Path<String>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResults>, ApiError> {
-    caller.may_act_for(&user_id)?;
-    api.users.get(&user_id).await?;
-    let user = UserId::parse(&user_id)?;
+    let user = caller.acting_for(&api, &user_id).await?;
     let page = api
         .api
         .services()

@@ -206,10 +206,8 @@ pub(crate) async fn grant_observer(
     State(api): State<HttpApi>,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    api.users.get(&user_id).await?;
-    api.settings
-        .grant_observer(&UserId::parse(&user_id)?)
-        .await?;
+    let user = api.existing_user(&user_id).await?;
+    api.settings.grant_observer(&user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -147,13 +147,17 @@ struct Row<'a> {
 /// A message appended, with `(user, inbox seq)` of each entry it got.
 type Inserted = (Arc<StoredMessage>, Vec<(UserId, u64)>);
 
-/// Appends a message and its inbox entries in one statement.
+/// Appends a message, its inbox entries and its searchable text (`$10`, when it has one) in one
+/// statement.
 const INSERT_MESSAGE: &str = "WITH m AS (
     INSERT INTO messages (conversation, seq, sender, client_msg_id, server_time_ms, sender_inbox_seq, content)
     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
 ), i AS (
     INSERT INTO inbox (user_id, seq, message_id)
     SELECT t.u, t.s, m.id FROM m, unnest($8::text[], $9::bigint[]) AS t(u, s)
+), s AS (
+    INSERT INTO message_search (message_id, conversation, seq, sender, text, source)
+    SELECT m.id, $1, $2, $3, $10::text, m.id FROM m WHERE $10::text IS NOT NULL
 )
 SELECT id FROM m";
 
@@ -494,6 +498,9 @@ impl<'t> Batch<'t> {
         let users: Vec<&str> = inbox_seqs.iter().map(|(u, _)| u.as_str()).collect();
         let seqs: Vec<i64> = inbox_seqs.iter().map(|(_, s)| *s as i64).collect();
         let content = row.content.encode_to_vec();
+        // A text or a file finds itself in the same statement; what amends another message
+        // (an edit, a recall) changes that message's text below.
+        let text = tern_core::search::text_of(&row.content);
         let id: i64 = rows::row(
             self.tx,
             INSERT_MESSAGE,
@@ -507,6 +514,7 @@ impl<'t> Batch<'t> {
                 &content,
                 &users,
                 &seqs,
+                &text,
             ],
         )
         .await?
@@ -531,7 +539,9 @@ impl<'t> Batch<'t> {
             recalled_by: None,
             edited_ms: 0,
         });
-        crate::search::apply(self.tx, &message).await?;
+        if text.is_none() {
+            crate::search::apply(self.tx, &message).await?;
+        }
         Ok(Ok((message, inbox_seqs)))
     }
 
