@@ -42,6 +42,9 @@ pub fn to_wire(err: &ServiceError) -> pb::Error {
             return error;
         }
         ServiceError::HookUnavailable => ErrorCode::Unavailable,
+        ServiceError::FileNotFound => ErrorCode::FileNotFound,
+        ServiceError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
+        ServiceError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         ServiceError::RateLimited { retry_after, .. } => {
             let mut error = ErrorCode::RateLimited.to_error(err.to_string());
             error.retry_after_ms = retry_after.as_millis().max(1) as u64;

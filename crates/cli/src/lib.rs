@@ -7,10 +7,12 @@
 
 mod chat;
 mod conversations;
+mod files;
 mod format;
 mod oneshot;
 mod people;
 
+pub use files::HttpAddr;
 pub use people::FriendCommand;
 
 use clap::{Args, Subcommand};
@@ -82,20 +84,48 @@ pub enum Command {
         #[command(flatten)]
         login: Login,
     },
-    /// Send a text message to a user or a group and print its ack (seq and message id).
+    /// Send a text message (or, with --file, a picture or a file) to a user or a group and
+    /// print its ack (seq and message id).
     Send {
         #[command(flatten)]
         login: Login,
         #[command(flatten)]
         target: Target,
+        /// Upload this file and send it instead of text: a picture as an image message,
+        /// anything else as a file message.
+        #[arg(long, value_name = "FILE", conflicts_with = "text")]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        http: HttpAddr,
         /// The client message id (1 to 64 bytes; a fresh one by default). Sending again with
         /// the same id stores nothing new: a script that retries after an error passes the id
         /// it chose, and the message is stored once whatever happened to the first attempt.
         #[arg(long, value_name = "ID")]
         client_msg_id: Option<String>,
         /// The text (several words are joined with spaces).
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required_unless_present = "file", num_args = 1..)]
         text: Vec<String>,
+    },
+    /// Upload a file for messages to carry and print its file id, type and size.
+    Upload {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        http: HttpAddr,
+        /// The file.
+        file: std::path::PathBuf,
+    },
+    /// Download a file the logged-in user may read.
+    Download {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        http: HttpAddr,
+        /// Where to write it (default: its name, in the current directory).
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
+        /// The file id (`tf_…`).
+        id: String,
     },
     /// Print a conversation, oldest first: one line per message with seq, sender and text.
     History {
@@ -267,7 +297,38 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             target,
             client_msg_id,
             text,
-        } => oneshot::send(&login, &target, &text.join(" "), client_msg_id).await,
+            file: None,
+            ..
+        } => {
+            oneshot::send(
+                &login,
+                &target,
+                format::text_content(&text.join(" ")),
+                client_msg_id,
+            )
+            .await
+        }
+        Command::Send {
+            login,
+            target,
+            client_msg_id,
+            file: Some(file),
+            http,
+            ..
+        } => {
+            let (conn, token) = oneshot::connect_with_token(&login).await?;
+            let uploaded = files::upload_with(&http, &token, &file).await;
+            oneshot::finish(conn).await;
+            let content = files::file_content(&uploaded?);
+            oneshot::send(&login, &target, content, client_msg_id).await
+        }
+        Command::Upload { login, http, file } => files::upload(&login, &http, &file).await,
+        Command::Download {
+            login,
+            http,
+            output,
+            id,
+        } => files::download(&login, &http, &id, output).await,
         Command::History { login, with, limit } => oneshot::history(&login, &with, limit).await,
         Command::Search {
             login,

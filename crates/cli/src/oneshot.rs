@@ -6,10 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tern_client::{Connection, new_client_msg_id, pb};
 
-use crate::{
-    HistoryTarget, Login, SearchTarget, Target,
-    format::{message_line, text_content},
-};
+use crate::{HistoryTarget, Login, SearchTarget, Target, format::message_line};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,19 +32,25 @@ pub(crate) async fn register(login: &Login) -> anyhow::Result<()> {
 
 /// Logs in as a throwaway device that states no platform, so it replaces no other connection.
 async fn connect(login: &Login) -> anyhow::Result<Connection> {
+    Ok(connect_with_token(login).await?.0)
+}
+
+/// [`connect`], with the device's token (for the HTTP API); [`finish`] revokes it.
+pub(crate) async fn connect_with_token(login: &Login) -> anyhow::Result<(Connection, String)> {
     let (conn, _events, _) =
         Connection::connect_any(&login.endpoints(), 0, &login.options(TIMEOUT)?).await?;
-    conn.request(pb::LoginRequest {
-        user_id: login.user.clone(),
-        credential: Some(pb::login_request::Credential::Password(
-            login.password.clone(),
-        )),
-        device_id: format!("cli-{:016x}", rand::random::<u64>()),
-        platform: pb::Platform::Unspecified as i32,
-    })
-    .await
-    .with_context(|| format!("logging in as {}", login.user))?;
-    Ok(conn)
+    let answer = conn
+        .request(pb::LoginRequest {
+            user_id: login.user.clone(),
+            credential: Some(pb::login_request::Credential::Password(
+                login.password.clone(),
+            )),
+            device_id: format!("cli-{:016x}", rand::random::<u64>()),
+            platform: pb::Platform::Unspecified as i32,
+        })
+        .await
+        .with_context(|| format!("logging in as {}", login.user))?;
+    Ok((conn, answer.token))
 }
 
 /// Logs in, makes one request, logs out; the error names what was being done.
@@ -62,7 +65,7 @@ where
 }
 
 /// Revokes the throwaway device's token and closes.
-async fn finish(conn: Connection) {
+pub(crate) async fn finish(conn: Connection) {
     let _ = conn.request(pb::LogoutRequest {}).await;
     conn.close();
 }
@@ -76,7 +79,7 @@ const SEND_ATTEMPTS: u32 = 6;
 pub(crate) async fn send(
     login: &Login,
     target: &Target,
-    text: &str,
+    content: pb::Content,
     client_msg_id: Option<String>,
 ) -> anyhow::Result<()> {
     let (target, name) = match (&target.to, target.group) {
@@ -87,7 +90,7 @@ pub(crate) async fn send(
     let request = pb::SendRequest {
         target: Some(target),
         client_msg_id: client_msg_id.unwrap_or_else(new_client_msg_id),
-        content: Some(text_content(text)),
+        content: Some(content),
     };
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;

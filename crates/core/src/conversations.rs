@@ -440,6 +440,12 @@ impl ConversationService {
     ) -> Result<Applied, ServiceError> {
         let mut content = content.ok_or(ServiceError::InvalidContent("content is missing"))?;
         validate_content(&content, self.config.max_content_bytes)?;
+        // Sending a file records who may read it; an edit cannot, so it cannot bring one in.
+        if crate::files::refers_to_upload(&content) {
+            return Err(ServiceError::InvalidContent(
+                "an edit cannot attach a file of this server; send a new message",
+            ));
+        }
         self.config.filter.apply(&mut content)?;
         self.amend(
             actor,

@@ -214,6 +214,23 @@ pub enum ServiceError {
         /// What the app tells the sender.
         message: String,
     },
+    /// No such file, or not one the caller may read.
+    #[error("no such file")]
+    FileNotFound,
+    /// The upload is over the size limit.
+    #[error("the file is {size} bytes; the limit is {max}")]
+    FileTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The upload would take its owner past the quota.
+    #[error("your files would take more than your quota of {max} bytes")]
+    QuotaExceeded {
+        /// The quota.
+        max: u64,
+    },
     /// The app's before-send hook did not answer, and the server is set to refuse unchecked
     /// messages. Retryable.
     #[error("the app's check of messages is not answering; retry later")]

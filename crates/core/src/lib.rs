@@ -16,6 +16,7 @@ pub mod clock;
 pub mod codes;
 pub mod conversations;
 mod error;
+pub mod files;
 pub mod filter;
 pub mod group_service;
 pub mod groups;

@@ -56,6 +56,8 @@ pub struct MessageConfig {
     pub filter: crate::filter::ContentFilter,
     /// The app's check every send passes after the filter, if one is configured.
     pub before_send: Option<crate::before_send::BeforeSendHook>,
+    /// Files of this server that sends refer to, when the server stores files.
+    pub files: Option<crate::files::FileService>,
 }
 
 impl Default for MessageConfig {
@@ -72,6 +74,7 @@ impl Default for MessageConfig {
             groups: GroupLimits::default(),
             filter: crate::filter::ContentFilter::default(),
             before_send: None,
+            files: None,
         }
     }
 }
@@ -320,10 +323,19 @@ impl MessageService {
             audience,
         };
         let (reply, rx) = oneshot::channel();
-        let Some(hook) = self.inner.config.before_send.clone() else {
+        let hook = self.inner.config.before_send.clone();
+        // A file of this server is checked and its reference recorded before the send is
+        // queued: a store read, so it takes the same asynchronous path as the app's check.
+        let files = self
+            .inner
+            .config
+            .files
+            .clone()
+            .filter(|_| crate::files::refers_to_upload(&message.content));
+        if hook.is_none() && files.is_none() {
             self.queue(Write::Message(message), origin, Reply::Send(reply))?;
             return Ok(Pending(rx));
-        };
+        }
         // The app's check runs on its own task; the send is queued when the check is done and
         // every earlier send of the connection was queued, so the order stays the one sent in.
         // The turn is taken now, in the order the sends arrive.
@@ -345,12 +357,25 @@ impl MessageService {
                 content: std::mem::take(&mut message.content),
             };
             let max = service.inner.config.max_content_bytes;
-            let checked = hook.run(&draft, |c| validate_content(c, max)).await;
-            // A replacement passes the server's own filter too.
-            let checked = checked.and_then(|mut content| {
-                service.inner.config.filter.apply(&mut content)?;
-                Ok(content)
-            });
+            let checked = match &hook {
+                Some(hook) => hook
+                    .run(&draft, |c| validate_content(c, max))
+                    .await
+                    // A replacement passes the server's own filter too.
+                    .and_then(|mut content| {
+                        service.inner.config.filter.apply(&mut content)?;
+                        Ok(content)
+                    }),
+                None => Ok(draft.content),
+            };
+            // The app's replacement may name a file too: checked whatever the first said.
+            let checked = match (checked, &service.inner.config.files) {
+                (Ok(mut content), Some(files)) => files
+                    .attach(&message.sender, &message.conversation, &mut content)
+                    .await
+                    .map(|()| content),
+                (other, _) => other,
+            };
             turn.ready().await;
             match checked {
                 Ok(content) => {

@@ -468,6 +468,14 @@ mod tests {
         async fn settings_fingerprint(&self) -> Result<i64, StoreError> {
             Ok(lock(&self.0).1)
         }
+
+        async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+            let mut m = lock(&self.0);
+            m.1 += 1;
+            let version = m.1;
+            let row = m.0.entry(name.to_owned()).or_insert((None, version));
+            Ok(row.0.get_or_insert_with(|| value.to_owned()).clone())
+        }
     }
 
     fn hook(name: &str) -> Webhook {

@@ -365,6 +365,9 @@ pub trait SettingsStore: Send + Sync + std::fmt::Debug + 'static {
     /// A number that changes with every [`SettingsStore::put_setting`] (whatever order
     /// concurrent ones commit in), so that a node can tell cheaply whether to read them again.
     async fn settings_fingerprint(&self) -> Result<i64, StoreError>;
+    /// Sets `name` to `value` unless it has a value already, in one step; answers the value
+    /// in force, so that nodes starting together agree on one (a generated key, say).
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
 }
 
 /// A login token as stored: only its hash, never the token itself.

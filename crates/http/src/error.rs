@@ -59,12 +59,13 @@ impl ApiError {
                 ErrorCode::UnknownUser
                 | ErrorCode::NotAParticipant
                 | ErrorCode::MessageNotFound
-                | ErrorCode::RequestNotFound,
+                | ErrorCode::RequestNotFound
+                | ErrorCode::FileNotFound,
             ) => StatusCode::NOT_FOUND,
             Some(ErrorCode::UserExists | ErrorCode::ClientMsgIdReused) => StatusCode::CONFLICT,
-            Some(ErrorCode::ContentTooLarge | ErrorCode::FrameTooLarge) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Some(
+                ErrorCode::ContentTooLarge | ErrorCode::FrameTooLarge | ErrorCode::FileTooLarge,
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
             Some(
                 ErrorCode::ContentRejected | ErrorCode::NotAccepted | ErrorCode::RejectedByApp,
             ) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -73,6 +74,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Some(ErrorCode::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
+            Some(ErrorCode::QuotaExceeded) => StatusCode::INSUFFICIENT_STORAGE,
             Some(ErrorCode::Unavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -6,6 +6,7 @@
 //! services and says nothing of its own about the rules.
 
 pub mod error;
+mod files;
 mod groups;
 mod messages;
 mod people;
@@ -60,6 +61,8 @@ pub struct HttpApi {
     pub presence: std::sync::Arc<tern_gateway::presence::Presence>,
     /// Settings changed at run time: the content filter, webhooks, observers.
     pub settings: std::sync::Arc<tern_core::settings::LiveSettings>,
+    /// Uploads and downloads.
+    pub files: tern_core::files::FileService,
 }
 
 impl HttpApi {
@@ -195,6 +198,9 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(settings::grant_observer, settings::revoke_observer))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::replay))
+        .routes(routes!(files::upload))
+        .routes(routes!(files::download))
+        .routes(routes!(files::link))
 }
 
 /// The client's address, which the listener puts in each request's extensions: failed user

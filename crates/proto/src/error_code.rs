@@ -70,6 +70,12 @@ pub enum ErrorCode {
     /// The app's before-send hook refused the message. A hook may choose its own code in
     /// 9000–9999 instead; such codes carry this code's name.
     RejectedByApp = 3013,
+    /// No such file, or not one the caller may read (the two are not told apart).
+    FileNotFound = 3014,
+    /// The upload is larger than the server accepts.
+    FileTooLarge = 3015,
+    /// The upload would take the user's files past their quota.
+    QuotaExceeded = 3016,
     /// The caller's role in the group does not allow the change.
     PermissionDenied = 4000,
     /// The sender is muted in the group, or the group is muted for members.
@@ -126,6 +132,9 @@ impl ErrorCode {
         ErrorCode::ClientMsgIdReused,
         ErrorCode::ContentRejected,
         ErrorCode::RejectedByApp,
+        ErrorCode::FileNotFound,
+        ErrorCode::FileTooLarge,
+        ErrorCode::QuotaExceeded,
         ErrorCode::PermissionDenied,
         ErrorCode::Muted,
         ErrorCode::GroupDissolved,
@@ -182,6 +191,9 @@ impl ErrorCode {
             ErrorCode::ClientMsgIdReused => "CLIENT_MSG_ID_REUSED",
             ErrorCode::ContentRejected => "CONTENT_REJECTED",
             ErrorCode::RejectedByApp => "REJECTED_BY_APP",
+            ErrorCode::FileNotFound => "FILE_NOT_FOUND",
+            ErrorCode::FileTooLarge => "FILE_TOO_LARGE",
+            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Muted => "MUTED",
             ErrorCode::GroupDissolved => "GROUP_DISSOLVED",

@@ -21,17 +21,22 @@ fn content() -> BoxedStrategy<pb::Content> {
             any::<u32>(),
             any::<u32>(),
             any::<u64>(),
-            text()
+            text(),
+            any::<(u32, u32)>()
         )
             .prop_map(
-                |(file_id, url, width, height, size, mime)| pb::content::Body::Image(pb::Image {
-                    file_id,
-                    url,
-                    width,
-                    height,
-                    size,
-                    mime
-                })
+                |(file_id, url, width, height, size, mime, (thumb_width, thumb_height))| {
+                    pb::content::Body::Image(pb::Image {
+                        file_id,
+                        url,
+                        width,
+                        height,
+                        size,
+                        mime,
+                        thumb_width,
+                        thumb_height,
+                    })
+                }
             ),
         (text(), text(), text(), any::<u64>(), text()).prop_map(
             |(file_id, url, name, size, mime)| {

@@ -151,6 +151,25 @@ pub struct Config {
     /// The account that sends the HTTP API's messages that name no sender; made (without a
     /// password) at start when missing.
     pub system_user: String,
+    /// Where uploaded files' bytes are kept; `DATA_DIR/files` when unset. Ignored when
+    /// `files_s3` is set.
+    pub files_dir: Option<PathBuf>,
+    /// An S3-compatible bucket to keep uploaded files' bytes in instead of a directory (a
+    /// `[files_s3]` table: bucket, endpoint, region, access_key_id, secret_access_key,
+    /// allow_http). Every node of a cluster needs it.
+    pub files_s3: Option<tern_blobs::S3Config>,
+    /// The largest upload, in bytes.
+    pub file_max_bytes: u64,
+    /// The most bytes one user's uploads may hold (0: no limit).
+    pub file_quota_bytes: u64,
+    /// How long an upload that no message refers to is kept, in seconds.
+    pub file_grace_secs: u64,
+    /// How often uploads past their grace period are looked for, in seconds.
+    pub file_collect_interval_secs: u64,
+    /// How long a signed link to a file stays good, in seconds.
+    pub file_link_ttl_secs: u64,
+    /// The boxes (in pixels) thumbnails of pictures are fitted in.
+    pub file_thumbnail_edges: Vec<u32>,
 }
 
 /// One webhook of the configuration.
@@ -173,6 +192,7 @@ impl Default for Config {
         let messages = MessageConfig::default();
         let sync = SyncConfig::default();
         let accounts = AccountConfig::default();
+        let files = tern_core::files::FileConfig::default();
         Self {
             data_dir: PathBuf::from("tern-data"),
             tcp_addr: SocketAddr::from(([0, 0, 0, 0], 7700)),
@@ -235,6 +255,14 @@ impl Default for Config {
             before_send_timeout_ms: 2_000,
             before_send_on_failure: "allow".into(),
             system_user: "system".into(),
+            files_dir: None,
+            files_s3: None,
+            file_max_bytes: files.max_bytes,
+            file_quota_bytes: files.quota_bytes,
+            file_grace_secs: files.grace.as_secs(),
+            file_collect_interval_secs: 600,
+            file_link_ttl_secs: files.link_ttl.as_secs(),
+            file_thumbnail_edges: files.thumbnail_edges,
         }
     }
 }
@@ -519,6 +547,30 @@ impl Config {
     }
 
     /// The message service's part.
+    /// The limits of uploads.
+    pub fn files(&self) -> tern_core::files::FileConfig {
+        tern_core::files::FileConfig {
+            max_bytes: self.file_max_bytes.max(1),
+            quota_bytes: self.file_quota_bytes,
+            grace: Duration::from_secs(self.file_grace_secs),
+            thumbnail_edges: self.file_thumbnail_edges.clone(),
+            link_ttl: Duration::from_secs(self.file_link_ttl_secs.max(1)),
+            ..tern_core::files::FileConfig::default()
+        }
+    }
+
+    /// Where uploads' bytes go: the bucket when one is set, else the directory.
+    pub fn blobs(&self) -> Result<tern_blobs::ObjectBlobs, tern_blobs::BlobsError> {
+        match &self.files_s3 {
+            Some(s3) => tern_blobs::ObjectBlobs::s3(s3),
+            None => tern_blobs::ObjectBlobs::dir(
+                self.files_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("files")),
+            ),
+        }
+    }
+
     pub fn messages(&self) -> MessageConfig {
         MessageConfig {
             max_content_bytes: self.max_content_bytes,

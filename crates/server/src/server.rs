@@ -63,6 +63,9 @@ pub enum ServerError {
     /// The node could not join the cluster.
     #[error("cannot join the cluster: {0}")]
     Cluster(#[from] tern_cluster::ClusterError),
+    /// Where uploads are kept cannot be used.
+    #[error(transparent)]
+    Blobs(#[from] tern_blobs::BlobsError),
 }
 
 /// The backend a node keeps everything in.
@@ -87,6 +90,7 @@ struct Stores {
     outbox: Arc<dyn tern_core::webhooks::WebhookOutbox>,
     settings: Arc<dyn tern_core::store::SettingsStore>,
     search: Arc<dyn tern_core::search::SearchStore>,
+    files: Arc<dyn tern_core::files::FileStore>,
 }
 
 impl Stores {
@@ -103,6 +107,7 @@ impl Stores {
             + tern_core::webhooks::WebhookOutbox
             + tern_core::store::SettingsStore
             + tern_core::search::SearchStore
+            + tern_core::files::FileStore
             + Clone,
     {
         let shared = Arc::new(store.clone());
@@ -117,7 +122,8 @@ impl Stores {
             admin_keys: shared.clone(),
             outbox: shared.clone(),
             settings: shared.clone(),
-            search: shared,
+            search: shared.clone(),
+            files: shared,
         }
     }
 }
@@ -291,6 +297,23 @@ impl Server {
             bus.clone(),
             config.sync(),
         ));
+        // Links to files are signed with one key that every node reads from the store; the
+        // first node to start makes it.
+        let link_key = store
+            .settings
+            .init_setting(
+                tern_core::files::LINK_KEY_SETTING,
+                &tern_core::files::new_link_key(),
+            )
+            .await?;
+        let files = tern_core::files::FileService::new(
+            store.files.clone(),
+            Arc::new(config.blobs()?),
+            store.groups.clone(),
+            clock.clone(),
+            config.files(),
+            link_key.into_bytes(),
+        );
         let messages = MessageService::start(
             store.commit.clone(),
             store.history.clone(),
@@ -300,6 +323,7 @@ impl Server {
             tern_core::messages::MessageConfig {
                 filter: filter.clone(),
                 before_send: config.before_send()?,
+                files: Some(files.clone()),
                 ..config.messages()
             },
         );
@@ -396,6 +420,7 @@ impl Server {
             ),
             webhooks: tern_core::webhooks::WebhookAdmin::new(store.outbox.clone(), clock.clone()),
             settings: settings.clone(),
+            files: files.clone(),
         }))
         .layer(axum::middleware::from_fn(crate::http::client_addr));
         // Idle while nothing is queued; webhooks may be added through the API at any time.
@@ -446,6 +471,23 @@ impl Server {
                         measured.record_metrics();
                         metrics.run_upkeep();
                     }
+                }
+            }
+        }));
+        // Uploads no message refers to go after their grace period; every node looks, and a
+        // deletion two nodes race for happens once.
+        let stop = http_stop.clone();
+        let collect_every = Duration::from_secs(config.file_collect_interval_secs.max(1));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(collect_every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => match files.collect().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(uploads = n, "collected uploads no message refers to"),
+                        Err(e) => tracing::warn!(error = %e, "collecting uploads failed"),
+                    },
                 }
             }
         }));

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod commit;
+mod files;
 mod outbox;
 mod reads;
 mod rows;
@@ -442,6 +443,32 @@ impl SettingsStore for PgStore {
                 .await?
                 .get(0),
         )
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        // The counter's row lock orders concurrent calls: the second sees the first's value.
+        let n: i64 = rows::row(
+            &tx,
+            "UPDATE settings_changes SET n = n + 1 WHERE id = 1 RETURNING n",
+            &[],
+        )
+        .await?
+        .get(0);
+        exec(
+            &tx,
+            "INSERT INTO settings (name, value, version) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, version = excluded.version
+             WHERE settings.value IS NULL",
+            &[&name, &value, &n],
+        )
+        .await?;
+        let value: String = rows::row(&tx, "SELECT value FROM settings WHERE name = $1", &[&name])
+            .await?
+            .get(0);
+        tx.commit().await.map_err(db_err)?;
+        Ok(value)
     }
 }
 

@@ -225,6 +225,29 @@ CREATE TABLE search_backfill (
 INSERT INTO search_backfill (id, done_upto, backfill_below)
     SELECT 1, 0, COALESCE(MAX(id), 0) + 1 FROM messages;
 "#,
+    // 7: uploads (their bytes are in the blob store, by hash) and the conversations whose
+    // messages refer to them.
+    r#"
+CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    owner TEXT,
+    sha256 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    mime TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    -- The picture's size and thumbnails as JSON (core's ImageInfo), or NULL.
+    image TEXT
+);
+CREATE INDEX files_by_owner ON files (owner) WHERE owner IS NOT NULL;
+CREATE INDEX files_by_sha256 ON files (sha256);
+CREATE INDEX files_by_age ON files (created_ms);
+CREATE TABLE file_refs (
+    file_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    PRIMARY KEY (file_id, conversation_id)
+);
+"#,
 ];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).

@@ -23,6 +23,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 pub mod postgres;
 pub mod redis;
+pub mod s3;
 
 /// A server for one test, over a data directory that outlives restarts. With
 /// `TERN_TEST_STORE=cluster` it is three nodes over one PostgreSQL database and a Redis of the

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod conversations;
 pub mod crash_model;
+pub mod files;
 pub mod groups;
 pub mod messages;
 pub mod people;
@@ -48,6 +49,7 @@ pub trait Backend:
     + tern_core::webhooks::WebhookOutbox
     + SettingsStore
     + tern_core::search::SearchStore
+    + tern_core::files::FileStore
 {
 }
 impl<
@@ -61,7 +63,8 @@ impl<
         + SocialStore
         + tern_core::webhooks::WebhookOutbox
         + SettingsStore
-        + tern_core::search::SearchStore,
+        + tern_core::search::SearchStore
+        + tern_core::files::FileStore,
 > Backend for T
 {
 }
@@ -110,7 +113,14 @@ macro_rules! conformance_tests {
             webhooks::commits_queue_events_and_claims_take_heads_in_order,
             settings::settings_are_set_listed_and_removed,
             search::search_finds_substrings_within_scope_newest_first,
+            files::files_are_kept_referenced_and_collected,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn files_survive_a_reopen() {
+            let h = $harness;
+            $crate::conformance::files::files_survive_a_reopen(&h).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn search_survives_a_reopen() {

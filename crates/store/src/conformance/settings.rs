@@ -45,6 +45,15 @@ pub async fn settings_are_set_listed_and_removed(store: &dyn Backend) {
     store.put_setting("a%b", Some("1")).await.unwrap();
     assert!(store.settings("a_").await.unwrap().is_empty());
     assert_eq!(store.settings("a%").await.unwrap(), vec![pair("a%b", "1")]);
+    // A first value is kept; a later one does not replace it; a removed one may be set anew.
+    assert_eq!(store.init_setting("key", "one").await.unwrap(), "one");
+    assert_eq!(store.init_setting("key", "two").await.unwrap(), "one");
+    assert_eq!(
+        store.settings("key").await.unwrap(),
+        vec![pair("key", "one")]
+    );
+    store.put_setting("key", None).await.unwrap();
+    assert_eq!(store.init_setting("key", "three").await.unwrap(), "three");
 }
 
 /// Settings survive a close and a reopen, and the fingerprint does not go back.

@@ -4,6 +4,7 @@
 
 mod append;
 mod checkpoint;
+mod files;
 use tern_core::codes;
 mod groups;
 mod indexer;
@@ -645,6 +646,25 @@ impl SettingsStore for SqliteStore {
             conn.prepare_cached("SELECT COALESCE(SUM(version), 0) FROM settings")
                 .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |b| {
+            b.conn
+                .prepare_cached(
+                    "INSERT INTO settings (name, value, version)
+                     VALUES (?1, ?2, (SELECT COALESCE(MAX(version), 0) + 1 FROM settings))
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                         version = excluded.version
+                     WHERE settings.value IS NULL",
+                )?
+                .execute(params![name, value])?;
+            Ok(b.conn
+                .prepare_cached("SELECT value FROM settings WHERE name = ?1")?
+                .query_row([name.as_str()], |r| r.get(0))?)
         })
         .await
     }

@@ -220,6 +220,29 @@ const MAIN: &[&str] = &[
         version INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 10: uploads (their bytes are in the blob store, by hash) and the conversations whose
+    // messages refer to them.
+    r#"
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        owner TEXT,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        -- The picture's size and thumbnails as JSON (core's ImageInfo), or NULL.
+        image TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX files_by_owner ON files (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX files_by_sha256 ON files (sha256);
+    CREATE INDEX files_by_age ON files (created_ms);
+    CREATE TABLE file_refs (
+        file_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        PRIMARY KEY (file_id, conversation_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that
