@@ -13,6 +13,7 @@ fn tern(server: &TestServer, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(args)
         .env("TERN_SERVER", server.config().tcp_addr.to_string())
+        .env("TERN_HTTP", format!("http://{}", server.config().http_addr))
         .env_remove("TERN_USER")
         .env_remove("TERN_PASSWORD")
         .output()
@@ -491,4 +492,117 @@ async fn search_prints_the_matches_newest_first() {
     let (ok, out, _) = tern(&server, &[&["search"][..], &login, &["absent"]].concat());
     assert!(ok);
     assert!(out.is_empty(), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_uploaded_sent_and_downloaded_from_the_command_line() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob", "carol"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let picture = dir.path().join("sunset.png");
+    let img = image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([x as u8 * 4, y as u8 * 8, 50]));
+    img.save(&picture).unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "bring the map").unwrap();
+    let as_user = |u: &'static str| {
+        [
+            "--user",
+            u,
+            "--password",
+            if u == "alice" {
+                "password-alice"
+            } else if u == "bob" {
+                "password-bob"
+            } else {
+                "password-carol"
+            },
+        ]
+    };
+
+    let (ok, out, err) = tern(
+        &server,
+        &[
+            &["upload"][..],
+            &as_user("alice"),
+            &[notes.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert!(fields[0].starts_with("tf_"), "{out}");
+    assert_eq!(
+        &fields[1..],
+        ["text/plain;", "charset=utf-8", "13", "bytes", "notes.txt"],
+        "{out}"
+    );
+    let notes_id = fields[0].to_owned();
+
+    let (ok, out, err) = tern(
+        &server,
+        &[
+            &["send"][..],
+            &as_user("alice"),
+            &["--to", "bob", "--file", picture.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("seq="), "{out}");
+    let (ok, out, err) = tern(
+        &server,
+        &[&["history"][..], &as_user("bob"), &["--with", "alice"]].concat(),
+    );
+    assert!(ok, "{err}");
+    let line = out.lines().last().unwrap_or_default().to_owned();
+    let picture_id = line
+        .split_whitespace()
+        .find(|w| w.contains("tf_"))
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .to_owned()
+        })
+        .unwrap_or_else(|| panic!("no file id in {line:?}"));
+    assert!(
+        line.contains("64x32"),
+        "the image's size as the server read it: {line}"
+    );
+
+    // Bob reads what was sent to him; carol reads nothing.
+    let saved = dir.path().join("from-alice.png");
+    let (ok, out, err) = tern(
+        &server,
+        &[
+            &["download"][..],
+            &as_user("bob"),
+            &["-o", saved.to_str().unwrap(), &picture_id],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("bytes to"), "{out}");
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        std::fs::read(&picture).unwrap()
+    );
+    let (ok, _, err) = tern(
+        &server,
+        &[&["download"][..], &as_user("carol"), &[&picture_id]].concat(),
+    );
+    assert!(!ok);
+    assert!(err.contains("FILE_NOT_FOUND"), "{err}");
+    // The uploader reads her upload, under its own name when no path is given.
+    let out_dir = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([&["download"][..], &as_user("alice"), &[&notes_id]].concat())
+        .env("TERN_SERVER", server.config().tcp_addr.to_string())
+        .env("TERN_HTTP", format!("http://{}", server.config().http_addr))
+        .current_dir(out_dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(out_dir.path().join("notes.txt")).unwrap(),
+        "bring the map"
+    );
 }

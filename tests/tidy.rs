@@ -12,6 +12,7 @@ const ORDER: &[&str] = &[
     "tern-core",
     "tern-store",
     "tern-store-postgres",
+    "tern-blobs",
     "tern-api",
     "tern-cluster",
     "tern-hooks",

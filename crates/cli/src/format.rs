@@ -30,18 +30,18 @@ pub(crate) fn message_line(m: &pb::Message) -> String {
 pub(crate) fn content(c: Option<&pb::Content>) -> String {
     match c.and_then(|c| c.body.as_ref()) {
         Some(pb::content::Body::Text(t)) => t.text.clone(),
-        Some(pb::content::Body::Image(i)) => format!(
-            "[image {}]",
-            if i.url.is_empty() { &i.file_id } else { &i.url }
-        ),
-        Some(pb::content::Body::File(f)) => format!(
-            "[file {}]",
-            if f.name.is_empty() {
-                &f.file_id
-            } else {
-                &f.name
+        Some(pb::content::Body::Image(i)) => {
+            let what = if i.url.is_empty() { &i.file_id } else { &i.url };
+            match (i.width, i.height) {
+                (0, _) | (_, 0) => format!("[image {what}]"),
+                (w, h) => format!("[image {what} {w}x{h}]"),
             }
-        ),
+        }
+        Some(pb::content::Body::File(f)) => match (f.name.as_str(), f.file_id.as_str()) {
+            ("", id) => format!("[file {id}]"),
+            (name, "") => format!("[file {name}]"),
+            (name, id) => format!("[file {name} {id}]"),
+        },
         Some(pb::content::Body::Custom(c)) => format!("[{}] {}", c.kind, c.data),
         Some(pb::content::Body::GroupEvent(e)) => format!("[{}]", group_event(e)),
         Some(pb::content::Body::Recall(r)) => format!("[recalled message {}]", r.seq),
