@@ -207,9 +207,17 @@ fn script(data: &[u8]) -> Vec<Step> {
     let mut input = Input(data);
     let mut steps = Vec::new();
     let mut next_id = 1u128;
+    // Every request of a script has a packet id of its own, garbage frames included: answers
+    // are told apart by it.
+    let mut used = std::collections::HashSet::new();
     while let Some(op) = input.byte() {
-        let id = PacketId::from_u128(next_id);
-        next_id += 1;
+        let id = loop {
+            let id = PacketId::from_u128(next_id);
+            next_id += 1;
+            if used.insert(id) {
+                break id;
+            }
+        };
         let encoding = if op & 0x80 != 0 {
             Encoding::Json
         } else {
@@ -301,11 +309,17 @@ fn script(data: &[u8]) -> Vec<Step> {
                 };
                 raw[..4].copy_from_slice(&len.to_be_bytes());
                 match class {
-                    1 => steps.push(Step::Request {
-                        kind: u16::from_be_bytes([raw[4], raw[5]]),
-                        id: PacketId(raw[12..28].try_into().unwrap_or([0; 16])),
-                        bytes: Bytes::from(raw),
-                    }),
+                    1 => {
+                        let id = PacketId(raw[12..28].try_into().unwrap_or([0; 16]));
+                        if !used.insert(id) {
+                            continue;
+                        }
+                        steps.push(Step::Request {
+                            kind: u16::from_be_bytes([raw[4], raw[5]]),
+                            id,
+                            bytes: Bytes::from(raw),
+                        });
+                    }
                     2 => {
                         steps.push(Step::Tail(Bytes::from(raw)));
                         break;
