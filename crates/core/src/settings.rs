@@ -426,6 +426,8 @@ fn parse_row(name: &str, value: &str, into: &mut Stored) -> Result<(), String> {
     } else if let Some(user) = name.strip_prefix(OBSERVER) {
         into.observers
             .push(UserId::parse(user).map_err(|e| e.to_string())?);
+    } else if name == crate::files::LINK_KEY_SETTING {
+        // Kept beside these settings, read once at start by the file service.
     } else {
         return Err("not a setting this version knows".into());
     }
