@@ -392,6 +392,13 @@ async fn a_file_sent_to_a_group_is_read_by_its_members() {
         http.get(Some(&carol), &path).await.status(),
         StatusCode::NOT_FOUND
     );
+    // A body far over the JSON endpoints' limit is an upload like any other.
+    let big: Vec<u8> = (0..3_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
+    let (status, info) = http.upload(&key, "big.bin", big.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{info}");
+    let big_id = info["file_id"].as_str().unwrap();
+    let r = http.get(Some(&key), &format!("/v1/files/{big_id}")).await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), big.as_slice());
     // A member forwards it elsewhere: the new conversation may read it too.
     let (status, _) = http.send(&key, "bob", "carol", &image_content(id)).await;
     assert_eq!(status, 201);
