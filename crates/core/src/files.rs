@@ -491,6 +491,12 @@ impl FileService {
             _ => {}
         }
         self.inner.store.add_file_ref(&id, conversation).await?;
+        // Collection deletes an upload only while nothing refers to it, in one step: if the
+        // upload is still there now, the reference just added keeps it; if it went between the
+        // read above and the reference, the send must not carry it.
+        if self.inner.store.file(&id).await?.is_none() {
+            return Err(ServiceError::FileNotFound);
+        }
         Ok(())
     }
 

@@ -306,6 +306,13 @@ impl Server {
                 &tern_core::files::new_link_key(),
             )
             .await?;
+        if cluster.is_some() && config.files_s3.is_none() && config.files_dir.is_none() {
+            tracing::warn!(
+                dir = %config.data_dir.join("files").display(),
+                "this cluster node keeps uploads in its own data directory: other nodes cannot \
+                 serve them unless every node shares it; set files_s3 (or a shared files_dir)"
+            );
+        }
         let files = tern_core::files::FileService::new(
             store.files.clone(),
             Arc::new(config.blobs()?),
