@@ -740,3 +740,311 @@ mod tests {
         assert!(clean_name(&"x".repeat(256)).is_err());
     }
 }
+
+#[cfg(test)]
+mod service_tests {
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        sync::Mutex,
+    };
+
+    use super::*;
+    use crate::{
+        GroupId,
+        clock::ManualClock,
+        groups::Member,
+        store::{GroupRecord, GroupStore},
+    };
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records and references in memory; `collect_on_ref` deletes an upload as a reference to
+    /// it is added, as a collection running at that moment would.
+    #[derive(Debug, Default)]
+    struct Records {
+        files: Mutex<BTreeMap<String, FileRecord>>,
+        refs: Mutex<BTreeSet<(String, String)>>,
+        collect_on_ref: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl FileStore for Records {
+        async fn put_file(&self, f: &FileRecord, quota: Option<u64>) -> Result<bool, StoreError> {
+            let mut files = lock(&self.files);
+            let used: u64 = files
+                .values()
+                .filter(|r| r.owner.is_some() && r.owner == f.owner)
+                .map(|r| r.size)
+                .sum();
+            if quota.is_some_and(|q| used + f.size > q) {
+                return Ok(false);
+            }
+            files.insert(f.id.clone(), f.clone());
+            Ok(true)
+        }
+        async fn file(&self, id: &str) -> Result<Option<FileRecord>, StoreError> {
+            Ok(lock(&self.files).get(id).cloned())
+        }
+        async fn add_file_ref(&self, id: &str, c: &ConversationId) -> Result<(), StoreError> {
+            if self
+                .collect_on_ref
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                lock(&self.files).remove(id);
+            }
+            lock(&self.refs).insert((id.to_owned(), c.as_str().to_owned()));
+            Ok(())
+        }
+        async fn file_refs(&self, id: &str) -> Result<Vec<ConversationId>, StoreError> {
+            Ok(lock(&self.refs)
+                .iter()
+                .filter(|(f, _)| f == id)
+                .map(|(_, c)| ConversationId::from_stored(c))
+                .collect())
+        }
+        async fn file_usage(&self, owner: &UserId) -> Result<u64, StoreError> {
+            Ok(lock(&self.files)
+                .values()
+                .filter(|r| r.owner.as_ref() == Some(owner))
+                .map(|r| r.size)
+                .sum())
+        }
+        async fn unreferenced_files(
+            &self,
+            before_ms: i64,
+            limit: u32,
+        ) -> Result<Vec<FileRecord>, StoreError> {
+            let refs = lock(&self.refs);
+            Ok(lock(&self.files)
+                .values()
+                .filter(|r| r.created_ms < before_ms && !refs.iter().any(|(f, _)| *f == r.id))
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        }
+        async fn delete_file(&self, id: &str) -> Result<Deleted, StoreError> {
+            if lock(&self.refs).iter().any(|(f, _)| f == id) {
+                return Ok(Deleted::Kept);
+            }
+            let mut files = lock(&self.files);
+            let Some(gone) = files.remove(id) else {
+                return Ok(Deleted::Kept);
+            };
+            Ok(if files.values().any(|r| r.sha256 == gone.sha256) {
+                Deleted::Record
+            } else {
+                Deleted::LastOfItsBytes
+            })
+        }
+    }
+
+    /// Bytes in memory.
+    #[derive(Debug, Default)]
+    struct Memory(Mutex<BTreeMap<String, Bytes>>);
+
+    #[async_trait]
+    impl Blobs for Memory {
+        async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+            lock(&self.0).insert(key.to_owned(), bytes);
+            Ok(())
+        }
+        async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StoreError> {
+            let all = lock(&self.0)
+                .get(key)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(key.to_owned()))?;
+            Ok(match range {
+                Some(r) => all.slice(r.start as usize..r.end as usize),
+                None => all,
+            })
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            lock(&self.0).remove(key);
+            Ok(())
+        }
+    }
+
+    /// No groups at all: these cases are about one-to-one conversations.
+    #[derive(Debug)]
+    struct NoGroups;
+
+    #[async_trait]
+    impl GroupStore for NoGroups {
+        async fn group(
+            &self,
+            _: GroupId,
+            _: &UserId,
+        ) -> Result<Option<(GroupRecord, Option<Member>)>, StoreError> {
+            Ok(None)
+        }
+        async fn group_members(
+            &self,
+            _: GroupId,
+            _: Option<UserId>,
+            _: u32,
+        ) -> Result<Vec<(UserId, Member)>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn departure(
+            &self,
+            _: GroupId,
+            _: &UserId,
+        ) -> Result<Option<(u64, u64)>, StoreError> {
+            Ok(None)
+        }
+        async fn groups_of(&self, _: &UserId) -> Result<Vec<(GroupRecord, Member)>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    struct Kit {
+        files: FileService,
+        records: Arc<Records>,
+        blobs: Arc<Memory>,
+        clock: Arc<ManualClock>,
+    }
+
+    fn kit() -> Kit {
+        let records = Arc::new(Records::default());
+        let blobs = Arc::new(Memory::default());
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let files = FileService::new(
+            records.clone(),
+            blobs.clone(),
+            Arc::new(NoGroups),
+            clock.clone(),
+            FileConfig {
+                grace: Duration::from_secs(60),
+                link_ttl: Duration::from_secs(30),
+                ..FileConfig::default()
+            },
+            b"a key".to_vec(),
+        );
+        Kit {
+            files,
+            records,
+            blobs,
+            clock,
+        }
+    }
+
+    fn user(u: &str) -> UserId {
+        UserId::parse(u).unwrap()
+    }
+
+    fn file_message(id: &str) -> pb::Content {
+        pb::Content {
+            body: Some(pb::content::Body::File(pb::File {
+                file_id: id.to_owned(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    async fn upload(kit: &Kit, owner: &str, bytes: &'static [u8]) -> FileRecord {
+        kit.files
+            .upload(Upload {
+                owner: Some(user(owner)),
+                name: "n.bin".into(),
+                bytes: Bytes::from_static(bytes),
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_send_racing_the_collection_of_its_file_is_refused() {
+        let kit = kit();
+        let record = upload(&kit, "alice", b"some bytes").await;
+        let conv = ConversationId::direct(&user("alice"), &user("bob"));
+        kit.records
+            .collect_on_ref
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut content = file_message(&record.id);
+        let refused = kit.files.attach(&user("alice"), &conv, &mut content).await;
+        assert!(
+            matches!(refused, Err(ServiceError::FileNotFound)),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn collection_takes_only_old_unsent_uploads_and_bytes_nobody_else_has() {
+        let kit = kit();
+        let sent = upload(&kit, "alice", b"sent bytes").await;
+        let twin_a = upload(&kit, "alice", b"twin bytes").await;
+        let twin_b = upload(&kit, "bob", b"twin bytes").await;
+        let conv = ConversationId::direct(&user("alice"), &user("bob"));
+        let mut content = file_message(&sent.id);
+        kit.files
+            .attach(&user("alice"), &conv, &mut content)
+            .await
+            .unwrap();
+        // Within the grace period nothing goes.
+        assert_eq!(kit.files.collect().await.unwrap(), 0);
+        kit.clock.advance_ms(61_000);
+        // One twin is sent on (by bob, who uploaded the same bytes): its bytes must stay.
+        let mut content = file_message(&twin_b.id);
+        kit.files
+            .attach(&user("bob"), &conv, &mut content)
+            .await
+            .unwrap();
+        assert_eq!(kit.files.collect().await.unwrap(), 1);
+        assert!(kit.records.file(&twin_a.id).await.unwrap().is_none());
+        assert!(lock(&kit.blobs.0).contains_key(&twin_b.blob_key()));
+        assert!(lock(&kit.blobs.0).contains_key(&sent.blob_key()));
+    }
+
+    #[tokio::test]
+    async fn links_work_until_they_expire_and_only_as_signed() {
+        let kit = kit();
+        let record = upload(&kit, "alice", b"linked").await;
+        let owner = Reader::User(user("alice"));
+        let link = kit.files.link(&owner, &record.id).await.unwrap();
+        let by_link = |signature: &str, expires: i64| Reader::Link {
+            expires,
+            signature: signature.to_owned(),
+        };
+        assert!(
+            kit.files
+                .open(&by_link(&link.signature, link.expires), &record.id)
+                .await
+                .is_ok()
+        );
+        // Another file, another expiry or another signature: refused.
+        let other = upload(&kit, "alice", b"other").await;
+        assert!(
+            kit.files
+                .open(&by_link(&link.signature, link.expires), &other.id)
+                .await
+                .is_err()
+        );
+        assert!(
+            kit.files
+                .open(&by_link(&link.signature, link.expires + 1), &record.id)
+                .await
+                .is_err()
+        );
+        assert!(
+            kit.files
+                .open(&by_link("00", link.expires), &record.id)
+                .await
+                .is_err()
+        );
+        // A stranger gets no link.
+        let stranger = Reader::User(user("mallory"));
+        assert!(matches!(
+            kit.files.link(&stranger, &record.id).await,
+            Err(ServiceError::FileNotFound)
+        ));
+        kit.clock.advance_ms(31_000);
+        assert!(matches!(
+            kit.files
+                .open(&by_link(&link.signature, link.expires), &record.id)
+                .await,
+            Err(ServiceError::PermissionDenied(_))
+        ));
+    }
+}
