@@ -418,13 +418,18 @@ impl FileService {
         })
     }
 
-    fn sign(&self, id: &str, expires: i64) -> String {
+    /// The MAC of a link to `id` expiring at `expires`, before it is finished.
+    fn link_mac(&self, id: &str, expires: i64) -> hmac::Hmac<Sha256> {
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.inner.link_key)
             .expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b"\n");
         mac.update(expires.to_string().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        mac
+    }
+
+    fn sign(&self, id: &str, expires: i64) -> String {
+        hex::encode(self.link_mac(id, expires).finalize().into_bytes())
     }
 
     fn link_is_valid(&self, id: &str, expires: i64, signature: &str) -> bool {
@@ -434,13 +439,8 @@ impl FileService {
         let Ok(given) = hex::decode(signature) else {
             return false;
         };
-        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.inner.link_key)
-            .expect("HMAC takes any key length");
-        mac.update(id.as_bytes());
-        mac.update(b"\n");
-        mac.update(expires.to_string().as_bytes());
         // Constant time: a signature cannot be guessed byte by byte.
-        mac.verify_slice(&given).is_ok()
+        self.link_mac(id, expires).verify_slice(&given).is_ok()
     }
 
     /// For a send from `sender` into `conversation`: checks every file of this server the
@@ -620,22 +620,14 @@ fn thumbnails(bytes: &[u8], edges: &[u32], max_pixels: u64) -> Option<Picture> {
         .with_guessed_format()
         .ok()?;
     let mut limits = image::Limits::default();
-    let side = u32::try_from(max_pixels.min(u64::from(u32::MAX))).unwrap_or(u32::MAX);
-    limits.max_image_width = Some(side);
-    limits.max_image_height = Some(side);
     limits.max_alloc = Some(max_pixels.saturating_mul(4).max(1 << 20));
     reader.limits(limits);
-    let (w, h) = reader.into_dimensions().ok()?;
+    // The header is read here; the pixels only if there are not too many of them.
+    let mut decoder = reader.into_decoder().ok()?;
+    let (w, h) = decoder.dimensions();
     if u64::from(w) * u64::from(h) > max_pixels {
         return None;
     }
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?;
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(4).max(1 << 20));
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().ok()?;
     let orientation = decoder.orientation().ok();
     let mut picture = DynamicImage::from_decoder(decoder).ok()?;
     if let Some(o) = orientation {

@@ -330,7 +330,7 @@ impl MessageService {
             .inner
             .config
             .files
-            .clone()
+            .as_ref()
             .filter(|_| crate::files::refers_to_upload(&message.content));
         if hook.is_none() && files.is_none() {
             self.queue(Write::Message(message), origin, Reply::Send(reply))?;

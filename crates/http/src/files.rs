@@ -178,10 +178,7 @@ pub(crate) async fn download(
     let (mut parts, _) = request.into_parts();
     let reader = match (params.expires, params.sig) {
         (Some(expires), Some(signature)) => Reader::Link { expires, signature },
-        (None, None) => match Caller::from_request_parts(&mut parts, &api).await? {
-            Caller::Admin(_) => Reader::Admin,
-            Caller::User(user) => Reader::User(user),
-        },
+        (None, None) => reader_of(Caller::from_request_parts(&mut parts, &api).await?),
         _ => {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
@@ -282,11 +279,7 @@ pub(crate) async fn link(
     State(api): State<HttpApi>,
     Path(file_id): Path<String>,
 ) -> Result<Json<FileLink>, ApiError> {
-    let reader = match caller {
-        Caller::Admin(_) => Reader::Admin,
-        Caller::User(user) => Reader::User(user),
-    };
-    let link = api.files.link(&reader, &file_id).await?;
+    let link = api.files.link(&reader_of(caller), &file_id).await?;
     Ok(Json(FileLink {
         url: format!(
             "/v1/files/{file_id}?expires={}&sig={}",
@@ -294,6 +287,14 @@ pub(crate) async fn link(
         ),
         expires: link.expires,
     }))
+}
+
+/// Who reads, as the file service sees a caller.
+fn reader_of(caller: Caller) -> Reader {
+    match caller {
+        Caller::Admin(_) => Reader::Admin,
+        Caller::User(user) => Reader::User(user),
+    }
 }
 
 /// Pictures inline; anything else is saved, under its name.
