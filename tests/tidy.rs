@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "tern-api",
     "tern-cluster",
     "tern-hooks",
+    "tern-push",
     "tern-gateway",
     "tern-http",
     "tern-server",

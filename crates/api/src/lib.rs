@@ -46,6 +46,8 @@ pub struct Services {
     pub presence: Arc<dyn PresenceFollows>,
     /// Message search.
     pub search: tern_core::search::SearchService,
+    /// Push registrations.
+    pub push: tern_core::push::PushService,
 }
 
 /// Who a request is made by: a user's device, and the connection it came on when it came on one
@@ -149,4 +151,6 @@ handled!(
     Block,
     Unblock,
     BlockList,
+    PushRegister,
+    PushUnregister,
 );

@@ -23,6 +23,7 @@ pub mod groups;
 pub mod ids;
 pub mod messages;
 pub mod presence;
+pub mod push;
 pub mod search;
 pub mod settings;
 pub mod social;

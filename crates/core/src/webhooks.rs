@@ -341,8 +341,34 @@ pub struct OutboxRow {
     pub event: Arc<Event>,
 }
 
-/// What each webhook in force wants, and the webhooks themselves.
-type InForce = (Arc<[Route]>, Arc<[Webhook]>);
+/// What each webhook in force (and the push lane, when on) wants, the webhooks themselves,
+/// and whether committed messages are queued for push.
+type InForce = (Arc<[Route]>, Arc<[Webhook]>, bool);
+
+/// The outbox row name of a committed message waiting to be planned into pushes. Webhook names
+/// never begin with `@`, so no webhook can take it.
+pub const PUSH_ROUTE: &str = "@push";
+/// The outbox row name of one notification waiting for another attempt.
+pub const PUSH_RETRY_ROUTE: &str = "@push.retry";
+
+/// The outbox carries two kinds of rows, each claimed by its own dispatcher: events for the
+/// app's webhooks, and the push lane (names beginning with `@`: committed messages to plan
+/// into notifications, and notifications to retry). Sharing the table gives push the same
+/// durability as webhooks: a message's push row commits with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Rows for webhooks.
+    Webhooks,
+    /// Rows for offline push.
+    Push,
+}
+
+impl Lane {
+    /// Whether rows of this lane have names beginning with `@`.
+    pub fn internal(self) -> bool {
+        matches!(self, Lane::Push)
+    }
+}
 
 /// The webhooks in force, shared by the backend (which queues rows for them in its commits)
 /// and whoever configures them; changed whole, read once per commit.
@@ -356,8 +382,27 @@ impl Routes {
     /// Replaces the webhooks in force: commits from now on queue rows for these, and the
     /// dispatcher sends to their addresses.
     pub fn set(&self, hooks: Vec<Webhook>) {
-        let routes: Arc<[Route]> = hooks.iter().map(Webhook::route).collect();
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = (routes, hooks.into());
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let push = table.2;
+        *table = (Self::routes_of(&hooks, push), hooks.into(), push);
+    }
+
+    /// Turns queuing committed messages for offline push on or off.
+    pub fn set_push(&self, on: bool) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        table.0 = Self::routes_of(&table.1, on);
+        table.2 = on;
+    }
+
+    fn routes_of(hooks: &[Webhook], push: bool) -> Arc<[Route]> {
+        let mut routes: Vec<Route> = hooks.iter().map(Webhook::route).collect();
+        if push {
+            routes.push(Route {
+                webhook: PUSH_ROUTE.to_owned(),
+                events: EventSet::parse(["message.created"]).expect("a known event"),
+            });
+        }
+        routes.into()
     }
 
     /// The webhooks in force.
@@ -508,11 +553,12 @@ pub trait WebhookOutbox: Send + Sync + std::fmt::Debug + 'static {
     /// Queues rows outside a commit (presence events).
     async fn enqueue(&self, rows: Vec<OutboxRow>) -> Result<(), StoreError>;
 
-    /// Claims up to `limit` pending rows due at `now_ms` that are each the oldest pending row
+    /// Claims up to `limit` pending rows of `lane` due at `now_ms` that are each the oldest pending row
     /// of their `(webhook, key)` and not claimed by anyone until `now_ms`; each is claimed
     /// until `lease_until_ms`. So one key has at most one row in flight, in order.
     async fn claim(
         &self,
+        lane: Lane,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
@@ -531,8 +577,8 @@ pub trait WebhookOutbox: Send + Sync + std::fmt::Debug + 'static {
     /// is no such dead row.
     async fn replay(&self, seq: u64, now_ms: i64) -> Result<bool, StoreError>;
 
-    /// Pending rows in all (a gauge of the backlog).
-    async fn pending_count(&self) -> Result<u64, StoreError>;
+    /// Pending rows of `lane` (a gauge of the backlog).
+    async fn pending_count(&self, lane: Lane) -> Result<u64, StoreError>;
 }
 
 /// How long to wait after `attempts` failures: `base_ms` doubled per failure, at most `max_ms`.
@@ -707,7 +753,7 @@ impl WebhookAdmin {
 
     /// Pending deliveries in all.
     pub async fn backlog(&self) -> Result<u64, crate::ServiceError> {
-        Ok(self.outbox.pending_count().await?)
+        Ok(self.outbox.pending_count(Lane::Webhooks).await?)
     }
 }
 

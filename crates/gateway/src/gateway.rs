@@ -189,6 +189,11 @@ impl Gateway {
         })
     }
 
+    /// The services sessions call, for tests that look at what this node sees.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     /// The connection registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry

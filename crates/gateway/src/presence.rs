@@ -221,6 +221,16 @@ impl Presence {
     }
 }
 
+impl tern_core::push::OnlineDevices for Presence {
+    fn online_devices(&self, user: &UserId) -> Vec<tern_core::DeviceId> {
+        self.of(user)
+            .devices
+            .iter()
+            .filter_map(|d| tern_core::DeviceId::parse(&d.device_id).ok())
+            .collect()
+    }
+}
+
 impl tern_core::presence::PresenceFollows for Presence {
     fn revoke(&self, follower: &UserId, followed: &UserId) {
         let mut inner = self.lock();

@@ -17,7 +17,7 @@ pub use before_send::HttpBeforeSend;
 
 use tern_core::{
     Clock,
-    webhooks::{Failure, QueuedEvent, Webhook, WebhookOutbox, backoff_ms, sign},
+    webhooks::{Failure, Lane, QueuedEvent, Webhook, WebhookOutbox, backoff_ms, sign},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +126,7 @@ impl Run {
             }
             if last_backlog.elapsed() >= Duration::from_secs(5) {
                 last_backlog = tokio::time::Instant::now();
-                if let Ok(n) = run.outbox.pending_count().await {
+                if let Ok(n) = run.outbox.pending_count(Lane::Webhooks).await {
                     metrics::gauge!("tern_webhook_backlog").set(n as f64);
                 }
             }
@@ -137,7 +137,7 @@ impl Run {
                 let now = run.clock.now_ms();
                 match run
                     .outbox
-                    .claim(now, now + run.lease_ms(), room as u32)
+                    .claim(Lane::Webhooks, now, now + run.lease_ms(), room as u32)
                     .await
                 {
                     Ok(c) => c,

@@ -11,6 +11,7 @@ mod groups;
 mod messages;
 mod people;
 mod presence;
+mod push;
 mod search;
 mod settings;
 mod users;
@@ -63,6 +64,8 @@ pub struct HttpApi {
     pub settings: std::sync::Arc<tern_core::settings::LiveSettings>,
     /// Uploads and downloads.
     pub files: tern_core::files::FileService,
+    /// The VAPID public key browsers subscribe with, when Web Push is configured.
+    pub vapid_public_key: Option<String>,
 }
 
 impl HttpApi {
@@ -201,6 +204,9 @@ fn api_routes() -> OpenApiRouter<HttpApi> {
         .routes(routes!(files::upload))
         .routes(routes!(files::download))
         .routes(routes!(files::link))
+        .routes(routes!(push::register, push::unregister))
+        .routes(routes!(push::devices))
+        .routes(routes!(push::vapid))
 }
 
 /// The client's address, which the listener puts in each request's extensions: failed user

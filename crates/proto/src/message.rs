@@ -282,6 +282,8 @@ protocol! {
         PresenceSubscribe = 0x0601, "PRESENCE_SUBSCRIBE", PresenceSubscribeRequest => PresenceSubscribeResponse;
         PresenceUnsubscribe = 0x0602, "PRESENCE_UNSUBSCRIBE", PresenceUnsubscribeRequest => PresenceUnsubscribeResponse;
         Observe = 0x0701, "OBSERVE", ObserveRequest => ObserveResponse;
+        PushRegister = 0x0801, "PUSH_REGISTER", PushRegisterRequest => PushRegisterResponse;
+        PushUnregister = 0x0802, "PUSH_UNREGISTER", PushUnregisterRequest => PushUnregisterResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;

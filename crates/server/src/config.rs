@@ -170,6 +170,116 @@ pub struct Config {
     pub file_link_ttl_secs: u64,
     /// The boxes (in pixels) thumbnails of pictures are fitted in.
     pub file_thumbnail_edges: Vec<u32>,
+    /// Offline push: a `[push]` table with a table per provider to send through
+    /// (`[push.apns]`, `[push.fcm]`, `[push.webpush]`, `[push.webhook]`). None configured: no
+    /// push, and registrations are refused.
+    pub push: PushSettings,
+}
+
+/// Offline push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// APNs.
+    pub apns: Option<ApnsSetting>,
+    /// FCM HTTP v1.
+    pub fcm: Option<FcmSetting>,
+    /// Web Push.
+    pub webpush: Option<WebPushSetting>,
+    /// The app's own push gateway.
+    pub webhook: Option<PushWebhookSetting>,
+    /// What a private notification says.
+    pub private_text: String,
+    /// How long a provider may take to answer, in ms.
+    pub timeout_ms: u64,
+    /// The wait after a notification's first failure, doubled after each further one, in ms.
+    pub retry_base_ms: u64,
+    /// The longest wait between two attempts, in ms.
+    pub retry_max_ms: u64,
+    /// Attempts at one notification before it is given up.
+    pub max_attempts: u32,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        let d = tern_push::DispatchConfig::default();
+        Self {
+            apns: None,
+            fcm: None,
+            webpush: None,
+            webhook: None,
+            private_text: tern_core::push::PushConfig::default().private_text,
+            timeout_ms: d.timeout.as_millis() as u64,
+            retry_base_ms: d.retry_base.as_millis() as u64,
+            retry_max_ms: d.retry_max.as_millis() as u64,
+            max_attempts: d.max_attempts,
+        }
+    }
+}
+
+/// APNs with token authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsSetting {
+    /// The signing key Apple issued (`AuthKey_XXXX.p8`).
+    pub key_file: PathBuf,
+    /// The key's id.
+    pub key_id: String,
+    /// The developer team id.
+    pub team_id: String,
+    /// The app's bundle id.
+    pub topic: String,
+    /// `https://api.push.apple.com`, or `https://api.sandbox.push.apple.com` for development
+    /// builds.
+    #[serde(default = "apns_endpoint")]
+    pub endpoint: String,
+}
+
+fn apns_endpoint() -> String {
+    "https://api.push.apple.com".into()
+}
+
+/// FCM HTTP v1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmSetting {
+    /// The service account's JSON key file.
+    pub service_account_file: PathBuf,
+    /// `https://fcm.googleapis.com`.
+    #[serde(default = "fcm_endpoint")]
+    pub endpoint: String,
+}
+
+fn fcm_endpoint() -> String {
+    "https://fcm.googleapis.com".into()
+}
+
+/// Web Push with VAPID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushSetting {
+    /// The VAPID key: a P-256 private key in PKCS#8 PEM (`openssl genpkey -algorithm EC
+    /// -pkeyopt ec_paramgen_curve:P-256`).
+    pub vapid_key_file: PathBuf,
+    /// Who runs this server: `mailto:` or `https:`.
+    pub subject: String,
+    /// How long a push service keeps a notification for a browser that is offline, in seconds.
+    #[serde(default = "webpush_ttl")]
+    pub ttl_secs: u64,
+}
+
+fn webpush_ttl() -> u64 {
+    86_400
+}
+
+/// The app's own push gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushWebhookSetting {
+    /// Where notifications are POSTed.
+    pub url: String,
+    /// The signing secret (as a webhook's).
+    pub secret: String,
 }
 
 /// One webhook of the configuration.
@@ -263,6 +373,7 @@ impl Default for Config {
             file_collect_interval_secs: 600,
             file_link_ttl_secs: files.link_ttl.as_secs(),
             file_thumbnail_edges: files.thumbnail_edges,
+            push: PushSettings::default(),
         }
     }
 }
@@ -501,6 +612,107 @@ impl Config {
             timeout,
             on_failure,
         }))
+    }
+
+    /// The push providers configured, each checked and its key read.
+    pub fn push_providers(&self) -> Result<tern_push::Providers, ConfigError> {
+        use tern_push::providers as p;
+        let push = &self.push;
+        let timeout = Duration::from_millis(push.timeout_ms.max(1));
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("push {what} {}: {e}", path.display())))
+        };
+        let err = |e: p::ConfigError| ConfigError(e.to_string());
+        let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        let mut providers = tern_push::Providers::default();
+        if let Some(a) = &push.apns {
+            if !url_ok(&a.endpoint) {
+                return Err(ConfigError(
+                    "push.apns.endpoint must be an http(s) URL".into(),
+                ));
+            }
+            providers.apns = Some(
+                p::Apns::new(
+                    p::ApnsConfig {
+                        key_pem: read("apns key_file", &a.key_file)?,
+                        key_id: a.key_id.clone(),
+                        team_id: a.team_id.clone(),
+                        topic: a.topic.clone(),
+                        endpoint: a.endpoint.clone(),
+                    },
+                    timeout,
+                )
+                .map_err(err)?,
+            );
+        }
+        if let Some(f) = &push.fcm {
+            if !url_ok(&f.endpoint) {
+                return Err(ConfigError(
+                    "push.fcm.endpoint must be an http(s) URL".into(),
+                ));
+            }
+            providers.fcm = Some(
+                p::Fcm::new(
+                    p::FcmConfig {
+                        service_account_json: read(
+                            "fcm service_account_file",
+                            &f.service_account_file,
+                        )?,
+                        endpoint: f.endpoint.clone(),
+                    },
+                    timeout,
+                )
+                .map_err(err)?,
+            );
+        }
+        if let Some(w) = &push.webpush {
+            providers.webpush = Some(
+                p::WebPush::new(
+                    p::WebPushConfig {
+                        vapid_key_pem: read("webpush vapid_key_file", &w.vapid_key_file)?,
+                        subject: w.subject.clone(),
+                        ttl: Duration::from_secs(w.ttl_secs),
+                    },
+                    timeout,
+                )
+                .map_err(err)?,
+            );
+        }
+        if let Some(g) = &push.webhook {
+            if !url_ok(&g.url) {
+                return Err(ConfigError(
+                    "push.webhook.url must be an http(s) URL".into(),
+                ));
+            }
+            let key = tern_core::webhooks::secret_key(&g.secret)
+                .ok()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| ConfigError("push.webhook.secret is required".into()))?;
+            providers.webhook = Some(
+                p::Gateway::new(
+                    p::GatewayConfig {
+                        url: g.url.clone(),
+                        key,
+                    },
+                    timeout,
+                )
+                .map_err(err)?,
+            );
+        }
+        Ok(providers)
+    }
+
+    /// How notifications are sent and retried.
+    pub fn push_dispatch(&self) -> tern_push::DispatchConfig {
+        let push = &self.push;
+        tern_push::DispatchConfig {
+            timeout: Duration::from_millis(push.timeout_ms.max(1)),
+            retry_base: Duration::from_millis(push.retry_base_ms.max(1)),
+            retry_max: Duration::from_millis(push.retry_max_ms.max(push.retry_base_ms)),
+            max_attempts: push.max_attempts.max(1),
+            ..tern_push::DispatchConfig::default()
+        }
     }
 
     /// How webhooks are delivered.

@@ -12,6 +12,9 @@ mod metrics_setup;
 mod server;
 pub mod tls;
 
-pub use config::{Config, ConfigError, ServeArgs, WebhookSetting};
+pub use config::{
+    ApnsSetting, Config, ConfigError, FcmSetting, PushSettings, PushWebhookSetting, ServeArgs,
+    WebPushSetting, WebhookSetting,
+};
 pub use server::{AdminStore, Server, ServerError, open_admin_keys};
 pub use tern_core::clock::{Clock, ManualClock, SystemClock};

@@ -91,6 +91,7 @@ struct Stores {
     settings: Arc<dyn tern_core::store::SettingsStore>,
     search: Arc<dyn tern_core::search::SearchStore>,
     files: Arc<dyn tern_core::files::FileStore>,
+    push: Arc<dyn tern_core::push::PushStore>,
 }
 
 impl Stores {
@@ -108,6 +109,7 @@ impl Stores {
             + tern_core::store::SettingsStore
             + tern_core::search::SearchStore
             + tern_core::files::FileStore
+            + tern_core::push::PushStore
             + Clone,
     {
         let shared = Arc::new(store.clone());
@@ -123,7 +125,8 @@ impl Stores {
             outbox: shared.clone(),
             settings: shared.clone(),
             search: shared.clone(),
-            files: shared,
+            files: shared.clone(),
+            push: shared,
         }
     }
 }
@@ -178,6 +181,8 @@ pub struct Server {
     cluster: Option<Arc<Cluster>>,
     /// Delivers webhook events.
     dispatcher: tern_hooks::Dispatcher,
+    /// Sends offline pushes, when a provider is configured.
+    push_dispatcher: Option<tern_push::Dispatcher>,
     http_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
@@ -355,7 +360,33 @@ impl Server {
         );
         let social =
             SocialService::new(messages.clone(), store.social.clone(), store.inbox.clone());
+        let push_providers = config.push_providers()?;
+        let vapid_public_key = push_providers.webpush.as_ref().map(|w| w.public_key());
+        let push = tern_core::push::PushService::new(
+            store.push.clone(),
+            store.groups.clone(),
+            social.clone(),
+            conversations.clone(),
+            presence.clone(),
+            clock.clone(),
+            tern_core::push::PushConfig {
+                providers: push_providers.configured().into_iter().collect(),
+                private_text: config.push.private_text.clone(),
+            },
+        );
+        // Before any message commits: from now on each queues its push row with it.
+        store.outbox.routes().set_push(push.enabled());
+        let push_dispatcher = push.enabled().then(|| {
+            tern_push::Dispatcher::start(
+                store.outbox.clone(),
+                push.clone(),
+                push_providers,
+                config.push_dispatch(),
+                clock.clone(),
+            )
+        });
         let api = tern_api::Api::new(tern_api::Services {
+            push,
             social,
             accounts,
             messages: messages.clone(),
@@ -428,6 +459,7 @@ impl Server {
             webhooks: tern_core::webhooks::WebhookAdmin::new(store.outbox.clone(), clock.clone()),
             settings: settings.clone(),
             files: files.clone(),
+            vapid_public_key,
         }))
         .layer(axum::middleware::from_fn(crate::http::client_addr));
         // Idle while nothing is queued; webhooks may be added through the API at any time.
@@ -510,6 +542,7 @@ impl Server {
             config: config.clone(),
             cluster,
             dispatcher,
+            push_dispatcher,
             http_stop,
             tasks,
             drain: Duration::from_millis(config.shutdown_drain_ms),
@@ -583,6 +616,9 @@ impl Server {
         }
         // What it has not delivered stays in the outbox for the next start.
         self.dispatcher.stop().await;
+        if let Some(d) = self.push_dispatcher {
+            d.stop().await;
+        }
         self.settings_watch.abort();
         self.http_stop.cancel();
         for task in self.tasks {

@@ -18,6 +18,7 @@
 mod commit;
 mod files;
 mod outbox;
+mod push;
 mod reads;
 mod rows;
 mod schema;

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use tern_core::{
     StoreError,
-    webhooks::{Failure, OutboxRow, OutboxState, QueuedEvent, Routes, WebhookOutbox},
+    webhooks::{Failure, Lane, OutboxRow, OutboxState, QueuedEvent, Routes, WebhookOutbox},
 };
 use tokio_postgres::Row;
 
@@ -84,6 +84,7 @@ impl WebhookOutbox for PgStore {
 
     async fn claim(
         &self,
+        lane: Lane,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
@@ -94,7 +95,7 @@ impl WebhookOutbox for PgStore {
             &format!(
                 "WITH heads AS (
                      SELECT DISTINCT ON (webhook, key) seq, next_ms, lease_ms
-                     FROM webhook_outbox WHERE state = 0
+                     FROM webhook_outbox WHERE state = 0 AND (left(webhook, 1) = '@') = $4
                      ORDER BY webhook, key, seq
                  ), due AS (
                      SELECT seq FROM heads WHERE next_ms <= $1 AND lease_ms <= $1
@@ -110,7 +111,12 @@ impl WebhookOutbox for PgStore {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            &[&now_ms, &lease_until_ms, &i64::from(limit)],
+            &[
+                &now_ms,
+                &lease_until_ms,
+                &i64::from(limit),
+                &lane.internal(),
+            ],
         )
         .await?
         .iter()
@@ -181,12 +187,12 @@ impl WebhookOutbox for PgStore {
         Ok(n == 1)
     }
 
-    async fn pending_count(&self) -> Result<u64, StoreError> {
+    async fn pending_count(&self, lane: Lane) -> Result<u64, StoreError> {
         let c = self.client().await?;
         let r = row(
             &c,
-            "SELECT count(*) FROM webhook_outbox WHERE state = 0",
-            &[],
+            "SELECT count(*) FROM webhook_outbox WHERE state = 0 AND (left(webhook, 1) = '@') = $1",
+            &[&lane.internal()],
         )
         .await?;
         Ok(r.get::<_, i64>(0) as u64)

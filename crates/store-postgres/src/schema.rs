@@ -248,6 +248,20 @@ CREATE TABLE file_refs (
     PRIMARY KEY (file_id, conversation_id)
 );
 "#,
+    // 8: each device's push registration (at most one per device).
+    r#"
+CREATE TABLE push_devices (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    token TEXT NOT NULL,
+    p256dh TEXT NOT NULL,
+    auth TEXT NOT NULL,
+    private BOOLEAN NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+"#,
 ];
 
 /// The advisory lock that migrations run under (any constant unique to Tern).

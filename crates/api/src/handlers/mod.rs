@@ -21,6 +21,7 @@ mod history;
 mod message_search;
 mod profile_get;
 mod profile_update;
+mod push_register;
 mod read;
 mod recall;
 pub(crate) mod send;

@@ -15,6 +15,7 @@ pub mod files;
 pub mod groups;
 pub mod messages;
 pub mod people;
+pub mod push;
 pub mod reopen;
 pub mod search;
 pub mod settings;
@@ -50,6 +51,7 @@ pub trait Backend:
     + SettingsStore
     + tern_core::search::SearchStore
     + tern_core::files::FileStore
+    + tern_core::push::PushStore
 {
 }
 impl<
@@ -64,7 +66,8 @@ impl<
         + tern_core::webhooks::WebhookOutbox
         + SettingsStore
         + tern_core::search::SearchStore
-        + tern_core::files::FileStore,
+        + tern_core::files::FileStore
+        + tern_core::push::PushStore,
 > Backend for T
 {
 }
@@ -114,12 +117,20 @@ macro_rules! conformance_tests {
             settings::settings_are_set_listed_and_removed,
             search::search_finds_substrings_within_scope_newest_first,
             files::files_are_kept_referenced_and_collected,
+            push::push_registrations_are_kept_replaced_and_forgotten,
+            push::messages_are_queued_on_the_push_lane,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn files_survive_a_reopen() {
             let h = $harness;
             $crate::conformance::files::files_survive_a_reopen(&h).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn push_registrations_survive_a_reopen() {
+            let h = $harness;
+            $crate::conformance::push::push_registrations_survive_a_reopen(&h).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! webhook and conversation, retried, given up on and replayed.
 
 use tern_core::webhooks::{
-    Event, EventKind, Failure, OutboxState, QueuedEvent, Webhook, WebhookOutbox,
+    Event, EventKind, Failure, Lane, OutboxState, QueuedEvent, Webhook, WebhookOutbox,
 };
 
 use super::*;
@@ -41,7 +41,7 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
         .commit(vec![text("a", "b", "m0", "before")])
         .await
         .unwrap();
-    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.pending_count(Lane::Webhooks).await.unwrap(), 0);
 
     store.routes().set(routes());
     let out = store
@@ -56,10 +56,13 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
         .unwrap();
     assert!(matches!(out[1], AppendOutcome::Duplicate(_)), "a retry");
     // Four events for "all" (the duplicate is none), the group's creation for "groups" too.
-    assert_eq!(store.pending_count().await.unwrap(), 5);
+    assert_eq!(store.pending_count(Lane::Webhooks).await.unwrap(), 5);
 
     let now = 1_000;
-    let claimed = store.claim(now, now + 30_000, 100).await.unwrap();
+    let claimed = store
+        .claim(Lane::Webhooks, now, now + 30_000, 100)
+        .await
+        .unwrap();
     assert_eq!(
         pairs(&claimed),
         vec![
@@ -82,7 +85,7 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
     // Leased: nothing more until settled or expired.
     assert!(
         store
-            .claim(now + 1, now + 30_000, 100)
+            .claim(Lane::Webhooks, now + 1, now + 30_000, 100)
             .await
             .unwrap()
             .is_empty()
@@ -90,7 +93,10 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
 
     // Delivering m1 makes m2 the head of its key.
     store.delivered(first.seq).await.unwrap();
-    let next = store.claim(now + 2, now + 30_000, 100).await.unwrap();
+    let next = store
+        .claim(Lane::Webhooks, now + 2, now + 30_000, 100)
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(body(&next[0])["data"]["client_msg_id"], "m2");
 
@@ -104,12 +110,15 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
     store.failed(next[0].seq, &failure).await.unwrap();
     assert!(
         store
-            .claim(now + 3, now + 30_000, 100)
+            .claim(Lane::Webhooks, now + 3, now + 30_000, 100)
             .await
             .unwrap()
             .is_empty()
     );
-    let again = store.claim(now + 5_000, now + 40_000, 100).await.unwrap();
+    let again = store
+        .claim(Lane::Webhooks, now + 5_000, now + 40_000, 100)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].seq, again[0].attempts), (next[0].seq, 1));
     assert_eq!(again[0].last_error, "503 from the receiver");
@@ -142,7 +151,7 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
     );
     assert!(
         store
-            .claim(now + 6_000, now + 40_000, 100)
+            .claim(Lane::Webhooks, now + 6_000, now + 40_000, 100)
             .await
             .unwrap()
             .is_empty()
@@ -152,7 +161,10 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
         !store.replay(dead[0].seq, now + 7_000).await.unwrap(),
         "not dead now"
     );
-    let replayed = store.claim(now + 7_000, now + 40_000, 100).await.unwrap();
+    let replayed = store
+        .claim(Lane::Webhooks, now + 7_000, now + 40_000, 100)
+        .await
+        .unwrap();
     assert_eq!(replayed.len(), 1);
     assert_eq!((replayed[0].seq, replayed[0].attempts), (dead[0].seq, 0));
     assert!(store.dead_letters(0, 10).await.unwrap().is_empty());
@@ -162,7 +174,10 @@ pub async fn commits_queue_events_and_claims_take_heads_in_order(store: &dyn Bac
     let rows = store.routes().rows_for(online.clone());
     assert_eq!(rows.len(), 1, "only \"all\" wants presence");
     store.enqueue(rows).await.unwrap();
-    let claimed = store.claim(now + 8_000, now + 40_000, 100).await.unwrap();
+    let claimed = store
+        .claim(Lane::Webhooks, now + 8_000, now + 40_000, 100)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].event_id, online.id);
     assert_eq!(claimed[0].kind, EventKind::UserOnline.as_str());
@@ -184,8 +199,8 @@ pub async fn queued_events_survive_a_reopen<H: Harness>(h: &H) {
     h.close(store).await;
 
     let store = h.open(&loc).await;
-    assert_eq!(store.pending_count().await.unwrap(), 2);
-    let claimed = store.claim(1, 2, 10).await.unwrap();
+    assert_eq!(store.pending_count(Lane::Webhooks).await.unwrap(), 2);
+    let claimed = store.claim(Lane::Webhooks, 1, 2, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(body(&claimed[0])["data"]["client_msg_id"], "m1");
     h.close(store).await;

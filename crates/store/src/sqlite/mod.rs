@@ -5,6 +5,7 @@
 mod append;
 mod checkpoint;
 mod files;
+mod push;
 use tern_core::codes;
 mod groups;
 mod indexer;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, params};
 use tern_core::{
     StoreError,
-    webhooks::{Failure, OutboxRow, OutboxState, QueuedEvent, Routes, WebhookOutbox},
+    webhooks::{Failure, Lane, OutboxRow, OutboxState, QueuedEvent, Routes, WebhookOutbox},
 };
 
 use super::{SqliteStore, rows::store_err, writer::JobError};
@@ -83,6 +83,7 @@ impl WebhookOutbox for SqliteStore {
 
     async fn claim(
         &self,
+        lane: Lane,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
@@ -92,12 +93,13 @@ impl WebhookOutbox for SqliteStore {
                 .conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM webhook_outbox
-                     WHERE seq IN (SELECT min(seq) FROM webhook_outbox WHERE state = 0
+                     WHERE seq IN (SELECT min(seq) FROM webhook_outbox
+                                   WHERE state = 0 AND (substr(webhook, 1, 1) = '@') = ?3
                                    GROUP BY webhook, key)
                        AND next_ms <= ?1 AND lease_ms <= ?1
                      ORDER BY seq LIMIT ?2"
                 ))?
-                .query_map(params![now_ms, limit], queued_row)?
+                .query_map(params![now_ms, limit, lane.internal()], queued_row)?
                 .collect::<rusqlite::Result<_>>()?;
             let mut lease = b
                 .conn
@@ -176,11 +178,12 @@ impl WebhookOutbox for SqliteStore {
         Ok(replayed)
     }
 
-    async fn pending_count(&self) -> Result<u64, StoreError> {
-        self.read(|conn| {
+    async fn pending_count(&self, lane: Lane) -> Result<u64, StoreError> {
+        self.read(move |conn| {
             conn.query_row(
-                "SELECT count(*) FROM webhook_outbox WHERE state = 0",
-                [],
+                "SELECT count(*) FROM webhook_outbox
+                 WHERE state = 0 AND (substr(webhook, 1, 1) = '@') = ?1",
+                [lane.internal()],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)

@@ -243,6 +243,20 @@ const MAIN: &[&str] = &[
         PRIMARY KEY (file_id, conversation_id)
     ) WITHOUT ROWID;
     "#,
+    // 11: each device's push registration (at most one per device).
+    r#"
+    CREATE TABLE push_devices (
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        token TEXT NOT NULL,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        private INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (user_id, device_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The keyed indexes, in their own file (`tern-index.db`) with their own writer thread, so that

@@ -1,0 +1,408 @@
+//! Offline push: a dispatcher that takes committed messages from the push lane of the durable
+//! outbox, asks core which devices to notify and what to say (`tern_core::push`), and sends
+//! each notification through its device's provider (`providers.rs`).
+//!
+//! Delivery is at least once. A message's row commits with the message and leaves the outbox
+//! only after every notification it caused was sent, refused for good, or queued again on its
+//! own row (`@push.retry`, keyed by device) for a provider that asked to be tried later; so a
+//! crash at any point sends a notification again rather than never. Notifications of one
+//! conversation share a collapse key, so a phone shows a repeat as one. Each claim takes at
+//! most one row per conversation, so a conversation's notifications go out in commit order.
+
+pub mod providers;
+
+use std::{sync::Arc, time::Duration};
+
+use providers::{Apns, Fcm, Gateway, SendError, WebPush};
+use tern_core::{
+    Clock, DeviceId, UserId,
+    push::{Outgoing, Provider, PushService, Pushed},
+    webhooks::{
+        Event, EventKind, Failure, Lane, OutboxRow, PUSH_RETRY_ROUTE, PUSH_ROUTE, QueuedEvent,
+        WebhookOutbox, backoff_ms,
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+/// The providers this node sends through.
+#[derive(Debug, Default)]
+pub struct Providers {
+    /// APNs, when configured.
+    pub apns: Option<Apns>,
+    /// FCM, when configured.
+    pub fcm: Option<Fcm>,
+    /// Web Push, when configured.
+    pub webpush: Option<WebPush>,
+    /// The app's own gateway, when configured.
+    pub webhook: Option<Gateway>,
+}
+
+impl Providers {
+    /// Which are configured.
+    pub fn configured(&self) -> Vec<Provider> {
+        let mut out = Vec::new();
+        if self.apns.is_some() {
+            out.push(Provider::Apns);
+        }
+        if self.fcm.is_some() {
+            out.push(Provider::Fcm);
+        }
+        if self.webpush.is_some() {
+            out.push(Provider::Webpush);
+        }
+        if self.webhook.is_some() {
+            out.push(Provider::Webhook);
+        }
+        out
+    }
+
+    async fn send(&self, out: &Outgoing, now_s: i64) -> Result<(), SendError> {
+        let missing = || {
+            SendError::Refused(format!(
+                "{} is not configured on this node",
+                out.registration.provider
+            ))
+        };
+        match out.registration.provider {
+            Provider::Apns => self.apns.as_ref().ok_or_else(missing)?.send(out).await,
+            Provider::Fcm => self.fcm.as_ref().ok_or_else(missing)?.send(out).await,
+            Provider::Webpush => self.webpush.as_ref().ok_or_else(missing)?.send(out).await,
+            Provider::Webhook => {
+                self.webhook
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .send(out, now_s)
+                    .await
+            }
+        }
+    }
+}
+
+/// How the dispatcher retries.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// How long one request to a provider may take.
+    pub timeout: Duration,
+    /// The wait after a notification's first failure; doubled after each further one.
+    pub retry_base: Duration,
+    /// The longest wait between two attempts.
+    pub retry_max: Duration,
+    /// Attempts before a notification is given up (left as a dead letter of `@push.retry`).
+    pub max_attempts: u32,
+    /// Rows in flight at once, at most.
+    pub batch: u32,
+    /// How often the outbox is polled when nothing wakes the dispatcher.
+    pub poll: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            // A notification hours late is worse than none: about half an hour of tries.
+            max_attempts: 12,
+            batch: 64,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A running dispatcher; [`Dispatcher::stop`] ends it.
+#[derive(Debug)]
+pub struct Dispatcher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dispatcher {
+    /// Starts sending what `outbox`'s push lane holds.
+    pub fn start(
+        outbox: Arc<dyn WebhookOutbox>,
+        service: PushService,
+        providers: Providers,
+        config: DispatchConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Dispatcher {
+        let stop = CancellationToken::new();
+        let run = Run {
+            outbox,
+            service,
+            providers,
+            config,
+            clock,
+        };
+        let task = tokio::spawn(run.run(stop.clone()));
+        Dispatcher { stop, task }
+    }
+
+    /// Stops claiming; rows in flight get one request's timeout to settle, then are abandoned
+    /// and sent again when their leases end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct Run {
+    outbox: Arc<dyn WebhookOutbox>,
+    service: PushService,
+    providers: Providers,
+    config: DispatchConfig,
+    clock: Arc<dyn Clock>,
+}
+
+/// What became of one notification, for the counters.
+fn count(provider: Provider, result: &Result<(), SendError>) {
+    let provider = provider.as_str();
+    match result {
+        Ok(()) => metrics::counter!("tern_push_sent_total", "provider" => provider).increment(1),
+        Err(e) => {
+            let reason = match e {
+                SendError::Retry(_) => "retry",
+                SendError::DeadToken(_) => "dead_token",
+                SendError::Refused(_) => "refused",
+            };
+            metrics::counter!("tern_push_failed_total", "provider" => provider, "reason" => reason)
+                .increment(1);
+        }
+    }
+}
+
+impl Run {
+    /// Long enough to plan a large group's message and send its notifications.
+    fn lease_ms(&self) -> i64 {
+        (self.config.timeout * 3 + Duration::from_secs(5)).as_millis() as i64
+    }
+
+    async fn run(self, stop: CancellationToken) {
+        let run = Arc::new(self);
+        let routes = run.outbox.routes().clone();
+        let settled = Arc::new(tokio::sync::Notify::new());
+        let limit = run.config.batch.max(1) as usize;
+        let mut working = tokio::task::JoinSet::new();
+        let mut last_backlog = tokio::time::Instant::now();
+        loop {
+            while working.try_join_next().is_some() {}
+            if stop.is_cancelled() {
+                // What is in flight may settle within one request's time, so that its rows
+                // are not held by leases until they run out (on a shared store, until then no
+                // node sends them); past that it is abandoned and sent again later.
+                let drained = async { while working.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(run.config.timeout, drained).await;
+                working.abort_all();
+                return;
+            }
+            if last_backlog.elapsed() >= Duration::from_secs(5) {
+                last_backlog = tokio::time::Instant::now();
+                if let Ok(n) = run.outbox.pending_count(Lane::Push).await {
+                    metrics::gauge!("tern_push_backlog").set(n as f64);
+                }
+            }
+            let room = limit.saturating_sub(working.len());
+            let claimed = if room == 0 {
+                Vec::new()
+            } else {
+                let now = run.clock.now_ms();
+                match run
+                    .outbox
+                    .claim(Lane::Push, now, now + run.lease_ms(), room as u32)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim pushes; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => continue,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = routes.queued() => {}
+                    _ = settled.notified() => {}
+                    _ = tokio::time::sleep(run.config.poll) => {}
+                }
+                continue;
+            }
+            for row in claimed {
+                let (run, settled) = (run.clone(), settled.clone());
+                working.spawn(async move {
+                    if row.webhook == PUSH_ROUTE {
+                        run.message(row).await;
+                    } else {
+                        run.retry(row).await;
+                    }
+                    settled.notify_one();
+                });
+            }
+        }
+    }
+
+    fn failure(&self, attempts: u32, error: String) -> Failure {
+        let dead = attempts >= self.config.max_attempts;
+        let wait = backoff_ms(
+            attempts,
+            self.config.retry_base.as_millis() as u64,
+            self.config.retry_max.as_millis() as u64,
+        );
+        Failure {
+            attempts,
+            next_ms: self.clock.now_ms() + wait as i64,
+            error,
+            dead,
+        }
+    }
+
+    /// Plans a committed message's notifications and sends them all; what asks to be tried
+    /// later is queued on its own row before the message's row is settled.
+    async fn message(&self, row: QueuedEvent) {
+        let pushed = match Pushed::from_event(&row.body) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(seq = row.seq, error = %e, "an unreadable push row is dropped");
+                self.settle(row.seq, self.outbox.delivered(row.seq).await);
+                return;
+            }
+        };
+        let planned = match self.service.plan(&pushed).await {
+            Ok(p) => p,
+            Err(e) => {
+                let failure = self.failure(row.attempts + 1, format!("cannot plan: {e}"));
+                self.settle(row.seq, self.outbox.failed(row.seq, &failure).await);
+                return;
+            }
+        };
+        let now_s = self.clock.now_ms() / 1000;
+        // A message's notifications go out concurrently and are awaited together.
+        let results = futures_util::future::join_all(
+            planned.iter().map(|out| self.providers.send(out, now_s)),
+        )
+        .await;
+        let mut again = Vec::new();
+        for (out, result) in planned.into_iter().zip(results) {
+            count(out.registration.provider, &result);
+            match result {
+                Ok(()) => {}
+                Err(SendError::Retry(why)) => {
+                    tracing::info!(user = %out.registration.user, device = %out.registration.device, %why, "push deferred");
+                    again.push(retry_row(&out, self.clock.now_ms()));
+                }
+                Err(SendError::DeadToken(why)) => self.forget(&out, &why).await,
+                Err(SendError::Refused(why)) => {
+                    tracing::warn!(user = %out.registration.user, device = %out.registration.device, %why, "push refused");
+                }
+            }
+        }
+        if !again.is_empty()
+            && let Err(e) = self.outbox.enqueue(again).await
+        {
+            // The message's row stays: its lease runs out and it is planned again.
+            tracing::warn!(error = %e, "cannot queue pushes to retry");
+            return;
+        }
+        self.settle(row.seq, self.outbox.delivered(row.seq).await);
+    }
+
+    /// Another attempt at one notification, unless its device came online (it syncs) or
+    /// registered another token since.
+    async fn retry(&self, row: QueuedEvent) {
+        let out: Outgoing = match serde_json::from_str(&row.body) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(seq = row.seq, error = %e, "an unreadable push row is dropped");
+                self.settle(row.seq, self.outbox.delivered(row.seq).await);
+                return;
+            }
+        };
+        let current = match self.still_wanted(&out).await {
+            Ok(c) => c,
+            Err(e) => {
+                let failure = self.failure(row.attempts + 1, e);
+                self.settle(row.seq, self.outbox.failed(row.seq, &failure).await);
+                return;
+            }
+        };
+        if !current {
+            self.settle(row.seq, self.outbox.delivered(row.seq).await);
+            return;
+        }
+        let result = self.providers.send(&out, self.clock.now_ms() / 1000).await;
+        count(out.registration.provider, &result);
+        let settled = match result {
+            Ok(()) => self.outbox.delivered(row.seq).await,
+            Err(SendError::Retry(why)) => {
+                let failure = self.failure(row.attempts + 1, why);
+                if failure.dead {
+                    metrics::counter!("tern_push_failed_total", "provider" => out.registration.provider.as_str(), "reason" => "gave_up").increment(1);
+                }
+                self.outbox.failed(row.seq, &failure).await
+            }
+            Err(SendError::DeadToken(why)) => {
+                self.forget(&out, &why).await;
+                self.outbox.delivered(row.seq).await
+            }
+            Err(SendError::Refused(why)) => {
+                let mut failure = self.failure(row.attempts + 1, why);
+                failure.dead = true;
+                self.outbox.failed(row.seq, &failure).await
+            }
+        };
+        self.settle(row.seq, settled);
+    }
+
+    async fn still_wanted(&self, out: &Outgoing) -> Result<bool, String> {
+        let r = &out.registration;
+        let (Ok(user), Ok(device)) = (UserId::parse(&r.user), DeviceId::parse(&r.device)) else {
+            return Ok(false);
+        };
+        if self.service.is_online(&user, &device) {
+            return Ok(false);
+        }
+        let devices = self
+            .service
+            .devices(&user)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(devices
+            .iter()
+            .any(|d| d.device == r.device && d.token == r.token && d.provider == r.provider))
+    }
+
+    async fn forget(&self, out: &Outgoing, why: &str) {
+        tracing::info!(user = %out.registration.user, device = %out.registration.device, %why, "a dead push token is removed");
+        if let Err(e) = self.service.forget(&out.registration).await {
+            tracing::warn!(error = %e, "cannot remove a dead push token");
+        }
+    }
+
+    fn settle(&self, seq: u64, result: Result<(), tern_core::StoreError>) {
+        if let Err(e) = result {
+            // The lease runs out and the row is handled again: at least once, never lost.
+            tracing::warn!(error = %e, seq, "cannot settle a push row");
+        }
+    }
+}
+
+/// The row that tries `out` again, keyed by its device so that one device's retries go in
+/// order.
+fn retry_row(out: &Outgoing, now_ms: i64) -> OutboxRow {
+    let body = serde_json::to_string(out).expect("a notification serializes");
+    OutboxRow {
+        webhook: PUSH_RETRY_ROUTE.to_owned(),
+        event: Arc::new(Event {
+            id: format!(
+                "push_{}_{}",
+                out.notification.message_id, out.registration.device
+            ),
+            kind: EventKind::MessageCreated,
+            key: format!("d:{}/{}", out.registration.user, out.registration.device),
+            time_ms: now_ms,
+            body,
+        }),
+    }
+}

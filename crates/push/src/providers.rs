@@ -1,0 +1,591 @@
+//! The push providers: one request per notification to APNs (HTTP/2, an ES256 provider
+//! token), FCM HTTP v1 (a service account's RS256 assertion traded for an access token), Web
+//! Push (VAPID and RFC 8291 encryption) or the app's own gateway (a POST signed the Standard
+//! Webhooks way). Every endpoint is configurable, so tests point them at local servers.
+//!
+//! Each answer is read into one of three outcomes: delivered, try again later (429, 5xx, no
+//! answer), or the token is dead (the provider says the app was removed or the token is not
+//! one it issued), which removes the registration. Any other refusal is final for that push.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use jwt_simple::prelude::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tern_core::push::{Notification, Outgoing, Provider};
+
+/// Why a push was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth another attempt later: rate limited, the provider failed, or no answer.
+    #[error("try again: {0}")]
+    Retry(String),
+    /// The provider says the token is no longer valid: the registration is removed.
+    #[error("the token is no longer valid: {0}")]
+    DeadToken(String),
+    /// Refused for good (a malformed push, a misconfigured credential).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// Why a provider could not be set up from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("push provider {provider}: {message}")]
+pub struct ConfigError {
+    /// Which provider.
+    pub provider: Provider,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn config_error(provider: Provider, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        provider,
+        message: message.into(),
+    }
+}
+
+/// Reads an answer's status the way every provider means it, `dead` deciding which refusals
+/// say the token is dead.
+async fn outcome(
+    response: Result<reqwest::Response, reqwest::Error>,
+    dead: impl FnOnce(StatusCode, &str) -> bool,
+) -> Result<(), SendError> {
+    let response = response.map_err(|e| {
+        if e.is_timeout() {
+            SendError::Retry("no answer in time".into())
+        } else {
+            SendError::Retry(format!("request failed: {e}"))
+        }
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    let mut said = body.chars().take(300).collect::<String>();
+    if said.is_empty() {
+        said = status.to_string();
+    } else {
+        said = format!("{status}: {said}");
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        Err(SendError::Retry(said))
+    } else if dead(status, &body) {
+        Err(SendError::DeadToken(said))
+    } else {
+        Err(SendError::Refused(said))
+    }
+}
+
+/// A token reused until shortly before it expires.
+#[derive(Debug, Default)]
+struct Cached(Mutex<Option<(String, Instant)>>);
+
+impl Cached {
+    fn get(&self) -> Option<String> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(t, _)| t.clone())
+    }
+
+    fn put(&self, token: String, valid_for: Duration) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((token, Instant::now() + valid_for));
+    }
+
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// APNs' settings.
+#[derive(Debug, Clone)]
+pub struct ApnsConfig {
+    /// The signing key Apple issued (`AuthKey_XXXX.p8`): PKCS#8 PEM.
+    pub key_pem: String,
+    /// The key's id.
+    pub key_id: String,
+    /// The developer team id.
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
+    /// `https://api.push.apple.com` (or the sandbox's). An `http://` address is spoken to in
+    /// HTTP/2 without TLS (a test server).
+    pub endpoint: String,
+}
+
+/// Sends through APNs.
+#[derive(Debug)]
+pub struct Apns {
+    config: ApnsConfig,
+    key: ES256KeyPair,
+    client: reqwest::Client,
+    token: Cached,
+}
+
+/// Apple accepts a provider token for an hour and refuses one renewed more often than every
+/// twenty minutes, so one is kept for forty.
+const APNS_TOKEN_LIFE: Duration = Duration::from_secs(40 * 60);
+
+impl Apns {
+    /// APNs with `config`.
+    pub fn new(config: ApnsConfig, timeout: Duration) -> Result<Apns, ConfigError> {
+        let err = |m: String| config_error(Provider::Apns, m);
+        let key = ES256KeyPair::from_pem(&config.key_pem)
+            .map_err(|e| err(format!("the key is not a PKCS#8 P-256 key: {e}")))?
+            .with_key_id(&config.key_id);
+        if config.team_id.is_empty() || config.topic.is_empty() || config.key_id.is_empty() {
+            return Err(err("key_id, team_id and topic are required".into()));
+        }
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Apns {
+            config,
+            key,
+            client,
+            token: Cached::default(),
+        })
+    }
+
+    fn provider_token(&self) -> Result<String, SendError> {
+        if let Some(t) = self.token.get() {
+            return Ok(t);
+        }
+        // Apple reads only the issuer and the time of issue.
+        let mut claims = Claims::create(jwt_simple::prelude::Duration::from_hours(1))
+            .with_issuer(&self.config.team_id);
+        claims.expires_at = None;
+        claims.invalid_before = None;
+        let token = self
+            .key
+            .sign(claims)
+            .map_err(|e| SendError::Refused(format!("cannot sign: {e}")))?;
+        self.token.put(token.clone(), APNS_TOKEN_LIFE);
+        Ok(token)
+    }
+
+    /// The payload Apple delivers: the alert, the badge, the thread, and Tern's data.
+    pub fn payload(n: &Notification) -> Value {
+        let mut alert = json!({ "body": n.body });
+        if !n.title.is_empty() {
+            alert["title"] = json!(n.title);
+        }
+        json!({
+            "aps": {
+                "alert": alert,
+                "badge": n.badge,
+                "sound": "default",
+                "thread-id": n.conversation,
+            },
+            "tern": n.data(),
+        })
+    }
+
+    /// Sends one notification.
+    pub async fn send(&self, out: &Outgoing) -> Result<(), SendError> {
+        let token = self.provider_token()?;
+        let url = format!(
+            "{}/3/device/{}",
+            self.config.endpoint.trim_end_matches('/'),
+            out.registration.token
+        );
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(token)
+            .header("apns-topic", &self.config.topic)
+            .header("apns-push-type", "alert")
+            .header("apns-priority", "10")
+            .header("apns-collapse-id", out.notification.collapse_key())
+            .json(&Apns::payload(&out.notification))
+            .send()
+            .await;
+        let result = outcome(response, |status, body| {
+            status == StatusCode::GONE
+                || body.contains("BadDeviceToken")
+                || body.contains("Unregistered")
+                || body.contains("DeviceTokenNotForTopic")
+        })
+        .await;
+        if let Err(SendError::Refused(why)) = &result
+            && why.contains("ExpiredProviderToken")
+        {
+            self.token.clear();
+            return Err(SendError::Retry(why.clone()));
+        }
+        result
+    }
+}
+
+/// FCM's settings.
+#[derive(Debug, Clone)]
+pub struct FcmConfig {
+    /// The service account's JSON key file, as Google's console downloads it (its
+    /// `project_id`, `client_email`, `private_key`, `private_key_id` and `token_uri`).
+    pub service_account_json: String,
+    /// `https://fcm.googleapis.com`.
+    pub endpoint: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServiceAccount {
+    project_id: String,
+    client_email: String,
+    private_key: String,
+    #[serde(default)]
+    private_key_id: String,
+    #[serde(default = "google_token_uri")]
+    token_uri: String,
+}
+
+fn google_token_uri() -> String {
+    "https://oauth2.googleapis.com/token".into()
+}
+
+/// What FCM sends may be done with.
+const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+
+/// Sends through FCM HTTP v1.
+#[derive(Debug)]
+pub struct Fcm {
+    account: ServiceAccount,
+    key: RS256KeyPair,
+    endpoint: String,
+    client: reqwest::Client,
+    access: Cached,
+}
+
+impl Fcm {
+    /// FCM with `config`.
+    pub fn new(config: FcmConfig, timeout: Duration) -> Result<Fcm, ConfigError> {
+        let err = |m: String| config_error(Provider::Fcm, m);
+        let account: ServiceAccount = serde_json::from_str(&config.service_account_json)
+            .map_err(|e| err(format!("the service account file is not one: {e}")))?;
+        let mut key = RS256KeyPair::from_pem(&account.private_key)
+            .map_err(|e| err(format!("the service account's key is unreadable: {e}")))?;
+        if !account.private_key_id.is_empty() {
+            key = key.with_key_id(&account.private_key_id);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Fcm {
+            account,
+            key,
+            endpoint: config.endpoint,
+            client,
+            access: Cached::default(),
+        })
+    }
+
+    /// An access token: the service account's signed assertion traded at its token endpoint
+    /// (RFC 7523), kept until a minute before it expires.
+    async fn access_token(&self) -> Result<String, SendError> {
+        if let Some(t) = self.access.get() {
+            return Ok(t);
+        }
+        #[derive(Serialize, Deserialize)]
+        struct Scope {
+            scope: String,
+        }
+        let claims = Claims::with_custom_claims(
+            Scope {
+                scope: FCM_SCOPE.into(),
+            },
+            jwt_simple::prelude::Duration::from_hours(1),
+        )
+        .with_issuer(&self.account.client_email)
+        .with_audience(&self.account.token_uri);
+        let assertion = self
+            .key
+            .sign(claims)
+            .map_err(|e| SendError::Refused(format!("cannot sign: {e}")))?;
+        let form = format!(
+            "grant_type={}&assertion={}",
+            percent_encoding::utf8_percent_encode(
+                "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                percent_encoding::NON_ALPHANUMERIC
+            ),
+            assertion
+        );
+        let response = self
+            .client
+            .post(&self.account.token_uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| SendError::Retry(format!("token endpoint: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let said = response.text().await.unwrap_or_default();
+            let why = format!("token endpoint answered {status}: {said}");
+            return Err(
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    SendError::Retry(why)
+                } else {
+                    SendError::Refused(why)
+                },
+            );
+        }
+        #[derive(Deserialize)]
+        struct Granted {
+            access_token: String,
+            #[serde(default)]
+            expires_in: u64,
+        }
+        let granted: Granted = response
+            .json()
+            .await
+            .map_err(|e| SendError::Retry(format!("token endpoint: {e}")))?;
+        let life = Duration::from_secs(granted.expires_in.max(120) - 60);
+        self.access.put(granted.access_token.clone(), life);
+        Ok(granted.access_token)
+    }
+
+    /// The message FCM delivers: the notification, the data, the Android tag and count that
+    /// collapse and badge it, and the same for iOS devices reached through FCM.
+    pub fn message(token: &str, n: &Notification) -> Value {
+        let collapse = n.collapse_key();
+        let mut notification = json!({ "body": n.body });
+        if !n.title.is_empty() {
+            notification["title"] = json!(n.title);
+        }
+        json!({
+            "message": {
+                "token": token,
+                "notification": notification,
+                "data": n.data(),
+                "android": {
+                    "collapse_key": collapse,
+                    "priority": "HIGH",
+                    "notification": { "tag": collapse, "notification_count": n.badge },
+                },
+                "apns": {
+                    "headers": { "apns-collapse-id": collapse },
+                    "payload": { "aps": { "badge": n.badge, "thread-id": n.conversation } },
+                },
+            }
+        })
+    }
+
+    /// Sends one notification.
+    pub async fn send(&self, out: &Outgoing) -> Result<(), SendError> {
+        let access = self.access_token().await?;
+        let url = format!(
+            "{}/v1/projects/{}/messages:send",
+            self.endpoint.trim_end_matches('/'),
+            self.account.project_id
+        );
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(access)
+            .json(&Fcm::message(&out.registration.token, &out.notification))
+            .send()
+            .await;
+        let result = outcome(response, |status, body| {
+            status == StatusCode::NOT_FOUND || body.contains("UNREGISTERED")
+        })
+        .await;
+        if let Err(SendError::Refused(why)) = &result
+            && why.starts_with("401")
+        {
+            // The access token was revoked or expired early: trade for a new one next time.
+            self.access.clear();
+            return Err(SendError::Retry(why.clone()));
+        }
+        result
+    }
+}
+
+/// Web Push's settings.
+#[derive(Debug, Clone)]
+pub struct WebPushConfig {
+    /// The VAPID key: a P-256 private key, PKCS#8 PEM. Its public half is what browsers
+    /// subscribe with (`applicationServerKey`).
+    pub vapid_key_pem: String,
+    /// Who runs this server, for push services to contact (`mailto:` or `https:`).
+    pub subject: String,
+    /// How long a push service keeps a notification for an offline browser.
+    pub ttl: Duration,
+}
+
+/// Sends through Web Push.
+#[derive(Debug)]
+pub struct WebPush {
+    key: ES256KeyPair,
+    subject: String,
+    ttl: Duration,
+    client: reqwest::Client,
+}
+
+/// What a Web Push payload may weigh before encryption: 4096 bytes in all on the wire, less
+/// the record's header and tag.
+const WEB_PUSH_MAX_PAYLOAD: usize = 3993;
+
+impl WebPush {
+    /// Web Push with `config`.
+    pub fn new(config: WebPushConfig, timeout: Duration) -> Result<WebPush, ConfigError> {
+        let err = |m: String| config_error(Provider::Webpush, m);
+        let key = ES256KeyPair::from_pem(&config.vapid_key_pem)
+            .map_err(|e| err(format!("the VAPID key is not a PKCS#8 P-256 key: {e}")))?;
+        if !(config.subject.starts_with("mailto:") || config.subject.starts_with("https://")) {
+            return Err(err("subject must be a mailto: or https: address".into()));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(WebPush {
+            key,
+            subject: config.subject,
+            ttl: config.ttl,
+            client,
+        })
+    }
+
+    /// The VAPID public key browsers subscribe with, base64url.
+    pub fn public_key(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.key.public_key().public_key().to_bytes_uncompressed())
+    }
+
+    /// The JSON a service worker receives (decrypted by the browser).
+    pub fn payload(n: &Notification) -> Value {
+        json!({
+            "title": n.title,
+            "body": n.body,
+            "badge": n.badge,
+            "tag": n.collapse_key(),
+            "data": n.data(),
+        })
+    }
+
+    /// Sends one notification.
+    pub async fn send(&self, out: &Outgoing) -> Result<(), SendError> {
+        use web_push_native::{Auth, WebPushBuilder, p256};
+        let refused = |m: String| SendError::Refused(m);
+        let r = &out.registration;
+        let (p256dh, auth) = r
+            .web_keys()
+            .ok_or_else(|| refused("the subscription's keys are unreadable".into()))?;
+        let public = p256::PublicKey::from_sec1_bytes(&p256dh)
+            .map_err(|_| refused("p256dh is not a P-256 point".into()))?;
+        if auth.len() != 16 {
+            return Err(refused("auth is not 16 bytes".into()));
+        }
+        let endpoint: reqwest::Url = r
+            .token
+            .parse()
+            .map_err(|_| refused("the endpoint is not a URL".into()))?;
+        let mut body = WebPush::payload(&out.notification).to_string();
+        if body.len() > WEB_PUSH_MAX_PAYLOAD {
+            let mut shorter = out.notification.clone();
+            shorter.body = shorter.body.chars().take(100).collect();
+            body = WebPush::payload(&shorter).to_string();
+        }
+        let request = WebPushBuilder::new(
+            endpoint
+                .as_str()
+                .parse()
+                .map_err(|_| refused("the endpoint is not a URL".into()))?,
+            public,
+            Auth::clone_from_slice(&auth),
+        )
+        .with_valid_duration(self.ttl)
+        .with_vapid(&self.key, &self.subject)
+        .build(body)
+        .map_err(|e| refused(format!("cannot encrypt: {e}")))?;
+        let (parts, payload) = request.into_parts();
+        let mut builder = self.client.post(endpoint).body(payload);
+        for (name, value) in &parts.headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .header("topic", out.notification.collapse_key())
+            .header("urgency", "high")
+            .send()
+            .await;
+        outcome(response, |status, _| {
+            status == StatusCode::NOT_FOUND || status == StatusCode::GONE
+        })
+        .await
+    }
+}
+
+/// The app's own push gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to POST.
+    pub url: String,
+    /// The signing key (from a `whsec_` secret, as for webhooks).
+    pub key: Vec<u8>,
+}
+
+/// Sends to the app's own gateway: a JSON POST signed like a webhook.
+#[derive(Debug)]
+pub struct Gateway {
+    config: GatewayConfig,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    /// The gateway with `config`.
+    pub fn new(config: GatewayConfig, timeout: Duration) -> Result<Gateway, ConfigError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| config_error(Provider::Webhook, e.to_string()))?;
+        Ok(Gateway { config, client })
+    }
+
+    /// What the gateway receives.
+    pub fn payload(out: &Outgoing) -> Value {
+        let n = &out.notification;
+        json!({
+            "user_id": out.registration.user,
+            "device_id": out.registration.device,
+            "token": out.registration.token,
+            "title": n.title,
+            "body": n.body,
+            "badge": n.badge,
+            "collapse_key": n.collapse_key(),
+            "data": n.data(),
+        })
+    }
+
+    /// Sends one notification.
+    pub async fn send(&self, out: &Outgoing, now_s: i64) -> Result<(), SendError> {
+        let body = Gateway::payload(out).to_string();
+        let id = format!(
+            "push_{}_{}",
+            out.notification.message_id, out.registration.device
+        );
+        let signature = tern_core::webhooks::sign(&self.config.key, &id, now_s, &body);
+        let response = self
+            .client
+            .post(&self.config.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now_s.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        outcome(response, |status, _| {
+            status == StatusCode::NOT_FOUND || status == StatusCode::GONE
+        })
+        .await
+    }
+}

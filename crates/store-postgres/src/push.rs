@@ -1,0 +1,103 @@
+//! Devices' push registrations.
+
+use async_trait::async_trait;
+use tern_core::{
+    DeviceId, StoreError, UserId,
+    push::{Provider, PushRegistration, PushStore},
+};
+use tokio_postgres::Row;
+
+use crate::{
+    PgStore,
+    rows::{exec, rows},
+};
+
+const COLUMNS: &str = "user_id, device_id, provider, token, p256dh, auth, private, updated_ms";
+
+fn registration_of(r: &Row) -> Result<PushRegistration, StoreError> {
+    let provider: String = r.get(2);
+    Ok(PushRegistration {
+        user: r.get(0),
+        device: r.get(1),
+        provider: Provider::parse(&provider)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown push provider {provider:?}")))?,
+        token: r.get(3),
+        p256dh: r.get(4),
+        auth: r.get(5),
+        private: r.get(6),
+        updated_ms: r.get(7),
+    })
+}
+
+#[async_trait]
+impl PushStore for PgStore {
+    async fn put_push(&self, r: &PushRegistration) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            &format!(
+                "INSERT INTO push_devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET
+                   provider = EXCLUDED.provider, token = EXCLUDED.token,
+                   p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth,
+                   private = EXCLUDED.private, updated_ms = EXCLUDED.updated_ms"
+            ),
+            &[
+                &r.user,
+                &r.device,
+                &r.provider.as_str(),
+                &r.token,
+                &r.p256dh,
+                &r.auth,
+                &r.private,
+                &r.updated_ms,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_push(&self, user: &UserId, device: &DeviceId) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "DELETE FROM push_devices WHERE user_id = $1 AND device_id = $2",
+            &[&user.as_str(), &device.as_str()],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn pushes_of(&self, users: Vec<UserId>) -> Result<Vec<PushRegistration>, StoreError> {
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let c = self.client().await?;
+        rows(
+            &c,
+            &format!(
+                "SELECT {COLUMNS} FROM push_devices WHERE user_id = ANY($1)
+                 ORDER BY user_id COLLATE \"C\", device_id COLLATE \"C\""
+            ),
+            &[&users],
+        )
+        .await?
+        .iter()
+        .map(registration_of)
+        .collect()
+    }
+
+    async fn forget_push_token(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "DELETE FROM push_devices WHERE user_id = $1 AND device_id = $2 AND token = $3",
+            &[&user.as_str(), &device.as_str(), &token],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+}
