@@ -850,3 +850,66 @@ async fn bad_registrations_are_refused() {
     assert_eq!(status, 404, "no Web Push here");
     server.stop().await;
 }
+
+/// A connected device whose app went to the background is notified as if offline, until it
+/// comes back or connects again; a server told not to leaves it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_in_the_background_is_notified_while_connected() {
+    let mut p = Providers::start().await;
+    let mut server = server_with(&p).await;
+    server.register(&["alice", "bob"]).await;
+    registered(&server, "bob", "phone", register("webhook", "bob-phone")).await;
+    let alice = server.client("alice", "pc").await;
+    let phone = server.client("bob", "phone").await;
+    seen(&server, "bob", "phone", true).await;
+    alice.client.send_text("bob", "foreground").await.unwrap();
+    p.quiet(Duration::from_millis(300)).await;
+
+    let state = |background| pb::PushAppStateRequest { background };
+    phone.client.request(state(true)).await.unwrap();
+    alice.client.send_text("bob", "background").await.unwrap();
+    let got = p.next().await;
+    assert_eq!(
+        (got.token.as_str(), got.body.as_str()),
+        ("bob-phone", "background")
+    );
+
+    phone.client.request(state(false)).await.unwrap();
+    alice.client.send_text("bob", "back").await.unwrap();
+    p.quiet(Duration::from_millis(300)).await;
+
+    // Marked in the background, then a new connection: the new one is in the foreground.
+    phone.client.request(state(true)).await.unwrap();
+    phone.client.close_and_wait().await;
+    let phone = server.client("bob", "phone").await;
+    seen(&server, "bob", "phone", true).await;
+    alice
+        .client
+        .send_text("bob", "new connection")
+        .await
+        .unwrap();
+    p.quiet(Duration::from_millis(300)).await;
+
+    // A device without a registration has no state to keep.
+    let pc = server.client("bob", "pc").await;
+    let err = pc.client.request(state(true)).await.unwrap_err();
+    assert_eq!(err.code(), Some(tern_proto::ErrorCode::InvalidArgument));
+    phone.client.close_and_wait().await;
+    pc.client.close_and_wait().await;
+    alice.client.close_and_wait().await;
+    server.stop().await;
+
+    // A server that does not notify background devices.
+    let mut push = p.configure.clone();
+    push.notify_background = false;
+    let mut server = TestServer::start_with(move |c| c.push = push).await;
+    server.register(&["alice", "bob"]).await;
+    registered(&server, "bob", "phone", register("webhook", "bob-phone")).await;
+    let alice = server.client("alice", "pc").await;
+    let phone = server.client("bob", "phone").await;
+    seen(&server, "bob", "phone", true).await;
+    phone.client.request(state(true)).await.unwrap();
+    alice.client.send_text("bob", "left alone").await.unwrap();
+    p.quiet(Duration::from_millis(300)).await;
+    server.stop().await;
+}

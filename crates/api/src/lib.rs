@@ -153,4 +153,5 @@ handled!(
     BlockList,
     PushRegister,
     PushUnregister,
+    PushAppState,
 );

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    ConversationId, ConversationKind, DeviceId, GroupId, ServiceError, StoreError, UserId,
-    conversations::ConversationService, pb, social::SocialService, store::GroupStore,
+    ConnectionId, ConversationId, ConversationKind, DeviceId, GroupId, ServiceError, StoreError,
+    UserId, conversations::ConversationService, pb, social::SocialService, store::GroupStore,
 };
 
 /// Where a device's notifications go.
@@ -90,6 +90,11 @@ pub struct PushRegistration {
     pub private: bool,
     /// When it was registered (Unix ms).
     pub updated_ms: i64,
+    /// The connection (its [`ConnectionId::get`]) over which the app said it went to the
+    /// background, 0 when none: while that connection lasts the device is notified as if it
+    /// were offline (when the policy says so). A new connection is in the foreground, so an
+    /// app that was killed in the background is not left marked.
+    pub background_connection: u64,
 }
 
 fn base64url(raw: &str) -> Option<Vec<u8>> {
@@ -161,6 +166,15 @@ pub trait PushStore: Send + Sync + fmt::Debug + 'static {
     /// Every registration of each of `users`, ordered by user and device.
     async fn pushes_of(&self, users: Vec<UserId>) -> Result<Vec<PushRegistration>, StoreError>;
 
+    /// Records that the device's app went to the background over `connection` (0: came back to
+    /// the foreground); whether the device has a registration.
+    async fn set_push_background(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        connection: u64,
+    ) -> Result<bool, StoreError>;
+
     /// Removes the device's registration if it still holds `token` (a provider said the token
     /// is no longer valid; a token the device registered since is kept); whether it did.
     async fn forget_push_token(
@@ -173,8 +187,9 @@ pub trait PushStore: Send + Sync + fmt::Debug + 'static {
 
 /// Which devices are connected now, on any node.
 pub trait OnlineDevices: Send + Sync + fmt::Debug + 'static {
-    /// The devices of `user` connected to this node or, in a cluster, to any other.
-    fn online_devices(&self, user: &UserId) -> Vec<DeviceId>;
+    /// The devices of `user` connected to this node or, in a cluster, to any other, each with
+    /// its connection.
+    fn online_devices(&self, user: &UserId) -> Vec<(DeviceId, ConnectionId)>;
 }
 
 /// What one notification says, whatever the provider.
@@ -299,6 +314,9 @@ pub struct PushConfig {
     pub providers: HashSet<Provider>,
     /// The body of a private notification.
     pub private_text: String,
+    /// Whether a device connected with its app in the background is notified too (its app
+    /// may not be shown what arrives; the phone's notification is what the user sees).
+    pub notify_background: bool,
 }
 
 impl Default for PushConfig {
@@ -306,6 +324,7 @@ impl Default for PushConfig {
         Self {
             providers: HashSet::new(),
             private_text: "You have a new message".to_owned(),
+            notify_background: true,
         }
     }
 }
@@ -384,6 +403,7 @@ impl PushService {
             auth: auth.to_owned(),
             private,
             updated_ms: self.clock.now_ms(),
+            background_connection: 0,
         };
         registration.validate()?;
         self.store.put_push(&registration).await?;
@@ -402,7 +422,47 @@ impl PushService {
 
     /// Whether `device` of `user` is connected now.
     pub fn is_online(&self, user: &UserId, device: &DeviceId) -> bool {
-        self.online.online_devices(user).contains(device)
+        self.online
+            .online_devices(user)
+            .iter()
+            .any(|(d, _)| d == device)
+    }
+
+    /// Whether `registration`'s device is reached over its connection now, so that it needs
+    /// no notification: connected, and not over the connection on which its app said it went
+    /// to the background (when such devices are notified).
+    pub fn reached_live(&self, registration: &PushRegistration) -> bool {
+        let Ok(user) = UserId::parse(&registration.user) else {
+            return false;
+        };
+        let online = self.online.online_devices(&user);
+        self.live_among(&online, registration)
+    }
+
+    fn live_among(&self, online: &[(DeviceId, ConnectionId)], r: &PushRegistration) -> bool {
+        online.iter().any(|(d, c)| {
+            d.as_str() == r.device
+                && !(self.config.notify_background && r.background_connection == c.get())
+        })
+    }
+
+    /// Records whether the app of `device` is in the background, over `connection`; a device
+    /// without a registration is refused (there is nothing to notify).
+    pub async fn set_background(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        connection: ConnectionId,
+        background: bool,
+    ) -> Result<(), ServiceError> {
+        let mark = if background { connection.get() } else { 0 };
+        if self.store.set_push_background(user, device, mark).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::InvalidArgument(
+                "this device has no push registration".into(),
+            ))
+        }
     }
 
     /// A provider said `registration`'s token is dead: forget it (unless replaced since).
@@ -501,7 +561,7 @@ impl PushService {
             let online = self.online.online_devices(&user);
             let offline: Vec<&PushRegistration> = mine
                 .iter()
-                .filter(|r| !online.iter().any(|d| d.as_str() == r.device))
+                .filter(|r| !self.live_among(&online, r))
                 .collect();
             if offline.is_empty() {
                 continue;
@@ -581,6 +641,7 @@ mod tests {
             auth: auth.into(),
             private: false,
             updated_ms: 0,
+            background_connection: 0,
         }
     }
 

@@ -222,12 +222,21 @@ impl Presence {
 }
 
 impl tern_core::push::OnlineDevices for Presence {
-    fn online_devices(&self, user: &UserId) -> Vec<tern_core::DeviceId> {
-        self.of(user)
-            .devices
-            .iter()
-            .filter_map(|d| tern_core::DeviceId::parse(&d.device_id).ok())
-            .collect()
+    fn online_devices(&self, user: &UserId) -> Vec<(tern_core::DeviceId, ConnectionId)> {
+        let mut out: Vec<(tern_core::DeviceId, ConnectionId)> = self
+            .registry
+            .connections_of(user)
+            .into_iter()
+            .map(|(id, device, _)| (device, id))
+            .collect();
+        if let Some(elsewhere) = self.remote().users.get(user) {
+            out.extend(
+                elsewhere
+                    .iter()
+                    .map(|(id, (device, _))| (device.clone(), *id)),
+            );
+        }
+        out
     }
 }
 

@@ -284,6 +284,7 @@ protocol! {
         Observe = 0x0701, "OBSERVE", ObserveRequest => ObserveResponse;
         PushRegister = 0x0801, "PUSH_REGISTER", PushRegisterRequest => PushRegisterResponse;
         PushUnregister = 0x0802, "PUSH_UNREGISTER", PushUnregisterRequest => PushUnregisterResponse;
+        PushAppState = 0x0803, "PUSH_APP_STATE", PushAppStateRequest => PushAppStateResponse;
     }
     events {
         Kick = 0x0005, "KICK", Kick;

@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use providers::{Apns, Fcm, Gateway, SendError, WebPush};
 use tern_core::{
-    Clock, DeviceId, UserId,
+    Clock, UserId,
     push::{Outgoing, Provider, PushService, Pushed},
     webhooks::{
         Event, EventKind, Failure, Lane, OutboxRow, PUSH_RETRY_ROUTE, PUSH_ROUTE, QueuedEvent,
@@ -357,20 +357,20 @@ impl Run {
 
     async fn still_wanted(&self, out: &Outgoing) -> Result<bool, String> {
         let r = &out.registration;
-        let (Ok(user), Ok(device)) = (UserId::parse(&r.user), DeviceId::parse(&r.device)) else {
+        let Ok(user) = UserId::parse(&r.user) else {
             return Ok(false);
         };
-        if self.service.is_online(&user, &device) {
-            return Ok(false);
-        }
         let devices = self
             .service
             .devices(&user)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(devices
-            .iter()
-            .any(|d| d.device == r.device && d.token == r.token && d.provider == r.provider))
+        Ok(devices.iter().any(|d| {
+            d.device == r.device
+                && d.token == r.token
+                && d.provider == r.provider
+                && !self.service.reached_live(d)
+        }))
     }
 
     async fn forget(&self, out: &Outgoing, why: &str) {

@@ -190,6 +190,9 @@ pub struct PushSettings {
     pub webhook: Option<PushWebhookSetting>,
     /// What a private notification says.
     pub private_text: String,
+    /// Whether a device still connected while its app is in the background (it said so with
+    /// PUSH_APP_STATE) is notified too.
+    pub notify_background: bool,
     /// How long a provider may take to answer, in ms.
     pub timeout_ms: u64,
     /// The wait after a notification's first failure, doubled after each further one, in ms.
@@ -209,6 +212,7 @@ impl Default for PushSettings {
             webpush: None,
             webhook: None,
             private_text: tern_core::push::PushConfig::default().private_text,
+            notify_background: true,
             timeout_ms: d.timeout.as_millis() as u64,
             retry_base_ms: d.retry_base.as_millis() as u64,
             retry_max_ms: d.retry_max.as_millis() as u64,

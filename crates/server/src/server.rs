@@ -372,6 +372,7 @@ impl Server {
             tern_core::push::PushConfig {
                 providers: push_providers.configured().into_iter().collect(),
                 private_text: config.push.private_text.clone(),
+                notify_background: config.push.notify_background,
             },
         );
         // Before any message commits: from now on each queues its push row with it.

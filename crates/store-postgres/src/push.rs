@@ -12,7 +12,8 @@ use crate::{
     rows::{exec, rows},
 };
 
-const COLUMNS: &str = "user_id, device_id, provider, token, p256dh, auth, private, updated_ms";
+const COLUMNS: &str =
+    "user_id, device_id, provider, token, p256dh, auth, private, updated_ms, background_connection";
 
 fn registration_of(r: &Row) -> Result<PushRegistration, StoreError> {
     let provider: String = r.get(2);
@@ -26,6 +27,7 @@ fn registration_of(r: &Row) -> Result<PushRegistration, StoreError> {
         auth: r.get(5),
         private: r.get(6),
         updated_ms: r.get(7),
+        background_connection: r.get::<_, i64>(8) as u64,
     })
 }
 
@@ -36,11 +38,12 @@ impl PushStore for PgStore {
         exec(
             &c,
             &format!(
-                "INSERT INTO push_devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO push_devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET
                    provider = EXCLUDED.provider, token = EXCLUDED.token,
                    p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth,
-                   private = EXCLUDED.private, updated_ms = EXCLUDED.updated_ms"
+                   private = EXCLUDED.private, updated_ms = EXCLUDED.updated_ms,
+                   background_connection = EXCLUDED.background_connection"
             ),
             &[
                 &r.user,
@@ -51,6 +54,7 @@ impl PushStore for PgStore {
                 &r.auth,
                 &r.private,
                 &r.updated_ms,
+                &(r.background_connection as i64),
             ],
         )
         .await?;
@@ -83,6 +87,23 @@ impl PushStore for PgStore {
         .iter()
         .map(registration_of)
         .collect()
+    }
+
+    async fn set_push_background(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        connection: u64,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "UPDATE push_devices SET background_connection = $3
+             WHERE user_id = $1 AND device_id = $2",
+            &[&user.as_str(), &device.as_str(), &(connection as i64)],
+        )
+        .await?;
+        Ok(n == 1)
     }
 
     async fn forget_push_token(

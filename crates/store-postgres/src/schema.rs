@@ -259,6 +259,8 @@ CREATE TABLE push_devices (
     auth TEXT NOT NULL,
     private BOOLEAN NOT NULL,
     updated_ms BIGINT NOT NULL,
+    -- The connection on which the app said it went to the background (0: none).
+    background_connection BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, device_id)
 );
 "#,

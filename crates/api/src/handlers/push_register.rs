@@ -1,4 +1,5 @@
-//! PUSH_REGISTER and PUSH_UNREGISTER: the calling device's push token.
+//! PUSH_REGISTER, PUSH_UNREGISTER and PUSH_APP_STATE: the calling device's push token, and
+//! whether its app is in the background.
 
 use tern_core::ServiceError;
 use tern_proto::pb;
@@ -39,5 +40,25 @@ impl Handle<pb::PushUnregisterRequest> for Api {
             .unregister(&caller.user, &caller.device)
             .await?;
         Ok(pb::PushUnregisterResponse { removed })
+    }
+}
+
+impl Handle<pb::PushAppStateRequest> for Api {
+    async fn handle(
+        &self,
+        caller: &Caller,
+        req: pb::PushAppStateRequest,
+    ) -> Result<pb::PushAppStateResponse, ServiceError> {
+        // An app's state belongs to its connection: a front door without one has none.
+        let Some(connection) = caller.connection else {
+            return Err(ServiceError::InvalidArgument(
+                "only a connection's app has a state".into(),
+            ));
+        };
+        self.services
+            .push
+            .set_background(&caller.user, &caller.device, connection, req.background)
+            .await?;
+        Ok(pb::PushAppStateResponse {})
     }
 }

@@ -27,6 +27,7 @@ fn registration(u: &str, device: &str, provider: Provider, token: &str) -> PushR
         },
         private: device == "tablet",
         updated_ms: 1_000,
+        background_connection: 0,
     }
 }
 
@@ -51,6 +52,31 @@ pub async fn push_registrations_are_kept_replaced_and_forgotten(store: &dyn Back
         vec![phone.clone(), tablet.clone(), bob.clone()]
     );
 
+    // The tablet's app goes to the background over a connection, and comes back.
+    let tablet_id = DeviceId::parse("tablet").unwrap();
+    let alice = user("alice");
+    assert!(
+        store
+            .set_push_background(&alice, &tablet_id, 77)
+            .await
+            .unwrap()
+    );
+    let read = store.pushes_of(vec![user("alice")]).await.unwrap();
+    assert_eq!(read[1].background_connection, 77);
+    assert!(
+        store
+            .set_push_background(&alice, &tablet_id, 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_push_background(&user("carol"), &tablet_id, 5)
+            .await
+            .unwrap(),
+        "no registration, nothing to mark"
+    );
+
     // The phone registers again, now through FCM: replaced, not added.
     let moved = registration("alice", "phone", Provider::Fcm, "new-token");
     store.put_push(&moved).await.unwrap();
@@ -59,7 +85,7 @@ pub async fn push_registrations_are_kept_replaced_and_forgotten(store: &dyn Back
         vec![moved.clone(), tablet.clone()]
     );
     // A refusal of the old token arriving late forgets nothing.
-    let (alice, phone_id) = (user("alice"), DeviceId::parse("phone").unwrap());
+    let phone_id = DeviceId::parse("phone").unwrap();
     assert!(
         !store
             .forget_push_token(&alice, &phone_id, "aa11")
@@ -76,7 +102,6 @@ pub async fn push_registrations_are_kept_replaced_and_forgotten(store: &dyn Back
         store.pushes_of(vec![user("alice")]).await.unwrap(),
         vec![tablet.clone()]
     );
-    let tablet_id = DeviceId::parse("tablet").unwrap();
     assert!(store.delete_push(&alice, &tablet_id).await.unwrap());
     assert!(!store.delete_push(&alice, &tablet_id).await.unwrap());
     assert!(

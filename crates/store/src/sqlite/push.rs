@@ -9,7 +9,8 @@ use tern_core::{
 
 use super::{SqliteStore, rows::store_err};
 
-const COLUMNS: &str = "user_id, device_id, provider, token, p256dh, auth, private, updated_ms";
+const COLUMNS: &str =
+    "user_id, device_id, provider, token, p256dh, auth, private, updated_ms, background_connection";
 
 fn registration_of(r: &Row<'_>) -> rusqlite::Result<PushRegistration> {
     let provider: String = r.get(2)?;
@@ -28,6 +29,7 @@ fn registration_of(r: &Row<'_>) -> rusqlite::Result<PushRegistration> {
         auth: r.get(5)?,
         private: r.get(6)?,
         updated_ms: r.get(7)?,
+        background_connection: r.get::<_, i64>(8)? as u64,
     })
 }
 
@@ -39,7 +41,7 @@ impl PushStore for SqliteStore {
             b.conn
                 .prepare_cached(&format!(
                     "INSERT OR REPLACE INTO push_devices ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ))?
                 .execute(params![
                     r.user,
@@ -49,7 +51,8 @@ impl PushStore for SqliteStore {
                     r.p256dh,
                     r.auth,
                     r.private,
-                    r.updated_ms
+                    r.updated_ms,
+                    r.background_connection as i64
                 ])?;
             Ok(())
         })
@@ -88,6 +91,26 @@ impl PushStore for SqliteStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn set_push_background(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        connection: u64,
+    ) -> Result<bool, StoreError> {
+        let (user, device) = (user.to_string(), device.to_string());
+        self.write(move |b| {
+            let n = b
+                .conn
+                .prepare_cached(
+                    "UPDATE push_devices SET background_connection = ?3
+                     WHERE user_id = ?1 AND device_id = ?2",
+                )?
+                .execute(params![user, device, connection as i64])?;
+            Ok(n == 1)
         })
         .await
     }

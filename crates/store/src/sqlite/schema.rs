@@ -254,6 +254,8 @@ const MAIN: &[&str] = &[
         auth TEXT NOT NULL,
         private INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL,
+        -- The connection on which the app said it went to the background (0: none).
+        background_connection INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (user_id, device_id)
     ) WITHOUT ROWID;
     "#,
