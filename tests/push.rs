@@ -7,7 +7,7 @@
 //! tokens, retries, and a push that outlives a restart.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     path::Path,
     sync::{Arc, Mutex},
@@ -51,6 +51,7 @@ struct Got {
     badge: u64,
     conversation: String,
     collapse: String,
+    message_id: String,
 }
 
 /// The stand-ins' keys and what they answer.
@@ -64,6 +65,10 @@ struct Farm {
     scripted: Mutex<HashMap<String, Vec<u16>>>,
     /// Access tokens the token endpoint handed out.
     access_tokens: Mutex<Vec<String>>,
+    /// The gateway holds every request unanswered (a provider that hangs).
+    hang: std::sync::atomic::AtomicBool,
+    /// Requests the gateway held.
+    hung: std::sync::atomic::AtomicUsize,
     got: mpsc::UnboundedSender<Got>,
 }
 
@@ -136,6 +141,7 @@ async fn apns(
             .unwrap()
             .to_owned(),
         collapse: headers["apns-collapse-id"].to_str().unwrap().to_owned(),
+        message_id: payload["tern"]["message_id"].as_str().unwrap().to_owned(),
     });
     StatusCode::OK.into_response()
 }
@@ -214,6 +220,7 @@ async fn fcm(
             .unwrap(),
         conversation: m["data"]["conversation_id"].as_str().unwrap().to_owned(),
         collapse: m["android"]["collapse_key"].as_str().unwrap().to_owned(),
+        message_id: m["data"]["message_id"].as_str().unwrap().to_owned(),
     });
     axum::Json(json!({ "name": format!("projects/{PROJECT}/messages/1") })).into_response()
 }
@@ -266,6 +273,7 @@ async fn webpush(
             .unwrap()
             .to_owned(),
         collapse: headers["topic"].to_str().unwrap().to_owned(),
+        message_id: payload["data"]["message_id"].as_str().unwrap().to_owned(),
     });
     StatusCode::CREATED.into_response()
 }
@@ -282,6 +290,11 @@ async fn gateway(State(farm): State<Arc<Farm>>, headers: HeaderMap, body: String
         ),
         "signed with the gateway's secret"
     );
+    if farm.hang.load(std::sync::atomic::Ordering::SeqCst) {
+        // Held until the server gives up on it (or is killed): never answered.
+        farm.hung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     let payload: Value = serde_json::from_str(&body).unwrap();
     let token = payload["token"].as_str().unwrap().to_owned();
     if let Some(status) = farm.scripted(&token) {
@@ -298,6 +311,7 @@ async fn gateway(State(farm): State<Arc<Farm>>, headers: HeaderMap, body: String
             .unwrap()
             .to_owned(),
         collapse: payload["collapse_key"].as_str().unwrap().to_owned(),
+        message_id: payload["data"]["message_id"].as_str().unwrap().to_owned(),
     });
     StatusCode::NO_CONTENT.into_response()
 }
@@ -325,6 +339,8 @@ impl Providers {
             browsers: Mutex::new(HashMap::new()),
             scripted: Mutex::new(HashMap::new()),
             access_tokens: Mutex::new(Vec::new()),
+            hang: Default::default(),
+            hung: Default::default(),
             got: tx,
         });
         let app = Router::new()
@@ -912,4 +928,169 @@ async fn a_device_in_the_background_is_notified_while_connected() {
     alice.client.send_text("bob", "left alone").await.unwrap();
     p.quiet(Duration::from_millis(300)).await;
     server.stop().await;
+}
+
+/// A `tern serve` process over a data directory, sending pushes to the gateway stand-in.
+struct Process {
+    child: std::process::Child,
+    tcp: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, store: Option<&str>, gateway: &str) -> Process {
+    use std::io::BufRead as _;
+    let config = dir.join("tern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[push]\nretry_base_ms = 20\nretry_max_ms = 100\ntimeout_ms = 1000\n\
+             max_attempts = 100000\n\
+             [push.webhook]\nurl = \"{gateway}\"\nsecret = \"{}\"\n",
+            String::from_utf8(GATEWAY_SECRET.to_vec()).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tern"));
+    if let Some(url) = store {
+        command.env("TERN_STORE", url);
+    }
+    let mut child = command
+        .args([
+            "serve",
+            "--tcp-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("TERN_ARGON2_MEMORY_KIB", "64")
+        .env("TERN_ARGON2_ITERATIONS", "1")
+        .env("TERN_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tern serve starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let tcp = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its addresses")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("tern: tcp listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Process { child, tcp }
+}
+
+/// A raw connection logged in as `user` on `device`.
+async fn login(tcp: &str, user: &str, device: &str) -> tern_client::Connection {
+    let endpoint = tern_client::Endpoint::Tcp(tcp.to_owned());
+    let (conn, _events) = tern_client::Connection::connect(
+        &endpoint,
+        tern_client::Encoding::Protobuf,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    conn.request(pb::LoginRequest {
+        user_id: user.into(),
+        device_id: device.into(),
+        platform: pb::Platform::Ios as i32,
+        credential: Some(pb::login_request::Credential::Password(
+            tern_testkit::password(user),
+        )),
+    })
+    .await
+    .unwrap();
+    conn
+}
+
+/// Kills the server with SIGKILL, again and again: while a push hangs at the provider, right
+/// after acks, and at a random moment while pushes go out. Every acked message's push arrives
+/// in the end (a push the crash cut short may arrive twice: at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_are_pushed_across_repeated_kills() {
+    let mut p = Providers::start().await;
+    let gateway = format!("http://{}/gateway", p.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let store = tern_testkit::test_database().await;
+    let mut process = spawn(dir.path(), store.as_deref(), &gateway);
+    let endpoint = tern_client::Endpoint::Tcp(process.tcp.clone());
+    for u in ["alice", "bob"] {
+        tern_client::register(&endpoint, u, &tern_testkit::password(u))
+            .await
+            .unwrap();
+    }
+    let bob = login(&process.tcp, "bob", "phone").await;
+    bob.request(register("webhook", "bob-phone")).await.unwrap();
+    drop(bob);
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut got: HashSet<String> = HashSet::new();
+    for round in 0..4 {
+        p.farm
+            .hang
+            .store(round == 0, std::sync::atomic::Ordering::SeqCst);
+        let alice = login(&process.tcp, "alice", "pc").await;
+        for i in 0..10 {
+            let ack = alice
+                .request(pb::SendRequest {
+                    client_msg_id: format!("r{round}-{i}"),
+                    target: Some(pb::send_request::Target::ToUser("bob".into())),
+                    content: Some(tern_testkit::text(&format!("r{round}-{i}"))),
+                })
+                .await
+                .unwrap();
+            acked.insert(ack.message_id.to_string());
+        }
+        match round {
+            // A push is in flight, unanswered.
+            0 => {
+                let deadline = tokio::time::Instant::now() + WAIT;
+                while p.farm.hung.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    assert!(tokio::time::Instant::now() < deadline, "a push starts");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            // Right after the acks.
+            1 => {}
+            // At a random moment while pushes go out.
+            _ => tokio::time::sleep(Duration::from_millis(rand::random_range(0..60))).await,
+        }
+        drop(alice);
+        process.child.kill().unwrap();
+        process.child.wait().unwrap();
+        p.farm
+            .hang
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        while let Ok(g) = p.got.try_recv() {
+            got.insert(g.message_id);
+        }
+        process = spawn(dir.path(), store.as_deref(), &gateway);
+    }
+    // On PostgreSQL a killed process's leases run out after the 1 s timeout thrice and 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !acked.is_subset(&got) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, p.got.recv()).await {
+            Ok(Some(g)) => {
+                got.insert(g.message_id);
+            }
+            _ => panic!(
+                "acked messages never pushed: {:?}",
+                acked.difference(&got).collect::<Vec<_>>()
+            ),
+        }
+    }
+    drop(process);
 }
