@@ -881,8 +881,7 @@ async fn a_device_in_the_background_is_notified_while_connected() {
     alice.client.send_text("bob", "foreground").await.unwrap();
     p.quiet(Duration::from_millis(300)).await;
 
-    let state = |background| pb::PushAppStateRequest { background };
-    phone.client.request(state(true)).await.unwrap();
+    phone.client.set_background(true).await.unwrap();
     alice.client.send_text("bob", "background").await.unwrap();
     let got = p.next().await;
     assert_eq!(
@@ -890,12 +889,16 @@ async fn a_device_in_the_background_is_notified_while_connected() {
         ("bob-phone", "background")
     );
 
-    phone.client.request(state(false)).await.unwrap();
+    phone.client.set_background(false).await.unwrap();
     alice.client.send_text("bob", "back").await.unwrap();
     p.quiet(Duration::from_millis(300)).await;
 
     // Marked in the background, then a new connection: the new one is in the foreground.
-    phone.client.request(state(true)).await.unwrap();
+    phone
+        .client
+        .request(pb::PushAppStateRequest { background: true })
+        .await
+        .unwrap();
     phone.client.close_and_wait().await;
     let phone = server.client("bob", "phone").await;
     seen(&server, "bob", "phone", true).await;
@@ -908,10 +911,37 @@ async fn a_device_in_the_background_is_notified_while_connected() {
 
     // A device without a registration has no state to keep.
     let pc = server.client("bob", "pc").await;
-    let err = pc.client.request(state(true)).await.unwrap_err();
+    let err = pc.client.set_background(true).await.unwrap_err();
     assert_eq!(err.code(), Some(tern_proto::ErrorCode::InvalidArgument));
-    phone.client.close_and_wait().await;
     pc.client.close_and_wait().await;
+
+    // The SDK says it again on the connection it makes after losing one.
+    phone.client.set_background(true).await.unwrap();
+    server.restart().await;
+    let services = server.server().gateway().services().core().push.clone();
+    let (bob, phone_id) = (
+        tern_core::UserId::parse("bob").unwrap(),
+        tern_core::DeviceId::parse("phone").unwrap(),
+    );
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let registered = services.devices(&bob).await.unwrap();
+            if services.is_online(&bob, &phone_id) && !services.reached_live(&registered[0]) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the phone reconnects in the background");
+    alice
+        .client
+        .send_text("bob", "after reconnecting")
+        .await
+        .unwrap();
+    let got = p.next().await;
+    assert_eq!(got.body, "after reconnecting");
+    phone.client.close_and_wait().await;
     alice.client.close_and_wait().await;
     server.stop().await;
 
@@ -924,7 +954,7 @@ async fn a_device_in_the_background_is_notified_while_connected() {
     let alice = server.client("alice", "pc").await;
     let phone = server.client("bob", "phone").await;
     seen(&server, "bob", "phone", true).await;
-    phone.client.request(state(true)).await.unwrap();
+    phone.client.set_background(true).await.unwrap();
     alice.client.send_text("bob", "left alone").await.unwrap();
     p.quiet(Duration::from_millis(300)).await;
     server.stop().await;

@@ -28,6 +28,7 @@ mod chats;
 mod config;
 mod events;
 mod people;
+mod push;
 mod supervisor;
 
 pub use config::{ClientConfig, ReconnectPolicy};
@@ -102,6 +103,9 @@ struct Shared {
     followed: Mutex<std::collections::BTreeSet<String>>,
     /// Conversations this client observes; observed again after each reconnect.
     observed: Mutex<std::collections::BTreeSet<String>>,
+    /// The app is in the background: said again after each reconnect (a new connection
+    /// starts in the foreground).
+    background: std::sync::atomic::AtomicBool,
 }
 
 /// Where an acknowledged own send sits.
@@ -153,6 +157,7 @@ impl Client {
             logging_out: std::sync::atomic::AtomicBool::new(false),
             followed: Mutex::default(),
             observed: Mutex::default(),
+            background: std::sync::atomic::AtomicBool::new(false),
             config,
             current,
             own: own_tx,

@@ -378,7 +378,7 @@ impl Supervisor {
     }
 
     /// Follows again, on a new connection, the presence the app followed (and reports it) and
-    /// the conversations it observed.
+    /// the conversations it observed, and says again that the app is in the background.
     async fn follow_again(&mut self, conn: &Connection) -> Result<(), ClientError> {
         let users: Vec<String> = self
             .shared
@@ -443,6 +443,23 @@ impl Supervisor {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&conversation_id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self
+            .shared
+            .background
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            match conn
+                .request(pb::PushAppStateRequest { background: true })
+                .await
+            {
+                Ok(_) => {}
+                // No registration (removed as dead, say): nothing to keep marked.
+                Err(e) if e.code().is_some() => {
+                    tracing::warn!(error = %e, "saying the app is in the background was refused");
                 }
                 Err(e) => return Err(e),
             }
