@@ -383,6 +383,7 @@ impl Providers {
                 vapid_key_file: write("vapid.pem", &vapid_key.to_pem().unwrap()),
                 subject: SUBJECT.into(),
                 ttl_secs: 600,
+                allow_http: true,
             }),
             webhook: Some(tern_server::PushWebhookSetting {
                 url: format!("http://{addr}/gateway"),
@@ -757,24 +758,20 @@ async fn dead_tokens_go_and_failures_are_retried() {
     for (name, labels, value) in [
         (
             "tern_push_failed_total",
-            ["provider=\"apns\"", "reason=\"dead_token\""],
+            vec!["provider=\"apns\"", "reason=\"dead_token\""],
             1.0,
         ),
         (
             "tern_push_failed_total",
-            ["provider=\"fcm\"", "reason=\"dead_token\""],
+            vec!["provider=\"fcm\"", "reason=\"dead_token\""],
             1.0,
         ),
         (
             "tern_push_failed_total",
-            ["provider=\"webhook\"", "reason=\"retry\""],
+            vec!["provider=\"webhook\"", "reason=\"retry\""],
             3.0,
         ),
-        (
-            "tern_push_sent_total",
-            ["provider=\"webhook\"", "provider=\"webhook\""],
-            1.0,
-        ),
+        ("tern_push_sent_total", vec!["provider=\"webhook\""], 1.0),
     ] {
         assert_eq!(
             metric(&metrics, name, &labels),
@@ -1065,6 +1062,10 @@ async fn acked_messages_are_pushed_across_repeated_kills() {
     let bob = login(&process.tcp, "bob", "phone").await;
     bob.request(register("webhook", "bob-phone")).await.unwrap();
     drop(bob);
+    // A fresh process: bob's phone is offline there from the start.
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
+    process = spawn(dir.path(), store.as_deref(), &gateway);
     let mut acked: HashSet<String> = HashSet::new();
     let mut got: HashSet<String> = HashSet::new();
     for round in 0..4 {
@@ -1123,4 +1124,94 @@ async fn acked_messages_are_pushed_across_repeated_kills() {
         }
     }
     drop(process);
+}
+
+/// Web Push endpoints are `https://` unless the server allows plain ones; a device that logs
+/// out, has its tokens revoked, or whose account is disabled is registered no longer; a token
+/// registered by another user's device moves to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_end_with_the_session_and_endpoints_are_https() {
+    let p = Providers::start().await;
+    let mut push = p.configure.clone();
+    push.webpush.as_mut().unwrap().allow_http = false;
+    let mut server = TestServer::start_with(move |c| c.push = push).await;
+    server.register(&["bob", "carol"]).await;
+    let key = server.first_admin_key().await;
+    let http = server.server().http_addr();
+    let (endpoint, p256dh, auth) = p.subscribe("b1");
+    let web = |token: String| pb::PushRegisterRequest {
+        provider: "webpush".into(),
+        token,
+        p256dh: p256dh.clone(),
+        auth: auth.clone(),
+        private: false,
+    };
+    let browser = server.client("bob", "browser").await;
+    let err = browser
+        .client
+        .request(web(endpoint.clone()))
+        .await
+        .expect_err("plain http");
+    assert_eq!(err.code(), Some(tern_proto::ErrorCode::InvalidArgument));
+    browser
+        .client
+        .request(web("https://push.example/send/b1".into()))
+        .await
+        .unwrap();
+
+    let devices = |user: &'static str| {
+        let key = key.clone();
+        async move {
+            let (status, _, body) = http_call(
+                http,
+                "GET",
+                &format!("/v1/users/{user}/devices"),
+                Some(&key),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d.get("push").is_some())
+                .map(|d| d["device_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // LOGOUT removes the device's registration.
+    browser.client.logout().await.unwrap();
+    assert!(devices("bob").await.is_empty());
+
+    // Revoking a device's tokens, or all of them, or disabling the account, does too.
+    registered(&server, "bob", "phone", register("webhook", "bob-phone")).await;
+    registered(&server, "bob", "tablet", register("webhook", "bob-tablet")).await;
+    registered(&server, "bob", "pc", register("webhook", "bob-pc")).await;
+    assert_eq!(devices("bob").await, ["pc", "phone", "tablet"]);
+    let (status, _, _) = http_call(
+        http,
+        "DELETE",
+        "/v1/users/bob/tokens/phone",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(devices("bob").await, ["pc", "tablet"]);
+    let (status, _, _) = http_call(http, "DELETE", "/v1/users/bob/tokens", Some(&key), None).await;
+    assert_eq!(status, 200);
+    assert!(devices("bob").await.is_empty());
+    registered(&server, "bob", "phone", register("webhook", "bob-phone")).await;
+
+    // The phone changes hands: carol registers its token, and bob's registration goes.
+    registered(&server, "carol", "phone", register("webhook", "bob-phone")).await;
+    assert!(devices("bob").await.is_empty());
+    assert_eq!(devices("carol").await, ["phone"]);
+    let (status, _, body) =
+        http_call(http, "POST", "/v1/users/carol/disable", Some(&key), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(devices("carol").await.is_empty());
+    server.stop().await;
 }

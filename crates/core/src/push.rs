@@ -157,7 +157,9 @@ impl PushRegistration {
 /// The push registrations, kept by the store.
 #[async_trait]
 pub trait PushStore: Send + Sync + fmt::Debug + 'static {
-    /// Keeps `registration`, replacing whatever the same device registered before.
+    /// Keeps `registration`, replacing whatever the same device registered before, and any
+    /// other device's registration of the same provider and token (a phone that changed hands:
+    /// the previous user must not be notified on it).
     async fn put_push(&self, registration: &PushRegistration) -> Result<(), StoreError>;
 
     /// Removes the device's registration; whether there was one.
@@ -174,6 +176,10 @@ pub trait PushStore: Send + Sync + fmt::Debug + 'static {
         device: &DeviceId,
         connection: u64,
     ) -> Result<bool, StoreError>;
+
+    /// Clears the background marks of connections of node `node` (a node starting again: its
+    /// connection ids start over, and a new connection must not inherit an old mark).
+    async fn clear_push_background(&self, node: u32) -> Result<(), StoreError>;
 
     /// Removes the device's registration if it still holds `token` (a provider said the token
     /// is no longer valid; a token the device registered since is kept); whether it did.
@@ -317,6 +323,10 @@ pub struct PushConfig {
     /// Whether a device connected with its app in the background is notified too (its app
     /// may not be shown what arrives; the phone's notification is what the user sees).
     pub notify_background: bool,
+    /// Whether a Web Push endpoint may be `http://` (tests with a local push service). Off,
+    /// endpoints are `https://` only, so a registration cannot aim the server at a plain
+    /// service on its own network.
+    pub webpush_allow_http: bool,
 }
 
 impl Default for PushConfig {
@@ -325,6 +335,7 @@ impl Default for PushConfig {
             providers: HashSet::new(),
             private_text: "You have a new message".to_owned(),
             notify_background: true,
+            webpush_allow_http: false,
         }
     }
 }
@@ -406,6 +417,14 @@ impl PushService {
             background_connection: 0,
         };
         registration.validate()?;
+        if provider == Provider::Webpush
+            && !self.config.webpush_allow_http
+            && !registration.token.starts_with("https://")
+        {
+            return Err(ServiceError::InvalidArgument(
+                "a Web Push endpoint must be https://".into(),
+            ));
+        }
         self.store.put_push(&registration).await?;
         Ok(registration)
     }
@@ -413,6 +432,21 @@ impl PushService {
     /// Removes `device`'s registration; whether it had one.
     pub async fn unregister(&self, user: &UserId, device: &DeviceId) -> Result<bool, ServiceError> {
         Ok(self.store.delete_push(user, device).await?)
+    }
+
+    /// Removes every registration of `user` (an account disabled, every token revoked).
+    pub async fn unregister_all(&self, user: &UserId) -> Result<(), ServiceError> {
+        for r in self.store.pushes_of(vec![user.clone()]).await? {
+            let device = DeviceId::parse(&r.device)?;
+            self.store.delete_push(user, &device).await?;
+        }
+        Ok(())
+    }
+
+    /// Clears the background marks this node's earlier run left (see
+    /// [`PushStore::clear_push_background`]).
+    pub async fn node_started(&self, node: crate::NodeId) -> Result<(), ServiceError> {
+        Ok(self.store.clear_push_background(node.get()).await?)
     }
 
     /// `user`'s registered devices.
@@ -528,10 +562,11 @@ impl PushService {
                 .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
+            // Members read now may have joined after the message: they never saw it.
             let users: Vec<UserId> = page
                 .iter()
+                .filter(|(u, m)| u != &message.sender && m.joined_seq < message.seq)
                 .map(|(u, _)| u.clone())
-                .filter(|u| u != &message.sender)
                 .collect();
             let registrations = self.store.pushes_of(users).await?;
             self.plan_for(message, registrations, &title, &body, out)
@@ -725,6 +760,16 @@ mod tests {
             sender: "bob".into(),
         };
         assert_eq!(n.collapse_key().len(), 32);
-        assert_eq!(n.collapse_key(), n.clone().collapse_key());
+        let other = Notification {
+            conversation: "g:7".into(),
+            ..n.clone()
+        };
+        assert_ne!(n.collapse_key(), other.collapse_key());
+        assert!(
+            n.collapse_key()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "URL-safe, as Web Push's Topic wants"
+        );
     }
 }

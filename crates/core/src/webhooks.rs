@@ -339,6 +339,8 @@ pub struct OutboxRow {
     pub webhook: String,
     /// The event.
     pub event: Arc<Event>,
+    /// Not to be claimed before then (Unix ms; 0: at once), for a row that is itself a retry.
+    pub due_ms: i64,
 }
 
 /// What each webhook in force (and the push lane, when on) wants, the webhooks themselves,
@@ -375,7 +377,9 @@ impl Lane {
 #[derive(Debug, Default)]
 pub struct Routes {
     table: RwLock<InForce>,
+    /// One per lane: a `Notify` wakes a single waiter, and each lane has its own dispatcher.
     queued: tokio::sync::Notify,
+    push_queued: tokio::sync::Notify,
 }
 
 impl Routes {
@@ -457,11 +461,17 @@ impl Routes {
     /// Called by a backend after it committed rows: wakes the dispatcher.
     pub fn notify_queued(&self) {
         self.queued.notify_one();
+        self.push_queued.notify_one();
     }
 
     /// Resolves when rows were queued since the last call (or at once if they were before).
     pub async fn queued(&self) {
         self.queued.notified().await;
+    }
+
+    /// [`Routes::queued`] for the push lane's dispatcher.
+    pub async fn push_queued(&self) {
+        self.push_queued.notified().await;
     }
 }
 
@@ -486,6 +496,7 @@ impl OutboxCollector {
             self.rows.push(OutboxRow {
                 webhook: r.webhook.clone(),
                 event: event.clone(),
+                due_ms: 0,
             });
         }
     }

@@ -651,8 +651,12 @@ impl Session<'_> {
                     return;
                 };
                 let token_hash = active.token_hash.clone();
+                let caller = active.api_caller.clone();
                 self.spawn(async move {
-                    Completion::LoggedOut(meta, command::logout::run(&services, &token_hash).await)
+                    Completion::LoggedOut(
+                        meta,
+                        command::logout::run(&services, &caller, &token_hash).await,
+                    )
                 });
             }
             Request::Send(req) => {

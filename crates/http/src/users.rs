@@ -360,6 +360,9 @@ pub(crate) async fn disable_user(
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     api.users.disable(&user_id).await?;
+    // A disabled account's devices are told nothing more.
+    let user = tern_core::UserId::parse(&user_id)?;
+    api.api.services().push.unregister_all(&user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -415,6 +418,9 @@ pub(crate) async fn revoke_all_tokens(
 ) -> Result<Json<Revoked>, ApiError> {
     caller.may_act_for(&user_id)?;
     let revoked = api.users.revoke_tokens(&user_id, None).await?;
+    // Devices logged out are told nothing more.
+    let user = tern_core::UserId::parse(&user_id)?;
+    api.api.services().push.unregister_all(&user).await?;
     Ok(Json(Revoked { revoked }))
 }
 
@@ -443,5 +449,8 @@ pub(crate) async fn revoke_device_tokens(
 ) -> Result<Json<Revoked>, ApiError> {
     caller.may_act_for(&user_id)?;
     let revoked = api.users.revoke_tokens(&user_id, Some(&device_id)).await?;
+    let user = tern_core::UserId::parse(&user_id)?;
+    let device = tern_core::DeviceId::parse(&device_id)?;
+    api.api.services().push.unregister(&user, &device).await?;
     Ok(Json(Revoked { revoked }))
 }

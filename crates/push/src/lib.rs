@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 use providers::{Apns, Fcm, Gateway, SendError, WebPush};
 use tern_core::{
     Clock, UserId,
-    push::{Outgoing, Provider, PushService, Pushed},
+    push::{Notification, Outgoing, Provider, PushRegistration, PushService, Pushed},
     webhooks::{
         Event, EventKind, Failure, Lane, OutboxRow, PUSH_RETRY_ROUTE, PUSH_ROUTE, QueuedEvent,
         WebhookOutbox, backoff_ms,
@@ -223,7 +223,7 @@ impl Run {
             if claimed.is_empty() {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = routes.queued() => {}
+                    _ = routes.push_queued() => {}
                     _ = settled.notified() => {}
                     _ = tokio::time::sleep(run.config.poll) => {}
                 }
@@ -278,11 +278,17 @@ impl Run {
             }
         };
         let now_s = self.clock.now_ms() / 1000;
-        // A message's notifications go out concurrently and are awaited together.
-        let results = futures_util::future::join_all(
-            planned.iter().map(|out| self.providers.send(out, now_s)),
-        )
-        .await;
+        // A message's notifications go out concurrently, a bounded number at a time (a large
+        // group's would otherwise open thousands of requests at once).
+        let mut results: Vec<Result<(), SendError>> = Vec::with_capacity(planned.len());
+        for chunk in planned.chunks(SENDS_IN_FLIGHT) {
+            results.extend(
+                futures_util::future::join_all(
+                    chunk.iter().map(|out| self.providers.send(out, now_s)),
+                )
+                .await,
+            );
+        }
         let mut again = Vec::new();
         for (out, result) in planned.into_iter().zip(results) {
             count(out.registration.provider, &result);
@@ -290,7 +296,7 @@ impl Run {
                 Ok(()) => {}
                 Err(SendError::Retry(why)) => {
                     tracing::info!(user = %out.registration.user, device = %out.registration.device, %why, "push deferred");
-                    again.push(retry_row(&out, self.clock.now_ms()));
+                    again.push(self.retry_row(&out));
                 }
                 Err(SendError::DeadToken(why)) => self.forget(&out, &why).await,
                 Err(SendError::Refused(why)) => {
@@ -308,35 +314,65 @@ impl Run {
         self.settle(row.seq, self.outbox.delivered(row.seq).await);
     }
 
+    /// The row that tries `out` again after the first wait, keyed by its device so that one
+    /// device's retries go in order. It names the device and a digest of its token, not the
+    /// token: outbox rows are listed to operators as dead letters.
+    fn retry_row(&self, out: &Outgoing) -> OutboxRow {
+        let now = self.clock.now_ms();
+        let r = &out.registration;
+        let body = RetryBody {
+            user: r.user.clone(),
+            device: r.device.clone(),
+            token_digest: token_digest(&r.token),
+            notification: out.notification.clone(),
+        };
+        OutboxRow {
+            webhook: PUSH_RETRY_ROUTE.to_owned(),
+            event: Arc::new(Event {
+                id: format!("push_{}_{}", out.notification.message_id, r.device),
+                kind: EventKind::MessageCreated,
+                key: format!("d:{}/{}", r.user, r.device),
+                time_ms: now,
+                body: serde_json::to_string(&body).expect("a notification serializes"),
+            }),
+            due_ms: self.failure(1, String::new()).next_ms,
+        }
+    }
+
     /// Another attempt at one notification, unless its device came online (it syncs) or
     /// registered another token since.
     async fn retry(&self, row: QueuedEvent) {
-        let out: Outgoing = match serde_json::from_str(&row.body) {
-            Ok(o) => o,
+        let body: RetryBody = match serde_json::from_str(&row.body) {
+            Ok(b) => b,
             Err(e) => {
                 tracing::warn!(seq = row.seq, error = %e, "an unreadable push row is dropped");
                 self.settle(row.seq, self.outbox.delivered(row.seq).await);
                 return;
             }
         };
-        let current = match self.still_wanted(&out).await {
-            Ok(c) => c,
+        let registration = match self.current(&body).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.settle(row.seq, self.outbox.delivered(row.seq).await);
+                return;
+            }
             Err(e) => {
-                let failure = self.failure(row.attempts + 1, e);
+                let failure = self.failure(row.attempts + 1, e.to_string());
                 self.settle(row.seq, self.outbox.failed(row.seq, &failure).await);
                 return;
             }
         };
-        if !current {
-            self.settle(row.seq, self.outbox.delivered(row.seq).await);
-            return;
-        }
+        let out = Outgoing {
+            registration,
+            notification: body.notification,
+        };
         let result = self.providers.send(&out, self.clock.now_ms() / 1000).await;
         count(out.registration.provider, &result);
         let settled = match result {
             Ok(()) => self.outbox.delivered(row.seq).await,
             Err(SendError::Retry(why)) => {
-                let failure = self.failure(row.attempts + 1, why);
+                // The first attempt was the message's own: this row's attempts follow it.
+                let failure = self.failure(row.attempts + 2, why);
                 if failure.dead {
                     metrics::counter!("tern_push_failed_total", "provider" => out.registration.provider.as_str(), "reason" => "gave_up").increment(1);
                 }
@@ -347,7 +383,7 @@ impl Run {
                 self.outbox.delivered(row.seq).await
             }
             Err(SendError::Refused(why)) => {
-                let mut failure = self.failure(row.attempts + 1, why);
+                let mut failure = self.failure(row.attempts + 2, why);
                 failure.dead = true;
                 self.outbox.failed(row.seq, &failure).await
             }
@@ -355,20 +391,16 @@ impl Run {
         self.settle(row.seq, settled);
     }
 
-    async fn still_wanted(&self, out: &Outgoing) -> Result<bool, String> {
-        let r = &out.registration;
-        let Ok(user) = UserId::parse(&r.user) else {
-            return Ok(false);
-        };
-        let devices = self
-            .service
-            .devices(&user)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(devices.iter().any(|d| {
-            d.device == r.device
-                && d.token == r.token
-                && d.provider == r.provider
+    /// The registration a retry is for, if the device still holds the same token and is not
+    /// reached over a connection now.
+    async fn current(
+        &self,
+        body: &RetryBody,
+    ) -> Result<Option<PushRegistration>, tern_core::ServiceError> {
+        let user = UserId::parse(&body.user)?;
+        Ok(self.service.devices(&user).await?.into_iter().find(|d| {
+            d.device == body.device
+                && token_digest(&d.token) == body.token_digest
                 && !self.service.reached_live(d)
         }))
     }
@@ -388,21 +420,20 @@ impl Run {
     }
 }
 
-/// The row that tries `out` again, keyed by its device so that one device's retries go in
-/// order.
-fn retry_row(out: &Outgoing, now_ms: i64) -> OutboxRow {
-    let body = serde_json::to_string(out).expect("a notification serializes");
-    OutboxRow {
-        webhook: PUSH_RETRY_ROUTE.to_owned(),
-        event: Arc::new(Event {
-            id: format!(
-                "push_{}_{}",
-                out.notification.message_id, out.registration.device
-            ),
-            kind: EventKind::MessageCreated,
-            key: format!("d:{}/{}", out.registration.user, out.registration.device),
-            time_ms: now_ms,
-            body,
-        }),
-    }
+/// How many of one message's notifications are in flight at once.
+const SENDS_IN_FLIGHT: usize = 32;
+
+/// A notification waiting for another attempt, as its outbox row holds it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RetryBody {
+    user: String,
+    device: String,
+    /// SHA-256 of the token, hex: enough to tell whether the device registered another since.
+    token_digest: String,
+    notification: Notification,
+}
+
+fn token_digest(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }

@@ -7,10 +7,7 @@
 //! answer), or the token is dead (the provider says the app was removed or the token is not
 //! one it issued), which removes the registration. Any other refusal is final for that push.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use jwt_simple::prelude::*;
@@ -49,17 +46,29 @@ fn config_error(provider: Provider, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Reads an answer's status the way every provider means it, `dead` deciding which refusals
-/// say the token is dead.
+/// What a refusal (not 429, not 5xx) means, as each provider says it.
+enum Verdict {
+    /// The token is dead: remove the registration.
+    Dead,
+    /// The credential this server sent is stale: make a new one and try again.
+    Stale,
+    /// Refused for good.
+    Refused,
+}
+
+/// Reads an answer the way every provider means it: 2xx delivered; 429, 5xx or no answer tried
+/// again; any other status as `classify` says (a stale credential is dropped from `cache`).
 async fn outcome(
     response: Result<reqwest::Response, reqwest::Error>,
-    dead: impl FnOnce(StatusCode, &str) -> bool,
+    cache: Option<&Cached>,
+    classify: impl FnOnce(StatusCode, &str) -> Verdict,
 ) -> Result<(), SendError> {
     let response = response.map_err(|e| {
         if e.is_timeout() {
             SendError::Retry("no answer in time".into())
         } else {
-            SendError::Retry(format!("request failed: {e}"))
+            // Without the URL: it holds a device token or a subscription's endpoint.
+            SendError::Retry(format!("request failed: {}", e.without_url()))
         }
     })?;
     let status = response.status();
@@ -74,34 +83,60 @@ async fn outcome(
         said = format!("{status}: {said}");
     }
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        Err(SendError::Retry(said))
-    } else if dead(status, &body) {
-        Err(SendError::DeadToken(said))
-    } else {
-        Err(SendError::Refused(said))
+        return Err(SendError::Retry(said));
+    }
+    match classify(status, &body) {
+        Verdict::Dead => Err(SendError::DeadToken(said)),
+        Verdict::Stale => {
+            if let Some(c) = cache {
+                c.clear().await;
+            }
+            Err(SendError::Retry(said))
+        }
+        Verdict::Refused => Err(SendError::Refused(said)),
     }
 }
 
-/// A token reused until shortly before it expires.
+/// A credential reused until shortly before it expires, made by one caller at a time: many
+/// notifications at once must not each sign a provider token (APNs refuses tokens renewed too
+/// often) or trade an assertion of their own.
 #[derive(Debug, Default)]
-struct Cached(Mutex<Option<(String, Instant)>>);
+struct Cached(tokio::sync::Mutex<Option<(String, Instant)>>);
 
 impl Cached {
-    fn get(&self) -> Option<String> {
-        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref()
-            .filter(|(_, until)| Instant::now() < *until)
-            .map(|(t, _)| t.clone())
+    /// The credential, made with `make` (which says how long it lasts) when there is none.
+    async fn get_or_make<F, Fut>(&self, make: F) -> Result<String, SendError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(String, Duration), SendError>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some((token, until)) = slot.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let (token, life) = make().await?;
+        *slot = Some((token.clone(), Instant::now() + life));
+        Ok(token)
     }
 
-    fn put(&self, token: String, valid_for: Duration) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((token, Instant::now() + valid_for));
+    async fn clear(&self) {
+        *self.0.lock().await = None;
     }
+}
 
-    fn clear(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+/// An HTTP client for one provider: no redirects (a push service has no reason to send one,
+/// and following them would let an endpoint point the server elsewhere).
+fn client(timeout: Duration, http2_only: bool) -> reqwest::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tern-push/", env!("CARGO_PKG_VERSION")));
+    if http2_only {
+        b = b.http2_prior_knowledge();
     }
+    b.build()
 }
 
 /// APNs' settings.
@@ -143,11 +178,7 @@ impl Apns {
         if config.team_id.is_empty() || config.topic.is_empty() || config.key_id.is_empty() {
             return Err(err("key_id, team_id and topic are required".into()));
         }
-        let client = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| err(e.to_string()))?;
+        let client = client(timeout, true).map_err(|e| err(e.to_string()))?;
         Ok(Apns {
             config,
             key,
@@ -156,21 +187,21 @@ impl Apns {
         })
     }
 
-    fn provider_token(&self) -> Result<String, SendError> {
-        if let Some(t) = self.token.get() {
-            return Ok(t);
-        }
-        // Apple reads only the issuer and the time of issue.
-        let mut claims = Claims::create(jwt_simple::prelude::Duration::from_hours(1))
-            .with_issuer(&self.config.team_id);
-        claims.expires_at = None;
-        claims.invalid_before = None;
-        let token = self
-            .key
-            .sign(claims)
-            .map_err(|e| SendError::Refused(format!("cannot sign: {e}")))?;
-        self.token.put(token.clone(), APNS_TOKEN_LIFE);
-        Ok(token)
+    async fn provider_token(&self) -> Result<String, SendError> {
+        self.token
+            .get_or_make(|| async {
+                // Apple reads only the issuer and the time of issue.
+                let mut claims = Claims::create(jwt_simple::prelude::Duration::from_hours(1))
+                    .with_issuer(&self.config.team_id);
+                claims.expires_at = None;
+                claims.invalid_before = None;
+                let token = self
+                    .key
+                    .sign(claims)
+                    .map_err(|e| SendError::Refused(format!("cannot sign: {e}")))?;
+                Ok((token, APNS_TOKEN_LIFE))
+            })
+            .await
     }
 
     /// The payload Apple delivers: the alert, the badge, the thread, and Tern's data.
@@ -192,7 +223,7 @@ impl Apns {
 
     /// Sends one notification.
     pub async fn send(&self, out: &Outgoing) -> Result<(), SendError> {
-        let token = self.provider_token()?;
+        let token = self.provider_token().await?;
         let url = format!(
             "{}/3/device/{}",
             self.config.endpoint.trim_end_matches('/'),
@@ -209,20 +240,20 @@ impl Apns {
             .json(&Apns::payload(&out.notification))
             .send()
             .await;
-        let result = outcome(response, |status, body| {
-            status == StatusCode::GONE
-                || body.contains("BadDeviceToken")
-                || body.contains("Unregistered")
-                || body.contains("DeviceTokenNotForTopic")
+        outcome(response, Some(&self.token), |status, body| {
+            if status == StatusCode::GONE
+                || (status == StatusCode::BAD_REQUEST && body.contains("BadDeviceToken"))
+            {
+                Verdict::Dead
+            } else if body.contains("ExpiredProviderToken") {
+                Verdict::Stale
+            } else {
+                // A wrong topic (DeviceTokenNotForTopic) is this server's mistake, not the
+                // device's: its token stays.
+                Verdict::Refused
+            }
         })
-        .await;
-        if let Err(SendError::Refused(why)) = &result
-            && why.contains("ExpiredProviderToken")
-        {
-            self.token.clear();
-            return Err(SendError::Retry(why.clone()));
-        }
-        result
+        .await
     }
 }
 
@@ -236,7 +267,7 @@ pub struct FcmConfig {
     pub endpoint: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct ServiceAccount {
     project_id: String,
     client_email: String,
@@ -275,10 +306,7 @@ impl Fcm {
         if !account.private_key_id.is_empty() {
             key = key.with_key_id(&account.private_key_id);
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| err(e.to_string()))?;
+        let client = client(timeout, false).map_err(|e| err(e.to_string()))?;
         Ok(Fcm {
             account,
             key,
@@ -291,10 +319,11 @@ impl Fcm {
     /// An access token: the service account's signed assertion traded at its token endpoint
     /// (RFC 7523), kept until a minute before it expires.
     async fn access_token(&self) -> Result<String, SendError> {
-        if let Some(t) = self.access.get() {
-            return Ok(t);
-        }
-        #[derive(Serialize, Deserialize)]
+        self.access.get_or_make(|| self.trade_assertion()).await
+    }
+
+    async fn trade_assertion(&self) -> Result<(String, Duration), SendError> {
+        #[derive(serde::Serialize, serde::Deserialize)]
         struct Scope {
             scope: String,
         }
@@ -325,7 +354,7 @@ impl Fcm {
             .body(form)
             .send()
             .await
-            .map_err(|e| SendError::Retry(format!("token endpoint: {e}")))?;
+            .map_err(|e| SendError::Retry(format!("token endpoint: {}", e.without_url())))?;
         let status = response.status();
         if !status.is_success() {
             let said = response.text().await.unwrap_or_default();
@@ -338,7 +367,7 @@ impl Fcm {
                 },
             );
         }
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct Granted {
             access_token: String,
             #[serde(default)]
@@ -349,8 +378,7 @@ impl Fcm {
             .await
             .map_err(|e| SendError::Retry(format!("token endpoint: {e}")))?;
         let life = Duration::from_secs(granted.expires_in.max(120) - 60);
-        self.access.put(granted.access_token.clone(), life);
-        Ok(granted.access_token)
+        Ok((granted.access_token, life))
     }
 
     /// The message FCM delivers: the notification, the data, the Android tag and count that
@@ -394,18 +422,18 @@ impl Fcm {
             .json(&Fcm::message(&out.registration.token, &out.notification))
             .send()
             .await;
-        let result = outcome(response, |status, body| {
-            status == StatusCode::NOT_FOUND || body.contains("UNREGISTERED")
+        outcome(response, Some(&self.access), |status, body| {
+            // Only FCM's own word that the app is gone: a 404 from a wrong project or endpoint
+            // says nothing of the token.
+            if body.contains("UNREGISTERED") {
+                Verdict::Dead
+            } else if status == StatusCode::UNAUTHORIZED {
+                Verdict::Stale
+            } else {
+                Verdict::Refused
+            }
         })
-        .await;
-        if let Err(SendError::Refused(why)) = &result
-            && why.starts_with("401")
-        {
-            // The access token was revoked or expired early: trade for a new one next time.
-            self.access.clear();
-            return Err(SendError::Retry(why.clone()));
-        }
-        result
+        .await
     }
 }
 
@@ -443,10 +471,7 @@ impl WebPush {
         if !(config.subject.starts_with("mailto:") || config.subject.starts_with("https://")) {
             return Err(err("subject must be a mailto: or https: address".into()));
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| err(e.to_string()))?;
+        let client = client(timeout, false).map_err(|e| err(e.to_string()))?;
         Ok(WebPush {
             key,
             subject: config.subject,
@@ -517,8 +542,13 @@ impl WebPush {
             .header("urgency", "high")
             .send()
             .await;
-        outcome(response, |status, _| {
-            status == StatusCode::NOT_FOUND || status == StatusCode::GONE
+        // RFC 8030: 404 and 410 mean the subscription is gone.
+        outcome(response, None, |status, _| {
+            if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+                Verdict::Dead
+            } else {
+                Verdict::Refused
+            }
         })
         .await
     }
@@ -543,10 +573,8 @@ pub struct Gateway {
 impl Gateway {
     /// The gateway with `config`.
     pub fn new(config: GatewayConfig, timeout: Duration) -> Result<Gateway, ConfigError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| config_error(Provider::Webhook, e.to_string()))?;
+        let client =
+            client(timeout, false).map_err(|e| config_error(Provider::Webhook, e.to_string()))?;
         Ok(Gateway { config, client })
     }
 
@@ -583,8 +611,14 @@ impl Gateway {
             .body(body)
             .send()
             .await;
-        outcome(response, |status, _| {
-            status == StatusCode::NOT_FOUND || status == StatusCode::GONE
+        // Only 410: a 404 may be a wrong URL in the configuration, which says nothing of the
+        // device.
+        outcome(response, None, |status, _| {
+            if status == StatusCode::GONE {
+                Verdict::Dead
+            } else {
+                Verdict::Refused
+            }
         })
         .await
     }

@@ -270,6 +270,10 @@ pub struct WebPushSetting {
     /// How long a push service keeps a notification for a browser that is offline, in seconds.
     #[serde(default = "webpush_ttl")]
     pub ttl_secs: u64,
+    /// Accept `http://` subscription endpoints (a push service on the same network, tests);
+    /// otherwise only `https://`.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 fn webpush_ttl() -> u64 {

@@ -373,8 +373,11 @@ impl Server {
                 providers: push_providers.configured().into_iter().collect(),
                 private_text: config.push.private_text.clone(),
                 notify_background: config.push.notify_background,
+                webpush_allow_http: config.push.webpush.as_ref().is_some_and(|w| w.allow_http),
             },
         );
+        // This node's connection ids start over: marks an earlier run left must not match them.
+        push.node_started(node).await?;
         // Before any message commits: from now on each queues its push row with it.
         store.outbox.routes().set_push(push.enabled());
         let push_dispatcher = push.enabled().then(|| {

@@ -56,14 +56,16 @@ pub(crate) async fn insert<C: deadpool_postgres::GenericClient>(
     let keys: Vec<&str> = rows.iter().map(|r| r.event.key.as_str()).collect();
     let bodies: Vec<&str> = rows.iter().map(|r| r.event.body.as_str()).collect();
     let times: Vec<i64> = rows.iter().map(|r| r.event.time_ms).collect();
+    let due: Vec<i64> = rows.iter().map(|r| r.due_ms).collect();
     exec(
         c,
-        "INSERT INTO webhook_outbox (webhook, event_id, kind, key, body, created_ms)
-         SELECT w, e, k, y, b, t
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-              WITH ORDINALITY AS u(w, e, k, y, b, t, n)
+        "INSERT INTO webhook_outbox (webhook, event_id, kind, key, body, created_ms, next_ms)
+         SELECT w, e, k, y, b, t, d
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                     $7::bigint[])
+              WITH ORDINALITY AS u(w, e, k, y, b, t, d, n)
          ORDER BY n",
-        &[&webhooks, &ids, &kinds, &keys, &bodies, &times],
+        &[&webhooks, &ids, &kinds, &keys, &bodies, &times, &due],
     )
     .await
 }

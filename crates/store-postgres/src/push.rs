@@ -8,7 +8,7 @@ use tern_core::{
 use tokio_postgres::Row;
 
 use crate::{
-    PgStore,
+    PgStore, db_err,
     rows::{exec, rows},
 };
 
@@ -34,9 +34,17 @@ fn registration_of(r: &Row) -> Result<PushRegistration, StoreError> {
 #[async_trait]
 impl PushStore for PgStore {
     async fn put_push(&self, r: &PushRegistration) -> Result<(), StoreError> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
         exec(
-            &c,
+            &tx,
+            "DELETE FROM push_devices WHERE provider = $1 AND token = $2
+               AND NOT (user_id = $3 AND device_id = $4)",
+            &[&r.provider.as_str(), &r.token, &r.user, &r.device],
+        )
+        .await?;
+        exec(
+            &tx,
             &format!(
                 "INSERT INTO push_devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET
@@ -58,6 +66,7 @@ impl PushStore for PgStore {
             ],
         )
         .await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
@@ -104,6 +113,18 @@ impl PushStore for PgStore {
         )
         .await?;
         Ok(n == 1)
+    }
+
+    async fn clear_push_background(&self, node: u32) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "UPDATE push_devices SET background_connection = 0
+             WHERE background_connection <> 0 AND (background_connection >> 40) = $1",
+            &[&i64::from(node)],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn forget_push_token(

@@ -85,6 +85,25 @@ pub async fn push_registrations_are_kept_replaced_and_forgotten(store: &dyn Back
         vec![moved.clone(), tablet.clone()]
     );
     // A refusal of the old token arriving late forgets nothing.
+    // A node starting again clears its own connections' marks, not another node's.
+    let node_a = 5u64 << 40 | 9;
+    assert!(
+        store
+            .set_push_background(&alice, &tablet_id, node_a)
+            .await
+            .unwrap()
+    );
+    store.clear_push_background(6).await.unwrap();
+    assert_eq!(
+        store.pushes_of(vec![alice.clone()]).await.unwrap()[1].background_connection,
+        node_a
+    );
+    store.clear_push_background(5).await.unwrap();
+    assert_eq!(
+        store.pushes_of(vec![alice.clone()]).await.unwrap()[1].background_connection,
+        0
+    );
+
     let phone_id = DeviceId::parse("phone").unwrap();
     assert!(
         !store

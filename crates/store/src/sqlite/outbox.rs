@@ -40,8 +40,8 @@ fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
 /// Inserts rows inside the open transaction; how many.
 pub(crate) fn insert(conn: &Connection, rows: &[OutboxRow]) -> Result<usize, JobError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO webhook_outbox (webhook, event_id, kind, key, body, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO webhook_outbox (webhook, event_id, kind, key, body, created_ms, next_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for r in rows {
         let e = &r.event;
@@ -51,7 +51,8 @@ pub(crate) fn insert(conn: &Connection, rows: &[OutboxRow]) -> Result<usize, Job
             e.kind.as_str(),
             e.key,
             e.body,
-            e.time_ms
+            e.time_ms,
+            r.due_ms
         ])?;
     }
     Ok(rows.len())

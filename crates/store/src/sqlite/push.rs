@@ -39,6 +39,12 @@ impl PushStore for SqliteStore {
         let r = registration.clone();
         self.write(move |b| {
             b.conn
+                .prepare_cached(
+                    "DELETE FROM push_devices WHERE provider = ?1 AND token = ?2
+                       AND NOT (user_id = ?3 AND device_id = ?4)",
+                )?
+                .execute(params![r.provider.as_str(), r.token, r.user, r.device])?;
+            b.conn
                 .prepare_cached(&format!(
                     "INSERT OR REPLACE INTO push_devices ({COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
@@ -111,6 +117,19 @@ impl PushStore for SqliteStore {
                 )?
                 .execute(params![user, device, connection as i64])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn clear_push_background(&self, node: u32) -> Result<(), StoreError> {
+        self.write(move |b| {
+            b.conn
+                .prepare_cached(
+                    "UPDATE push_devices SET background_connection = 0
+                     WHERE background_connection <> 0 AND (background_connection >> 40) = ?1",
+                )?
+                .execute([i64::from(node)])?;
+            Ok(())
         })
         .await
     }
