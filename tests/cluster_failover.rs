@@ -3,62 +3,23 @@
 //! to the other nodes; every acked message is stored exactly once with gapless seqs, and every
 //! device ends with all of them in order.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tern_client::{Client, ClientConfig, Connection, Encoding, Endpoint, Event, pb};
-use tern_testkit::{WAIT, password, postgres_database, redis::TestRedis};
+use tern_testkit::{
+    WAIT, password, postgres_database,
+    process::{Serve, ServeProcess},
+    redis::TestRedis,
+};
 
 /// A `tern serve` process of the cluster.
-struct Node {
-    child: Child,
-    tcp: String,
-}
+type Node = ServeProcess;
 
 fn spawn_node(store: &str, redis: &str) -> Node {
-    let dir = std::env::temp_dir();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args([
-            "serve",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
+    Serve::new(env!("CARGO_BIN_EXE_tern"), &std::env::temp_dir())
         .args(["--store", store, "--redis", redis])
-        .env("TERN_ARGON2_MEMORY_KIB", "64")
-        .env("TERN_ARGON2_ITERATIONS", "1")
         .env("TERN_MAX_CONNECTIONS_PER_ADDRESS", "0")
-        .env("TERN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
-        .expect("tern serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let tcp = loop {
-        let line = lines
-            .next()
-            .expect("the node prints its addresses")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("tern: tcp listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Node { child, tcp }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// An SDK client that starts on node `first` and knows the others.

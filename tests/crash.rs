@@ -4,14 +4,15 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use tern_client::{Connection, Encoding, Endpoint, pb};
-use tern_testkit::{TestClient, password};
+use tern_testkit::{
+    TestClient, password,
+    process::{Serve, ServeProcess},
+};
 
 /// Where a test's server keeps its data: a directory for the embedded store, and with
 /// `TERN_TEST_STORE=postgres` a fresh database besides.
@@ -30,52 +31,19 @@ impl Data {
 }
 
 /// A `tern serve` process over `data`, on free ports.
-struct Process {
-    child: Child,
-    tcp: String,
-}
+type Process = ServeProcess;
 
 fn spawn_server(data: &Data) -> Process {
     spawn_server_with(data, &[])
 }
 
 fn spawn_server_with(data: &Data, env: &[(&str, &str)]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
-    if let Some(url) = &data.store {
-        command.env("TERN_STORE", url);
+    let mut serve =
+        Serve::new(env!("CARGO_BIN_EXE_tern"), data.dir.path()).store(data.store.as_deref());
+    for (k, v) in env {
+        serve = serve.env(k, v);
     }
-    let mut child = command
-        .args([
-            "serve",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.dir.path())
-        .env("TERN_ARGON2_MEMORY_KIB", "64")
-        .env("TERN_ARGON2_ITERATIONS", "1")
-        .env("TERN_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tern serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let tcp = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its addresses")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("tern: tcp listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Process { child, tcp }
+    serve.spawn()
 }
 
 async fn logged_in(endpoint: &Endpoint, user: &str) -> Connection {
@@ -499,11 +467,4 @@ async fn acked_messages_survive_repeated_kills_right_after_acks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_messages_survive_repeated_kills_right_after_acks_with_normal_sync() {
     acked_messages_survive_repeated_kills("normal").await;
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

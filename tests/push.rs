@@ -26,7 +26,11 @@ use base64::Engine as _;
 use jwt_simple::prelude::*;
 use serde_json::{Value, json};
 use tern_proto::pb;
-use tern_testkit::{TestServer, http_call, signature_valid};
+use tern_testkit::{
+    TestServer, http_call,
+    process::{Serve, ServeProcess},
+    signature_valid,
+};
 use tokio::sync::mpsc;
 use web_push_native::p256;
 
@@ -958,20 +962,7 @@ async fn a_device_in_the_background_is_notified_while_connected() {
 }
 
 /// A `tern serve` process over a data directory, sending pushes to the gateway stand-in.
-struct Process {
-    child: std::process::Child,
-    tcp: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &Path, store: Option<&str>, gateway: &str) -> Process {
-    use std::io::BufRead as _;
+fn spawn(dir: &Path, store: Option<&str>, gateway: &str) -> ServeProcess {
     let config = dir.join("tern.toml");
     std::fs::write(
         &config,
@@ -983,41 +974,10 @@ fn spawn(dir: &Path, store: Option<&str>, gateway: &str) -> Process {
         ),
     )
     .unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tern"));
-    if let Some(url) = store {
-        command.env("TERN_STORE", url);
-    }
-    let mut child = command
-        .args([
-            "serve",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("TERN_ARGON2_MEMORY_KIB", "64")
-        .env("TERN_ARGON2_ITERATIONS", "1")
-        .env("TERN_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+    Serve::new(env!("CARGO_BIN_EXE_tern"), dir)
+        .store(store)
+        .config(&config)
         .spawn()
-        .expect("tern serve starts");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let tcp = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its addresses")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("tern: tcp listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Process { child, tcp }
 }
 
 /// A raw connection logged in as `user` on `device`.

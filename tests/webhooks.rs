@@ -6,9 +6,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU8, AtomicUsize, Ordering},
@@ -21,7 +19,10 @@ use base64::Engine as _;
 use serde_json::Value;
 use tern_client::pb;
 use tern_server::WebhookSetting;
-use tern_testkit::{TestServer, http_call};
+use tern_testkit::{
+    TestServer, http_call,
+    process::{Serve, ServeProcess},
+};
 
 const SECRET_BYTES: &[u8] = b"a receiver's secret, 32 bytes...";
 
@@ -493,12 +494,7 @@ async fn dead_letters_are_listed_and_replayed_through_the_api() {
 }
 
 /// A `tern serve` process over a data directory, with a config file naming the webhook.
-struct Process {
-    child: std::process::Child,
-    tcp: String,
-}
-
-fn spawn(dir: &std::path::Path, store: Option<&str>, receiver: &str) -> Process {
+fn spawn(dir: &std::path::Path, store: Option<&str>, receiver: &str) -> ServeProcess {
     let config = dir.join("tern.toml");
     std::fs::write(
         &config,
@@ -510,48 +506,10 @@ fn spawn(dir: &std::path::Path, store: Option<&str>, receiver: &str) -> Process 
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
-    if let Some(url) = store {
-        command.env("TERN_STORE", url);
-    }
-    let mut child = command
-        .args([
-            "serve",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("TERN_ARGON2_MEMORY_KIB", "64")
-        .env("TERN_ARGON2_ITERATIONS", "1")
-        .env("TERN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    Serve::new(env!("CARGO_BIN_EXE_tern"), dir)
+        .store(store)
+        .config(&config)
         .spawn()
-        .expect("tern serve starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let tcp = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its addresses")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("tern: tcp listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Process { child, tcp }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Kills the server with SIGKILL, again and again: while a delivery hangs, right after acks,

@@ -22,6 +22,7 @@ pub mod session_script;
 pub const WAIT: Duration = Duration::from_secs(15);
 
 pub mod postgres;
+pub mod process;
 pub mod redis;
 pub mod s3;
 
