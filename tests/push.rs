@@ -1141,6 +1141,37 @@ async fn registrations_end_with_the_session_and_endpoints_are_https() {
                 .collect::<Vec<_>>()
         }
     };
+    // A user's token registers its own device only.
+    let (status, _, body) = http_call(
+        http,
+        "POST",
+        "/v1/users/bob/tokens",
+        Some(&key),
+        Some(r#"{"device_id":"web","platform":"web"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let gateway = Some(r#"{"provider":"webhook","token":"bob-web"}"#);
+    for (path, want) in [
+        ("/v1/users/bob/devices/web/push", 200),
+        ("/v1/users/bob/devices/phone/push", 403),
+        ("/v1/users/carol/devices/web/push", 403),
+    ] {
+        let (status, _, body) = http_call(http, "PUT", path, Some(token), gateway).await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    let (status, _, _) = http_call(
+        http,
+        "DELETE",
+        "/v1/users/bob/devices/web/push",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
     // LOGOUT removes the device's registration.
     browser.client.logout().await.unwrap();
     assert!(devices("bob").await.is_empty());

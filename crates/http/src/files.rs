@@ -293,7 +293,7 @@ pub(crate) async fn link(
 fn reader_of(caller: Caller) -> Reader {
     match caller {
         Caller::Admin(_) => Reader::Admin,
-        Caller::User(user) => Reader::User(user),
+        Caller::User(user, _) => Reader::User(user),
     }
 }
 

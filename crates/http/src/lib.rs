@@ -277,8 +277,8 @@ impl FromRequestParts<HttpApi> for Admin {
 pub enum Caller {
     /// An admin key: acts for any user.
     Admin(AdminKeyRecord),
-    /// A user's token: acts for that user only.
-    User(tern_core::UserId),
+    /// A user's token: acts for that user only, and was issued to one of its devices.
+    User(tern_core::UserId, tern_core::DeviceId),
 }
 
 impl Caller {
@@ -286,8 +286,8 @@ impl Caller {
     pub fn may_act_for(&self, user: &str) -> Result<(), ApiError> {
         match self {
             Caller::Admin(_) => Ok(()),
-            Caller::User(me) if me.as_str() == user => Ok(()),
-            Caller::User(_) => Err(ApiError::new(
+            Caller::User(me, _) if me.as_str() == user => Ok(()),
+            Caller::User(..) => Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 "a user's token acts for that user only",
             )),
@@ -304,11 +304,23 @@ impl Caller {
         api.existing_user(id).await
     }
 
+    /// Refuses a user's token acting for another device than its own (a device's push
+    /// registration is that device's business); an admin key acts for any.
+    pub fn may_act_for_device(&self, device: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::User(_, own) if own.as_str() != device => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "a user's token acts for its own device only",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The user a token authenticates (none for an admin key).
     pub fn user(&self) -> Option<&tern_core::UserId> {
         match self {
             Caller::Admin(_) => None,
-            Caller::User(u) => Some(u),
+            Caller::User(u, _) => Some(u),
         }
     }
 }
@@ -325,7 +337,7 @@ impl FromRequestParts<HttpApi> for Caller {
             .extensions
             .get::<ClientAddr>()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.0.ip());
-        let (user, _device) = api
+        let (user, device) = api
             .api
             .services()
             .accounts
@@ -339,7 +351,7 @@ impl FromRequestParts<HttpApi> for Caller {
                 other => other.into(),
             })?;
         limit(api, &format!("user:{user}"))?;
-        Ok(Caller::User(user))
+        Ok(Caller::User(user, device))
     }
 }
 

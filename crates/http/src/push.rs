@@ -102,6 +102,7 @@ fn view(r: &tern_core::push::PushRegistration) -> PushView {
         (status = 200, description = "Registered", body = PushView),
         (status = 400, description = "An unknown or unconfigured provider, or a malformed token", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 403, description = "A user's token for another user or another device", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
@@ -112,6 +113,7 @@ pub(crate) async fn register(
     ApiJson(body): ApiJson<PushRegistrationBody>,
 ) -> Result<Json<PushView>, ApiError> {
     let user = caller.acting_for(&api, &user_id).await?;
+    caller.may_act_for_device(&device_id)?;
     let device = tern_core::DeviceId::parse(&device_id)?;
     let registration = api
         .api
@@ -144,6 +146,7 @@ pub(crate) async fn register(
         (status = 200, description = "Whether there was one", body = Removed),
         (status = 400, description = "An invalid id", body = ErrorBody),
         (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 403, description = "A user's token for another user or another device", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
@@ -153,6 +156,7 @@ pub(crate) async fn unregister(
     Path((user_id, device_id)): Path<(String, String)>,
 ) -> Result<Json<Removed>, ApiError> {
     let user = caller.acting_for(&api, &user_id).await?;
+    caller.may_act_for_device(&device_id)?;
     let device = tern_core::DeviceId::parse(&device_id)?;
     let removed = api.api.services().push.unregister(&user, &device).await?;
     Ok(Json(Removed { removed }))

@@ -57,8 +57,10 @@ impl Providers {
     }
 
     async fn send(&self, out: &Outgoing, now_s: i64) -> Result<(), SendError> {
+        // Another node of the cluster may be configured for it (nodes configured apart while
+        // a change rolls out): tried again, not dropped.
         let missing = || {
-            SendError::Refused(format!(
+            SendError::Retry(format!(
                 "{} is not configured on this node",
                 out.registration.provider
             ))
