@@ -575,6 +575,10 @@ pub trait WebhookOutbox: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<QueuedEvent>, StoreError>;
 
+    /// Holds a claimed row until `lease_until_ms`: its claimant is still working on it (a large
+    /// group's pushes), and no other claim may take it meanwhile.
+    async fn extend_lease(&self, seq: u64, lease_until_ms: i64) -> Result<(), StoreError>;
+
     /// The row was delivered: it leaves the outbox.
     async fn delivered(&self, seq: u64) -> Result<(), StoreError>;
 

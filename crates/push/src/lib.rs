@@ -234,13 +234,37 @@ impl Run {
             for row in claimed {
                 let (run, settled) = (run.clone(), settled.clone());
                 working.spawn(async move {
-                    if row.webhook == PUSH_ROUTE {
-                        run.message(row).await;
-                    } else {
-                        run.retry(row).await;
-                    }
+                    run.holding(row).await;
                     settled.notify_one();
                 });
+            }
+        }
+    }
+
+    /// Handles one row, renewing its lease while it takes longer than a third of one: a large
+    /// group's message may take longer to plan and send than any fixed lease, and another
+    /// claim of it meanwhile would notify the whole group twice.
+    async fn holding(&self, row: QueuedEvent) {
+        let seq = row.seq;
+        let lease = self.lease_ms();
+        let work = async {
+            if row.webhook == PUSH_ROUTE {
+                self.message(row).await;
+            } else {
+                self.retry(row).await;
+            }
+        };
+        tokio::pin!(work);
+        let every = Duration::from_millis((lease / 3).max(1) as u64);
+        loop {
+            tokio::select! {
+                _ = &mut work => return,
+                _ = tokio::time::sleep(every) => {
+                    let until = self.clock.now_ms() + lease;
+                    if let Err(e) = self.outbox.extend_lease(seq, until).await {
+                        tracing::warn!(error = %e, seq, "cannot renew a push row's lease");
+                    }
+                }
             }
         }
     }

@@ -128,6 +128,17 @@ impl WebhookOutbox for PgStore {
         Ok(claimed)
     }
 
+    async fn extend_lease(&self, seq: u64, lease_until_ms: i64) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "UPDATE webhook_outbox SET lease_ms = $2 WHERE seq = $1 AND state = 0",
+            &[&(seq as i64), &lease_until_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn delivered(&self, seq: u64) -> Result<(), StoreError> {
         let c = self.client().await?;
         exec(

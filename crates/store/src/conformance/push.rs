@@ -169,6 +169,16 @@ pub async fn messages_are_queued_on_the_push_lane(store: &dyn Backend) {
     let hooks = store.claim(Lane::Webhooks, 10, 100, 10).await.unwrap();
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0].webhook, "all");
+    // A claimant still at work holds its row longer.
+    store.extend_lease(pushes[0].seq, 5_000).await.unwrap();
+    assert!(
+        store
+            .claim(Lane::Push, 1_000, 2_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held by its claimant"
+    );
     store.delivered(pushes[0].seq).await.unwrap();
     let next = store.claim(Lane::Push, 11, 100, 10).await.unwrap();
     assert_eq!(next.len(), 1);

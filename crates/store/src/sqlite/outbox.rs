@@ -113,6 +113,18 @@ impl WebhookOutbox for SqliteStore {
         .await
     }
 
+    async fn extend_lease(&self, seq: u64, lease_until_ms: i64) -> Result<(), StoreError> {
+        self.write(move |b| {
+            b.conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET lease_ms = ?2 WHERE seq = ?1 AND state = 0",
+                )?
+                .execute(params![seq as i64, lease_until_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn delivered(&self, seq: u64) -> Result<(), StoreError> {
         self.write(move |b| {
             b.conn
