@@ -10,6 +10,7 @@
 //! node of a cluster runs a dispatcher; leases keep them from sending one row twice at once.
 
 mod before_send;
+pub mod lane;
 
 use std::{sync::Arc, time::Duration};
 
@@ -111,62 +112,26 @@ impl Run {
     /// the loop at once, since the next row of its key may be claimed now.
     async fn run(self, stop: CancellationToken) {
         let run = Arc::new(self);
-        let routes = run.outbox.routes().clone();
-        let settled = Arc::new(tokio::sync::Notify::new());
-        let limit = run.config.batch.max(1) as usize;
-        let mut sending = tokio::task::JoinSet::new();
-        metrics::gauge!("tern_webhook_backlog").set(0.0);
-        let mut last_backlog = tokio::time::Instant::now();
-        loop {
-            while sending.try_join_next().is_some() {}
-            if stop.is_cancelled() {
-                // Abandoned deliveries are sent again when their leases run out.
-                sending.abort_all();
-                return;
-            }
-            if last_backlog.elapsed() >= Duration::from_secs(5) {
-                last_backlog = tokio::time::Instant::now();
-                if let Ok(n) = run.outbox.pending_count(Lane::Webhooks).await {
-                    metrics::gauge!("tern_webhook_backlog").set(n as f64);
-                }
-            }
-            let room = limit.saturating_sub(sending.len());
-            let claimed = if room == 0 {
-                Vec::new()
-            } else {
-                let now = run.clock.now_ms();
-                match run
-                    .outbox
-                    .claim(Lane::Webhooks, now, now + run.lease_ms(), room as u32)
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot claim webhook events; retrying");
-                        tokio::select! {
-                            _ = stop.cancelled() => continue,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        }
-                    }
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = routes.queued() => {}
-                    _ = settled.notified() => {}
-                    _ = tokio::time::sleep(run.config.poll) => {}
-                }
-                continue;
-            }
-            for event in claimed {
-                let (run, settled) = (run.clone(), settled.clone());
-                sending.spawn(async move {
-                    run.deliver(event).await;
-                    settled.notify_one();
-                });
-            }
-        }
+        let config = lane::LaneConfig {
+            lane: Lane::Webhooks,
+            batch: run.config.batch,
+            poll: run.config.poll,
+            lease_ms: run.lease_ms(),
+            drain: run.config.timeout,
+            backlog_gauge: "tern_webhook_backlog",
+        };
+        let handler = run.clone();
+        lane::run(
+            run.outbox.clone(),
+            run.clock.clone(),
+            config,
+            stop,
+            move |event| {
+                let run = handler.clone();
+                async move { run.deliver(event).await }
+            },
+        )
+        .await;
     }
 
     /// Sends one row and settles it in the outbox.

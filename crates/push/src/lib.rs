@@ -178,67 +178,30 @@ impl Run {
         (self.config.timeout * 3 + Duration::from_secs(5)).as_millis() as i64
     }
 
+    /// Claims the push lane's rows and handles each on its own task (the loop the webhook
+    /// dispatcher runs too).
     async fn run(self, stop: CancellationToken) {
         let run = Arc::new(self);
-        let routes = run.outbox.routes().clone();
-        let settled = Arc::new(tokio::sync::Notify::new());
-        let limit = run.config.batch.max(1) as usize;
-        let mut working = tokio::task::JoinSet::new();
-        let mut last_backlog = tokio::time::Instant::now();
-        loop {
-            while working.try_join_next().is_some() {}
-            if stop.is_cancelled() {
-                // What is in flight may settle within one request's time, so that its rows
-                // are not held by leases until they run out (on a shared store, until then no
-                // node sends them); past that it is abandoned and sent again later.
-                let drained = async { while working.join_next().await.is_some() {} };
-                let _ = tokio::time::timeout(run.config.timeout, drained).await;
-                working.abort_all();
-                return;
-            }
-            if last_backlog.elapsed() >= Duration::from_secs(5) {
-                last_backlog = tokio::time::Instant::now();
-                if let Ok(n) = run.outbox.pending_count(Lane::Push).await {
-                    metrics::gauge!("tern_push_backlog").set(n as f64);
-                }
-            }
-            let room = limit.saturating_sub(working.len());
-            let claimed = if room == 0 {
-                Vec::new()
-            } else {
-                let now = run.clock.now_ms();
-                match run
-                    .outbox
-                    .claim(Lane::Push, now, now + run.lease_ms(), room as u32)
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot claim pushes; retrying");
-                        tokio::select! {
-                            _ = stop.cancelled() => continue,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        }
-                    }
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = routes.push_queued() => {}
-                    _ = settled.notified() => {}
-                    _ = tokio::time::sleep(run.config.poll) => {}
-                }
-                continue;
-            }
-            for row in claimed {
-                let (run, settled) = (run.clone(), settled.clone());
-                working.spawn(async move {
-                    run.holding(row).await;
-                    settled.notify_one();
-                });
-            }
-        }
+        let config = tern_hooks::lane::LaneConfig {
+            lane: Lane::Push,
+            batch: run.config.batch,
+            poll: run.config.poll,
+            lease_ms: run.lease_ms(),
+            drain: run.config.timeout,
+            backlog_gauge: "tern_push_backlog",
+        };
+        let handler = run.clone();
+        tern_hooks::lane::run(
+            run.outbox.clone(),
+            run.clock.clone(),
+            config,
+            stop,
+            move |row| {
+                let run = handler.clone();
+                async move { run.holding(row).await }
+            },
+        )
+        .await;
     }
 
     /// Handles one row, renewing its lease while it takes longer than a third of one: a large
