@@ -90,7 +90,7 @@ export interface Conversation {
   maxSeq?: Int64;
   readSeq?: Int64;
   unread?: number;
-  last?: Message;
+  lastMessage?: Message;
   pinned?: boolean;
   muted?: boolean;
   peerReadSeq?: Int64;

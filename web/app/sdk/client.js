@@ -1,0 +1,501 @@
+// The client: logs in, follows the user's inbox from a persisted cursor with the protocol's
+// sync algorithm (docs/protocol.md, section 11), retries sends with the same client message id
+// until they are acked, and reconnects with backoff and jitter when the connection is lost.
+// Everything it receives reaches the app as typed events, in inbox order, exactly once per
+// device.
+import { Connection } from "./connection.js";
+import { MemoryCursorStore } from "./cursor.js";
+import { MessageType, jsonPayload } from "./frame.js";
+import { ConnectionLost, TernError, toNumber, } from "./types.js";
+/** A new client message id: unique per sender. */
+export function newClientMsgId() {
+    return globalThis.crypto.randomUUID();
+}
+function retryable(e) {
+    return e instanceof ConnectionLost || (e instanceof TernError && e.retryable);
+}
+/** A logged-in client that keeps itself connected. */
+export class Client {
+    constructor(options) {
+        this.options = options;
+        this.cursor = 0;
+        this.ackedCursor = 0;
+        /** Inbox seqs of this client's own acked sends, not yet passed by the cursor. */
+        this.own = new Set();
+        this.syncAgain = false;
+        this.state = "reconnecting";
+        this.listeners = {
+            entry: new Set(),
+            message: new Set(),
+            groupMessage: new Set(),
+            presence: new Set(),
+            typing: new Set(),
+            state: new Set(),
+            kicked: new Set(),
+        };
+        this.outgoing = [];
+        this.followed = new Set();
+        this.timers = [];
+        this.sending = new Set();
+        this.store = options.cursorStore ?? new MemoryCursorStore();
+        const impl = options.WebSocket ?? globalThis.WebSocket;
+        if (!impl)
+            throw new Error("no WebSocket: pass one (in Node, the `ws` package)");
+        this.WebSocketImpl = impl;
+        this.timeoutMs = options.requestTimeoutMs ?? 10000;
+        this.reconnectWait = options.reconnectInitialMs ?? 200;
+        this.token = options.token;
+        this.online = new Promise((resolve) => (this.setOnline = resolve));
+    }
+    /** Connects and logs in; fails if the first login fails (wrong password, say). Later losses
+     * are recovered by reconnecting. `listen` is called with the client before it connects, to
+     * attach listeners that must see the first sync's entries. */
+    static async connect(options, listen) {
+        const client = new Client(options);
+        listen?.(client);
+        const saved = await client.store.load(options.userId, options.deviceId);
+        client.cursor = saved ?? 0;
+        await client.connectOnce(saved === undefined);
+        return client;
+    }
+    /** Registers an account (on a connection of its own, before any login). */
+    static async register(url, userId, password, WebSocketImpl) {
+        const impl = WebSocketImpl ?? globalThis.WebSocket;
+        const conn = await Connection.open(url, impl, 10000, () => { }, () => { });
+        try {
+            await conn.request(MessageType.REGISTER, { userId, password });
+        }
+        finally {
+            conn.close();
+        }
+    }
+    /** Listens to an event; returns a function that stops listening. */
+    on(event, listener) {
+        this.listeners[event].add(listener);
+        return () => this.listeners[event].delete(listener);
+    }
+    emit(event, ...args) {
+        for (const l of this.listeners[event]) {
+            try {
+                l(...args);
+            }
+            catch (e) {
+                console.error(`a ${event} listener failed`, e);
+            }
+        }
+    }
+    setState(state) {
+        if (this.state === state)
+            return;
+        this.state = state;
+        this.emit("state", state);
+    }
+    /** The user this client is logged in as. */
+    get userId() {
+        return this.options.userId;
+    }
+    /** The inbox seq up to which this device has everything. */
+    get inboxCursor() {
+        return this.cursor;
+    }
+    /** The token of this device (for the HTTP API, or the next run). */
+    get deviceToken() {
+        return this.token;
+    }
+    /** Where the client stands. */
+    get connectionState() {
+        return this.state;
+    }
+    async connectOnce(firstRun) {
+        let opened;
+        const conn = await Connection.open(this.options.url, this.WebSocketImpl, this.timeoutMs, (frame) => this.onEvent(frame), () => {
+            if (opened)
+                this.onLost(opened);
+        });
+        // A close before this line fails the login below (the connection refuses requests).
+        opened = conn;
+        let login;
+        try {
+            login = await conn.request(MessageType.LOGIN, {
+                userId: this.options.userId,
+                deviceId: this.options.deviceId,
+                platform: this.options.platform ?? "PLATFORM_WEB",
+                ...(this.token ? { token: this.token } : { password: this.options.password }),
+            });
+        }
+        catch (e) {
+            conn.close();
+            throw e;
+        }
+        this.token = login.token;
+        this.conn = conn;
+        // A device without a saved cursor starts where the server says it left off.
+        if (firstRun && this.cursor === 0)
+            this.cursor = toNumber(login.cursor);
+        this.ackedCursor = Math.max(this.ackedCursor, toNumber(login.cursor));
+        this.reconnectWait = this.options.reconnectInitialMs ?? 200;
+        const heartbeat = Math.max(1000, Number(login.heartbeatIntervalMs ?? 30000));
+        this.timers.push(setInterval(() => {
+            conn.request(MessageType.PING, { clientTimeMs: String(Date.now()) }).catch(() => { });
+        }, heartbeat), setInterval(() => this.ackCursor(conn), 300));
+        if (this.followed.size > 0) {
+            const resp = await conn
+                .request(MessageType.PRESENCE_SUBSCRIBE, { userIds: [...this.followed] })
+                .catch(() => undefined);
+            for (const p of resp?.presences ?? [])
+                this.emit("presence", p);
+        }
+        this.setState("online");
+        this.setOnline();
+        await this.sync();
+        this.flushSends();
+    }
+    onLost(conn) {
+        if (this.conn !== conn)
+            return;
+        this.conn = undefined;
+        for (const t of this.timers)
+            clearInterval(t);
+        this.timers = [];
+        if (this.state === "closed")
+            return;
+        this.online = new Promise((resolve) => (this.setOnline = resolve));
+        this.setState("reconnecting");
+        void this.reconnect();
+    }
+    async reconnect() {
+        while (this.state === "reconnecting") {
+            // Full jitter: many clients losing one server do not all come back at once.
+            const wait = Math.random() * this.reconnectWait;
+            this.reconnectWait = Math.min(this.reconnectWait * 2, this.options.reconnectMaxMs ?? 10000);
+            await new Promise((r) => setTimeout(r, wait));
+            if (this.state !== "reconnecting")
+                return;
+            try {
+                await this.connectOnce(false);
+                return;
+            }
+            catch (e) {
+                if (e instanceof TernError && !e.retryable) {
+                    // The token was revoked or the account disabled: reconnecting will not help.
+                    this.setState("closed");
+                    this.emit("kicked", { reason: e.name, message: e.message });
+                    this.failSends(e);
+                    return;
+                }
+            }
+        }
+    }
+    onEvent(frame) {
+        let payload;
+        try {
+            payload = jsonPayload(frame);
+        }
+        catch {
+            return;
+        }
+        switch (frame.type) {
+            case MessageType.PUSH:
+                if (payload.entry)
+                    this.onPush(payload.entry);
+                else if (payload.groupMessage)
+                    this.emit("groupMessage", payload.groupMessage);
+                break;
+            case MessageType.SYNC_NOTIFY:
+                void this.sync();
+                break;
+            case MessageType.PRESENCE:
+                this.emit("presence", payload);
+                break;
+            case MessageType.TYPING_NOTICE:
+                this.emit("typing", payload);
+                break;
+            case MessageType.KICK:
+                this.setState("closed");
+                this.emit("kicked", payload);
+                this.failSends(new Error("kicked"));
+                break;
+            case MessageType.GOODBYE:
+                // The server is shutting down; the close follows and reconnecting takes over, after
+                // the delay the server asked for.
+                this.reconnectWait = Math.max(this.reconnectWait, Number(payload.reconnectAfterMs ?? 0));
+                break;
+            default:
+                // Unknown events are ignored: that is how new ones are added within version 1.
+                break;
+        }
+    }
+    onPush(entry) {
+        const seq = toNumber(entry.seq);
+        if (seq <= this.cursor)
+            return;
+        if (seq === this.cursor + 1 && !this.syncing) {
+            this.apply(entry);
+        }
+        else {
+            void this.sync();
+        }
+    }
+    apply(entry) {
+        this.cursor = toNumber(entry.seq);
+        this.own.delete(this.cursor);
+        this.advanceOverOwn();
+        void this.store.save(this.options.userId, this.options.deviceId, this.cursor);
+        this.emit("entry", entry);
+        if (entry.message)
+            this.emit("message", entry.message);
+    }
+    /** The entries of this client's own sends are not pushed back to it: the cursor passes
+     * them as soon as they are next. */
+    advanceOverOwn() {
+        let moved = false;
+        while (this.own.has(this.cursor + 1)) {
+            this.own.delete(this.cursor + 1);
+            this.cursor += 1;
+            moved = true;
+        }
+        if (moved)
+            void this.store.save(this.options.userId, this.options.deviceId, this.cursor);
+    }
+    /** Catches up from the cursor; one sync at a time, again if asked meanwhile. */
+    sync() {
+        if (this.syncing) {
+            this.syncAgain = true;
+            return this.syncing;
+        }
+        this.syncing = (async () => {
+            try {
+                do {
+                    this.syncAgain = false;
+                    const conn = this.conn;
+                    if (!conn)
+                        return;
+                    let more = true;
+                    while (more) {
+                        const page = await conn.request(MessageType.SYNC, { after: String(this.cursor) });
+                        for (const entry of (page.entries ?? [])) {
+                            if (toNumber(entry.seq) === this.cursor + 1)
+                                this.apply(entry);
+                        }
+                        more = page.hasMore === true;
+                    }
+                } while (this.syncAgain);
+            }
+            catch {
+                // The connection went; the next one syncs again.
+            }
+            finally {
+                this.syncing = undefined;
+            }
+        })();
+        return this.syncing;
+    }
+    ackCursor(conn) {
+        if (this.cursor <= this.ackedCursor)
+            return;
+        const seq = this.cursor;
+        conn
+            .request(MessageType.ACK_CURSOR, { seq: String(seq) })
+            .then(() => (this.ackedCursor = Math.max(this.ackedCursor, seq)))
+            .catch(() => { });
+    }
+    /** Sends a message; resolves with its ack once it is durably stored. Survives lost
+     * connections: the same request (same client message id) is sent again until answered, so
+     * the message is stored once. */
+    send(target, content, clientMsgId = newClientMsgId()) {
+        if (this.state === "closed")
+            return Promise.reject(new Error("the client is closed"));
+        const request = { ...target, clientMsgId, content };
+        return new Promise((resolve, reject) => {
+            const out = { request, resolve, reject };
+            this.outgoing.push(out);
+            void this.attempt(out);
+        });
+    }
+    /** Sends text to a user. */
+    sendText(to, text) {
+        return this.send({ toUser: to }, { text: { text } });
+    }
+    /** Sends text to a group. */
+    sendGroupText(groupId, text) {
+        return this.send({ groupId }, { text: { text } });
+    }
+    async attempt(out) {
+        if (this.sending.has(out))
+            return;
+        const conn = this.conn;
+        if (!conn)
+            return;
+        this.sending.add(out);
+        try {
+            const ack = await conn.request(MessageType.SEND, out.request);
+            this.sending.delete(out);
+            this.outgoing.splice(this.outgoing.indexOf(out), 1);
+            const inboxSeq = toNumber(ack.inboxSeq);
+            if (inboxSeq > this.cursor) {
+                this.own.add(inboxSeq);
+                this.advanceOverOwn();
+            }
+            out.resolve(ack);
+        }
+        catch (e) {
+            this.sending.delete(out);
+            if (retryable(e)) {
+                // Sent again on the next connection (or after the server's pause).
+                if (e instanceof TernError && this.conn === conn) {
+                    await new Promise((r) => setTimeout(r, Math.max(e.retryAfterMs, 200)));
+                    void this.attempt(out);
+                }
+                return;
+            }
+            this.outgoing.splice(this.outgoing.indexOf(out), 1);
+            out.reject(e);
+        }
+    }
+    flushSends() {
+        for (const out of [...this.outgoing])
+            void this.attempt(out);
+    }
+    failSends(e) {
+        for (const out of this.outgoing.splice(0))
+            out.reject(e);
+    }
+    /** Sends a request once a connection is up, and again on the next one if it is lost. */
+    async request(type, payload) {
+        for (;;) {
+            if (this.state === "closed")
+                throw new Error("the client is closed");
+            await this.online;
+            const conn = this.conn;
+            if (!conn)
+                continue;
+            try {
+                return await conn.request(type, payload);
+            }
+            catch (e) {
+                if (!(e instanceof ConnectionLost))
+                    throw e;
+            }
+        }
+    }
+    /** One page of a conversation's history, oldest first. */
+    async history(params) {
+        const { anchorSeq, ...rest } = params;
+        const page = await this.request(MessageType.HISTORY, {
+            ...rest,
+            anchorSeq: String(anchorSeq ?? 0),
+        });
+        return { messages: page.messages ?? [], hasMore: page.hasMore === true };
+    }
+    /** The conversation list (whole, or the changes since a version). */
+    async conversations(sinceVersion = 0) {
+        const r = await this.request(MessageType.CONVERSATION_LIST, {
+            sinceVersion: String(sinceVersion),
+        });
+        return {
+            conversations: r.conversations ?? [],
+            version: toNumber(r.version),
+            full: r.full === true,
+        };
+    }
+    /** Marks a conversation read up to `seq` (0: its newest). */
+    async markRead(conversationId, seq = 0) {
+        await this.request(MessageType.READ, { conversationId, seq: String(seq) });
+    }
+    /** Pins or mutes a conversation. */
+    async updateConversation(conversationId, flags) {
+        await this.request(MessageType.CONVERSATION_UPDATE, { conversationId, ...flags });
+    }
+    /** Recalls a message. */
+    async recall(messageId) {
+        await this.request(MessageType.RECALL, { messageId: String(messageId) });
+    }
+    /** Replaces a message's content. */
+    async edit(messageId, content) {
+        await this.request(MessageType.EDIT, { messageId: String(messageId), content });
+    }
+    /** Tells `to` the user is typing. */
+    async typing(to) {
+        await this.request(MessageType.TYPING, { toUser: to });
+    }
+    /** Creates a group with the caller as owner. */
+    async createGroup(name, members) {
+        const r = await this.request(MessageType.GROUP_CREATE, {
+            name,
+            members,
+            clientRequestId: newClientMsgId(),
+        });
+        return r.group ?? r;
+    }
+    /** Adds members to a group (an admin or the owner). */
+    async addMembers(groupId, members) {
+        await this.request(MessageType.GROUP_UPDATE, {
+            groupId: String(groupId),
+            addMembers: { values: members },
+        });
+    }
+    /** Asks `to` to be friends; whether they are friends now. */
+    async requestFriend(to, message = "") {
+        const r = await this.request(MessageType.FRIEND_REQUEST, { toUser: to, message });
+        return r.friends === true;
+    }
+    /** Accepts or declines `from`'s friend request. */
+    async respondFriend(from, accept) {
+        await this.request(MessageType.FRIEND_RESPOND, { fromUser: from, accept });
+    }
+    /** Blocks a user. */
+    async block(userId) {
+        await this.request(MessageType.BLOCK, { userId });
+    }
+    /** Unblocks a user. */
+    async unblock(userId) {
+        await this.request(MessageType.UNBLOCK, { userId });
+    }
+    /** Follows users' presence (friends only); followed again after each reconnect. */
+    async subscribePresence(userIds) {
+        for (const u of userIds)
+            this.followed.add(u);
+        const r = await this.request(MessageType.PRESENCE_SUBSCRIBE, { userIds });
+        return r.presences ?? [];
+    }
+    /** Uploads a file over the HTTP API; its id goes in an image or file message. */
+    async upload(bytes, name) {
+        const base = this.options.httpBase ??
+            this.options.url.replace(/^ws/, "http").replace(/\/ws$/, "").replace(/\/$/, "");
+        const response = await fetch(`${base}/v1/files?name=${encodeURIComponent(name)}`, {
+            method: "POST",
+            headers: {
+                authorization: `Bearer ${this.token}`,
+                "content-type": "application/octet-stream",
+            },
+            body: bytes,
+        });
+        const body = await response.json();
+        if (!response.ok) {
+            throw new TernError(body.code ?? 0, body.name ?? "HTTP", body.message ?? "", false, 0);
+        }
+        return body;
+    }
+    /** Logs this device out (its token stops working) and closes. */
+    async logout() {
+        const conn = this.conn;
+        this.setState("closed");
+        if (conn)
+            await conn.request(MessageType.LOGOUT, {}).catch(() => { });
+        this.close();
+    }
+    /** Closes the connection and stops reconnecting; unacked sends fail. */
+    close() {
+        this.setState("closed");
+        for (const t of this.timers)
+            clearInterval(t);
+        this.timers = [];
+        const conn = this.conn;
+        this.conn = undefined;
+        if (conn) {
+            this.ackCursor(conn);
+            conn.close();
+        }
+        this.failSends(new Error("the client is closed"));
+    }
+}
