@@ -172,6 +172,44 @@ async fn with_the_unlimited_policy_nobody_is_kicked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browser_tabs_of_one_user_stay_connected_side_by_side() {
+    let server = TestServer::start().await;
+    server.register(&["alice", "bob"]).await;
+    // Each tab is a device of its own, over WebSocket, as the web client connects.
+    let mut tabs = Vec::new();
+    for tab in ["tab-1", "tab-2"] {
+        let ws = server.ws();
+        tabs.push(
+            server
+                .client_with("alice", tab, |c| {
+                    c.endpoint = ws;
+                    c.platform = pb::Platform::Web;
+                })
+                .await,
+        );
+    }
+    until_registry_holds(&server, 2).await;
+    let bob = server.client("bob", "phone").await;
+    bob.client.send_text("alice", "to every tab").await.unwrap();
+    // A kicked client does not reconnect, so a message reaching both proves neither was kicked.
+    for tab in &mut tabs {
+        let got = tab.messages(1).await;
+        assert_eq!(text_of(&got[0].1), "to every tab");
+    }
+    let mut devices: Vec<String> = server
+        .nodes()
+        .flat_map(|s| {
+            s.gateway()
+                .registry()
+                .connections_of(&tern_core_user("alice"))
+        })
+        .map(|(_, d, _)| d.to_string())
+        .collect();
+    devices.sort();
+    assert_eq!(devices, vec!["tab-1", "tab-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_cursors_and_tokens_survive_a_graceful_restart() {
     let mut server = TestServer::start().await;
     server.register(&["alice", "bob"]).await;

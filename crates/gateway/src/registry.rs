@@ -19,7 +19,9 @@ use crate::outbox::Outbox;
 pub enum KickPolicy {
     /// One connection per platform: a login replaces the user's connection on the same platform.
     /// Connections that state no platform (`Unspecified`, as the one-shot CLI commands do)
-    /// cannot be classified, so they are only replaced by a login of the same device.
+    /// cannot be classified, so they are only replaced by a login of the same device. Web
+    /// connections are only replaced by the same device too: each browser tab logs in as a
+    /// device of its own, and a user's tabs are meant to stay connected side by side.
     #[default]
     OnePerPlatform,
     /// Any number of connections per platform.
@@ -60,7 +62,13 @@ fn replaces(old: &Entry, device: &DeviceId, platform: Platform, policy: KickPoli
     old.device == *device
         || (policy == KickPolicy::OnePerPlatform
             && old.platform == platform
-            && platform != Platform::Unspecified)
+            && one_per_platform_applies(platform))
+}
+
+/// Whether `OnePerPlatform` limits `platform` to one connection. Not for connections stating no
+/// platform, which cannot be classified, nor for the web, where every tab is a device of its own.
+fn one_per_platform_applies(platform: Platform) -> bool {
+    !matches!(platform, Platform::Unspecified | Platform::Web)
 }
 
 #[derive(Debug, Default)]
@@ -88,7 +96,7 @@ impl Registry {
 
     /// Adds a logged-in connection and removes the connections it replaces under `policy`: any
     /// other connection of the same device, and with `OnePerPlatform` any other connection of
-    /// the same platform. Returns the removed entries so the caller can kick them.
+    /// the same platform (but the web's and unspecified ones). Returns the removed entries so the caller can kick them.
     pub fn attach(
         &self,
         id: ConnectionId,
@@ -398,6 +406,43 @@ mod tests {
     }
 
     #[test]
+    fn two_web_devices_of_one_user_both_stay_but_a_tab_logging_in_again_replaces_itself() {
+        let r = Registry::new();
+        r.attach(
+            test_conn(1),
+            entry("a", "tab1", Platform::Web),
+            KickPolicy::OnePerPlatform,
+        );
+        assert!(
+            r.attach(
+                test_conn(2),
+                entry("a", "tab2", Platform::Web),
+                KickPolicy::OnePerPlatform
+            )
+            .is_empty(),
+            "a second tab is a second device"
+        );
+        assert_eq!(r.connection_count(), 2);
+        let kicked = r.attach(
+            test_conn(3),
+            entry("a", "tab1", Platform::Web),
+            KickPolicy::OnePerPlatform,
+        );
+        assert_eq!(
+            kicked.iter().map(|k| k.0).collect::<Vec<_>>(),
+            vec![test_conn(1)],
+            "the same tab logging in again replaces its old connection"
+        );
+        let ids: Vec<_> = r
+            .connections_of(&UserId::parse("a").unwrap())
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(ids, vec![test_conn(2), test_conn(3)]);
+        r.check_invariants();
+    }
+
+    #[test]
     fn unlimited_keeps_every_platform_connection_but_not_two_of_one_device() {
         let r = Registry::new();
         r.attach(
@@ -451,7 +496,8 @@ mod tests {
                         let kicked = r.attach(test_conn(c), entry(&format!("u{u}"), &format!("d{d}"), platforms[p as usize]), policy);
                         let expect: Vec<u64> = model
                             .iter()
-                            .filter(|(id, (mu, md, mp))| **id != c && *mu == u && (*md == d || (!unlimited && *mp == p)))
+                            // Platform 2 is the web, where only the same device is replaced.
+                            .filter(|(id, (mu, md, mp))| **id != c && *mu == u && (*md == d || (!unlimited && *mp == p && p != 2)))
                             .map(|(id, _)| *id)
                             .collect();
                         let mut got: Vec<u64> = kicked.iter().map(|k| k.0.local()).collect();

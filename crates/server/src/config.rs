@@ -48,8 +48,9 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     /// How long a connection may stay without logging in.
     pub login_timeout_ms: u64,
-    /// `one_per_platform` (a login replaces the user's connection on the same platform) or
-    /// `unlimited`.
+    /// `one_per_platform` (a login replaces the user's connection on the same platform, except
+    /// on the web, where each browser tab is a device of its own and only a login of the same
+    /// device replaces it) or `unlimited` (only a login of the same device replaces).
     pub kick_policy: String,
     /// The largest frame accepted, header included.
     pub max_frame_bytes: usize,
