@@ -127,8 +127,11 @@ pub fn router(api: HttpApi) -> Router {
                 async move { Json((*doc).clone()) }
             }),
         )
-        // Paths and methods nobody serves answer in the API's error shape too.
-        .fallback(no_such_endpoint)
+        // Paths under /v1 and methods nobody serves answer in the API's error shape too. Routes
+        // rather than a fallback: the API owns /v1 only, so the listener that merges this router
+        // keeps its own fallback (the web client's files) for every other path.
+        .route("/v1", axum::routing::any(no_such_endpoint))
+        .route("/v1/{*rest}", axum::routing::any(no_such_endpoint))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

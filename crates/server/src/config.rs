@@ -37,6 +37,10 @@ pub struct Config {
     pub tcp_addr: SocketAddr,
     /// The HTTP listener: WebSocket at `/ws`, `/healthz`, `/metrics`.
     pub http_addr: SocketAddr,
+    /// Whether the HTTP listener serves the web client (the files built into the binary) at
+    /// `/`; off, those paths answer 404, for a deployment whose clients are all native apps or
+    /// that serves its own client elsewhere.
+    pub web_client: bool,
     /// A PEM certificate chain: with `tls_key`, both listeners speak TLS (TCP frames over TLS,
     /// HTTPS and WSS). Reloaded on SIGHUP.
     pub tls_cert: Option<PathBuf>,
@@ -316,6 +320,7 @@ impl Default for Config {
             data_dir: PathBuf::from("tern-data"),
             tcp_addr: SocketAddr::from(([0, 0, 0, 0], 7700)),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 7701)),
+            web_client: true,
             tls_cert: None,
             tls_key: None,
             node_id: None,
@@ -936,6 +941,14 @@ mod tests {
         );
         assert_eq!(c.heartbeat_interval_ms, 1000);
         assert_eq!(c.http_addr, Config::default().http_addr);
+    }
+
+    #[test]
+    fn the_web_client_is_served_unless_turned_off() {
+        assert!(Config::default().web_client);
+        let c =
+            Config::load_from(&ServeArgs::default(), env(&[("TERN_WEB_CLIENT", "false")])).unwrap();
+        assert!(!c.web_client);
     }
 
     #[test]

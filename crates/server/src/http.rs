@@ -1,5 +1,6 @@
 //! The HTTP listener: WebSocket sessions at `/ws`, `/healthz` (the process), `/readyz` (the
-//! store and Redis answer), the live nodes at `/v1/nodes`, and Prometheus `/metrics`.
+//! store and Redis answer), the live nodes at `/v1/nodes`, Prometheus `/metrics`, and the web
+//! client's files on every other path.
 
 use std::sync::Arc;
 
@@ -26,17 +27,27 @@ pub(crate) struct AppState {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// This node as clients reach it.
     pub(crate) this_node: NodeInfo,
+    /// Whether the web client is served (`web_client`).
+    pub(crate) web_client: bool,
 }
 
 /// The HTTP routes; a plain `Router` so tests can drive it without a socket.
+///
+/// The web client's files are the fallback, so every route (and the HTTP API's, merged in
+/// later, which answers unknown paths under `/v1` itself) takes precedence over them.
 pub(crate) fn app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/nodes", get(nodes))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    let router = if state.web_client {
+        router.fallback_service(crate::web::assets())
+    } else {
+        router.fallback(crate::web::not_found)
+    };
+    router.with_state(state)
 }
 
 /// Hands the client's address to the HTTP API, which counts failed user tokens per address.

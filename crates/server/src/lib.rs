@@ -11,6 +11,7 @@ mod listen;
 mod metrics_setup;
 mod server;
 pub mod tls;
+mod web;
 
 pub use config::{
     ApnsSetting, Config, ConfigError, FcmSetting, PushSettings, PushWebhookSetting, ServeArgs,

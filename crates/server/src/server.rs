@@ -447,6 +447,7 @@ impl Server {
             backend: backend.clone(),
             cluster: cluster.clone(),
             this_node,
+            web_client: config.web_client,
         })
         .merge(tern_http::router(tern_http::HttpApi {
             admin_keys: tern_core::admin::AdminKeys::new(store.admin_keys.clone(), clock.clone()),
