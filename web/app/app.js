@@ -44,7 +44,13 @@ let lastTypingSent = 0;
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
+    if (v === undefined || v === null) continue;
+    if (typeof v === "boolean" && (k.startsWith("data-") || k.startsWith("aria-"))) {
+      // These say "true" or "false"; a bare attribute would read as the empty string.
+      node.setAttribute(k, String(v));
+      continue;
+    }
+    if (v === false) continue;
     if (k === "class") node.className = v;
     else if (k === "text") node.textContent = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
