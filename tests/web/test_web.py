@@ -6,6 +6,8 @@ server log says which test it came from.
 """
 
 import re
+import struct
+import zlib
 
 import pytest
 from playwright.sync_api import expect
@@ -359,13 +361,18 @@ def test_group_of_three(web):
     dialog = page.locator("dialog#group-dialog")
     expect(dialog).to_be_visible()
     page.fill("#group-name", "Weekend trip")
-    page.fill("#group-members", f"{bob.name} {carol.name}")
+    page.fill("#group-members", bob.name)
     page.click("#group-create")
     expect(dialog).to_be_hidden()
     expect(page.locator("#chat")).to_have_attribute("data-conversation-id", ANY)
     expect(conversation(alice, group=True).locator(".conversation-name")).to_have_text(
         "Weekend trip"
     )
+    # The third member is added from the open group, and everyone sees it happen.
+    page.fill("#group-add-user", carol.name)
+    page.click("#group-add")
+    expect(page.locator("#group-add-user")).to_have_value("")
+    expect(page.locator("#messages li.message.event").last).to_contain_text(carol.name)
 
     log = Log()
     say(log, alice, "Who is driving?", [alice])
@@ -385,6 +392,45 @@ def test_group_of_three(web):
         say(log, author, text, everyone)
     log.expect_delivered(*everyone)
     web.shot(carol.page, "carol")
+
+
+def test_pin_and_mute(web):
+    alice, bob, carol = [User(web, name) for name in ("flags-alice", "flags-bob", "flags-carol")]
+    for user in (alice, bob, carol):
+        register(user)
+    open_chat(bob, alice)
+    send(bob, "from bob")
+    open_chat(carol, alice)
+    send(carol, "from carol")
+    # Newest first: carol's conversation above bob's.
+    items = alice.page.locator("#conversations li.conversation")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_have_attribute("data-peer", carol.name)
+
+    # Pinned goes first, whatever is newer.
+    open_conversation(alice, conversation(alice, bob))
+    alice.page.click("#pin")
+    expect(conversation(alice, bob)).to_have_attribute("data-pinned", "true")
+    expect(items.nth(0)).to_have_attribute("data-peer", bob.name)
+
+    # Muted: still counted on its own badge, but not in the total.
+    open_conversation(alice, conversation(alice, carol))
+    alice.page.click("#mute")
+    expect(conversation(alice, carol)).to_have_attribute("data-muted", "true")
+    open_conversation(alice, conversation(alice, bob))
+    send(carol, "are you there?")
+    badge = conversation(alice, carol).locator(".unread")
+    expect(badge).to_have_attribute("data-count", "1")
+    expect(alice.page).to_have_title("Tern")
+
+    # Another tab of alice (another device) shows the same flags, read from the server.
+    other = User(web, alice.name, label="flags-alice-tab2")
+    login(other)
+    expect(conversation(other, bob)).to_have_attribute("data-pinned", "true")
+    expect(conversation(other, carol)).to_have_attribute("data-muted", "true")
+    expect(other.page.locator("#conversations li.conversation").nth(0)).to_have_attribute(
+        "data-peer", bob.name
+    )
 
 
 def test_typing_and_read_receipt(web):
@@ -487,6 +533,89 @@ def test_block(web):
     expect(refused).to_have_attribute("data-state", DELIVERED)
     expect(refused.locator("button.retry")).to_have_count(0)
     log.expect_delivered(alice, bob)
+
+
+def png(width, height):
+    """A real PNG of `width` x `height`, a colour gradient, made without an image library."""
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x * 255 // width, y * 255 // height, 160))
+        for y in range(height)
+    )
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_pictures_and_files(web):
+    alice = User(web, "files-alice")
+    bob = User(web, "files-bob")
+    register(alice)
+    register(bob)
+    open_chat(alice, bob)
+    send(alice, "Two things for you")
+    open_conversation(bob, conversation(bob, alice))
+
+    # A picture: uploaded over HTTP, sent as an image message, shown by its thumbnail.
+    alice.page.set_input_files(
+        "#composer-file", {"name": "sunset.png", "mimeType": "image/png", "buffer": png(640, 400)}
+    )
+    expect(alice.page.locator("#upload-progress")).to_be_hidden()
+    for user in (alice, bob):
+        picture = messages(user).nth(1).locator("img.thumbnail")
+        expect(picture).to_have_count(1)
+        # Loaded from the server with the device's token: a broken image has no natural size.
+        user.page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=picture.element_handle(), timeout=10_000
+        )
+        width = picture.evaluate("img => img.naturalWidth")
+        assert 0 < width < 640, f"the thumbnail, not the picture, is shown: {width}px wide"
+
+    # A file: shown by its name; a click downloads the very bytes that were sent.
+    notes = "agenda: 1. lunch 2. slides\n".encode() * 50
+    alice.page.set_input_files(
+        "#composer-file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": notes}
+    )
+    link = messages(bob).nth(2).locator("a.file")
+    expect(link).to_contain_text("notes.txt")
+    with bob.page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == "notes.txt"
+    with open(download.value.path(), "rb") as f:
+        assert f.read() == notes
+    for user in (alice, bob):
+        expect(messages(user)).to_have_count(3)
+    expect(messages(alice).nth(2)).to_have_attribute("data-state", DELIVERED)
+    web.shot(bob.page, "bob-got-files")
+
+
+def test_history_loads_as_you_scroll_up(web):
+    alice = User(web, "history-alice")
+    bob = User(web, "history-bob")
+    register(alice)
+    register(bob)
+    open_chat(alice, bob)
+    texts = [f"message {i:02}" for i in range(45)]
+    for text in texts:
+        send(alice, text, enter=True)
+    expect(messages(alice).last).to_have_attribute("data-state", DELIVERED)
+
+    # Bob opens the conversation: the newest page, not all of it.
+    open_conversation(bob, conversation(bob, alice))
+    expect(messages(bob).last.locator(".body")).to_have_text(texts[-1])
+    shown = messages(bob).count()
+    assert shown < len(texts), f"the whole history came at once ({shown} messages)"
+
+    # Scrolling to the top loads the older pages, until the first message, in order.
+    for _ in range(10):
+        if messages(bob).count() == len(texts):
+            break
+        bob.page.locator("#messages").evaluate("list => list.scrollTo(0, 0)")
+        expect(messages(bob)).not_to_have_count(shown)
+        shown = messages(bob).count()
+    expect(bob.page.locator(f"{MESSAGE} .body")).to_have_text(texts)
 
 
 def test_phone_and_desktop_screenshots(web):
