@@ -618,6 +618,52 @@ def test_history_loads_as_you_scroll_up(web):
     expect(bob.page.locator(f"{MESSAGE} .body")).to_have_text(texts)
 
 
+def test_keyboard_only_with_labelled_controls(web):
+    """Everything on the way to a reply works from the keyboard, and the controls carry the
+    names a screen reader reads out."""
+    alice = User(web, "keys-alice")
+    bob = User(web, "keys-bob")
+    register(alice)
+    register(bob)
+
+    # Bob starts the chat without the mouse: type the id, Enter, type the message, Enter.
+    page = bob.page
+    page.locator("#new-chat-user").focus()
+    page.keyboard.type(alice.name)
+    page.keyboard.press("Enter")
+    expect(page.locator("#composer-text")).to_be_focused()
+    page.keyboard.type("Can you hear me?")
+    page.keyboard.press("Enter")
+    expect(own_message(bob, "Can you hear me?")).to_have_attribute("data-state", DELIVERED)
+
+    # Alice tabs to the conversation and opens it with Enter; the composer takes the focus.
+    page = alice.page
+    item = conversation(alice, bob).locator("button.open")
+    expect(item).to_be_visible()
+    page.locator("#logout").focus()
+    for _ in range(30):
+        if item.evaluate("b => b === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    expect(item).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#composer-text")).to_be_focused()
+    page.keyboard.type("Loud and clear")
+    page.keyboard.press("Enter")
+    log = Log()
+    log.add(bob, "Can you hear me?")
+    log.add(alice, "Loud and clear")
+    log.expect_delivered(alice, bob)
+
+    # What assistive technology announces: named controls, the messages as a log.
+    expect(page.get_by_role("log", name="Messages")).to_be_visible()
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text(re.compile("online"))
+    expect(page.get_by_label("Attach")).to_be_attached()
+
+
 def test_phone_and_desktop_screenshots(web):
     # Plain user ids here: these two screenshots are the README's.
     bob = User(web, "bob")
