@@ -327,6 +327,10 @@ pub struct PushConfig {
     /// endpoints are `https://` only, so a registration cannot aim the server at a plain
     /// service on its own network.
     pub webpush_allow_http: bool,
+    /// How old a message may be, from its commit, and still be notified, in ms. A notification
+    /// queued while push was off or the server was down for long says something the user has
+    /// long had other ways to learn; sent late, it would only buzz the phone for old news.
+    pub max_age_ms: i64,
 }
 
 impl Default for PushConfig {
@@ -336,8 +340,14 @@ impl Default for PushConfig {
             private_text: "You have a new message".to_owned(),
             notify_background: true,
             webpush_allow_http: false,
+            max_age_ms: 24 * 60 * 60 * 1000,
         }
     }
+}
+
+/// Whether something queued at `queued_ms` is older than `max_age_ms` at `now_ms`.
+pub fn stale(queued_ms: i64, now_ms: i64, max_age_ms: i64) -> bool {
+    now_ms.saturating_sub(queued_ms) > max_age_ms
 }
 
 /// How many group members are read at a time while planning a group message's pushes.
@@ -509,6 +519,11 @@ impl PushService {
             .await?)
     }
 
+    /// Whether a notification queued at `queued_ms` is too old to send now.
+    pub fn is_stale(&self, queued_ms: i64) -> bool {
+        stale(queued_ms, self.clock.now_ms(), self.config.max_age_ms)
+    }
+
     /// The notifications `message` causes: one per registered device of each recipient that
     /// is not connected, except where the recipient muted the conversation or blocked the
     /// sender.
@@ -677,6 +692,20 @@ mod tests {
             private: false,
             updated_ms: 0,
             background_connection: 0,
+        }
+    }
+
+    #[test]
+    fn notifications_older_than_the_limit_are_stale() {
+        let day = 86_400_000;
+        for (queued, now, stale_now) in [
+            (0, 0, false),
+            (0, day, false),
+            (0, day + 1, true),
+            (1_000, 500, false), // a clock that stepped back: not stale
+            (i64::MIN, i64::MAX, true),
+        ] {
+            assert_eq!(stale(queued, now, day), stale_now, "{queued} {now}");
         }
     }
 

@@ -173,7 +173,8 @@ pub(crate) async fn unregister(
     responses(
         (status = 200, description = "The devices", body = Devices),
         (status = 400, description = "An invalid id", body = ErrorBody),
-        (status = 401, description = "No admin key, or not a live one", body = ErrorBody),
+        (status = 401, description = "No admin key or user token, or not a live one", body = ErrorBody),
+        (status = 403, description = "A user's token asking for another user's devices", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]

@@ -9,6 +9,7 @@
 //! conversation share a collapse key, so a phone shows a repeat as one. Each claim takes at
 //! most one row per conversation, so a conversation's notifications go out in commit order.
 
+pub mod address;
 pub mod providers;
 
 use std::{sync::Arc, time::Duration};
@@ -80,34 +81,17 @@ impl Providers {
     }
 }
 
-/// How the dispatcher retries.
-#[derive(Debug, Clone)]
-pub struct DispatchConfig {
-    /// How long one request to a provider may take.
-    pub timeout: Duration,
-    /// The wait after a notification's first failure; doubled after each further one.
-    pub retry_base: Duration,
-    /// The longest wait between two attempts.
-    pub retry_max: Duration,
-    /// Attempts before a notification is given up (left as a dead letter of `@push.retry`).
-    pub max_attempts: u32,
-    /// Rows in flight at once, at most.
-    pub batch: u32,
-    /// How often the outbox is polled when nothing wakes the dispatcher.
-    pub poll: Duration,
-}
+/// How the dispatcher retries: the webhook dispatcher's settings, with push's own defaults
+/// ([`defaults`]).
+pub use tern_hooks::DispatchConfig;
 
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(10),
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(300),
-            // A notification hours late is worse than none: about half an hour of tries.
-            max_attempts: 12,
-            batch: 64,
-            poll: Duration::from_millis(500),
-        }
+/// Push's defaults: a shorter retry horizon than a webhook's, because a notification hours late
+/// is worse than none (1 s doubling to 5 min, 12 attempts: about half an hour of tries).
+pub fn defaults() -> DispatchConfig {
+    DispatchConfig {
+        retry_max: Duration::from_secs(300),
+        max_attempts: 12,
+        ..DispatchConfig::default()
     }
 }
 
@@ -250,6 +234,9 @@ impl Run {
     /// Plans a committed message's notifications and sends them all; what asks to be tried
     /// later is queued on its own row before the message's row is settled.
     async fn message(&self, row: QueuedEvent) {
+        if self.expired(&row).await {
+            return;
+        }
         let pushed = match Pushed::from_event(&row.body) {
             Ok(p) => p,
             Err(e) => {
@@ -303,6 +290,22 @@ impl Run {
         self.settle(row.seq, self.outbox.delivered(row.seq).await);
     }
 
+    /// Drops a row queued too long ago (push was off, or the server down): what it would say
+    /// is old news. Whether it was dropped.
+    async fn expired(&self, row: &QueuedEvent) -> bool {
+        if !self.service.is_stale(row.created_ms) {
+            return false;
+        }
+        tracing::info!(
+            seq = row.seq,
+            queued_ms = row.created_ms,
+            "a push row too old to send is dropped"
+        );
+        metrics::counter!("tern_push_expired_total").increment(1);
+        self.settle(row.seq, self.outbox.delivered(row.seq).await);
+        true
+    }
+
     /// The row that tries `out` again after the first wait, keyed by its device so that one
     /// device's retries go in order. It names the device and a digest of its token, not the
     /// token: outbox rows are listed to operators as dead letters.
@@ -331,6 +334,9 @@ impl Run {
     /// Another attempt at one notification, unless its device came online (it syncs) or
     /// registered another token since.
     async fn retry(&self, row: QueuedEvent) {
+        if self.expired(&row).await {
+            return;
+        }
         let body: RetryBody = match serde_json::from_str(&row.body) {
             Ok(b) => b,
             Err(e) => {

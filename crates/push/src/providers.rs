@@ -129,14 +129,41 @@ impl Cached {
 /// An HTTP client for one provider: no redirects (a push service has no reason to send one,
 /// and following them would let an endpoint point the server elsewhere).
 fn client(timeout: Duration, http2_only: bool) -> reqwest::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("tern-push/", env!("CARGO_PKG_VERSION")));
+    let mut b = builder(timeout);
     if http2_only {
         b = b.http2_prior_knowledge();
     }
     b.build()
+}
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tern-push/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Whether a Web Push endpoint points at the public internet. An address on a private network
+/// never will, so its registration is dead; a name that does not resolve now may later.
+async fn check_public(endpoint: &reqwest::Url) -> Result<(), SendError> {
+    let host = endpoint
+        .host_str()
+        .ok_or_else(|| SendError::Refused("the endpoint has no host".into()))?;
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let public = match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => crate::address::is_public(ip),
+        Err(_) => tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|e| SendError::Retry(format!("cannot resolve the endpoint's host: {e}")))?
+            .any(|a| crate::address::is_public(a.ip())),
+    };
+    if public {
+        Ok(())
+    } else {
+        Err(SendError::DeadToken(
+            "the endpoint is on a private network".into(),
+        ))
+    }
 }
 
 /// APNs' settings.
@@ -447,6 +474,9 @@ pub struct WebPushConfig {
     pub subject: String,
     /// How long a push service keeps a notification for an offline browser.
     pub ttl: Duration,
+    /// Whether endpoints may be on private networks (a push service of one's own, tests).
+    /// Otherwise an endpoint must resolve to a public address: a device chooses it.
+    pub allow_private: bool,
 }
 
 /// Sends through Web Push.
@@ -455,6 +485,7 @@ pub struct WebPush {
     key: ES256KeyPair,
     subject: String,
     ttl: Duration,
+    allow_private: bool,
     client: reqwest::Client,
 }
 
@@ -471,11 +502,21 @@ impl WebPush {
         if !(config.subject.starts_with("mailto:") || config.subject.starts_with("https://")) {
             return Err(err("subject must be a mailto: or https: address".into()));
         }
-        let client = client(timeout, false).map_err(|e| err(e.to_string()))?;
+        let client = if config.allow_private {
+            client(timeout, false)
+        } else {
+            // Checked again where the connection is made: a name may change its answer
+            // between the check in `send` and the connection.
+            builder(timeout)
+                .dns_resolver(crate::address::PublicOnly::shared())
+                .build()
+        }
+        .map_err(|e| err(e.to_string()))?;
         Ok(WebPush {
             key,
             subject: config.subject,
             ttl: config.ttl,
+            allow_private: config.allow_private,
             client,
         })
     }
@@ -514,6 +555,9 @@ impl WebPush {
             .token
             .parse()
             .map_err(|_| refused("the endpoint is not a URL".into()))?;
+        if !self.allow_private {
+            check_public(&endpoint).await?;
+        }
         let mut body = WebPush::payload(&out.notification).to_string();
         if body.len() > WEB_PUSH_MAX_PAYLOAD {
             let mut shorter = out.notification.clone();
@@ -621,5 +665,81 @@ impl Gateway {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_core::push::PushRegistration;
+
+    fn web_push(allow_private: bool) -> WebPush {
+        WebPush::new(
+            WebPushConfig {
+                vapid_key_pem: ES256KeyPair::generate().to_pem().unwrap(),
+                subject: "mailto:ops@example.com".into(),
+                ttl: Duration::from_secs(60),
+                allow_private,
+            },
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    }
+
+    fn to(endpoint: &str) -> Outgoing {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let browser = ES256KeyPair::generate();
+        Outgoing {
+            registration: PushRegistration {
+                user: "bob".into(),
+                device: "browser".into(),
+                provider: Provider::Webpush,
+                token: endpoint.into(),
+                p256dh: b64(&browser.public_key().public_key().to_bytes_uncompressed()),
+                auth: b64(&[7; 16]),
+                private: false,
+                updated_ms: 0,
+                background_connection: 0,
+            },
+            notification: Notification {
+                title: "alice".into(),
+                body: "hi".into(),
+                badge: 1,
+                conversation: "p:alice:bob".into(),
+                message_id: "1".into(),
+                seq: 1,
+                sender: "alice".into(),
+            },
+        }
+    }
+
+    /// A device chooses its endpoint: one on the server's own network is a dead registration,
+    /// whether named by address or by a name that resolves there, and nothing is sent to it.
+    #[tokio::test]
+    async fn endpoints_on_private_networks_are_dead_registrations() {
+        let push = web_push(false);
+        for endpoint in [
+            "https://127.0.0.1:9/push/1",
+            "https://[::1]:9/push/1",
+            "https://169.254.169.254/latest/meta-data",
+            "https://10.0.0.8/push",
+            "https://localhost:9/push/1",
+        ] {
+            match push.send(&to(endpoint)).await {
+                Err(SendError::DeadToken(m)) => assert!(m.contains("private"), "{endpoint}: {m}"),
+                other => panic!("{endpoint}: {other:?}"),
+            }
+        }
+    }
+
+    /// With private networks allowed (a push service of one's own), the same endpoint is tried:
+    /// nothing listens there, so the attempt is one to repeat, not a dead registration.
+    #[tokio::test]
+    async fn private_endpoints_are_tried_when_allowed() {
+        let push = web_push(true);
+        match push.send(&to("https://127.0.0.1:9/push/1")).await {
+            Err(SendError::Retry(_)) => {}
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -206,11 +206,14 @@ pub struct PushSettings {
     pub retry_max_ms: u64,
     /// Attempts at one notification before it is given up.
     pub max_attempts: u32,
+    /// How old a message may be and still be notified, in seconds: notifications queued while
+    /// push was off or the server down for longer are dropped, not sent as old news.
+    pub max_age_secs: u64,
 }
 
 impl Default for PushSettings {
     fn default() -> Self {
-        let d = tern_push::DispatchConfig::default();
+        let d = tern_push::defaults();
         Self {
             apns: None,
             fcm: None,
@@ -222,6 +225,7 @@ impl Default for PushSettings {
             retry_base_ms: d.retry_base.as_millis() as u64,
             retry_max_ms: d.retry_max.as_millis() as u64,
             max_attempts: d.max_attempts,
+            max_age_secs: (tern_core::push::PushConfig::default().max_age_ms / 1000) as u64,
         }
     }
 }
@@ -279,6 +283,11 @@ pub struct WebPushSetting {
     /// otherwise only `https://`.
     #[serde(default)]
     pub allow_http: bool,
+    /// Accept endpoints on private networks (loopback, RFC 1918, link-local…): a push service
+    /// of one's own, tests. Otherwise an endpoint must resolve to a public address, since a
+    /// device chooses it and could otherwise aim the server at its own network.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
 }
 
 fn webpush_ttl() -> u64 {
@@ -687,6 +696,7 @@ impl Config {
                         vapid_key_pem: read("webpush vapid_key_file", &w.vapid_key_file)?,
                         subject: w.subject.clone(),
                         ttl: Duration::from_secs(w.ttl_secs),
+                        allow_private: w.allow_private_addresses,
                     },
                     timeout,
                 )
@@ -725,7 +735,7 @@ impl Config {
             retry_base: Duration::from_millis(push.retry_base_ms.max(1)),
             retry_max: Duration::from_millis(push.retry_max_ms.max(push.retry_base_ms)),
             max_attempts: push.max_attempts.max(1),
-            ..tern_push::DispatchConfig::default()
+            ..tern_push::defaults()
         }
     }
 

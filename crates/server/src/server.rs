@@ -374,6 +374,8 @@ impl Server {
                 private_text: config.push.private_text.clone(),
                 notify_background: config.push.notify_background,
                 webpush_allow_http: config.push.webpush.as_ref().is_some_and(|w| w.allow_http),
+                max_age_ms: i64::try_from(config.push.max_age_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
             },
         );
         // This node's connection ids start over: marks an earlier run left must not match them.
