@@ -664,6 +664,65 @@ def test_keyboard_only_with_labelled_controls(web):
     expect(page.get_by_label("Attach")).to_be_attached()
 
 
+def test_reload_and_a_duplicated_tab(web):
+    alice = User(web, "tabs-alice")
+    bob = User(web, "tabs-bob")
+    register(alice)
+    register(bob)
+    open_chat(alice, bob)
+    send(alice, "before the reload")
+
+    # A reload logs in again with the tab's own token: no password, the same device.
+    device = alice.page.evaluate("sessionStorage.getItem('tern.device')")
+    alice.page.reload()
+    expect_logged_in(alice)
+    assert alice.page.evaluate("sessionStorage.getItem('tern.device')") == device
+    open_conversation(alice, conversation(alice, bob))
+    expect(messages(alice).locator(".body")).to_have_text(["before the reload"])
+
+    # A duplicated tab starts with a copy of the tab's sessionStorage, device id and token
+    # included. It must not log in as the same device (that would replace the first tab's
+    # connection): it asks for a login of its own and becomes another device.
+    saved = alice.page.evaluate("JSON.stringify(Object.assign({}, sessionStorage))")
+    dup = User.__new__(User)
+    dup.name = alice.name
+    dup.page = alice.page.context.new_page()
+    dup.page.on("pageerror", lambda error: web.errors.append(f"tabs-alice-dup: {error}"))
+    web.pages.append(("tabs-alice-dup", dup.page))
+    dup.page.add_init_script(
+        f"for (const [k, v] of Object.entries({saved})) sessionStorage.setItem(k, v);"
+    )
+    dup.page.goto(web.server.url)
+    expect(dup.page.locator("#auth-screen")).to_be_visible()
+    login(dup)
+    assert dup.page.evaluate("sessionStorage.getItem('tern.device')") != device
+    open_chat(dup, bob)
+    send(dup, "from the second tab")
+
+    # Both tabs stay connected and converge.
+    log = Log()
+    log.add(alice, "before the reload")
+    log.add(alice, "from the second tab")
+    expect(alice.page.locator("#status")).to_have_attribute("data-state", "online")
+    log.expect_delivered(alice, dup)
+
+
+def test_back_on_a_phone_leaves_new_messages_unread(web):
+    alice = User(web, "back-alice", viewport=web.PHONE)
+    bob = User(web, "back-bob")
+    register(alice)
+    register(bob)
+    open_chat(bob, alice)
+    send(bob, "first")
+    open_conversation(alice, conversation(alice, bob))
+    alice.page.click("#back")
+    expect(alice.page.locator("#chat")).to_have_attribute("data-conversation-id", "")
+    send(bob, "while alice looks at the list")
+    badge = conversation(alice, bob).locator(".unread")
+    expect(badge).to_have_attribute("data-count", "1")
+    expect(badge).to_be_visible()
+
+
 def test_phone_and_desktop_screenshots(web):
     # Plain user ids here: these two screenshots are the README's.
     bob = User(web, "bob")

@@ -36,6 +36,8 @@ const presence = new Map();
 /** group id → name */
 const groupNames = new Map();
 let editing;
+/** How many incoming friend requests the list showed: the section opens when one is new. */
+let incomingSeen = 0;
 let typingTimer;
 let lastTypingSent = 0;
 
@@ -134,7 +136,9 @@ function conversationOf(message) {
 function viewOf(id) {
   let v = views.get(id);
   if (!v) {
-    v = { bySeq: new Map(), pending: [], oldest: 0, hasMore: true, loaded: false };
+    // `read`: the seq up to which history pages were read, so a catch-up after a reconnect
+    // starts there and not after a pushed message that may have overtaken missed ones.
+    v = { bySeq: new Map(), pending: [], oldest: 0, hasMore: true, loaded: false, read: 0 };
     views.set(id, v);
   }
   return v;
@@ -156,14 +160,38 @@ function fromMessage(m) {
 
 // ---- session ----
 
-function deviceId() {
+/** This tab's device id. A duplicated tab starts with a copy of the original's
+ * sessionStorage, device id and token included; as one device the two would replace each
+ * other's connection. So a tab asks the others whether its id is taken, and if it is, becomes
+ * a new device that logs in afresh. */
+async function claimDevice() {
   let id = sessionStorage.getItem("tern.device");
+  if (id && typeof BroadcastChannel !== "undefined") {
+    const probe = new BroadcastChannel("tern.devices");
+    const taken = await new Promise((resolve) => {
+      probe.onmessage = (e) => e.data?.taken === id && resolve(true);
+      probe.postMessage({ who: id });
+      setTimeout(() => resolve(false), 150);
+    });
+    probe.close();
+    if (taken) {
+      id = undefined;
+      sessionStorage.removeItem("tern.session");
+    }
+  }
   if (!id) {
     id = `web-${newClientMsgId()}`;
     sessionStorage.setItem("tern.device", id);
   }
+  if (typeof BroadcastChannel !== "undefined") {
+    const mine = id;
+    const answer = new BroadcastChannel("tern.devices");
+    answer.onmessage = (e) => e.data?.who === mine && answer.postMessage({ taken: mine });
+  }
   return id;
 }
+
+const device = claimDevice();
 
 function cursorStore() {
   return typeof indexedDB === "undefined" ? new MemoryCursorStore() : new IndexedDbCursorStore();
@@ -173,7 +201,7 @@ async function start(userId, credential) {
   const options = {
     url: WS_URL,
     userId,
-    deviceId: deviceId(),
+    deviceId: await device,
     platform: "PLATFORM_WEB",
     // A person is waiting: after an outage, try again at least every few seconds.
     reconnectMaxMs: 5000,
@@ -226,6 +254,9 @@ function onState(state) {
   s.textContent = { online: "online", reconnecting: "reconnecting…", closed: "offline" }[state];
   if (state === "online" && client) {
     // What changed while the connection was down: the list, and the open conversation's tail.
+    // Views of closed conversations may have missed pushes (a group's messages come only by
+    // push and history): they are dropped and read again when opened.
+    for (const id of [...views.keys()]) if (id !== open?.id) views.delete(id);
     void refreshConversations();
     if (open) void loadNewer(open.id);
   }
@@ -237,16 +268,35 @@ function onKicked(kick) {
 }
 
 function showLogin(message = "") {
+  // Nothing of the previous user may show to the next one in this tab.
   client = undefined;
   me = "";
   conversations.clear();
+  listVersion = 0;
   views.clear();
   open = undefined;
+  editing = undefined;
+  friends = [];
+  requests = [];
+  blocked.clear();
+  presence.clear();
+  groupNames.clear();
+  incomingSeen = 0;
   $("app").hidden = true;
+  $("app").classList.remove("chatting");
   $("auth-screen").hidden = false;
   $("auth-error").textContent = message;
-  $("conversations").replaceChildren();
-  $("messages").replaceChildren();
+  $("chat").dataset.conversationId = "";
+  $("composer").hidden = true;
+  $("composer-text").value = "";
+  $("typing").textContent = "";
+  $("chat-error").textContent = "";
+  setComposerMode();
+  renderConversations();
+  renderMessages();
+  renderFriends();
+  renderChatHeader();
+  document.title = "Tern";
 }
 
 async function logout() {
@@ -274,26 +324,43 @@ function onMessage(m) {
   if (content?.profileChanged) return;
   const id = conversationOf(m);
   const v = views.get(id);
-  if (content?.recall && v) {
-    const target = v.bySeq.get(toNumber(content.recall.seq));
-    if (target) {
-      target.recalled = true;
-      target.content = undefined;
-    }
-  } else if (content?.edit && v) {
-    const target = v.bySeq.get(toNumber(content.edit.seq));
-    if (target && !target.recalled) {
-      target.content = content.edit.content;
-      target.edited = true;
-    }
+  if ((content?.recall || content?.edit) && v) {
+    amend(v, content);
   } else if (v) {
     addMessage(v, fromMessage(m));
+  }
+  const renamed = content?.groupEvent;
+  if (renamed?.kind === "GROUP_EVENT_KIND_RENAMED" && id.startsWith("g:")) {
+    groupNames.set(Number(id.slice(2)), renamed.name ?? "");
+    renderChatHeader();
   }
   if (open?.id === id) {
     renderMessages();
     if (m.sender !== me && document.visibilityState === "visible") void markRead(id, true);
   }
   scheduleListRefresh();
+}
+
+/** Applies a recall or edit event to the message it is about, if the view has it. */
+function amend(v, content) {
+  if (content.recall) {
+    const target = v.bySeq.get(toNumber(content.recall.seq));
+    if (target) {
+      target.recalled = true;
+      target.content = undefined;
+    }
+  } else if (content.edit) {
+    const target = v.bySeq.get(toNumber(content.edit.seq));
+    if (target && !target.recalled) {
+      target.content = content.edit.content;
+      target.edited = true;
+    }
+  }
+}
+
+/** Whether an error says the same request may succeed later. */
+function retryable(e) {
+  return !(e instanceof TernError) || e.retryable;
 }
 
 function addMessage(v, view) {
@@ -305,8 +372,11 @@ function addMessage(v, view) {
   }
   const old = v.bySeq.get(seq);
   if (old) {
-    // Seen already (from history or an earlier event): keep what the newer copy says.
-    Object.assign(old, view, { state: "sent" });
+    // Seen already (from history or an earlier event): keep what the newer copy says, except
+    // that a recall is final (a history page read before it may still show the message).
+    const recalled = old.recalled || view.recalled;
+    Object.assign(old, view, { state: "sent", recalled });
+    if (recalled) old.content = undefined;
   } else {
     v.bySeq.set(seq, view);
   }
@@ -392,60 +462,75 @@ function sortedConversations() {
 
 function renderConversations() {
   const list = $("conversations");
+  const kept = new Map();
   const items = sortedConversations().map((c) => {
-    const unread = c.muted ? 0 : Number(c.unread ?? 0);
-    const mutedUnread = c.muted ? Number(c.unread ?? 0) : 0;
-    const badge = el("span", {
-      class: c.muted ? "unread muted" : "unread",
-      "data-count": unread || mutedUnread,
-      "aria-label": `${unread || mutedUnread} unread`,
-      text: String(unread || mutedUnread),
-    });
-    badge.hidden = unread + mutedUnread === 0;
-    const dot = c.peer
-      ? el("span", {
-          class: "presence",
-          "data-online": presence.get(c.peer) === true,
-          "aria-label": presence.get(c.peer) ? "online" : "offline",
-        })
-      : el("span", { class: "group-mark", "aria-hidden": "true", text: "#" });
-    const last = c.lastMessage;
-    const lastText = last ? (last.sender !== me && toNumber(c.groupId) ? `${last.sender}: ` : "") + summary(last.content) : "";
-    const item = el(
-      "li",
-      {
-        class: open?.id === c.conversationId ? "conversation active" : "conversation",
-        "data-conversation-id": c.conversationId,
-        "data-peer": c.peer || undefined,
-        "data-group-id": toNumber(c.groupId) || undefined,
-        "data-pinned": Boolean(c.pinned),
-        "data-muted": Boolean(c.muted),
-      },
-      el(
-        "button",
-        {
-          class: "open",
-          type: "button",
-          "aria-current": open?.id === c.conversationId ? "true" : undefined,
-          onclick: () => openConversation(c.peer ? { peer: c.peer } : { groupId: toNumber(c.groupId) }),
-        },
-        dot,
-        el(
-          "span",
-          { class: "conversation-text" },
-          el("span", { class: "conversation-name", text: nameOf(c) }),
-          el("span", { class: "last", text: lastText }),
-        ),
-        c.pinned ? el("span", { class: "flag", "aria-label": "pinned", text: "📌" }) : null,
-        c.muted ? el("span", { class: "flag", "aria-label": "muted", text: "🔕" }) : null,
-        badge,
-      ),
-    );
-    return item;
+    const active = open?.id === c.conversationId;
+    const print = JSON.stringify([c, presence.get(c.peer), active, nameOf(c), me]);
+    const known = conversationNodes.get(c.conversationId);
+    const node = known?.print === print ? known.node : conversationNode(c);
+    kept.set(c.conversationId, { print, node });
+    return node;
   });
-  list.replaceChildren(...items);
+  conversationNodes = kept;
+  reconcile(list, items);
   const total = sortedConversations().reduce((n, c) => n + (c.muted ? 0 : Number(c.unread ?? 0)), 0);
   document.title = total > 0 ? `(${total}) Tern` : "Tern";
+}
+
+/** The list's elements by conversation id, with what they were drawn from. */
+let conversationNodes = new Map();
+
+function conversationNode(c) {
+  const unread = c.muted ? 0 : Number(c.unread ?? 0);
+  const mutedUnread = c.muted ? Number(c.unread ?? 0) : 0;
+  const badge = el("span", {
+    class: c.muted ? "unread muted" : "unread",
+    "data-count": unread || mutedUnread,
+    "aria-label": `${unread || mutedUnread} unread`,
+    text: String(unread || mutedUnread),
+  });
+  badge.hidden = unread + mutedUnread === 0;
+  const dot = c.peer
+    ? el("span", {
+        class: "presence",
+        role: "img",
+        "data-online": presence.get(c.peer) === true,
+        "aria-label": presence.get(c.peer) ? "online" : "offline",
+      })
+    : el("span", { class: "group-mark", "aria-hidden": "true", text: "#" });
+  const last = c.lastMessage;
+  const lastText = last ? (last.sender !== me && toNumber(c.groupId) ? `${last.sender}: ` : "") + summary(last.content) : "";
+  const item = el(
+    "li",
+    {
+      class: open?.id === c.conversationId ? "conversation active" : "conversation",
+      "data-conversation-id": c.conversationId,
+      "data-peer": c.peer || undefined,
+      "data-group-id": toNumber(c.groupId) || undefined,
+      "data-pinned": Boolean(c.pinned),
+      "data-muted": Boolean(c.muted),
+    },
+    el(
+      "button",
+      {
+        class: "open",
+        type: "button",
+        "aria-current": open?.id === c.conversationId ? "true" : undefined,
+        onclick: () => openConversation(c.peer ? { peer: c.peer } : { groupId: toNumber(c.groupId) }),
+      },
+      dot,
+      el(
+        "span",
+        { class: "conversation-text" },
+        el("span", { class: "conversation-name", text: nameOf(c) }),
+        el("span", { class: "last", text: lastText }),
+      ),
+      c.pinned ? el("span", { class: "flag", "aria-label": "pinned", text: "📌" }) : null,
+      c.muted ? el("span", { class: "flag", "aria-label": "muted", text: "🔕" }) : null,
+      badge,
+    ),
+  );
+  return item;
 }
 
 // ---- a conversation ----
@@ -454,7 +539,11 @@ async function openConversation(target) {
   if (!client) return;
   const id = target.peer ? directId(me, target.peer) : `g:${target.groupId}`;
   open = { id, ...target };
-  editing = undefined;
+  if (editing) {
+    // An edit left unfinished is dropped with its text, never sent as a new message here.
+    editing = undefined;
+    $("composer-text").value = "";
+  }
   $("chat").dataset.conversationId = id;
   $("chat-error").textContent = "";
   $("typing").textContent = "";
@@ -471,6 +560,22 @@ async function openConversation(target) {
     $("composer-text").focus();
     void markRead(id);
   }
+}
+
+/** Back to the list (a phone shows one pane): the conversation is no longer open, so what
+ * arrives in it stays unread. */
+function closeConversation() {
+  open = undefined;
+  editing = undefined;
+  $("app").classList.remove("chatting");
+  $("chat").dataset.conversationId = "";
+  $("composer").hidden = true;
+  $("composer-text").value = "";
+  $("typing").textContent = "";
+  setComposerMode();
+  renderChatHeader();
+  renderMessages();
+  renderConversations();
 }
 
 function historyTarget(id) {
@@ -491,14 +596,19 @@ async function loadOlder(id, first = false) {
     for (const m of page.messages) if (!isNotice(m.content)) addMessage(v, fromMessage(m));
     const seqs = page.messages.map((m) => toNumber(m.seq));
     if (seqs.length) v.oldest = Math.min(v.oldest || Infinity, ...seqs);
+    if (first && seqs.length) v.read = Math.max(v.read, ...seqs);
     v.hasMore = page.hasMore;
     v.loaded = true;
   } catch (e) {
     if (open?.id === id && !(e?.name === "NOT_A_PARTICIPANT" && first)) {
       $("chat-error").textContent = describeError(e);
     }
-    v.loaded = true;
-    v.hasMore = false;
+    // A refusal ends paging; a lost connection or a rate limit is tried again on the next
+    // scroll (or, for the first page, the next time the conversation opens).
+    if (!retryable(e)) {
+      v.loaded = true;
+      v.hasMore = false;
+    }
   } finally {
     v.loadingOlder = false;
   }
@@ -508,17 +618,20 @@ async function loadOlder(id, first = false) {
 /** After a reconnect: whatever the open conversation got meanwhile (also what push missed). */
 async function loadNewer(id) {
   const v = viewOf(id);
-  let after = Math.max(0, ...v.bySeq.keys());
   try {
     for (;;) {
       const page = await client.history({
         ...historyTarget(id),
-        anchorSeq: after,
+        anchorSeq: v.read,
         direction: "DIRECTION_FORWARD",
         limit: 100,
       });
-      for (const m of page.messages) if (!isNotice(m.content)) addMessage(v, fromMessage(m));
-      if (page.messages.length) after = toNumber(page.messages[page.messages.length - 1].seq);
+      for (const m of page.messages) {
+        // Recalls and edits made meanwhile change messages already on screen.
+        if (m.content?.recall || m.content?.edit) amend(v, m.content);
+        else if (!isNotice(m.content)) addMessage(v, fromMessage(m));
+      }
+      if (page.messages.length) v.read = toNumber(page.messages[page.messages.length - 1].seq);
       if (!page.hasMore) break;
     }
   } catch (e) {
@@ -663,58 +776,88 @@ function renderMessages(scroll = false) {
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const fromBottom = list.scrollHeight - list.scrollTop;
   const ordered = [...v.bySeq.values()].sort((a, b) => a.seq - b.seq).concat(v.pending);
+  const kept = new Map();
   const items = ordered.map((view) => {
-    const mine = view.sender === me;
     const state = stateOf(view, c);
-    const event = Boolean(view.content?.groupEvent) || view.clientMsgId === "";
-    const time = view.time ? new Date(view.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
-    const actions = [];
-    if (mine && !view.recalled && !event && state !== "sending" && state !== "failed") {
-      actions.push(el("button", { class: "recall", type: "button", onclick: () => recall(view), text: "Recall" }));
-      if (view.content?.text) {
-        actions.push(el("button", { class: "edit", type: "button", onclick: () => startEdit(view), text: "Edit" }));
-      }
-    }
-    if (state === "failed") {
-      actions.push(el("button", { class: "retry", type: "button", onclick: () => retry(view), text: "Retry" }));
-    }
-    const classes = ["message", mine ? "mine" : "theirs", event ? "event" : "", view.recalled ? "recalled" : ""];
-    const stateLabel = mine && !event ? el("span", { class: "state", text: { sending: "sending…", sent: "sent", failed: "failed", read: "read" }[state] }) : null;
-    return el(
-      "li",
-      {
-        class: classes.filter(Boolean).join(" "),
-        "data-seq": view.seq || "",
-        "data-message-id": view.messageId,
-        "data-client-msg-id": view.clientMsgId,
-        "data-sender": view.sender,
-        "data-mine": mine,
-        "data-state": state,
-      },
-      !mine && !event && open.groupId ? el("span", { class: "sender", text: view.sender }) : null,
-      bodyOf(view),
-      el(
-        "span",
-        { class: "meta" },
-        view.edited && !view.recalled ? el("span", { class: "edited", text: "edited" }) : null,
-        time ? el("time", { text: time }) : null,
-        stateLabel,
-        view.error ? el("span", { class: "why", text: view.error }) : null,
-        ...actions,
-      ),
-    );
+    // A message that did not change keeps its element: focus stays on its buttons, and a
+    // screen reader hears only what is new in the log.
+    const key = `${open.id}|${view.clientMsgId ? `${view.sender}/${view.clientMsgId}` : view.seq}`;
+    const print = JSON.stringify([state, view.seq, view.messageId, view.recalled, view.edited, view.content, view.error, view.time]);
+    const known = messageNodes.get(key);
+    const node = known && known.view === view && known.print === print ? known.node : messageNode(view, state);
+    kept.set(key, { view, print, node });
+    return node;
   });
-  list.replaceChildren(...items);
+  messageNodes = kept;
+  reconcile(list, items);
   if (scroll === true || (scroll !== "keep" && atBottom)) list.scrollTop = list.scrollHeight;
   else if (scroll === "keep") list.scrollTop = list.scrollHeight - fromBottom;
+}
+
+/** Elements of the open conversation's messages, by key, with what they were drawn from. */
+let messageNodes = new Map();
+
+/** Makes `parent`'s children exactly `nodes`, in order, moving as few as it can. */
+function reconcile(parent, nodes) {
+  let at = parent.firstChild;
+  for (const node of nodes) {
+    if (node === at) at = at.nextSibling;
+    else parent.insertBefore(node, at);
+  }
+  while (at) {
+    const next = at.nextSibling;
+    at.remove();
+    at = next;
+  }
+}
+
+function messageNode(view, state) {
+  const mine = view.sender === me;
+  const event = Boolean(view.content?.groupEvent) || view.clientMsgId === "";
+  const time = view.time ? new Date(view.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  const actions = [];
+  if (mine && !view.recalled && !event && state !== "sending" && state !== "failed") {
+    actions.push(el("button", { class: "recall", type: "button", onclick: () => recall(view), text: "Recall" }));
+    if (view.content?.text) {
+      actions.push(el("button", { class: "edit", type: "button", onclick: () => startEdit(view), text: "Edit" }));
+    }
+  }
+  if (state === "failed") {
+    actions.push(el("button", { class: "retry", type: "button", onclick: () => retry(view), text: "Retry" }));
+  }
+  const classes = ["message", mine ? "mine" : "theirs", event ? "event" : "", view.recalled ? "recalled" : ""];
+  const stateLabel = mine && !event ? el("span", { class: "state", text: { sending: "sending…", sent: "sent", failed: "failed", read: "read" }[state] }) : null;
+  return el(
+    "li",
+    {
+      class: classes.filter(Boolean).join(" "),
+      "data-seq": view.seq || "",
+      "data-message-id": view.messageId,
+      "data-client-msg-id": view.clientMsgId,
+      "data-sender": view.sender,
+      "data-mine": mine,
+      "data-state": state,
+    },
+    !mine && !event && open.groupId ? el("span", { class: "sender", text: view.sender }) : null,
+    bodyOf(view),
+    el(
+      "span",
+      { class: "meta" },
+      view.edited && !view.recalled ? el("span", { class: "edited", text: "edited" }) : null,
+      time ? el("time", { text: time }) : null,
+      stateLabel,
+      view.error ? el("span", { class: "why", text: view.error }) : null,
+      ...actions,
+    ),
+  );
 }
 
 function targetOf(o) {
   return o.peer ? { toUser: o.peer } : { groupId: o.groupId };
 }
 
-function send(content, clientMsgId = newClientMsgId(), existing) {
-  const o = open;
+/** Sends `content` to conversation `o` (which may no longer be the open one by then). */
+function send(o, content, clientMsgId = newClientMsgId(), existing) {
   const v = viewOf(o.id);
   const view =
     existing ??
@@ -722,7 +865,7 @@ function send(content, clientMsgId = newClientMsgId(), existing) {
   view.state = "sending";
   view.error = undefined;
   if (!existing) v.pending.push(view);
-  renderMessages(true);
+  if (open?.id === o.id) renderMessages(true);
   client.send(targetOf(o), content, clientMsgId).then(
     (ack) => {
       const i = v.pending.indexOf(view);
@@ -745,7 +888,7 @@ function send(content, clientMsgId = newClientMsgId(), existing) {
 
 function retry(view) {
   // The same client message id: if the first try was stored after all, it is not stored twice.
-  send(view.content, view.clientMsgId, view);
+  if (open) send(open, view.content, view.clientMsgId, view);
 }
 
 async function recall(view) {
@@ -796,7 +939,7 @@ async function submitComposer(event) {
     }
     return;
   }
-  send({ text: { text } });
+  send(open, { text: { text } });
 }
 
 function onComposerKey(event) {
@@ -846,15 +989,19 @@ async function onFile() {
   const file = input.files?.[0];
   input.value = "";
   if (!file || !open) return;
+  // Where the file goes is decided now: the user may open another conversation meanwhile.
+  const target = open;
+  const session = client;
   const bar = $("upload-progress");
   bar.hidden = false;
   bar.value = 0;
   try {
     const info = await upload(file, (p) => (bar.value = p));
+    if (client !== session) return;
     const content = info.thumbnails?.length
       ? { image: { fileId: info.file_id } }
       : { file: { fileId: info.file_id, name: info.name || file.name } };
-    send(content);
+    send(target, content);
   } catch (e) {
     $("chat-error").textContent = describeError(e);
   } finally {
@@ -936,12 +1083,15 @@ function renderFriends() {
       el(
         "li",
         { class: "friend", "data-user": u },
-        el("span", { class: "presence", "data-online": presence.get(u) === true, "aria-label": presence.get(u) ? "online" : "offline" }),
+        el("span", { class: "presence", role: "img", "data-online": presence.get(u) === true, "aria-label": presence.get(u) ? "online" : "offline" }),
         el("button", { type: "button", class: "link", onclick: () => openConversation({ peer: u }), text: u }),
       ),
     ),
   );
-  if (requests.some((r) => r.toUser === me)) $("people").open = true;
+  // Opened when a new request comes in, not again each time the list is drawn.
+  const incoming = requests.filter((r) => r.toUser === me).length;
+  if (incoming > incomingSeen) $("people").open = true;
+  incomingSeen = incoming;
 }
 
 async function respond(user, accept) {
@@ -1032,7 +1182,7 @@ function wire() {
   $("pin").addEventListener("click", () => void toggleFlag("pinned"));
   $("mute").addEventListener("click", () => void toggleFlag("muted"));
   $("block").addEventListener("click", () => void toggleBlock());
-  $("back").addEventListener("click", () => $("app").classList.remove("chatting"));
+  $("back").addEventListener("click", closeConversation);
   $("messages").addEventListener("scroll", () => {
     if (open && $("messages").scrollTop === 0) void loadOlder(open.id);
   });
@@ -1043,12 +1193,24 @@ function wire() {
 
 async function resume() {
   const saved = sessionStorage.getItem("tern.session");
-  if (!saved) return;
+  if (!saved || client) return;
+  let session;
   try {
-    const { userId, token } = JSON.parse(saved);
-    $("auth-user").value = userId;
-    await start(userId, { token });
+    session = JSON.parse(saved);
+  } catch {
+    sessionStorage.removeItem("tern.session");
+    return;
+  }
+  $("auth-user").value = session.userId;
+  try {
+    await start(session.userId, { token: session.token });
   } catch (e) {
+    if (retryable(e)) {
+      // The server cannot be reached now: the token is still good, try again shortly.
+      $("auth-error").textContent = `Cannot reach the server (${describeError(e)}); trying again…`;
+      setTimeout(() => void resume(), 3000);
+      return;
+    }
     sessionStorage.removeItem("tern.session");
     showLogin(`Please log in again (${describeError(e)}).`);
   }

@@ -410,14 +410,15 @@ export class Client {
   private sending = new Set<Outgoing>();
 
   private async attempt(out: Outgoing): Promise<void> {
-    if (this.sending.has(out)) return;
+    // Settled already (an earlier attempt was answered), or in flight.
+    if (this.sending.has(out) || !this.outgoing.includes(out)) return;
     const conn = this.conn;
     if (!conn) return;
     this.sending.add(out);
     try {
       const ack: SendAck = await conn.request(MessageType.SEND, out.request);
       this.sending.delete(out);
-      this.outgoing.splice(this.outgoing.indexOf(out), 1);
+      this.settle(out);
       const inboxSeq = toNumber(ack.inboxSeq);
       if (inboxSeq > this.cursor) {
         this.own.add(inboxSeq);
@@ -427,16 +428,24 @@ export class Client {
     } catch (e) {
       this.sending.delete(out);
       if (retryable(e)) {
-        // Sent again on the next connection (or after the server's pause).
-        if (e instanceof TernError && this.conn === conn) {
-          await new Promise((r) => setTimeout(r, Math.max(e.retryAfterMs, 200)));
+        // Sent again on the next connection; on this one after the server's pause, or after
+        // an answer that did not come in time while the connection stayed up (the same
+        // client message id: stored once whichever attempt the server saw).
+        if (this.conn === conn) {
+          const wait = e instanceof TernError ? Math.max(e.retryAfterMs, 200) : 200;
+          await new Promise((r) => setTimeout(r, wait));
           void this.attempt(out);
         }
         return;
       }
-      this.outgoing.splice(this.outgoing.indexOf(out), 1);
+      this.settle(out);
       out.reject(e as Error);
     }
+  }
+
+  private settle(out: Outgoing) {
+    const i = this.outgoing.indexOf(out);
+    if (i >= 0) this.outgoing.splice(i, 1);
   }
 
   private flushSends() {

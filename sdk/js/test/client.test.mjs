@@ -11,8 +11,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import WebSocket from "ws";
-import { Client, MemoryCursorStore, TernError, toNumber } from "../dist/index.js";
+import WebSocket, { WebSocketServer } from "ws";
+import {
+  Client,
+  Flags,
+  MemoryCursorStore,
+  MessageType,
+  TernError,
+  decodeFrame,
+  toNumber,
+} from "../dist/index.js";
 
 // Node 18 has Web Crypto only under `node:crypto`; browsers and Node 19+ have it global.
 globalThis.crypto ??= webcrypto;
@@ -167,4 +175,59 @@ test("a server restart in the middle of a conversation loses and doubles nothing
   assert.ok(states.includes("reconnecting") && states.at(-1) === "online", String(states));
   assert.equal(await cursors.load("bob", "web-1"), bob.inboxCursor);
   for (const c of [alice, bob]) c.close();
+});
+
+/** A WebSocket relay in front of `server` that loses the first answer to a SEND: the request
+ * reached the server and was stored, but its client never hears so. */
+async function lossyRelay(server) {
+  const relay = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((r) => relay.once("listening", r));
+  const state = { dropped: 0, sends: 0 };
+  relay.on("connection", (client) => {
+    const upstream = new WebSocket(server.url);
+    const early = [];
+    upstream.on("open", () => early.splice(0).forEach((m) => upstream.send(m)));
+    client.on("message", (data) => {
+      const frame = decodeFrame(new Uint8Array(data));
+      if (frame.type === MessageType.SEND) state.sends += 1;
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(data);
+      else early.push(data);
+    });
+    upstream.on("message", (data) => {
+      const frame = decodeFrame(new Uint8Array(data));
+      const sendAnswer = frame.type === MessageType.SEND && (frame.flags & Flags.RESPONSE) !== 0;
+      if (sendAnswer && state.dropped === 0) {
+        state.dropped += 1;
+        return;
+      }
+      client.send(data);
+    });
+    client.on("close", () => upstream.close());
+    upstream.on("close", () => client.close());
+  });
+  return { url: `ws://127.0.0.1:${relay.address().port}/ws`, state, close: () => relay.close() };
+}
+
+test("a send whose answer is lost on a live connection is sent again there, and stored once", async () => {
+  const server = await startServer();
+  for (const u of ["alice", "bob"]) await Client.register(server.url, u, `password-${u}`, WebSocket);
+  const relay = await lossyRelay(server);
+  let bobGot;
+  const bob = await connect(server, "bob", "pc", {}, (c) => (bobGot = inbox(c)));
+  const alice = await connect(relay, "alice", "pc", { requestTimeoutMs: 500 });
+  const ack = await alice.sendText("bob", "said once");
+  assert.equal(relay.state.dropped, 1);
+  assert.equal(relay.state.sends, 2, "sent again on the same connection");
+  assert.equal(ack.duplicate, true, "the second attempt found the first one stored");
+  assert.equal(alice.connectionState, "online");
+  await alice.sendText("bob", "and then");
+  assert.deepEqual(await bobGot.until(2), ["said once", "and then"]);
+  const history = await bob.history({ peer: "alice" });
+  assert.deepEqual(
+    history.messages.map((m) => m.content?.text?.text),
+    ["said once", "and then"],
+  );
+  for (const c of [alice, bob]) c.close();
+  relay.close();
+  await stopServer(server);
 });

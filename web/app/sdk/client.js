@@ -321,7 +321,8 @@ export class Client {
         return this.send({ groupId }, { text: { text } });
     }
     async attempt(out) {
-        if (this.sending.has(out))
+        // Settled already (an earlier attempt was answered), or in flight.
+        if (this.sending.has(out) || !this.outgoing.includes(out))
             return;
         const conn = this.conn;
         if (!conn)
@@ -330,7 +331,7 @@ export class Client {
         try {
             const ack = await conn.request(MessageType.SEND, out.request);
             this.sending.delete(out);
-            this.outgoing.splice(this.outgoing.indexOf(out), 1);
+            this.settle(out);
             const inboxSeq = toNumber(ack.inboxSeq);
             if (inboxSeq > this.cursor) {
                 this.own.add(inboxSeq);
@@ -341,16 +342,24 @@ export class Client {
         catch (e) {
             this.sending.delete(out);
             if (retryable(e)) {
-                // Sent again on the next connection (or after the server's pause).
-                if (e instanceof TernError && this.conn === conn) {
-                    await new Promise((r) => setTimeout(r, Math.max(e.retryAfterMs, 200)));
+                // Sent again on the next connection; on this one after the server's pause, or after
+                // an answer that did not come in time while the connection stayed up (the same
+                // client message id: stored once whichever attempt the server saw).
+                if (this.conn === conn) {
+                    const wait = e instanceof TernError ? Math.max(e.retryAfterMs, 200) : 200;
+                    await new Promise((r) => setTimeout(r, wait));
                     void this.attempt(out);
                 }
                 return;
             }
-            this.outgoing.splice(this.outgoing.indexOf(out), 1);
+            this.settle(out);
             out.reject(e);
         }
+    }
+    settle(out) {
+        const i = this.outgoing.indexOf(out);
+        if (i >= 0)
+            this.outgoing.splice(i, 1);
     }
     flushSends() {
         for (const out of [...this.outgoing])
