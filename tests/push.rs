@@ -819,6 +819,82 @@ async fn a_queued_push_outlives_a_restart() {
     server.stop().await;
 }
 
+/// A member who joined a group after a message is not notified of it, even when the message's
+/// notifications are planned after the join: here they wait behind an earlier message of the
+/// same conversation whose notification hangs at the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_joined_after_a_message_is_not_notified_of_it() {
+    let mut p = Providers::start().await;
+    p.configure.timeout_ms = 1_000;
+    let mut server = server_with(&p).await;
+    server.register(&["alice", "bob", "eve"]).await;
+    registered(&server, "bob", "phone", register("webhook", "bob-phone")).await;
+    registered(&server, "eve", "phone", register("webhook", "eve-phone")).await;
+    let alice = server.client("alice", "pc").await;
+    let group = alice.client.create_group("late", &["bob"]).await.unwrap();
+    let hold = |on: bool| p.farm.hang.store(on, std::sync::atomic::Ordering::SeqCst);
+
+    // The first message's notification hangs at the provider; the second waits behind it.
+    hold(true);
+    alice
+        .client
+        .send_group_text(group.group_id, "first")
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if p.farm.hung.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.farm.hung.load(std::sync::atomic::Ordering::SeqCst), 1);
+    alice
+        .client
+        .send_group_text(group.group_id, "before eve")
+        .await
+        .unwrap();
+    // Eve joins while that second message's notifications are still to be planned.
+    alice
+        .client
+        .update_group(
+            group.group_id,
+            pb::group_update_request::Change::AddMembers(pb::StringList {
+                values: vec!["eve".into()],
+            }),
+        )
+        .await
+        .unwrap();
+    hold(false);
+
+    // Bob hears of both (the first once its timed-out attempt is retried); eve of neither.
+    let mut bodies: Vec<(String, String)> = p
+        .next_n(2)
+        .await
+        .into_iter()
+        .map(|g| (g.token, g.body))
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [
+            ("bob-phone".to_owned(), "alice: before eve".to_owned()),
+            ("bob-phone".to_owned(), "alice: first".to_owned()),
+        ]
+    );
+    p.quiet(Duration::from_millis(500)).await;
+
+    // What is said after she joined reaches her.
+    alice
+        .client
+        .send_group_text(group.group_id, "welcome eve")
+        .await
+        .unwrap();
+    let mut tokens: Vec<String> = p.next_n(2).await.into_iter().map(|g| g.token).collect();
+    tokens.sort();
+    assert_eq!(tokens, ["bob-phone", "eve-phone"]);
+    server.stop().await;
+}
+
 /// What waited longer than `push.max_age_secs` (push off, the server down) is dropped, not
 /// sent as old news: a notification still being retried when the server stopped is not sent
 /// when it comes back after the limit.
