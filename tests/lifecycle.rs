@@ -135,16 +135,7 @@ async fn a_login_on_the_same_platform_kicks_the_old_connection_with_a_notice() {
         other => panic!("expected a kick, got {other:?}"),
     }
     until_registry_holds(&server, 2).await;
-    let mut devices: Vec<String> = server
-        .nodes()
-        .flat_map(|s| {
-            s.gateway()
-                .registry()
-                .connections_of(&tern_core_user("alice"))
-        })
-        .map(|(_, d, _)| d.to_string())
-        .collect();
-    devices.sort();
+    let devices = registered_devices(&server, "alice");
     assert_eq!(devices, vec!["desktop", "new-phone"]);
     // The desktop, on another platform, was left alone.
     desktop.expect_no_message(Duration::from_millis(100)).await;
@@ -196,16 +187,7 @@ async fn two_browser_tabs_of_one_user_stay_connected_side_by_side() {
         let got = tab.messages(1).await;
         assert_eq!(text_of(&got[0].1), "to every tab");
     }
-    let mut devices: Vec<String> = server
-        .nodes()
-        .flat_map(|s| {
-            s.gateway()
-                .registry()
-                .connections_of(&tern_core_user("alice"))
-        })
-        .map(|(_, d, _)| d.to_string())
-        .collect();
-    devices.sort();
+    let devices = registered_devices(&server, "alice");
     assert_eq!(devices, vec!["tab-1", "tab-2"]);
 }
 
@@ -418,4 +400,15 @@ async fn a_connection_task_stays_within_its_memory_budget() {
     let ws_bytes = server.server().gateway().connection_task_bytes();
     assert!(ws_bytes <= WS_BUDGET, "WebSocket task: {ws_bytes} bytes");
     drop(tcp);
+}
+
+/// The devices of `user` connected to any node of `server`, sorted.
+fn registered_devices(server: &TestServer, user: &str) -> Vec<String> {
+    let mut devices: Vec<String> = server
+        .nodes()
+        .flat_map(|s| s.gateway().registry().connections_of(&tern_core_user(user)))
+        .map(|(_, d, _)| d.to_string())
+        .collect();
+    devices.sort();
+    devices
 }

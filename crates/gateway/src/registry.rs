@@ -377,69 +377,45 @@ mod tests {
         r.check_invariants();
     }
 
+    /// Connections that state no platform cannot be classified, and each browser tab is a
+    /// device of its own: either is replaced only by a login of its own device.
     #[test]
-    fn connections_without_a_platform_replace_only_their_own_device() {
-        let r = Registry::new();
-        r.attach(
-            test_conn(1),
-            entry("a", "x", Platform::Unspecified),
-            KickPolicy::OnePerPlatform,
-        );
-        assert!(
+    fn unclassified_and_web_connections_replace_only_their_own_device() {
+        for platform in [Platform::Unspecified, Platform::Web] {
+            let r = Registry::new();
             r.attach(
-                test_conn(2),
-                entry("a", "y", Platform::Unspecified),
-                KickPolicy::OnePerPlatform
-            )
-            .is_empty()
-        );
-        assert_eq!(
-            r.attach(
+                test_conn(1),
+                entry("a", "tab1", platform),
+                KickPolicy::OnePerPlatform,
+            );
+            assert!(
+                r.attach(
+                    test_conn(2),
+                    entry("a", "tab2", platform),
+                    KickPolicy::OnePerPlatform
+                )
+                .is_empty(),
+                "{platform:?}: a second device stays beside the first"
+            );
+            assert_eq!(r.connection_count(), 2);
+            let kicked = r.attach(
                 test_conn(3),
-                entry("a", "y", Platform::Unspecified),
-                KickPolicy::OnePerPlatform
-            )
-            .len(),
-            1
-        );
-        r.check_invariants();
-    }
-
-    #[test]
-    fn two_web_devices_of_one_user_both_stay_but_a_tab_logging_in_again_replaces_itself() {
-        let r = Registry::new();
-        r.attach(
-            test_conn(1),
-            entry("a", "tab1", Platform::Web),
-            KickPolicy::OnePerPlatform,
-        );
-        assert!(
-            r.attach(
-                test_conn(2),
-                entry("a", "tab2", Platform::Web),
-                KickPolicy::OnePerPlatform
-            )
-            .is_empty(),
-            "a second tab is a second device"
-        );
-        assert_eq!(r.connection_count(), 2);
-        let kicked = r.attach(
-            test_conn(3),
-            entry("a", "tab1", Platform::Web),
-            KickPolicy::OnePerPlatform,
-        );
-        assert_eq!(
-            kicked.iter().map(|k| k.0).collect::<Vec<_>>(),
-            vec![test_conn(1)],
-            "the same tab logging in again replaces its old connection"
-        );
-        let ids: Vec<_> = r
-            .connections_of(&UserId::parse("a").unwrap())
-            .into_iter()
-            .map(|c| c.0)
-            .collect();
-        assert_eq!(ids, vec![test_conn(2), test_conn(3)]);
-        r.check_invariants();
+                entry("a", "tab1", platform),
+                KickPolicy::OnePerPlatform,
+            );
+            assert_eq!(
+                kicked.iter().map(|k| k.0).collect::<Vec<_>>(),
+                vec![test_conn(1)],
+                "{platform:?}: the same device logging in again replaces its old connection"
+            );
+            let ids: Vec<_> = r
+                .connections_of(&UserId::parse("a").unwrap())
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
+            assert_eq!(ids, vec![test_conn(2), test_conn(3)]);
+            r.check_invariants();
+        }
     }
 
     #[test]

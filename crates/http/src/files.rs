@@ -327,8 +327,9 @@ fn disposition(record: &FileRecord, mime: &str) -> HeaderValue {
     .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
-/// Whether `If-None-Match` names this representation.
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+/// Whether `If-None-Match` names this representation (weak comparison, as RFC 9110 asks for
+/// it). The web client's files are validated the same way.
+pub fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

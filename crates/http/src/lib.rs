@@ -30,6 +30,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::{ApiError, ErrorBody};
+pub use files::if_none_match;
 
 /// The largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

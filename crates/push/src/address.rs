@@ -57,6 +57,25 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first == 0x0064 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 1))
 }
 
+/// Why a connection was not made: the endpoint's name resolves to no public address.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves to no public address: the endpoint is on a private network")]
+pub struct NotPublic(pub String);
+
+impl NotPublic {
+    /// Whether `error`, or an error it was caused by, is a [`NotPublic`].
+    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut at = Some(error);
+        while let Some(e) = at {
+            if e.is::<NotPublic>() {
+                return true;
+            }
+            at = e.source();
+        }
+        false
+    }
+}
+
 /// A resolver that answers only public addresses, and fails a name that has none.
 #[derive(Debug, Default)]
 pub struct PublicOnly;
@@ -75,7 +94,7 @@ impl Resolve for PublicOnly {
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let public: Vec<SocketAddr> = all.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
+                return Err(Box::new(NotPublic(host)) as _);
             }
             Ok(Box::new(public.into_iter()) as Addrs)
         })
@@ -140,6 +159,6 @@ mod tests {
             .await
             .err()
             .expect("localhost refused");
-        assert!(e.to_string().contains("no public address"), "{e}");
+        assert!(NotPublic::caused(e.as_ref()), "{e}");
     }
 }

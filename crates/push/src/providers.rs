@@ -143,26 +143,19 @@ fn builder(timeout: Duration) -> reqwest::ClientBuilder {
         .user_agent(concat!("tern-push/", env!("CARGO_PKG_VERSION")))
 }
 
-/// Whether a Web Push endpoint points at the public internet. An address on a private network
-/// never will, so its registration is dead; a name that does not resolve now may later.
-async fn check_public(endpoint: &reqwest::Url) -> Result<(), SendError> {
+/// Whether a Web Push endpoint named by address points at the public internet. An address on a
+/// private network never will, so its registration is dead. (A name is checked where the
+/// connection is made, by [`crate::address::PublicOnly`], with no lookup of its own here.)
+fn check_public(endpoint: &reqwest::Url) -> Result<(), SendError> {
     let host = endpoint
         .host_str()
         .ok_or_else(|| SendError::Refused("the endpoint has no host".into()))?;
     let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let public = match literal.parse::<std::net::IpAddr>() {
-        Ok(ip) => crate::address::is_public(ip),
-        Err(_) => tokio::net::lookup_host((host, 0))
-            .await
-            .map_err(|e| SendError::Retry(format!("cannot resolve the endpoint's host: {e}")))?
-            .any(|a| crate::address::is_public(a.ip())),
-    };
-    if public {
-        Ok(())
-    } else {
-        Err(SendError::DeadToken(
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) if !crate::address::is_public(ip) => Err(SendError::DeadToken(
             "the endpoint is on a private network".into(),
-        ))
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -505,8 +498,8 @@ impl WebPush {
         let client = if config.allow_private {
             client(timeout, false)
         } else {
-            // Checked again where the connection is made: a name may change its answer
-            // between the check in `send` and the connection.
+            // Names are checked where the connection is made, each time one is: a name may
+            // change its answer after registration.
             builder(timeout)
                 .dns_resolver(crate::address::PublicOnly::shared())
                 .build()
@@ -556,7 +549,7 @@ impl WebPush {
             .parse()
             .map_err(|_| refused("the endpoint is not a URL".into()))?;
         if !self.allow_private {
-            check_public(&endpoint).await?;
+            check_public(&endpoint)?;
         }
         let mut body = WebPush::payload(&out.notification).to_string();
         if body.len() > WEB_PUSH_MAX_PAYLOAD {
@@ -586,6 +579,14 @@ impl WebPush {
             .header("urgency", "high")
             .send()
             .await;
+        if let Err(e) = &response
+            && crate::address::NotPublic::caused(e)
+        {
+            // The name resolves only to private addresses: it will not become reachable.
+            return Err(SendError::DeadToken(
+                "the endpoint's name resolves only to private networks".into(),
+            ));
+        }
         // RFC 8030: 404 and 410 mean the subscription is gone.
         outcome(response, None, |status, _| {
             if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {

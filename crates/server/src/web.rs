@@ -41,7 +41,7 @@ async fn asset(uri: Uri, headers: HeaderMap) -> Response {
         return not_found().await;
     };
     let etag = etag(&file.metadata.sha256_hash());
-    let mut response = if if_none_match(&headers, &etag) {
+    let mut response = if tern_http::if_none_match(&headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = file.data.into_response();
@@ -80,17 +80,6 @@ async fn asset(uri: Uri, headers: HeaderMap) -> Response {
 fn etag(sha256: &[u8]) -> String {
     let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
-}
-
-/// Whether `If-None-Match` names this ETag (weak comparison, as RFC 9110 asks for it).
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
 }
 
 /// The type of a file: the web's own text types named exactly (a module script must be served
