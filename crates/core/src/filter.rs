@@ -70,7 +70,18 @@ fn fold(text: &str) -> (String, Vec<usize>) {
 /// `text` in the form words are matched in (NFKC, lower case, no invisible characters); what
 /// message search indexes and matches too.
 pub fn folded(text: &str) -> String {
-    fold(text).0
+    // Search folds every committed text on the indexer's thread. ASCII is its own NFKC form and
+    // has no invisible characters, so lower case is all it needs, and no character map is built.
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
+    let mut folded = String::with_capacity(text.len());
+    for c in text.chars().filter(|c| !invisible(*c)) {
+        for n in std::iter::once(c).nfkc() {
+            folded.extend(n.to_lowercase());
+        }
+    }
+    folded
 }
 
 /// A compiled list of sensitive words and what a match does.
@@ -226,6 +237,22 @@ mod tests {
         WordFilter::new(words.iter().copied(), action)
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn folded_text_is_the_matching_form_ascii_or_not() {
+        for text in [
+            "Hello, World! 123",
+            "MiXeD\tcase\n~`{}",
+            "",
+            "Ｈｅｌｌｏ",
+            "ＡＢＣ\u{200B}déF",
+            "Straße ǅ ﬁ",
+            "你好 Ｗｏｒｌｄ",
+        ] {
+            assert_eq!(folded(text), fold(text).0, "{text:?}");
+        }
+        assert_eq!(folded("Hello WORLD"), "hello world");
     }
 
     #[test]

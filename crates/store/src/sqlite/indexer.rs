@@ -303,7 +303,11 @@ pub(crate) fn apply_search<'a>(
                 sender,
                 text,
             }) => {
-                remove.execute([id.0 as i64]).map_err(store_err)?;
+                // An edit replaces its target's row. A message's own text needs no delete: each
+                // message is applied once, in the transaction that moves the watermark past it.
+                if id != m.id {
+                    remove.execute([id.0 as i64]).map_err(store_err)?;
+                }
                 put.execute(params![
                     id.0 as i64,
                     text,
