@@ -211,6 +211,45 @@ async fn a_device_offline_for_more_than_the_hot_inbox_holds_still_receives_every
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_whose_rings_the_memory_budget_dropped_sync_everything_from_the_store() {
+    // Room for three entries across all rings: every send drops the rings written before it.
+    let server = TestServer::start_with(|c| c.ring_entries = 3).await;
+    server.register(&["alice", "bob", "carol"]).await;
+    let alice = server.client("alice", "phone").await;
+    let mut bob = server.client("bob", "phone").await;
+    for i in 0..40 {
+        let to = if i % 2 == 0 { "bob" } else { "carol" };
+        alice
+            .client
+            .send_text(to, &format!("message {i}"))
+            .await
+            .unwrap();
+    }
+    // Bob was online throughout; carol connects afterwards and syncs from her cursor 0.
+    let live = bob.messages(20).await;
+    let mut carol = server.client("carol", "phone").await;
+    let synced = carol.messages(20).await;
+    for (got, first) in [(&live, 0), (&synced, 1)] {
+        assert_eq!(
+            got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (1..=20).collect::<Vec<_>>()
+        );
+        let texts: Vec<_> = got.iter().map(|(_, m)| text_of(m)).collect();
+        let want: Vec<_> = (0..20)
+            .map(|k| format!("message {}", 2 * k + first))
+            .collect();
+        assert_eq!(texts, want);
+    }
+    // Alice's second device, new, reads all forty of her own from the store.
+    let mut laptop = server.client("alice", "laptop").await;
+    let got = laptop.messages(40).await;
+    assert_eq!(
+        got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_falls_behind_is_told_to_sync_and_loses_nothing() {
     // A tiny outbox: pushes overflow it, the server tells the client to sync instead.
     let server = TestServer::start_with(|c| c.outbox_capacity = 2).await;

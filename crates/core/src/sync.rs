@@ -109,6 +109,10 @@ pub struct SyncConfig {
     pub ring_capacity: usize,
     /// Users whose rings are kept; the least recently written ring is dropped beyond this.
     pub max_rings: usize,
+    /// Entries kept across all rings: the least recently written rings are dropped beyond
+    /// this, so the memory the rings hold is bounded by traffic, not by how many users are
+    /// active.
+    pub ring_entries: usize,
     /// Entries per SYNC response when the client asks for 0.
     pub default_limit: u32,
     /// The most entries one SYNC response carries.
@@ -123,6 +127,7 @@ impl Default for SyncConfig {
         Self {
             ring_capacity: 256,
             max_rings: 100_000,
+            ring_entries: 65_536,
             default_limit: 200,
             max_limit: 1000,
             shared_store: false,
@@ -212,7 +217,76 @@ pub struct SyncService {
     bus: Arc<dyn crate::bus::Bus>,
     config: SyncConfig,
     /// Lock held only for in-memory work, never across `.await`.
-    rings: Mutex<LruCache<UserId, Ring>>,
+    rings: Mutex<Rings>,
+}
+
+/// Every user's ring, least recently written first, and how many entries they hold together.
+#[derive(Debug)]
+struct Rings {
+    by_user: LruCache<UserId, Ring>,
+    entries: usize,
+}
+
+impl Rings {
+    fn new(max_rings: usize) -> Self {
+        let max_rings = NonZeroUsize::new(max_rings.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Rings {
+            by_user: LruCache::new(max_rings),
+            entries: 0,
+        }
+    }
+
+    /// Appends a committed entry to `user`'s ring.
+    fn push(&mut self, user: &UserId, entry: &Arc<InboxEntry>, config: &SyncConfig) {
+        if !self.by_user.contains(user) {
+            let empty = Ring {
+                entries: std::collections::VecDeque::new(),
+            };
+            // Beyond `max_rings` the least recently written ring makes room.
+            if let Some((_, dropped)) = self.by_user.push(user.clone(), empty) {
+                self.entries -= dropped.entries.len();
+            }
+        }
+        let Some(ring) = self.by_user.get_mut(user) else {
+            return;
+        };
+        match ring.last() {
+            Some(last) if entry.seq != last + 1 => {
+                // With one writer this cannot happen; in a cluster it does whenever another
+                // node wrote to the inbox in between. Either way the ring restarts at this
+                // entry and older cursors fall back to the store.
+                if config.shared_store {
+                    tracing::debug!(user = %user, last, seq = entry.seq, "inbox ring restarts after other nodes' entries");
+                } else {
+                    tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
+                }
+                self.entries -= ring.entries.len();
+                ring.entries.clear();
+            }
+            _ => {}
+        }
+        let InboxEvent::Message(m) = &entry.event;
+        if let Some(target) = crate::conversations::amendment_target(m) {
+            ring.amend(target, m);
+        }
+        if ring.entries.len() == config.ring_capacity.max(1) {
+            ring.entries.pop_front();
+            self.entries -= 1;
+        }
+        ring.entries.push_back(entry.clone());
+        self.entries += 1;
+    }
+
+    /// Drops the least recently written rings until at most `budget` entries remain. The ring
+    /// written last stays whatever the budget; a dropped ring's readers go to the store.
+    fn trim(&mut self, budget: usize) {
+        while self.entries > budget && self.by_user.len() > 1 {
+            match self.by_user.pop_lru() {
+                Some((_, dropped)) => self.entries -= dropped.entries.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 impl SyncService {
@@ -222,11 +296,10 @@ impl SyncService {
         bus: Arc<dyn crate::bus::Bus>,
         config: SyncConfig,
     ) -> Self {
-        let max_rings = NonZeroUsize::new(config.max_rings.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             store,
             bus,
-            rings: Mutex::new(LruCache::new(max_rings)),
+            rings: Mutex::new(Rings::new(config.max_rings)),
             config,
         }
     }
@@ -237,35 +310,11 @@ impl SyncService {
     pub fn record(&self, published: &[Publication]) {
         let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
         for p in published {
-            let Publication::Entry { user, entry, .. } = p else {
-                continue;
-            };
-            let ring = rings.get_or_insert_mut(user.clone(), || Ring {
-                entries: std::collections::VecDeque::new(),
-            });
-            match ring.last() {
-                Some(last) if entry.seq != last + 1 => {
-                    // With one writer this cannot happen; in a cluster it does whenever another
-                    // node wrote to the inbox in between. Either way the ring restarts at this
-                    // entry and older cursors fall back to the store.
-                    if self.config.shared_store {
-                        tracing::debug!(user = %user, last, seq = entry.seq, "inbox ring restarts after other nodes' entries");
-                    } else {
-                        tracing::warn!(user = %user, last, seq = entry.seq, "inbox ring out of sequence; resetting it");
-                    }
-                    ring.entries.clear();
-                }
-                _ => {}
+            if let Publication::Entry { user, entry, .. } = p {
+                rings.push(user, entry, &self.config);
             }
-            let InboxEvent::Message(m) = &entry.event;
-            if let Some(target) = crate::conversations::amendment_target(m) {
-                ring.amend(target, m);
-            }
-            if ring.entries.len() == self.config.ring_capacity.max(1) {
-                ring.entries.pop_front();
-            }
-            ring.entries.push_back(entry.clone());
         }
+        rings.trim(self.config.ring_entries);
     }
 
     /// Publishes recorded entries on the bus, for the online devices of their users wherever
@@ -293,6 +342,7 @@ impl SyncService {
         let from_ring = {
             let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
             rings
+                .by_user
                 .peek(user)
                 .filter(|r| complete_to.is_none_or(|head| r.last().is_some_and(|l| l >= head)))
                 .and_then(|r| r.read(after, limit as usize))
@@ -320,7 +370,7 @@ impl SyncService {
         }
         let cached = {
             let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-            rings.peek(user).and_then(Ring::last)
+            rings.by_user.peek(user).and_then(Ring::last)
         };
         match cached {
             Some(head) => Ok(head),
@@ -392,6 +442,51 @@ mod tests {
         Ring {
             entries: seqs.map(entry).collect(),
         }
+    }
+
+    #[test]
+    fn rings_hold_at_most_their_entry_budget_dropping_the_least_recently_written() {
+        let config = SyncConfig {
+            ring_capacity: 4,
+            max_rings: 3,
+            ring_entries: 6,
+            ..SyncConfig::default()
+        };
+        let user = |n: &str| UserId::parse(n).unwrap();
+        let mut rings = Rings::new(config.max_rings);
+        let count = |r: &Rings| {
+            r.by_user
+                .iter()
+                .map(|(_, r)| r.entries.len())
+                .sum::<usize>()
+        };
+        // Six entries for a (the per-user capacity keeps four), then three for b.
+        for seq in 1..=6 {
+            rings.push(&user("a"), &entry(seq), &config);
+        }
+        for seq in 1..=3 {
+            rings.push(&user("b"), &entry(seq), &config);
+        }
+        assert_eq!((rings.entries, count(&rings)), (7, 7));
+        rings.trim(config.ring_entries);
+        assert!(
+            rings.by_user.peek(&user("a")).is_none(),
+            "a was written least recently"
+        );
+        assert_eq!((rings.entries, count(&rings)), (3, 3));
+        // A fourth user beyond `max_rings` pushes out the oldest ring, and the count follows.
+        for name in ["c", "d", "e"] {
+            rings.push(&user(name), &entry(1), &config);
+        }
+        assert!(rings.by_user.peek(&user("b")).is_none());
+        assert_eq!((rings.entries, count(&rings)), (3, 3));
+        // An out-of-sequence entry restarts its ring; a budget below one ring keeps the newest.
+        rings.push(&user("e"), &entry(9), &config);
+        assert_eq!((rings.entries, count(&rings)), (3, 3));
+        rings.trim(0);
+        assert_eq!(rings.by_user.len(), 1);
+        assert_eq!(rings.by_user.peek(&user("e")).and_then(Ring::last), Some(9));
+        assert_eq!((rings.entries, count(&rings)), (1, 1));
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub struct Config {
     pub ring_capacity: usize,
     /// Users whose inbox ring is kept in memory.
     pub max_rings: usize,
+    /// Inbox entries kept in memory across all users' rings (what bounds their memory).
+    pub ring_entries: usize,
     /// How long a login token stays valid.
     pub token_ttl_secs: u64,
     /// Argon2id memory cost in KiB.
@@ -374,6 +376,7 @@ impl Default for Config {
             observers: Vec::new(),
             ring_capacity: sync.ring_capacity,
             max_rings: sync.max_rings,
+            ring_entries: sync.ring_entries,
             token_ttl_secs: accounts.token_ttl.as_secs(),
             argon2_memory_kib: accounts.argon2_memory_kib,
             argon2_iterations: accounts.argon2_iterations,
@@ -848,6 +851,7 @@ impl Config {
         SyncConfig {
             ring_capacity: self.ring_capacity.max(1),
             max_rings: self.max_rings.max(1),
+            ring_entries: self.ring_entries,
             // Other nodes may commit to a PostgreSQL store.
             shared_store: self.store.is_some(),
             ..SyncConfig::default()
