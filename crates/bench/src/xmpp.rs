@@ -16,7 +16,7 @@ use base64::Engine;
 use futures_util::future::BoxFuture;
 use quick_xml::events::Event;
 use tokio::{
-    io::{AsyncWriteExt, BufReader},
+    io::{AsyncBufRead, AsyncWriteExt, BufReader},
     net::{
         TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
@@ -244,15 +244,15 @@ fn element(e: &quick_xml::events::BytesStart<'_>) -> anyhow::Result<Element> {
     })
 }
 
-/// The incoming half of a stream during login: reads frames one at a time.
-struct Incoming {
-    reader: quick_xml::Reader<BufReader<OwnedReadHalf>>,
+/// The incoming half of a stream: reads frames one at a time, however the bytes arrive.
+struct Incoming<R> {
+    reader: quick_xml::Reader<R>,
     builder: Builder,
     buf: Vec<u8>,
 }
 
-impl Incoming {
-    fn new(read: BufReader<OwnedReadHalf>) -> Self {
+impl<R: AsyncBufRead + Unpin> Incoming<R> {
+    fn new(read: R) -> Self {
         Self {
             reader: quick_xml::Reader::from_reader(read),
             builder: Builder::default(),
@@ -407,13 +407,16 @@ pub async fn connect(
         .map(|incoming| start(incoming, write))?
 }
 
+/// The client's half of a socket, buffered for the parser.
+type SocketReader = BufReader<OwnedReadHalf>;
+
 async fn login(
-    mut incoming: Incoming,
+    mut incoming: Incoming<SocketReader>,
     write: &mut OwnedWriteHalf,
     user: &str,
     password: &str,
     resource: &str,
-) -> anyhow::Result<Incoming> {
+) -> anyhow::Result<Incoming<SocketReader>> {
     write.write_all(stream_header().as_bytes()).await?;
     let features = incoming.element().await?;
     let plain = features.child("mechanisms").is_some_and(|m| {
@@ -481,7 +484,7 @@ async fn login(
 
 /// Starts the stream's reader and writer tasks.
 fn start(
-    mut incoming: Incoming,
+    mut incoming: Incoming<SocketReader>,
     mut write: OwnedWriteHalf,
 ) -> anyhow::Result<(Session, mpsc::UnboundedReceiver<Element>)> {
     let (out, mut queue) = mpsc::unbounded_channel::<Out>();
@@ -624,14 +627,12 @@ mod tests {
         let mut b = Builder::default();
         let mut out = Vec::new();
         loop {
+            // The end of a test's input is not the server closing the stream.
             let event = reader.read_event().unwrap();
-            let eof = matches!(event, Event::Eof);
-            if let Some(f) = b.push(event).unwrap() {
-                out.push(f);
-            }
-            if eof {
+            if matches!(event, Event::Eof) {
                 return out;
             }
+            out.extend(b.push(event).unwrap());
         }
     }
 
@@ -671,32 +672,128 @@ mod tests {
         assert_eq!(m.body(), Some("1:2 <&> AB \"q'<raw>"));
     }
 
-    #[test]
-    fn a_stanza_split_across_reads_is_built_once_complete() {
-        // The async reader hands events as bytes arrive; the builder must not care where the
-        // reads split, so feed it one event at a time from a stream cut mid-stanza.
-        let mut b = Builder::default();
-        let mut reader = quick_xml::Reader::from_str("<s:stream xmlns:s='x'><message><body>");
-        let mut got = Vec::new();
-        while let Ok(event) = reader.read_event() {
-            if matches!(event, Event::Eof) {
-                break;
+    #[tokio::test]
+    async fn a_stanza_split_across_reads_is_built_once_complete() {
+        // The socket hands bytes over as they arrive, cut anywhere: mid-tag, mid-entity.
+        let (mut server, client) = tokio::io::duplex(64);
+        let mut incoming = Incoming::new(BufReader::new(client));
+        let chunks = [
+            "<?xml version='1.0'?><stream:stream xmlns:stream='s' xmlns='jabber:client'>",
+            "<message type='chat'><bo",
+            "dy>1:2:3:4:&a",
+            "mp;..</body></mess",
+            "age><r xmlns='urn:xmpp:sm:3'/>",
+        ];
+        let writer = tokio::spawn(async move {
+            for c in chunks {
+                server.write_all(c.as_bytes()).await.unwrap();
+                tokio::task::yield_now().await;
             }
-            got.extend(b.push(event).unwrap());
-        }
-        assert_eq!(got, vec![Frame::StreamStart]);
-        let mut reader = quick_xml::Reader::from_str("hi</body></message>");
-        reader.config_mut().check_end_names = false;
-        while let Ok(event) = reader.read_event() {
-            if matches!(event, Event::Eof) {
-                break;
-            }
-            got.extend(b.push(event).unwrap());
-        }
-        let Frame::Element(m) = &got[1] else {
-            panic!("{got:?}")
+            server
+        });
+        assert_eq!(incoming.next().await.unwrap(), Frame::StreamStart);
+        let Frame::Element(m) = incoming.next().await.unwrap() else {
+            panic!("expected the message")
         };
-        assert_eq!(m.body(), Some("hi"));
+        assert_eq!(m.body(), Some("1:2:3:4:&.."));
+        let Frame::Element(r) = incoming.next().await.unwrap() else {
+            panic!("expected the ack request")
+        };
+        assert_eq!(r.name, "r");
+        drop(writer.await.unwrap());
+        assert_eq!(incoming.next().await.unwrap(), Frame::StreamEnd);
+    }
+
+    /// Reads from a fake server's socket until `needle` has arrived; returns what did.
+    async fn expect(sock: &mut TcpStream, seen: &mut String, needle: &str) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        while !seen.contains(needle) {
+            let n = sock.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "the client closed before sending {needle}; sent {seen}"
+            );
+            seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        seen.clear();
+    }
+
+    #[tokio::test]
+    async fn a_send_is_acked_once_the_servers_count_covers_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+                      xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+        let (h_tx, h_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut seen = String::new();
+            expect(&mut sock, &mut seen, "<stream:stream").await;
+            let features = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+                            <mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+            sock.write_all(format!("{header}{features}").as_bytes())
+                .await
+                .unwrap();
+            // "\0alice\0secret" in base64.
+            expect(&mut sock, &mut seen, "AGFsaWNlAHNlY3JldA==</auth>").await;
+            sock.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+                .await
+                .unwrap();
+            expect(&mut sock, &mut seen, "<stream:stream").await;
+            let features = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+                            <sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+            sock.write_all(format!("{header}{features}").as_bytes())
+                .await
+                .unwrap();
+            expect(&mut sock, &mut seen, "<resource>bench</resource>").await;
+            sock.write_all(
+                b"<iq type='result' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+                  <jid>alice@bench.localhost/bench</jid></bind></iq>",
+            )
+            .await
+            .unwrap();
+            expect(&mut sock, &mut seen, "<enable xmlns='urn:xmpp:sm:3'/>").await;
+            sock.write_all(b"<enabled xmlns='urn:xmpp:sm:3'/>")
+                .await
+                .unwrap();
+            // One stanza to the client, then an ack request: the answer counts it.
+            sock.write_all(
+                b"<message from='b@x'><body>hi</body></message><r xmlns='urn:xmpp:sm:3'/>",
+            )
+            .await
+            .unwrap();
+            expect(&mut sock, &mut seen, "<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+            // The client's message and its ack request; an ack that does not cover it first.
+            expect(&mut sock, &mut seen, "<r xmlns='urn:xmpp:sm:3'/>").await;
+            sock.write_all(b"<a xmlns='urn:xmpp:sm:3' h='0'/>")
+                .await
+                .unwrap();
+            h_rx.await.unwrap();
+            sock.write_all(b"<a xmlns='urn:xmpp:sm:3' h='1'/>")
+                .await
+                .unwrap();
+            sock
+        });
+        let (session, mut events) = connect(&addr, "alice", "secret", "bench").await.unwrap();
+        assert_eq!(events.recv().await.unwrap().body(), Some("hi"));
+        let mut acked = session.send_acked(chat("b@bench.localhost", "1:0:0:0:"));
+        // h='0' does not cover the first stanza: still waiting after it has surely arrived.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut acked)
+                .await
+                .is_err()
+        );
+        h_tx.send(()).unwrap();
+        assert!(acked.await);
+        // Once the server has gone, a send fails instead of waiting for an ack.
+        drop(server.await.unwrap());
+        let late = session.send_acked(chat("b@bench.localhost", "x"));
+        assert!(
+            !tokio::time::timeout(Duration::from_secs(10), late)
+                .await
+                .unwrap()
+        );
     }
 
     #[test]
