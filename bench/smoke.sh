@@ -13,6 +13,10 @@ $B fanout --spawn --members 40 --senders 2 --rate 40 --duration 2 --quiet
 $B fanout --spawn --members 30 --rate 20 --duration 2 --set group_write_diffusion_max=10 --quiet
 $B search --spawn --messages 3000 --peers 4 --rounds 2 --quiet
 $B pairs --spawn --system mqtt --pairs 10 --rate 200 --duration 2 --quiet
+$B pairs --spawn --system xmpp --pairs 10 --rate 200 --duration 2 --quiet
+$B sweep --spawn --system xmpp --pairs 10 --start-rate 100 --factor 2 --max-rate 400 --step-duration 1 --quiet
+$B fanout --spawn --system xmpp --members 20 --senders 2 --rate 20 --duration 2 --quiet
+# compare runs Tern, then Mosquitto and ejabberd (the default peers).
 $B compare --scenario pairs --pairs 10 --rate 200 --duration 2 --quiet
 $B compare --scenario fanout --members 20 --rate 20 --duration 2 --quiet
 # The per-thread split script, on the same debug build.

@@ -1,6 +1,7 @@
-//! The two systems the load tool drives: Tern through the SDK, and Mosquitto (MQTT 3.1.1,
-//! QoS 1, persistent sessions) through rumqttc. Both deliver message bodies to a shared
-//! [`Recorder`], which accounts for every message exactly.
+//! The three systems the load tool drives: Tern through the SDK, Mosquitto (MQTT 3.1.1, QoS 1,
+//! persistent sessions) through rumqttc, and ejabberd (XMPP with stream management) through
+//! [`crate::xmpp`]. All deliver message bodies to a shared [`Recorder`], which accounts for
+//! every message exactly.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -18,7 +19,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tern_client::{Client, ClientConfig, Connection, Encoding, Endpoint, pb};
 use tokio::sync::oneshot;
 
-use crate::{payload, stats};
+use crate::{payload, stats, target::Target, xmpp};
 
 /// Which system to drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +28,8 @@ pub enum System {
     Tern,
     /// An MQTT broker (Mosquitto).
     Mqtt,
+    /// An XMPP server (ejabberd).
+    Xmpp,
 }
 
 impl System {
@@ -35,6 +38,7 @@ impl System {
         match self {
             System::Tern => "tern",
             System::Mqtt => "mosquitto",
+            System::Xmpp => "ejabberd",
         }
     }
 }
@@ -118,6 +122,8 @@ pub enum Sender {
     Tern(TernSender),
     /// An MQTT client and the receiver's topic.
     Mqtt(MqttSender),
+    /// An XMPP stream and where its messages go.
+    Xmpp(XmppSender),
 }
 
 impl std::fmt::Debug for Sender {
@@ -125,6 +131,7 @@ impl std::fmt::Debug for Sender {
         f.write_str(match self {
             Sender::Tern(..) => "Sender::Tern",
             Sender::Mqtt(_) => "Sender::Mqtt",
+            Sender::Xmpp(_) => "Sender::Xmpp",
         })
     }
 }
@@ -173,7 +180,31 @@ impl Sender {
                 }
             }
             Sender::Mqtt(m) => m.fire(body),
+            Sender::Xmpp(x) => x.fire(body),
         }
+    }
+}
+
+/// An XMPP sender: a logged-in stream, and the bare JID of the receiver (a chat message) or
+/// of the room (a groupchat message).
+#[derive(Debug)]
+pub struct XmppSender {
+    /// The sender's stream.
+    pub session: xmpp::Session,
+    /// The receiver's or the room's bare JID.
+    pub to: String,
+    /// A room: messages go to every occupant.
+    pub groupchat: bool,
+}
+
+impl XmppSender {
+    fn fire(&self, body: String) -> BoxFuture<'static, bool> {
+        let stanza = if self.groupchat {
+            xmpp::groupchat(&self.to, &body)
+        } else {
+            xmpp::chat(&self.to, &body)
+        };
+        self.session.send_acked(stanza)
     }
 }
 
@@ -395,9 +426,10 @@ pub async fn receiving_client(
     Ok(client)
 }
 
-/// Connects `n` pairs to the system at `addrs` (one server, or a cluster's nodes: pair `k`'s
+/// Connects `n` pairs to the system at `target` (one server, or a cluster's nodes: pair `k`'s
 /// sender on node `k`, its receiver on the next node, so every message crosses nodes).
-pub async fn connect_pairs(system: System, addrs: &[String], n: usize) -> anyhow::Result<Pairs> {
+pub async fn connect_pairs(system: System, target: &Target, n: usize) -> anyhow::Result<Pairs> {
+    let addrs = &target.addrs()[..];
     let addr = addrs[0].as_str();
     let node = |k: usize| addrs[k % addrs.len()].as_str();
     let tag = run_tag();
@@ -460,6 +492,60 @@ pub async fn connect_pairs(system: System, addrs: &[String], n: usize) -> anyhow
                         .await?,
                 )));
             }
+            Ok(Pairs {
+                senders,
+                recorder,
+                _clients: Vec::new(),
+            })
+        }
+        System::Xmpp => {
+            let senders: Vec<String> = (0..n).map(|k| format!("b{tag}s{k}")).collect();
+            let receivers: Vec<String> = (0..n).map(|k| format!("b{tag}r{k}")).collect();
+            let all: Vec<String> = senders.iter().chain(&receivers).cloned().collect();
+            target.create_xmpp_users(&all)?;
+            // Receivers first, each announcing itself available: ejabberd delivers a message
+            // to a bare JID only to available resources (otherwise it goes to offline storage).
+            stream::iter(receivers.iter().cloned())
+                .map(|u| {
+                    let recorder = recorder.clone();
+                    async move {
+                        let (session, mut events) =
+                            xmpp::connect(addr, &u, &bench_password(&u), "bench").await?;
+                        session.send("<presence/>".to_owned())?;
+                        tokio::spawn(async move {
+                            let _session = session;
+                            while let Some(el) = events.recv().await {
+                                if el.name == "message"
+                                    && let Some(body) = el.body()
+                                {
+                                    recorder.on_message(body);
+                                }
+                            }
+                        });
+                        anyhow::Ok(())
+                    }
+                })
+                .buffered(SETUP_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<Vec<()>>>()?;
+            let senders: Vec<Arc<Sender>> = stream::iter(senders.into_iter().zip(receivers))
+                .map(|(s, r)| async move {
+                    // The sender's incoming stanzas (its own presence) are not read.
+                    let (session, _events) =
+                        xmpp::connect(addr, &s, &bench_password(&s), "bench").await?;
+                    anyhow::Ok(Arc::new(Sender::Xmpp(XmppSender {
+                        session,
+                        to: format!("{r}@{}", xmpp::DOMAIN),
+                        groupchat: false,
+                    })))
+                })
+                .buffered(SETUP_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
             Ok(Pairs {
                 senders,
                 recorder,

@@ -1,5 +1,6 @@
-//! `tern-bench`: the load tool. Drives a Tern server (or Mosquitto, for comparison) with one of
-//! the scenarios, shows progress, and prints a table (optionally JSON and an SVG chart).
+//! `tern-bench`: the load tool. Drives a Tern server (or Mosquitto or ejabberd, for comparison)
+//! with one of the scenarios, shows progress, and prints a table (optionally JSON and an SVG
+//! chart).
 //!
 //! `--spawn` starts a fresh server on a temporary directory so one command runs a benchmark;
 //! otherwise `--server ADDR` (and `--server-pid PID` for the resource figures) names one.
@@ -11,6 +12,7 @@ mod report;
 mod scenario;
 mod stats;
 mod target;
+mod xmpp;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -22,7 +24,7 @@ use crate::{driver::System, report::Report, target::Target};
 #[derive(Debug, Parser)]
 #[command(
     name = "tern-bench",
-    about = "Load tool for Tern (and Mosquitto, for comparison)"
+    about = "Load tool for Tern (and Mosquitto and ejabberd, for comparison)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Clone, Args)]
 struct TargetArgs {
-    /// Start a fresh server on a temporary directory: Tern, or Mosquitto with `--system mqtt`.
+    /// Start a fresh server on a temporary directory: Tern, Mosquitto with `--system mqtt`, or
+    /// ejabberd with `--system xmpp`.
     #[arg(long)]
     spawn: bool,
     /// A running server, HOST:PORT (or tls://HOST:PORT), when not spawning; several nodes of
@@ -48,6 +51,10 @@ struct TargetArgs {
     /// The running server's process id, for its CPU and memory figures.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A running ejabberd's SQLite database, where the tool writes its users (with `--server`
+    /// and `--system xmpp`; the server must host `bench.localhost` with plain SQL passwords).
+    #[arg(long, value_name = "FILE")]
+    xmpp_db: Option<PathBuf>,
     /// Which system to drive.
     #[arg(long, value_enum, default_value = "tern")]
     system: System,
@@ -118,7 +125,7 @@ struct SweepArgs {
 
 #[derive(Debug, Clone, Args)]
 struct FanoutArgs {
-    /// Group members online (MQTT: subscribers of one topic).
+    /// Group members online (MQTT: subscribers of one topic; XMPP: occupants of one room).
     #[arg(long, default_value_t = 100)]
     members: usize,
     /// Senders (members of the group).
@@ -216,7 +223,8 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
-    /// Run `pairs` or `sweep` against a fresh Tern and a fresh Mosquitto, and print the ratios.
+    /// Run `pairs`, `sweep` or `fanout` against a fresh Tern and each peer (a fresh Mosquitto,
+    /// a fresh ejabberd), and print the ratios Tern/peer.
     Compare {
         /// Which workload.
         #[arg(long, value_enum, default_value = "pairs")]
@@ -245,7 +253,10 @@ enum Command {
         /// For a sweep: the p99 send→deliver budget, milliseconds.
         #[arg(long, default_value_t = 50)]
         budget_ms: u64,
-        /// Pin both servers to these CPUs.
+        /// The peers to run after Tern, each on a fresh server.
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mqtt", "xmpp"])]
+        peers: Vec<System>,
+        /// Pin every server to these CPUs.
         #[arg(long)]
         server_cpus: Option<String>,
         /// The `tern` binary to spawn.
@@ -257,7 +268,7 @@ enum Command {
     },
     /// Print the median of every figure over several `--json` results of the same scenario.
     Median {
-        /// JSON files written by earlier runs (a `compare` file holds two reports).
+        /// JSON files written by earlier runs (a `compare` file holds one report per system).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -323,7 +334,9 @@ async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
             if addrs.is_empty() {
                 bail!("--server names no address");
             }
-            Ok(Target::external_nodes(&addrs, args.server_pid))
+            let mut t = Target::external_nodes(&addrs, args.server_pid);
+            t.xmpp_db = args.xmpp_db.clone();
+            Ok(t)
         }
         (None, true, System::Tern) => {
             let bin = args
@@ -347,6 +360,7 @@ async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
             .await
         }
         (None, true, System::Mqtt) => Target::spawn_mosquitto(args.server_cpus.as_deref()).await,
+        (None, true, System::Xmpp) => Target::spawn_ejabberd(args.server_cpus.as_deref()).await,
         (None, false, _) => bail!("give --server ADDR or --spawn"),
     }
 }
@@ -377,7 +391,7 @@ async fn run_pairs(
     report.param("rate", p.rate);
     report.param("duration_s", p.duration);
     report.param("size", p.size);
-    let pairs = driver::connect_pairs(system, &t.addrs(), p.pairs).await?;
+    let pairs = driver::connect_pairs(system, t, p.pairs).await?;
     let params = scenario::pairs::Params {
         rate: p.rate,
         duration: Duration::from_secs(p.duration),
@@ -401,7 +415,7 @@ async fn run_sweep(
     report.param("factor", s.factor);
     report.param("step_s", s.step_duration);
     report.param("size", s.size);
-    let pairs = driver::connect_pairs(system, &t.addrs(), s.pairs).await?;
+    let pairs = driver::connect_pairs(system, t, s.pairs).await?;
     let params = scenario::sweep::SweepParams {
         start: s.start_rate,
         factor: s.factor.max(1.01),
@@ -552,6 +566,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             max_rate,
             step_duration,
             budget_ms,
+            peers,
             server_cpus,
             tern_bin,
             settings,
@@ -566,41 +581,48 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 budget_ms,
             };
             let bin = tern_bin.unwrap_or_else(target::default_tern_bin);
-            let tern = Target::spawn_tern(&bin, server_cpus.as_deref(), &settings).await?;
-            let ours = match scenario {
-                Comparable::Pairs => run_pairs(System::Tern, &tern, &pairs, output.quiet).await?,
-                Comparable::Sweep => run_sweep(System::Tern, &tern, &sweep, output.quiet).await?,
-                Comparable::Fanout => {
-                    run_fanout(System::Tern, &tern, &fanout, &pairs, output.quiet).await?
-                }
+            let cpus = server_cpus.as_deref();
+            let quiet = output.quiet;
+            let run_one = async |system: System, t: &Target| match scenario {
+                Comparable::Pairs => run_pairs(system, t, &pairs, quiet).await,
+                Comparable::Sweep => run_sweep(system, t, &sweep, quiet).await,
+                Comparable::Fanout => run_fanout(system, t, &fanout, &pairs, quiet).await,
             };
+            let tern = Target::spawn_tern(&bin, cpus, &settings).await?;
+            let ours = run_one(System::Tern, &tern).await?;
             tern.stop().await;
-            let mosquitto = Target::spawn_mosquitto(server_cpus.as_deref()).await?;
-            let theirs = match scenario {
-                Comparable::Pairs => {
-                    run_pairs(System::Mqtt, &mosquitto, &pairs, output.quiet).await?
-                }
-                Comparable::Sweep => {
-                    run_sweep(System::Mqtt, &mosquitto, &sweep, output.quiet).await?
-                }
-                Comparable::Fanout => {
-                    run_fanout(System::Mqtt, &mosquitto, &fanout, &pairs, output.quiet).await?
-                }
-            };
-            mosquitto.stop().await;
+            let mut theirs = Vec::new();
+            for peer in peers.into_iter().filter(|p| *p != System::Tern) {
+                let t = match peer {
+                    System::Mqtt => Target::spawn_mosquitto(cpus).await?,
+                    System::Xmpp => Target::spawn_ejabberd(cpus).await?,
+                    System::Tern => unreachable!("filtered out above"),
+                };
+                let report = run_one(peer, &t).await;
+                t.stop().await;
+                theirs.push(report?);
+            }
             ours.print();
-            theirs.print();
-            report::print_comparison(&ours, &theirs);
+            for r in &theirs {
+                r.print();
+            }
+            for r in &theirs {
+                report::print_comparison(&ours, r);
+            }
             if let Some(path) = &output.json {
-                std::fs::write(path, serde_json::to_vec_pretty(&[&ours, &theirs])?)?;
+                let all: Vec<&Report> = std::iter::once(&ours).chain(&theirs).collect();
+                std::fs::write(path, serde_json::to_vec_pretty(&all)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             if let Some(path) = &output.svg {
                 ours.write_svg(path)?;
-                let mut other = path.clone();
-                other.set_extension("mosquitto.svg");
-                theirs.write_svg(&other)?;
+                for r in &theirs {
+                    let mut other = path.clone();
+                    other.set_extension(format!("{}.svg", r.system));
+                    r.write_svg(&other)?;
+                }
             }
-            Ok(ours.correct() && theirs.correct())
+            Ok(ours.correct() && theirs.iter().all(Report::correct))
         }
         Command::Median { files } => {
             let mut reports = Vec::new();

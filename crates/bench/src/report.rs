@@ -36,7 +36,7 @@ pub struct SweepStep {
 pub struct Report {
     /// The scenario.
     pub scenario: String,
-    /// `tern` or `mosquitto`.
+    /// `tern`, `mosquitto` or `ejabberd`.
     pub system: String,
     /// The parameters, as given.
     pub params: Vec<(String, String)>,
@@ -287,19 +287,31 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
-/// Prints Tern's figures beside Mosquitto's, with the ratio of each.
-pub fn print_comparison(tern: &Report, mosquitto: &Report) {
+/// Prints Tern's figures beside a peer's (Mosquitto or ejabberd), with the ratio Tern/peer of
+/// each.
+pub fn print_comparison(tern: &Report, peer: &Report) {
+    let name = match peer.system.as_str() {
+        "mosquitto" => "Mosquitto",
+        "ejabberd" => "ejabberd",
+        other => other,
+    };
     println!(
-        "\n{}: Tern vs Mosquitto (same workload, same run)",
+        "\n{}: Tern vs {name} (same workload, same run)",
         tern.scenario
     );
-    println!(
-        "  Note: Mosquitto acknowledges QoS 1 before its data reaches disk; Tern acknowledges after a durable commit."
-    );
-    let theirs = mosquitto.flat();
+    match peer.system.as_str() {
+        "mosquitto" => println!(
+            "  Note: Mosquitto acknowledges QoS 1 before its data reaches disk; Tern acknowledges after a durable commit."
+        ),
+        "ejabberd" => println!(
+            "  Note: ejabberd's stream-management ack follows its handling of the stanza (the sender's archive row in SQLite, routing); Tern acknowledges after a durable commit."
+        ),
+        _ => {}
+    }
+    let theirs = peer.flat();
     println!(
         "  {:<32} {:>14} {:>14} {:>10}",
-        "figure", "tern", "mosquitto", "ratio"
+        "figure", "tern", peer.system, "ratio"
     );
     for (name, value, unit) in tern.flat() {
         if let Some((_, other, _)) = theirs.iter().find(|(n, _, _)| *n == name) {

@@ -1,5 +1,6 @@
 //! `fanout`: S senders into one group of M online members (or one MQTT topic with M
-//! subscribers), open loop at a fixed message rate; every member must receive every message.
+//! subscribers, or one XMPP multi-user chat room with M occupants), open loop at a fixed
+//! message rate; every member must receive every message.
 //!
 //! Each receiving connection keeps its own exact accounting (one tracker per sender, one
 //! latency histogram), so the hot path shares no lock; the results are merged at the end.
@@ -21,11 +22,12 @@ use tern_proto::ServerEvent;
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
 use crate::{
-    driver::{self, MqttSender, Sender, System},
+    driver::{self, MqttSender, Sender, System, XmppSender},
     payload,
     report::Report,
     stats::{self, Latency},
     target::{self, Target},
+    xmpp,
 };
 
 /// The shape of one run.
@@ -266,6 +268,77 @@ async fn connect_mqtt(addr: &str, p: &Params) -> anyhow::Result<Fan> {
     })
 }
 
+/// Every member joins one room (the first creates it); senders are members `0..S`, each
+/// sending from its receiving stream, so its own copy (the room's echo) is its delivery, as a
+/// Tern sender's other device receives its own group messages.
+async fn connect_xmpp(target: &Target, p: &Params) -> anyhow::Result<Fan> {
+    let addr = target.addr.as_str();
+    let tag = driver::run_tag();
+    let members: Vec<String> = (0..p.members).map(|i| format!("f{tag}m{i}")).collect();
+    target.create_xmpp_users(&members)?;
+    let room = format!("fan{tag}@{}", xmpp::MUC_DOMAIN);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = watch::channel(false);
+    let join = |(i, u): (usize, String)| {
+        let room = room.clone();
+        async move {
+            let (session, mut events) =
+                xmpp::connect(addr, &u, &driver::bench_password(&u), "bench").await?;
+            xmpp::join_room(&session, &mut events, &room, &format!("m{i}")).await?;
+            anyhow::Ok((session, events))
+        }
+    };
+    // The first member creates and configures the room before anyone else joins.
+    let mut joined = vec![join((0, members[0].clone())).await?];
+    let rest: Vec<_> = stream::iter(members.iter().cloned().enumerate().skip(1))
+        .map(join)
+        .buffered(64)
+        .collect()
+        .await;
+    for r in rest {
+        joined.push(r?);
+    }
+    let mut receivers = Vec::with_capacity(p.members);
+    let mut senders = Vec::with_capacity(p.senders);
+    for (i, (session, mut events)) in joined.into_iter().enumerate() {
+        if i < p.senders.max(1) {
+            senders.push(Arc::new(Sender::Xmpp(XmppSender {
+                session: session.clone(),
+                to: room.clone(),
+                groupchat: true,
+            })));
+        }
+        let (delivered, mut stopped) = (delivered.clone(), stopped.clone());
+        let senders = p.senders;
+        receivers.push(tokio::spawn(async move {
+            let _session = session;
+            let mut seen = Seen::new(senders);
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return seen,
+                    el = events.recv() => match el {
+                        None => return seen,
+                        Some(el) if el.name == "message" && el.attr("type") == Some("groupchat") => {
+                            // The room's subject on join has no body.
+                            if let Some(body) = el.body() {
+                                seen.on_body(body, &delivered);
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }));
+    }
+    Ok(Fan {
+        senders,
+        receivers,
+        delivered,
+        stop,
+        _conns: Vec::new(),
+    })
+}
+
 /// Connects, sends at the rate for the duration, and reports deliveries, latency, exact
 /// loss/duplication/order per member, and the server's CPU per delivery.
 pub async fn run(
@@ -278,6 +351,7 @@ pub async fn run(
     let fan = match system {
         System::Tern => connect_tern(&target.addr, p).await?,
         System::Mqtt => connect_mqtt(&target.addr, p).await?,
+        System::Xmpp => connect_xmpp(target, p).await?,
     };
     let server_before = target.sample();
     let self_before = target::sample_self();
