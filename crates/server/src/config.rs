@@ -105,6 +105,8 @@ pub struct Config {
     pub store_sync: String,
     /// SQLite page size in bytes for a new database (512 to 65536, a power of two).
     pub store_page_size: u32,
+    /// SQLite's page cache per connection of the embedded store, in KiB.
+    pub store_cache_kib: u32,
     /// How often committed messages are copied into the store's keyed indexes, in ms. Longer
     /// intervals write each hot index page less often and keep more messages in memory.
     pub store_index_interval_ms: u64,
@@ -364,6 +366,7 @@ impl Default for Config {
             store_pool_size: tern_store_postgres::PgConfig::default().pool_size,
             store_sync: "full".into(),
             store_page_size: tern_store::SqliteConfig::default().page_size,
+            store_cache_kib: tern_store::SqliteConfig::default().cache_kib,
             store_index_interval_ms: tern_store::SqliteConfig::default()
                 .index_interval
                 .as_millis() as u64,
@@ -544,6 +547,9 @@ impl Config {
             return Err(ConfigError(
                 "store_page_size must be a power of two from 512 to 65536".into(),
             ));
+        }
+        if self.store_cache_kib < 64 {
+            return Err(ConfigError("store_cache_kib must be at least 64".into()));
         }
         if self.max_frame_bytes < tern_proto::HEADER_LEN + 64 {
             return Err(ConfigError(format!(
@@ -892,6 +898,7 @@ impl Config {
         SqliteConfig {
             synchronous: self.synchronous().unwrap_or_default(),
             page_size: self.store_page_size,
+            cache_kib: self.store_cache_kib,
             index_interval: Duration::from_millis(self.store_index_interval_ms),
             ..SqliteConfig::default()
         }
@@ -986,6 +993,18 @@ mod tests {
         assert!(e.to_string().contains("kick policy"), "{e}");
         let e = Config::load_from(&args, env(&[("TERN_STORE_SYNC", "maybe")])).unwrap_err();
         assert!(e.to_string().contains("sync policy"), "{e}");
+        let e = Config::load_from(&args, env(&[("TERN_STORE_CACHE_KIB", "8")])).unwrap_err();
+        assert!(e.to_string().contains("store_cache_kib"), "{e}");
+        let c = Config::load_from(
+            &args,
+            env(&[
+                ("TERN_STORE_CACHE_KIB", "1024"),
+                ("TERN_RING_ENTRIES", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.store().cache_kib, 1024);
+        assert_eq!(c.sync().ring_entries, 10);
         let e = Config::load_from(&args, env(&[("TERN_STORE", "mysql://db/tern")])).unwrap_err();
         assert!(e.to_string().contains("postgres://"), "{e}");
         let c = Config::load_from(

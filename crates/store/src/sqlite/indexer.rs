@@ -25,7 +25,7 @@ use tern_core::{
 };
 
 use super::{
-    Synchronous, open_connection,
+    Pragmas, open_connection,
     rows::{MESSAGE_COLUMNS, message_from_row, store_err},
     tail::Tail,
 };
@@ -66,12 +66,12 @@ impl Indexer {
     /// Starts indexing `tail` into the index database at `path`.
     pub(crate) fn start(
         path: &Path,
-        synchronous: Synchronous,
+        pragmas: Pragmas,
         tail: Arc<Mutex<Tail>>,
         policy: IndexPolicy,
         progress: Arc<Progress>,
     ) -> rusqlite::Result<Self> {
-        let conn = open_connection(path, synchronous, false, None)?;
+        let conn = open_connection(path, pragmas, false, None)?;
         let shared = progress.clone();
         let thread = thread::Builder::new()
             .name("tern-sqlite-index".into())

@@ -107,6 +107,25 @@ pub struct SqliteConfig {
     pub index_chunk: usize,
     /// A tail this long wakes the indexer before its interval is up.
     pub max_tail: usize,
+    /// SQLite's page cache per connection, in KiB. The store opens the writer's, the indexer's,
+    /// the checkpointer's and one per reader, so this times their number bounds the caches.
+    pub cache_kib: u32,
+}
+
+impl SqliteConfig {
+    fn pragmas(&self) -> Pragmas {
+        Pragmas {
+            synchronous: self.synchronous,
+            cache_kib: self.cache_kib,
+        }
+    }
+}
+
+/// What every connection of the store is opened with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pragmas {
+    pub(crate) synchronous: Synchronous,
+    pub(crate) cache_kib: u32,
 }
 
 impl Default for SqliteConfig {
@@ -121,6 +140,7 @@ impl Default for SqliteConfig {
             index_interval: Duration::from_millis(1000),
             index_chunk: 20_000,
             max_tail: 100_000,
+            cache_kib: 4096,
         }
     }
 }
@@ -166,7 +186,7 @@ impl SqliteStore {
             let fresh = !p.exists();
             let mut conn = open_connection(
                 p,
-                config.synchronous,
+                config.pragmas(),
                 false,
                 fresh.then_some(config.page_size),
             )
@@ -181,7 +201,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(store_err)?;
         let checkpointer = Checkpointer::start(
-            open_connection(&path, config.synchronous, false, None).map_err(store_err)?,
+            open_connection(&path, config.pragmas(), false, None).map_err(store_err)?,
             &path,
         )
         .map_err(|e| StoreError::Unavailable(format!("starting the checkpoint thread: {e}")))?;
@@ -227,7 +247,7 @@ impl SqliteStore {
         let progress = Arc::new(Progress::default());
         let indexer = Indexer::start(
             &index_path,
-            config.synchronous,
+            config.pragmas(),
             tail.clone(),
             IndexPolicy {
                 interval: config.index_interval,
@@ -237,17 +257,12 @@ impl SqliteStore {
             progress.clone(),
         )
         .map_err(store_err)?;
-        let readers = ReaderPool::open(
-            &path,
-            &index_path,
-            config.readers.max(1),
-            config.synchronous,
-        )
-        .map_err(store_err)?;
+        let readers = ReaderPool::open(&path, &index_path, config.readers.max(1), config.pragmas())
+            .map_err(store_err)?;
         let writer = Writer::new(
             conn,
             WriterParts {
-                index: open_connection(&index_path, config.synchronous, true, None)
+                index: open_connection(&index_path, config.pragmas(), true, None)
                     .map_err(store_err)?,
                 tail: tail.clone(),
                 head_cache: config.head_cache,
@@ -343,7 +358,7 @@ impl SqliteStore {
 /// Opens one connection with Tern's pragmas.
 fn open_connection(
     path: &Path,
-    synchronous: Synchronous,
+    pragmas: Pragmas,
     read_only: bool,
     new_page_size: Option<u32>,
 ) -> rusqlite::Result<Connection> {
@@ -370,9 +385,10 @@ fn open_connection(
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
-    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+    conn.pragma_update(None, "synchronous", pragmas.synchronous.pragma())?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    conn.pragma_update(None, "cache_size", -16_384)?;
+    // Negative: a size in KiB rather than in pages.
+    conn.pragma_update(None, "cache_size", -i64::from(pragmas.cache_kib.max(64)))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -21,7 +21,7 @@ use tern_core::{
 };
 
 use super::{
-    Synchronous, open_connection,
+    Pragmas, open_connection,
     rows::{MESSAGE_COLUMNS, message_from_row, store_err},
     tail::{Tail, TailEntry},
 };
@@ -41,11 +41,11 @@ impl ReaderPool {
         path: &Path,
         index_path: &Path,
         n: usize,
-        synchronous: Synchronous,
+        pragmas: Pragmas,
     ) -> rusqlite::Result<Self> {
         let conns = (0..n)
             .map(|_| {
-                let conn = open_connection(path, synchronous, true, None)?;
+                let conn = open_connection(path, pragmas, true, None)?;
                 conn.execute("ATTACH DATABASE ?1 AS ix", [index_path.to_string_lossy()])?;
                 Ok(Mutex::new(conn))
             })
