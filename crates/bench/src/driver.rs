@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::Context;
-use futures_util::{StreamExt, future::BoxFuture, stream};
+use futures_util::{StreamExt, TryStreamExt, future::BoxFuture, stream};
 use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tern_client::{Client, ClientConfig, Connection, Encoding, Endpoint, pb};
@@ -449,10 +449,8 @@ pub async fn connect_pairs(system: System, target: &Target, n: usize) -> anyhow:
                     async move { receiving_client(at, &others, &u, recorder).await }
                 })
                 .buffered(SETUP_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<anyhow::Result<_>>()?;
+                .try_collect()
+                .await?;
             let senders: Vec<Arc<Sender>> =
                 stream::iter(senders.into_iter().zip(receivers).enumerate())
                     .map(|(k, (s, r))| async move {
@@ -467,10 +465,8 @@ pub async fn connect_pairs(system: System, target: &Target, n: usize) -> anyhow:
                         })
                     })
                     .buffered(SETUP_CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<anyhow::Result<_>>()?;
+                    .try_collect()
+                    .await?;
             Ok(Pairs {
                 senders,
                 recorder,
@@ -542,10 +538,8 @@ pub async fn connect_pairs(system: System, target: &Target, n: usize) -> anyhow:
                     })))
                 })
                 .buffered(SETUP_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<anyhow::Result<_>>()?;
+                .try_collect()
+                .await?;
             Ok(Pairs {
                 senders,
                 recorder,

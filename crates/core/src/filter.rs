@@ -75,13 +75,7 @@ pub fn folded(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
-    let mut folded = String::with_capacity(text.len());
-    for c in text.chars().filter(|c| !invisible(*c)) {
-        for n in std::iter::once(c).nfkc() {
-            folded.extend(n.to_lowercase());
-        }
-    }
-    folded
+    fold(text).0
 }
 
 /// A compiled list of sensitive words and what a match does.

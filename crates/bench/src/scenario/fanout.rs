@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context;
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tern_client::{Connection, pb};
@@ -190,10 +190,8 @@ async fn connect_tern(addr: &str, p: &Params) -> anyhow::Result<Fan> {
                 })
         })
         .buffered(64)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+        .try_collect()
+        .await?;
     Ok(Fan {
         senders,
         receivers,

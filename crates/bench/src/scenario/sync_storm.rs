@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use tern_client::{Client, ClientConfig, Endpoint, Event, pb};
 use tokio::time::Instant;
 
@@ -59,10 +59,8 @@ pub async fn run(
         })
         .buffered(64)
         .inspect(|_| bar.inc(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+        .try_collect()
+        .await?;
     bar.finish_and_clear();
 
     // Fill every inbox while its owner is away.
