@@ -6,6 +6,7 @@ use tern_core::{
     conversations::ConversationView,
     group_service::GroupView,
     store::{InboxEntry, InboxEvent, StoredMessage},
+    wire,
 };
 use tern_proto::pb;
 
@@ -18,7 +19,7 @@ pub fn message_to_wire(m: &StoredMessage) -> pb::Message {
         sender: m.sender.as_str().to_owned(),
         client_msg_id: m.client_msg_id.clone(),
         server_time_ms: m.server_time_ms,
-        content: m.recalled_by.is_none().then(|| m.content.clone()),
+        content: m.recalled_by.is_none().then(|| wire::content(&m.content)),
         recalled: m.recalled_by.is_some(),
         recalled_by: m
             .recalled_by
@@ -67,13 +68,13 @@ pub fn group_to_wire(g: &GroupView) -> pb::GroupInfo {
         owner: g.settings.owner.to_string(),
         member_count: g.member_count as u32,
         mute_all: g.settings.mute_all,
-        history_visibility: g.settings.history.to_wire() as i32,
+        history_visibility: wire::history(g.settings.history) as i32,
         dissolved: g.settings.dissolved,
         created_ms: g.settings.created_ms,
         head_seq: g.head_seq,
         my_role: g
             .me
-            .map_or(pb::GroupRole::Unspecified, |m| m.role.to_wire()) as i32,
+            .map_or(pb::GroupRole::Unspecified, |m| wire::role(m.role)) as i32,
         visible_from_seq: g.visible_from(),
         read_diffusion: g.read_diffusion,
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tern_core::{
     ConnectionId, ConversationId, DeviceId, MessageId, NodeId, Platform, UserId,
+    content::Content,
     groups::{Member, Members, Role},
     pb,
     presence::DevicePresence,
@@ -379,7 +380,7 @@ impl Envelope {
             kind: Some(Kind::Login(LoginItem {
                 user: user.to_string(),
                 device: device.to_string(),
-                platform: platform.to_wire(),
+                platform: tern_core::wire::platform(platform),
                 connection: connection.get(),
             })),
         });
@@ -416,7 +417,7 @@ impl Envelope {
             .map(|d| LoginItem {
                 user: d.user.to_string(),
                 device: d.device.to_string(),
-                platform: d.platform.to_wire(),
+                platform: tern_core::wire::platform(d.platform),
                 connection: d.connection.get(),
             })
             .collect();
@@ -581,7 +582,7 @@ impl Envelope {
                         user: user(&l.user)?,
                         device: DeviceId::parse(&l.device)
                             .map_err(|e| EnvelopeError::Invalid(e.to_string()))?,
-                        platform: Platform::from_wire(l.platform),
+                        platform: tern_core::wire::platform_of(l.platform),
                         connection: ConnectionId::from_u64(l.connection),
                     });
                     continue;
@@ -607,7 +608,7 @@ impl Envelope {
                                 connection: ConnectionId::from_u64(d.connection),
                                 device: DeviceId::parse(&d.device)
                                     .map_err(|e| EnvelopeError::Invalid(e.to_string()))?,
-                                platform: Platform::from_wire(d.platform),
+                                platform: tern_core::wire::platform_of(d.platform),
                             })
                         })
                         .collect::<Result<_, EnvelopeError>>()?;
@@ -652,7 +653,12 @@ fn message_from_wire(w: WireMessage) -> Result<StoredMessage, EnvelopeError> {
         server_time_ms: m.server_time_ms,
         sender_inbox_seq: w.sender_inbox_seq,
         // A recalled message keeps no content.
-        content: m.content.unwrap_or_default(),
+        content: match m.content {
+            Some(c) => {
+                tern_core::wire::content_of(c).map_err(|e| EnvelopeError::Invalid(e.to_string()))?
+            }
+            None => Content::Empty,
+        },
         recalled_by: if m.recalled {
             Some(user(&m.recalled_by)?)
         } else {
@@ -680,11 +686,9 @@ mod tests {
             server_time_ms: 1_700_000_000_000,
             sender_inbox_seq: 40 + id,
             content: if recalled {
-                pb::Content::default()
+                Content::Empty
             } else {
-                pb::Content {
-                    body: Some(pb::content::Body::Text(pb::Text { text: "hi".into() })),
-                }
+                Content::text("hi")
             },
             recalled_by: recalled.then(|| u("a")),
             edited_ms: 7,

@@ -20,7 +20,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-use crate::{ConnectionId, ConversationId, GroupId, ServiceError, UserId, pb};
+use crate::{ConnectionId, ConversationId, GroupId, ServiceError, UserId, content::Content};
 
 /// The codes a hook may choose for a rejection; any other (or none) becomes
 /// `REJECTED_BY_APP`.
@@ -43,7 +43,7 @@ pub struct Draft {
     /// The sender's idempotency key.
     pub client_msg_id: String,
     /// The content, after validation and the content filter.
-    pub content: pb::Content,
+    pub content: Content,
 }
 
 /// What the hook answered.
@@ -60,7 +60,7 @@ pub enum Verdict {
         message: String,
     },
     /// Store it with this content instead.
-    Modify(pb::Content),
+    Modify(Content),
 }
 
 /// An app's check of sends.
@@ -120,9 +120,9 @@ pub enum Outcome {
 pub fn settle(
     outcome: Outcome,
     on_failure: OnFailure,
-    content: pb::Content,
-    valid: impl Fn(&pb::Content) -> Result<(), ServiceError>,
-) -> Result<pb::Content, ServiceError> {
+    content: Content,
+    valid: impl Fn(&Content) -> Result<(), ServiceError>,
+) -> Result<Content, ServiceError> {
     let failure = match outcome {
         Outcome::Answered(Verdict::Allow) => return Ok(content),
         Outcome::Answered(Verdict::Reject { code, message }) => {
@@ -156,8 +156,8 @@ impl BeforeSendHook {
     pub async fn run(
         &self,
         draft: &Draft,
-        valid: impl Fn(&pb::Content) -> Result<(), ServiceError>,
-    ) -> Result<pb::Content, ServiceError> {
+        valid: impl Fn(&Content) -> Result<(), ServiceError>,
+    ) -> Result<Content, ServiceError> {
         let outcome = match tokio::time::timeout(self.timeout, self.hook.check(draft)).await {
             Ok(Ok(verdict)) => Outcome::Answered(verdict),
             Ok(Err(why)) => Outcome::Failed(why),
@@ -254,13 +254,11 @@ impl Drop for Turn {
 mod tests {
     use super::*;
 
-    fn text(t: &str) -> pb::Content {
-        pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text { text: t.into() })),
-        }
+    fn text(t: &str) -> Content {
+        Content::text(t)
     }
 
-    fn ok(_: &pb::Content) -> Result<(), ServiceError> {
+    fn ok(_: &Content) -> Result<(), ServiceError> {
         Ok(())
     }
 
@@ -324,10 +322,10 @@ mod tests {
         for outcome in [
             Outcome::TimedOut,
             Outcome::Failed("connection refused".into()),
-            Outcome::Answered(Verdict::Modify(pb::Content::default())),
+            Outcome::Answered(Verdict::Modify(Content::Empty)),
         ] {
-            let invalid = |x: &pb::Content| {
-                if x.body.is_none() {
+            let invalid = |x: &Content| {
+                if *x == Content::Empty {
                     Err(ServiceError::InvalidContent("empty"))
                 } else {
                     Ok(())

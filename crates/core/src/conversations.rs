@@ -13,10 +13,10 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     Refusal, ServiceError,
+    content::{self, Content},
     groups::{GroupState, HistoryVisibility, Role},
     ids::{ConversationId, ConversationKind, GroupId, MessageId, UserId},
     messages::{Applied, MessageService, validate_content},
-    pb,
     store::{
         Amend, Amendment, ConversationStore, ConversationSummary, GroupStore, InboxEvent,
         InboxStore, MarkRead, SetFlags, StoredMessage, SummaryQuery, Write,
@@ -126,7 +126,7 @@ pub enum MarkDecision {
         /// The new mark.
         mark: u64,
         /// The notice.
-        notice: pb::content::Body,
+        notice: Content,
         /// Who gets the receipt.
         receipt_to: Option<UserId>,
     },
@@ -154,8 +154,8 @@ pub fn decide_mark_read(
     }
     Ok(MarkDecision::Raise {
         mark: target,
-        notice: pb::content::Body::ReadMark(pb::ReadMark {
-            conversation_id: conversation.as_str().to_owned(),
+        notice: Content::ReadMark(content::ReadMark {
+            conversation: conversation.clone(),
             read_seq: target,
         }),
         receipt_to: standing.receipt_to.clone(),
@@ -170,7 +170,7 @@ pub struct FlagsChange {
     /// Muted afterwards.
     pub muted: bool,
     /// The `ConversationFlags` notice.
-    pub notice: pb::content::Body,
+    pub notice: Content,
 }
 
 /// What a flag change does: `None` when the flags stay as they are.
@@ -193,8 +193,8 @@ pub fn decide_flags(
     Ok(Some(FlagsChange {
         pinned: next.0,
         muted: next.1,
-        notice: pb::content::Body::ConversationFlags(pb::ConversationFlags {
-            conversation_id: conversation.as_str().to_owned(),
+        notice: Content::ConversationFlags(content::ConversationFlags {
+            conversation: conversation.clone(),
             pinned: next.0,
             muted: next.1,
         }),
@@ -228,7 +228,7 @@ pub fn decide_amend(
     change: &Amendment,
     now_ms: i64,
     window_ms: i64,
-) -> Result<Option<pb::Content>, Refusal> {
+) -> Result<Option<Content>, Refusal> {
     // Someone who cannot see the message learns nothing about it.
     let participant = match message.conversation.kind() {
         Ok(ConversationKind::Direct(a, b)) => &a == actor || &b == actor,
@@ -282,25 +282,24 @@ pub fn decide_amend(
             minutes: (window_ms / 60_000).max(0) as u64,
         });
     }
-    let body = match change {
-        Amendment::Recall => pb::content::Body::Recall(pb::Recall {
-            message_id: message.id.0,
+    Ok(Some(match change {
+        Amendment::Recall => Content::Recall(content::Recall {
+            message_id: message.id,
             seq: message.seq,
         }),
-        Amendment::Edit(content) => pb::content::Body::Edit(Box::new(pb::Edit {
-            message_id: message.id.0,
+        Amendment::Edit(new) => Content::Edit(content::Edit {
+            message_id: message.id,
             seq: message.seq,
-            content: Some(Box::new(content.clone())),
-        })),
-    };
-    Ok(Some(pb::Content { body: Some(body) }))
+            content: Box::new(new.clone()),
+        }),
+    }))
 }
 
 /// The message an amendment event (a recall or an edit) is about, if `event` is one.
 pub fn amendment_target(event: &StoredMessage) -> Option<MessageId> {
-    match &event.content.body {
-        Some(pb::content::Body::Recall(r)) => Some(MessageId(r.message_id)),
-        Some(pb::content::Body::Edit(e)) => Some(MessageId(e.message_id)),
+    match &event.content {
+        Content::Recall(r) => Some(r.message_id),
+        Content::Edit(e) => Some(e.message_id),
         _ => None,
     }
 }
@@ -308,20 +307,20 @@ pub fn amendment_target(event: &StoredMessage) -> Option<MessageId> {
 /// Drops the text an edit event carries, once the message it edited was recalled: the recall
 /// withdraws every version of the message, not only the original.
 pub fn withdraw_edit(event: &mut StoredMessage) {
-    if let Some(pb::content::Body::Edit(e)) = &mut event.content.body {
-        e.content = None;
+    if let Content::Edit(e) = &mut event.content {
+        *e.content = Content::Empty;
     }
 }
 
 /// Applies an amendment event's effect to the message it names, as readers show it.
 pub fn apply_amendment(message: &mut StoredMessage, event: &StoredMessage) {
-    match &event.content.body {
-        Some(pb::content::Body::Recall(_)) => {
+    match &event.content {
+        Content::Recall(_) => {
             message.recalled_by = Some(event.sender.clone());
-            message.content = pb::Content::default();
+            message.content = Content::Empty;
         }
-        Some(pb::content::Body::Edit(e)) if message.recalled_by.is_none() => {
-            message.content = e.content.as_deref().cloned().unwrap_or_default();
+        Content::Edit(e) if message.recalled_by.is_none() => {
+            message.content = (*e.content).clone();
             message.edited_ms = event.server_time_ms;
         }
         _ => {}
@@ -436,7 +435,7 @@ impl ConversationService {
         &self,
         actor: &UserId,
         message: u64,
-        content: Option<pb::Content>,
+        content: Option<Content>,
     ) -> Result<Applied, ServiceError> {
         let mut content = content.ok_or(ServiceError::InvalidContent("content is missing"))?;
         validate_content(&content, self.config.max_content_bytes)?;
@@ -656,14 +655,14 @@ fn touched_direct(m: &StoredMessage) -> Option<ConversationId> {
     let target = match m.conversation.kind().ok()? {
         ConversationKind::Direct(..) => return Some(m.conversation.clone()),
         ConversationKind::Group(_) => return None,
-        ConversationKind::Notices(_) => match &m.content.body {
-            Some(pb::content::Body::ReadMark(r)) => &r.conversation_id,
-            Some(pb::content::Body::ConversationFlags(f)) => &f.conversation_id,
+        ConversationKind::Notices(_) => match &m.content {
+            Content::ReadMark(r) => &r.conversation,
+            Content::ConversationFlags(f) => &f.conversation,
             _ => return None,
         },
     };
-    match ConversationId::parse(target).ok()? {
-        (c, ConversationKind::Direct(..)) => Some(c),
+    match target.kind().ok()? {
+        ConversationKind::Direct(..) => Some(target.clone()),
         _ => None,
     }
 }
@@ -677,8 +676,7 @@ pub const SUMMARY_MEMBERS: usize = 10;
 /// small whatever their last messages say: text and custom data are cut at
 /// [`SUMMARY_TEXT_BYTES`] (on a character boundary), group events name at most
 /// [`SUMMARY_MEMBERS`] members. History keeps the whole message.
-pub fn summarize(content: &mut pb::Content) {
-    use pb::content::Body;
+pub fn summarize(content: &mut Content) {
     fn cut(s: &mut String) {
         if s.len() > SUMMARY_TEXT_BYTES {
             let mut end = SUMMARY_TEXT_BYTES;
@@ -688,18 +686,14 @@ pub fn summarize(content: &mut pb::Content) {
             s.truncate(end);
         }
     }
-    match &mut content.body {
-        Some(Body::Text(t)) => cut(&mut t.text),
-        Some(Body::Custom(c)) => cut(&mut c.data),
-        Some(Body::GroupEvent(e)) => {
+    match content {
+        Content::Text(t) => cut(&mut t.text),
+        Content::Custom(c) => cut(&mut c.data),
+        Content::GroupEvent(e) => {
             e.members.truncate(SUMMARY_MEMBERS);
             cut(&mut e.announcement);
         }
-        Some(Body::Edit(e)) => {
-            if let Some(inner) = e.content.as_deref_mut() {
-                summarize(inner);
-            }
-        }
+        Content::Edit(e) => summarize(&mut e.content),
         _ => {}
     }
 }
@@ -736,18 +730,14 @@ mod tests {
             client_msg_id: "c1".into(),
             server_time_ms: sent_ms,
             sender_inbox_seq: 1,
-            content: pb::Content {
-                body: Some(pb::content::Body::Text(pb::Text { text: "hi".into() })),
-            },
+            content: Content::text("hi"),
             recalled_by: None,
             edited_ms: 0,
         }
     }
 
-    fn text(t: &str) -> pb::Content {
-        pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text { text: t.into() })),
-        }
+    fn text(t: &str) -> Content {
+        Content::text(t)
     }
 
     #[test]
@@ -755,13 +745,13 @@ mod tests {
         let c = ConversationId::direct(&user("a"), &user("b"));
         let m = message("a", c, 1_000);
         let ok = decide_amend(&m, &user("a"), None, &Amendment::Recall, 2_000, 120_000).unwrap();
-        assert!(matches!(
-            ok.unwrap().body,
-            Some(pb::content::Body::Recall(pb::Recall {
-                message_id: 7,
+        assert_eq!(
+            ok,
+            Some(Content::Recall(content::Recall {
+                message_id: MessageId(7),
                 seq: 3
             }))
-        ));
+        );
         assert!(matches!(
             decide_amend(&m, &user("b"), None, &Amendment::Recall, 2_000, 120_000),
             Err(Refusal::PermissionDenied(_))
@@ -857,21 +847,18 @@ mod tests {
         // One ASCII byte first, so that byte 256 falls inside a two-byte character.
         let mut c = text(&format!("a{}", "é".repeat(200)));
         summarize(&mut c);
-        let Some(pb::content::Body::Text(t)) = &c.body else {
+        let Content::Text(t) = &c else {
             panic!("text stays text")
         };
         assert_eq!(t.text.len(), SUMMARY_TEXT_BYTES - 1);
         let mut c = text("short");
         summarize(&mut c);
         assert_eq!(c, text("short"));
-        let mut e = pb::Content {
-            body: Some(pb::content::Body::GroupEvent(pb::GroupEvent {
-                members: (0..50).map(|i| format!("u{i}")).collect(),
-                ..Default::default()
-            })),
-        };
+        let mut g = content::GroupEvent::new(content::GroupEventKind::MembersAdded);
+        g.members = (0..50).map(|i| user(&format!("u{i}"))).collect();
+        let mut e = Content::GroupEvent(g);
         summarize(&mut e);
-        let Some(pb::content::Body::GroupEvent(g)) = &e.body else {
+        let Content::GroupEvent(g) = &e else {
             panic!("event stays an event")
         };
         assert_eq!(g.members.len(), SUMMARY_MEMBERS);
@@ -893,12 +880,10 @@ mod tests {
         let (a, b) = (user("a"), user("b"));
         let direct = ConversationId::direct(&a, &b);
         let mut notice = message("b", ConversationId::notices(&b), 0);
-        notice.content = pb::Content {
-            body: Some(pb::content::Body::ReadMark(pb::ReadMark {
-                conversation_id: direct.as_str().into(),
-                read_seq: 4,
-            })),
-        };
+        notice.content = Content::ReadMark(content::ReadMark {
+            conversation: direct.clone(),
+            read_seq: 4,
+        });
         assert_eq!(touched_direct(&notice), Some(direct.clone()));
         assert_eq!(
             touched_direct(&message("a", direct.clone(), 0)),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    Clock, ConversationId, ConversationKind, ServiceError, StoreError, UserId, pb,
+    Clock, ConversationId, ConversationKind, ServiceError, StoreError, UserId, content::Content,
     store::GroupStore,
 };
 
@@ -451,12 +451,11 @@ impl FileService {
         &self,
         sender: &UserId,
         conversation: &ConversationId,
-        content: &mut pb::Content,
+        content: &mut Content,
     ) -> Result<(), ServiceError> {
-        use pb::content::Body;
-        let id = match &content.body {
-            Some(Body::Image(i)) if i.file_id.starts_with(FILE_ID_PREFIX) => i.file_id.clone(),
-            Some(Body::File(f)) if f.file_id.starts_with(FILE_ID_PREFIX) => f.file_id.clone(),
+        let id = match &*content {
+            Content::Image(i) if i.file_id.starts_with(FILE_ID_PREFIX) => i.file_id.clone(),
+            Content::File(f) if f.file_id.starts_with(FILE_ID_PREFIX) => f.file_id.clone(),
             _ => return Ok(()),
         };
         let record = self.inner.store.file(&id).await?;
@@ -465,8 +464,8 @@ impl FileService {
             Some(r) if r.owner.is_none() || self.may_read(sender, &r).await? => r,
             _ => return Err(ServiceError::FileNotFound),
         };
-        match &mut content.body {
-            Some(Body::Image(image)) => {
+        match content {
+            Content::Image(image) => {
                 let Some(info) = &record.image else {
                     return Err(ServiceError::InvalidContent(
                         "the file of an image message must be a picture",
@@ -481,7 +480,7 @@ impl FileService {
                     image.thumb_height = thumb.height;
                 }
             }
-            Some(Body::File(file)) => {
+            Content::File(file) => {
                 file.size = record.size;
                 file.mime = record.mime.clone();
                 if file.name.is_empty() {
@@ -538,11 +537,10 @@ impl FileService {
 }
 
 /// Whether `content` names a file of this server.
-pub fn refers_to_upload(content: &pb::Content) -> bool {
-    use pb::content::Body;
-    match &content.body {
-        Some(Body::Image(i)) => i.file_id.starts_with(FILE_ID_PREFIX),
-        Some(Body::File(f)) => f.file_id.starts_with(FILE_ID_PREFIX),
+pub fn refers_to_upload(content: &Content) -> bool {
+    match content {
+        Content::Image(i) => i.file_id.starts_with(FILE_ID_PREFIX),
+        Content::File(f) => f.file_id.starts_with(FILE_ID_PREFIX),
         _ => false,
     }
 }
@@ -926,13 +924,11 @@ mod service_tests {
         UserId::parse(u).unwrap()
     }
 
-    fn file_message(id: &str) -> pb::Content {
-        pb::Content {
-            body: Some(pb::content::Body::File(pb::File {
-                file_id: id.to_owned(),
-                ..Default::default()
-            })),
-        }
+    fn file_message(id: &str) -> Content {
+        Content::File(crate::content::File {
+            file_id: id.to_owned(),
+            ..Default::default()
+        })
     }
 
     async fn upload(kit: &Kit, owner: &str, bytes: &'static [u8]) -> FileRecord {

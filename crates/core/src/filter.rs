@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::{ServiceError, pb};
+use crate::ServiceError;
 
 /// What a match does to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -208,11 +208,11 @@ impl ContentFilter {
     }
 
     /// Applies the filter to a message's text: refuses it, masks it in place, or leaves it.
-    pub fn apply(&self, content: &mut pb::Content) -> Result<(), ServiceError> {
+    pub fn apply(&self, content: &mut crate::content::Content) -> Result<(), ServiceError> {
         let Some(filter) = self.get() else {
             return Ok(());
         };
-        if let Some(pb::content::Body::Text(t)) = &mut content.body {
+        if let crate::content::Content::Text(t) = content {
             match filter.check(&t.text) {
                 Verdict::Clean => {}
                 Verdict::Rejected => return Err(ServiceError::ContentRejected),
@@ -290,9 +290,7 @@ mod tests {
     #[test]
     fn a_swapped_filter_applies_to_the_next_message() {
         let shared = ContentFilter::new(None);
-        let mut content = pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text { text: "bad".into() })),
-        };
+        let mut content = crate::content::Content::text("bad");
         shared.apply(&mut content).unwrap();
         shared.replace(Some(filter(&["bad"], FilterAction::Reject)));
         assert!(matches!(
@@ -301,9 +299,6 @@ mod tests {
         ));
         shared.replace(Some(filter(&["bad"], FilterAction::Mask)));
         shared.apply(&mut content).unwrap();
-        assert_eq!(
-            content.body,
-            Some(pb::content::Body::Text(pb::Text { text: "***".into() }))
-        );
+        assert_eq!(content, crate::content::Content::text("***"));
     }
 }

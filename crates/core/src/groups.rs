@@ -13,8 +13,8 @@ use rustc_hash::FxBuildHasher;
 
 use crate::{
     Refusal,
+    content::{GroupEvent, GroupEventKind},
     ids::{ConversationId, GroupId, UserId},
-    pb,
 };
 
 /// The longest group name, in bytes.
@@ -35,27 +35,6 @@ pub enum Role {
     Owner,
 }
 
-impl Role {
-    /// The role as stored and on the wire.
-    pub fn to_wire(self) -> pb::GroupRole {
-        match self {
-            Role::Member => pb::GroupRole::Member,
-            Role::Admin => pb::GroupRole::Admin,
-            Role::Owner => pb::GroupRole::Owner,
-        }
-    }
-
-    /// The role for a stored or wire value.
-    pub fn from_wire(v: i32) -> Option<Role> {
-        match pb::GroupRole::try_from(v).ok()? {
-            pb::GroupRole::Member => Some(Role::Member),
-            pb::GroupRole::Admin => Some(Role::Admin),
-            pb::GroupRole::Owner => Some(Role::Owner),
-            pb::GroupRole::Unspecified => None,
-        }
-    }
-}
-
 /// Which part of the timeline a member may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HistoryVisibility {
@@ -72,22 +51,6 @@ impl HistoryVisibility {
         match self {
             HistoryVisibility::Full => 1,
             HistoryVisibility::FromJoin => joined_seq.max(1),
-        }
-    }
-
-    /// The wire value.
-    pub fn to_wire(self) -> pb::HistoryVisibility {
-        match self {
-            HistoryVisibility::FromJoin => pb::HistoryVisibility::FromJoin,
-            HistoryVisibility::Full => pb::HistoryVisibility::Full,
-        }
-    }
-
-    /// The visibility for a stored or wire value.
-    pub fn from_wire(v: i32) -> Option<HistoryVisibility> {
-        match pb::HistoryVisibility::try_from(v).ok()? {
-            pb::HistoryVisibility::FromJoin => Some(HistoryVisibility::FromJoin),
-            pb::HistoryVisibility::Full => Some(HistoryVisibility::Full),
         }
     }
 }
@@ -300,17 +263,10 @@ pub struct Decision {
     /// The state changes.
     pub mutations: Vec<Mutation>,
     /// The timeline event; `None` when nothing changes.
-    pub event: Option<pb::GroupEvent>,
+    pub event: Option<GroupEvent>,
     /// Users the change concerns directly (added, removed, left): they get an inbox entry for
     /// the event even in a read-diffusion group, so every one of their devices learns of it.
     pub concerned: Vec<UserId>,
-}
-
-fn event(kind: pb::GroupEventKind) -> pb::GroupEvent {
-    pb::GroupEvent {
-        kind: kind as i32,
-        ..Default::default()
-    }
 }
 
 fn check_text(s: &str, max: usize, what: &'static str) -> Result<(), Refusal> {
@@ -367,12 +323,12 @@ pub fn decide_create(new: &NewGroup) -> Result<Decision, Refusal> {
             .iter()
             .map(|u| Mutation::Add(u.clone(), Role::Member)),
     );
-    let mut ev = event(pb::GroupEventKind::Created);
-    ev.members = new.members.iter().map(|u| u.to_string()).collect();
+    let mut ev = GroupEvent::new(GroupEventKind::Created);
+    ev.members = new.members.clone();
     ev.name = new.name.clone();
     ev.avatar = new.avatar.clone();
     ev.announcement = new.announcement.clone();
-    ev.history_visibility = new.history.to_wire() as i32;
+    ev.history_visibility = new.history;
     Ok(Decision {
         mutations,
         event: Some(ev),
@@ -427,8 +383,8 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                     max: req.limits.max_members,
                 });
             }
-            let mut ev = event(pb::GroupEventKind::MembersAdded);
-            ev.members = new.iter().map(|u| u.to_string()).collect();
+            let mut ev = GroupEvent::new(GroupEventKind::MembersAdded);
+            ev.members = new.clone();
             d.mutations = new
                 .iter()
                 .map(|u| Mutation::Add(u.clone(), Role::Member))
@@ -458,8 +414,8 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             if gone.is_empty() {
                 return Ok(d);
             }
-            let mut ev = event(pb::GroupEventKind::MembersRemoved);
-            ev.members = gone.iter().map(|u| u.to_string()).collect();
+            let mut ev = GroupEvent::new(GroupEventKind::MembersRemoved);
+            ev.members = gone.clone();
             d.mutations = gone.iter().map(|u| Mutation::Remove(u.clone())).collect();
             d.concerned = gone;
             d.event = Some(ev);
@@ -468,8 +424,8 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             if role == Role::Owner {
                 return Err(Refusal::OwnerCannotLeave);
             }
-            let mut ev = event(pb::GroupEventKind::MemberLeft);
-            ev.members = vec![req.actor.to_string()];
+            let mut ev = GroupEvent::new(GroupEventKind::MemberLeft);
+            ev.members = vec![req.actor.clone()];
             d.mutations = vec![Mutation::Remove(req.actor.clone())];
             d.concerned = vec![req.actor.clone()];
             d.event = Some(ev);
@@ -484,7 +440,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                 return Ok(d);
             }
             settings.name = name.clone();
-            let mut ev = event(pb::GroupEventKind::Renamed);
+            let mut ev = GroupEvent::new(GroupEventKind::Renamed);
             ev.name = name.clone();
             d.event = Some(ev);
         }
@@ -498,7 +454,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                 return Ok(d);
             }
             settings.avatar = avatar.clone();
-            let mut ev = event(pb::GroupEventKind::AvatarChanged);
+            let mut ev = GroupEvent::new(GroupEventKind::AvatarChanged);
             ev.avatar = avatar.clone();
             d.event = Some(ev);
         }
@@ -512,7 +468,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                 return Ok(d);
             }
             settings.announcement = text.clone();
-            let mut ev = event(pb::GroupEventKind::AnnouncementChanged);
+            let mut ev = GroupEvent::new(GroupEventKind::AnnouncementChanged);
             ev.announcement = text.clone();
             d.event = Some(ev);
         }
@@ -532,9 +488,9 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             if target.role == *new_role {
                 return Ok(d);
             }
-            let mut ev = event(pb::GroupEventKind::RoleChanged);
-            ev.members = vec![user.to_string()];
-            ev.role = new_role.to_wire() as i32;
+            let mut ev = GroupEvent::new(GroupEventKind::RoleChanged);
+            ev.members = vec![user.clone()];
+            ev.role = Some(*new_role);
             d.mutations = vec![Mutation::SetRole(user.clone(), *new_role)];
             d.event = Some(ev);
         }
@@ -544,8 +500,8 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             if *user == req.actor {
                 return Ok(d);
             }
-            let mut ev = event(pb::GroupEventKind::OwnerTransferred);
-            ev.members = vec![user.to_string()];
+            let mut ev = GroupEvent::new(GroupEventKind::OwnerTransferred);
+            ev.members = vec![user.clone()];
             d.mutations = vec![
                 Mutation::SetRole(req.actor.clone(), Role::Admin),
                 Mutation::SetRole(user.clone(), Role::Owner),
@@ -564,8 +520,8 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
             if target.muted_until_ms == until {
                 return Ok(d);
             }
-            let mut ev = event(pb::GroupEventKind::MemberMuted);
-            ev.members = vec![user.to_string()];
+            let mut ev = GroupEvent::new(GroupEventKind::MemberMuted);
+            ev.members = vec![user.clone()];
             ev.muted_until_ms = until;
             d.mutations = vec![Mutation::Mute(user.clone(), until)];
             d.event = Some(ev);
@@ -576,7 +532,7 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                 return Ok(d);
             }
             settings.mute_all = *on;
-            let mut ev = event(pb::GroupEventKind::MuteAllChanged);
+            let mut ev = GroupEvent::new(GroupEventKind::MuteAllChanged);
             ev.mute_all = *on;
             d.event = Some(ev);
         }
@@ -586,14 +542,14 @@ pub fn decide(state: &GroupState, req: &GroupChangeRequest) -> Result<Decision, 
                 return Ok(d);
             }
             settings.history = *v;
-            let mut ev = event(pb::GroupEventKind::HistoryVisibilityChanged);
-            ev.history_visibility = v.to_wire() as i32;
+            let mut ev = GroupEvent::new(GroupEventKind::HistoryVisibilityChanged);
+            ev.history_visibility = *v;
             d.event = Some(ev);
         }
         GroupChange::Dissolve => {
             at_least(Role::Owner, "only the owner can dissolve the group")?;
             settings.dissolved = true;
-            d.event = Some(event(pb::GroupEventKind::Dissolved));
+            d.event = Some(GroupEvent::new(GroupEventKind::Dissolved));
         }
     }
     if settings != state.settings {

@@ -101,31 +101,6 @@ pub enum Platform {
 }
 
 impl Platform {
-    /// The platform for a wire enum value; unknown values count as unspecified.
-    pub fn from_wire(v: i32) -> Platform {
-        match crate::pb::Platform::try_from(v) {
-            Ok(crate::pb::Platform::Ios) => Platform::Ios,
-            Ok(crate::pb::Platform::Android) => Platform::Android,
-            Ok(crate::pb::Platform::Web) => Platform::Web,
-            Ok(crate::pb::Platform::Desktop) => Platform::Desktop,
-            Ok(crate::pb::Platform::Cli) => Platform::Cli,
-            _ => Platform::Unspecified,
-        }
-    }
-
-    /// The wire enum value.
-    pub fn to_wire(self) -> i32 {
-        let p = match self {
-            Platform::Unspecified => crate::pb::Platform::Unspecified,
-            Platform::Ios => crate::pb::Platform::Ios,
-            Platform::Android => crate::pb::Platform::Android,
-            Platform::Web => crate::pb::Platform::Web,
-            Platform::Desktop => crate::pb::Platform::Desktop,
-            Platform::Cli => crate::pb::Platform::Cli,
-        };
-        p as i32
-    }
-
     /// A short lowercase name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -14,6 +14,7 @@ pub mod before_send;
 pub mod bus;
 pub mod clock;
 pub mod codes;
+pub mod content;
 pub mod conversations;
 mod error;
 pub mod files;
@@ -32,6 +33,7 @@ pub mod sync;
 pub mod throttle;
 pub mod typing;
 pub mod webhooks;
+pub mod wire;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{Refusal, ServiceError, StoreError};
@@ -41,6 +43,5 @@ pub use ids::{
 };
 pub use sync::Delivery;
 
-/// The payload schema is the content model: message content is stored and relayed as the
-/// `Content` message of the wire protocol, validated by [`messages`].
+/// The protocol's types, for the front doors; [`wire`] maps them to and from the domain.
 pub use tern_proto::pb;

@@ -14,14 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Clock, ServiceError,
+    content::Content,
     groups::{GroupLimits, GroupState},
     ids::{ConnectionId, ConversationId, ConversationKind, GroupId, UserId},
-    pb,
     store::{
         AppendOutcome, Audience, CommitStore, Direction, GroupStore, HistoryPage, HistoryStore,
         InboxEntry, InboxEvent, NewMessage, Stored, StoredMessage, Write,
@@ -96,7 +95,7 @@ pub struct SendInput {
     /// The sender's idempotency key.
     pub client_msg_id: String,
     /// The content, unvalidated.
-    pub content: Option<pb::Content>,
+    pub content: Option<Content>,
 }
 
 /// The answer to a stored (or deduplicated) send.
@@ -556,64 +555,61 @@ pub(crate) fn unknown_user(raw: &str) -> UserId {
 pub fn is_retry_of(
     earlier: &StoredMessage,
     conversation: &ConversationId,
-    content: &pb::Content,
+    content: &Content,
 ) -> bool {
     earlier.conversation == *conversation && earlier.content == *content
 }
 
-/// Checks that content is present, well-formed and within the size limit.
-pub fn validate_content(content: &pb::Content, max_bytes: usize) -> Result<(), ServiceError> {
-    use pb::content::Body;
+/// Checks that content is present, well-formed, a body a client may send, and within the size
+/// limit (measured as stored).
+pub fn validate_content(content: &Content, max_bytes: usize) -> Result<(), ServiceError> {
     const MAX_FIELD: usize = 2048;
-    let len = content.encoded_len();
+    let long = |s: &str| s.len() > MAX_FIELD;
+    match content {
+        Content::Empty => return Err(ServiceError::InvalidContent("content has no body")),
+        Content::Text(t) if t.text.is_empty() => {
+            return Err(ServiceError::InvalidContent("text is empty"));
+        }
+        Content::Image(i) if i.file_id.is_empty() && i.url.is_empty() => {
+            return Err(ServiceError::InvalidContent(
+                "image needs a file_id or a url",
+            ));
+        }
+        Content::Image(i) if long(&i.file_id) || long(&i.url) || long(&i.mime) => {
+            return Err(ServiceError::InvalidContent(
+                "image reference field too long",
+            ));
+        }
+        Content::File(f) if f.file_id.is_empty() && f.url.is_empty() => {
+            return Err(ServiceError::InvalidContent(
+                "file needs a file_id or a url",
+            ));
+        }
+        Content::File(f) if long(&f.file_id) || long(&f.url) || long(&f.name) || long(&f.mime) => {
+            return Err(ServiceError::InvalidContent(
+                "file reference field too long",
+            ));
+        }
+        Content::Custom(c) if c.kind.is_empty() || c.kind.len() > 64 => {
+            return Err(ServiceError::InvalidContent(
+                "custom kind must be 1 to 64 bytes",
+            ));
+        }
+        c if !c.is_client_body() => {
+            return Err(ServiceError::InvalidContent(
+                "events and notices are written by the server",
+            ));
+        }
+        _ => {}
+    }
+    let len = crate::codes::content::encoded_len(content);
     if len > max_bytes {
         return Err(ServiceError::ContentTooLarge {
             len,
             max: max_bytes,
         });
     }
-    let long = |s: &str| s.len() > MAX_FIELD;
-    match &content.body {
-        None => Err(ServiceError::InvalidContent("content has no body")),
-        Some(Body::Text(t)) if t.text.is_empty() => {
-            Err(ServiceError::InvalidContent("text is empty"))
-        }
-        Some(Body::Text(_)) => Ok(()),
-        Some(Body::Image(i)) if i.file_id.is_empty() && i.url.is_empty() => Err(
-            ServiceError::InvalidContent("image needs a file_id or a url"),
-        ),
-        Some(Body::Image(i)) if long(&i.file_id) || long(&i.url) || long(&i.mime) => Err(
-            ServiceError::InvalidContent("image reference field too long"),
-        ),
-        Some(Body::Image(_)) => Ok(()),
-        Some(Body::File(f)) if f.file_id.is_empty() && f.url.is_empty() => Err(
-            ServiceError::InvalidContent("file needs a file_id or a url"),
-        ),
-        Some(Body::File(f))
-            if long(&f.file_id) || long(&f.url) || long(&f.name) || long(&f.mime) =>
-        {
-            Err(ServiceError::InvalidContent(
-                "file reference field too long",
-            ))
-        }
-        Some(Body::File(_)) => Ok(()),
-        Some(Body::Custom(c)) if c.kind.is_empty() || c.kind.len() > 64 => Err(
-            ServiceError::InvalidContent("custom kind must be 1 to 64 bytes"),
-        ),
-        Some(Body::Custom(_)) => Ok(()),
-        Some(
-            Body::GroupEvent(_)
-            | Body::Recall(_)
-            | Body::Edit(_)
-            | Body::ReadMark(_)
-            | Body::ConversationFlags(_)
-            | Body::FriendEvent(_)
-            | Body::ProfileChanged(_)
-            | Body::BlockChanged(_),
-        ) => Err(ServiceError::InvalidContent(
-            "events and notices are written by the server",
-        )),
-    }
+    Ok(())
 }
 
 /// The single task that commits sends in batches and publishes them in commit order.

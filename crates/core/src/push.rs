@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use crate::{
     ConnectionId, ConversationId, ConversationKind, DeviceId, GroupId, ServiceError, StoreError,
-    UserId, conversations::ConversationService, pb, social::SocialService, store::GroupStore,
+    UserId, content::Content, conversations::ConversationService, pb, social::SocialService,
+    store::GroupStore,
 };
 
 /// Where a device's notifications go.
@@ -251,14 +252,13 @@ pub const MAX_BODY_CHARS: usize = 200;
 
 /// What a notification says of `content`, or `None` for content nobody is notified of (group
 /// changes, notices, recalls and edits).
-pub fn preview(content: &pb::Content) -> Option<String> {
-    use pb::content::Body;
-    let text = match content.body.as_ref()? {
-        Body::Text(t) => t.text.clone(),
-        Body::Image(_) => "[Picture]".to_owned(),
-        Body::File(f) if f.name.is_empty() => "[File]".to_owned(),
-        Body::File(f) => format!("[File] {}", f.name),
-        Body::Custom(_) => "[Message]".to_owned(),
+pub fn preview(content: &Content) -> Option<String> {
+    let text = match content {
+        Content::Text(t) => t.text.clone(),
+        Content::Image(_) => "[Picture]".to_owned(),
+        Content::File(f) if f.name.is_empty() => "[File]".to_owned(),
+        Content::File(f) => format!("[File] {}", f.name),
+        Content::Custom(_) => "[Message]".to_owned(),
         _ => return None,
     };
     let mut chars = text.chars();
@@ -281,7 +281,7 @@ pub struct Pushed {
     /// Its sender.
     pub sender: UserId,
     /// What it says.
-    pub content: pb::Content,
+    pub content: Content,
 }
 
 impl Pushed {
@@ -308,7 +308,7 @@ impl Pushed {
                 .0,
             seq: d.seq,
             sender: UserId::parse(&d.sender).map_err(|e| e.to_string())?,
-            content: d.content,
+            content: crate::wire::content_of(d.content).map_err(|e| e.to_string())?,
         })
     }
 }
@@ -752,28 +752,23 @@ mod tests {
 
     #[test]
     fn previews_say_what_was_sent_and_skip_what_nobody_is_told() {
-        use pb::content::Body;
-        let text = |t: &str| pb::Content {
-            body: Some(Body::Text(pb::Text { text: t.into() })),
-        };
+        use crate::content;
+        let text = Content::text;
         assert_eq!(preview(&text("hi")).as_deref(), Some("hi"));
         let long = preview(&text(&"字".repeat(300))).unwrap();
         assert_eq!(long.chars().count(), MAX_BODY_CHARS + 1);
         assert!(long.ends_with('…'));
-        let image = pb::Content {
-            body: Some(Body::Image(pb::Image::default())),
-        };
+        let image = Content::Image(content::Image::default());
         assert_eq!(preview(&image).as_deref(), Some("[Picture]"));
-        let file = pb::Content {
-            body: Some(Body::File(pb::File {
-                name: "a.pdf".into(),
-                ..Default::default()
-            })),
-        };
+        let file = Content::File(content::File {
+            name: "a.pdf".into(),
+            ..Default::default()
+        });
         assert_eq!(preview(&file).as_deref(), Some("[File] a.pdf"));
-        let recall = pb::Content {
-            body: Some(Body::Recall(pb::Recall::default())),
-        };
+        let recall = Content::Recall(content::Recall {
+            message_id: crate::MessageId(1),
+            seq: 1,
+        });
         assert_eq!(preview(&recall), None);
     }
 

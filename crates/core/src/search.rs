@@ -13,8 +13,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     ConversationId, MessageId, ServiceError, UserId,
+    content::Content,
     ids::ConversationKind,
-    pb,
     store::{ConversationStore, Direction, GroupStore, HistoryStore, StoredMessage},
 };
 
@@ -31,10 +31,10 @@ pub fn fold(text: &str) -> String {
 }
 
 /// The text a content can be found by, folded: a text message's text, a file's name.
-pub fn text_of(content: &pb::Content) -> Option<String> {
-    match &content.body {
-        Some(pb::content::Body::Text(t)) if !t.text.is_empty() => Some(fold(&t.text)),
-        Some(pb::content::Body::File(f)) if !f.name.is_empty() => Some(fold(&f.name)),
+pub fn text_of(content: &Content) -> Option<String> {
+    match content {
+        Content::Text(t) if !t.text.is_empty() => Some(fold(&t.text)),
+        Content::File(f) if !f.name.is_empty() => Some(fold(&f.name)),
         _ => None,
     }
 }
@@ -62,10 +62,10 @@ pub enum IndexChange {
 /// What `message`, just committed, changes in a search index: a text or a file adds itself, an
 /// edit replaces its target's text, a recall removes its target. Applied in commit order.
 pub fn index_change(message: &StoredMessage) -> Option<IndexChange> {
-    match &message.content.body {
-        Some(pb::content::Body::Edit(e)) => {
-            let target = MessageId(e.message_id);
-            Some(match e.content.as_ref().and_then(|c| text_of(c)) {
+    match &message.content {
+        Content::Edit(e) => {
+            let target = e.message_id;
+            Some(match text_of(&e.content) {
                 // Only a message's sender edits it: the edit's sender is the target's.
                 Some(text) => IndexChange::Put {
                     id: target,
@@ -77,7 +77,7 @@ pub fn index_change(message: &StoredMessage) -> Option<IndexChange> {
                 None => IndexChange::Remove(target),
             })
         }
-        Some(pb::content::Body::Recall(r)) => Some(IndexChange::Remove(MessageId(r.message_id))),
+        Content::Recall(r) => Some(IndexChange::Remove(r.message_id)),
         _ => text_of(&message.content).map(|text| IndexChange::Put {
             id: message.id,
             conversation: message.conversation.clone(),
@@ -361,7 +361,9 @@ impl SearchService {
 mod tests {
     use super::*;
 
-    fn message(id: u64, body: pb::content::Body) -> StoredMessage {
+    use crate::content;
+
+    fn message(id: u64, body: Content) -> StoredMessage {
         StoredMessage {
             id: MessageId(id),
             conversation: ConversationId::parse("p:a:b").unwrap().0,
@@ -370,14 +372,14 @@ mod tests {
             client_msg_id: format!("c{id}"),
             server_time_ms: 0,
             sender_inbox_seq: id,
-            content: pb::Content { body: Some(body) },
+            content: body,
             recalled_by: None,
             edited_ms: 0,
         }
     }
 
-    fn text(t: &str) -> pb::content::Body {
-        pb::content::Body::Text(pb::Text { text: t.into() })
+    fn text(t: &str) -> Content {
+        Content::text(t)
     }
 
     #[test]
@@ -388,7 +390,7 @@ mod tests {
             panic!("a text is indexed")
         };
         assert_eq!((text.as_str(), id), ("hello 世界", MessageId(1)));
-        let file = pb::content::Body::File(pb::File {
+        let file = Content::File(content::File {
             name: "Report.PDF".into(),
             ..Default::default()
         });
@@ -396,25 +398,23 @@ mod tests {
             index_change(&message(2, file)),
             Some(IndexChange::Put { text, .. }) if text == "report.pdf"
         ));
-        let custom = pb::content::Body::Custom(pb::Custom::default());
+        let custom = Content::Custom(content::Custom::default());
         assert_eq!(index_change(&message(3, custom)), None);
     }
 
     #[test]
     fn an_edit_replaces_its_targets_text_and_a_recall_removes_it() {
-        let edit = pb::content::Body::Edit(Box::new(pb::Edit {
-            message_id: 1,
+        let edit = Content::Edit(content::Edit {
+            message_id: MessageId(1),
             seq: 1,
-            content: Some(Box::new(pb::Content {
-                body: Some(text("NEW words")),
-            })),
-        }));
+            content: Box::new(text("NEW words")),
+        });
         assert!(matches!(
             index_change(&message(5, edit)),
             Some(IndexChange::Put { id: MessageId(1), seq: 1, text, .. }) if text == "new words"
         ));
-        let recall = pb::content::Body::Recall(pb::Recall {
-            message_id: 1,
+        let recall = Content::Recall(content::Recall {
+            message_id: MessageId(1),
             seq: 1,
         });
         assert_eq!(

@@ -439,7 +439,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{StoreError, clock::ManualClock, pb};
+    use crate::{StoreError, clock::ManualClock};
 
     /// Each setting's value (none once removed) and version.
     type Rows = BTreeMap<String, (Option<String>, i64)>;
@@ -512,12 +512,10 @@ mod tests {
     }
 
     fn passes(filter: &ContentFilter, text: &str) -> Result<String, ServiceError> {
-        let mut c = pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text { text: text.into() })),
-        };
+        let mut c = crate::content::Content::text(text);
         filter.apply(&mut c)?;
-        match c.body {
-            Some(pb::content::Body::Text(t)) => Ok(t.text),
+        match c {
+            crate::content::Content::Text(t) => Ok(t.text),
             _ => unreachable!(),
         }
     }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use crate::{
     Refusal, ServiceError,
+    content::{BlockChanged, Content, FriendEvent, FriendEventKind, ProfileChanged},
     ids::UserId,
     messages::MessageService,
-    pb,
     store::{InboxStore, Write},
 };
 
@@ -43,24 +43,6 @@ pub enum StrangerPolicy {
     FriendsOnly,
 }
 
-impl StrangerPolicy {
-    /// The policy as stored and on the wire.
-    pub fn to_wire(self) -> pb::StrangerPolicy {
-        match self {
-            StrangerPolicy::Anyone => pb::StrangerPolicy::Anyone,
-            StrangerPolicy::FriendsOnly => pb::StrangerPolicy::FriendsOnly,
-        }
-    }
-
-    /// The policy for a stored or wire value (unknown values read as the default).
-    pub fn from_wire(v: i32) -> StrangerPolicy {
-        match pb::StrangerPolicy::try_from(v) {
-            Ok(pb::StrangerPolicy::FriendsOnly) => StrangerPolicy::FriendsOnly,
-            _ => StrangerPolicy::Anyone,
-        }
-    }
-}
-
 /// A user's public profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -88,18 +70,6 @@ impl Profile {
             signature: String::new(),
             extra: String::new(),
             updated_ms: 0,
-        }
-    }
-
-    /// The profile as the wire shows it.
-    pub fn to_wire(&self) -> pb::Profile {
-        pb::Profile {
-            user_id: self.user.to_string(),
-            nickname: self.nickname.clone(),
-            avatar: self.avatar.clone(),
-            signature: self.signature.clone(),
-            extra: self.extra.clone(),
-            updated_ms: self.updated_ms,
         }
     }
 }
@@ -606,7 +576,7 @@ pub enum SocialMutation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SocialNotice {
     /// What it says.
-    pub body: pb::content::Body,
+    pub body: Content,
     /// Who besides the actor gets an inbox entry for it.
     pub also_to: Option<UserId>,
 }
@@ -635,11 +605,7 @@ impl SocialDecision {
         }
     }
 
-    fn notice(
-        body: pb::content::Body,
-        also_to: Option<UserId>,
-        mutations: Vec<SocialMutation>,
-    ) -> Self {
+    fn notice(body: Content, also_to: Option<UserId>, mutations: Vec<SocialMutation>) -> Self {
         Self {
             notice: Some(SocialNotice { body, also_to }),
             mutations,
@@ -649,15 +615,10 @@ impl SocialDecision {
     }
 }
 
-fn friend_event(
-    kind: pb::FriendEventKind,
-    other: &UserId,
-    message: String,
-    remark: String,
-) -> pb::content::Body {
-    pb::content::Body::FriendEvent(pb::FriendEvent {
-        kind: kind as i32,
-        user_id: other.to_string(),
+fn friend_event(kind: FriendEventKind, other: &UserId, message: String, remark: String) -> Content {
+    Content::FriendEvent(FriendEvent {
+        kind,
+        user: other.clone(),
         message,
         remark,
     })
@@ -687,12 +648,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
     let befriend = |other: &UserId| SocialDecision {
         now_friends: true,
         ..SocialDecision::notice(
-            friend_event(
-                pb::FriendEventKind::Added,
-                other,
-                String::new(),
-                String::new(),
-            ),
+            friend_event(FriendEventKind::Added, other, String::new(), String::new()),
             Some(other.clone()),
             vec![
                 SocialMutation::DeleteRequest {
@@ -715,9 +671,9 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
             let Some((next, next_policy)) = patch.apply(current, *policy, write.now_ms) else {
                 return Ok(SocialDecision::nothing(false));
             };
-            let body = pb::content::Body::ProfileChanged(pb::ProfileChanged {
-                profile: Some(next.to_wire()),
-                stranger_policy: next_policy.to_wire() as i32,
+            let body = Content::ProfileChanged(ProfileChanged {
+                profile: next.clone(),
+                stranger_policy: next_policy,
             });
             Ok(SocialDecision {
                 restrictive: next_policy == StrangerPolicy::FriendsOnly,
@@ -744,7 +700,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
             }
             Ok(SocialDecision::notice(
                 friend_event(
-                    pb::FriendEventKind::Requested,
+                    FriendEventKind::Requested,
                     to,
                     message.clone(),
                     String::new(),
@@ -766,7 +722,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
             }
             Ok(SocialDecision::notice(
                 friend_event(
-                    pb::FriendEventKind::Declined,
+                    FriendEventKind::Declined,
                     from,
                     String::new(),
                     String::new(),
@@ -784,7 +740,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
             }
             Ok(SocialDecision::notice(
                 friend_event(
-                    pb::FriendEventKind::Removed,
+                    FriendEventKind::Removed,
                     other,
                     String::new(),
                     String::new(),
@@ -806,7 +762,7 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
                 now_friends: true,
                 ..SocialDecision::notice(
                     friend_event(
-                        pb::FriendEventKind::Remarked,
+                        FriendEventKind::Remarked,
                         friend,
                         String::new(),
                         remark.clone(),
@@ -830,8 +786,8 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
             if state.actor_blocks {
                 return Ok(SocialDecision::nothing(state.friends));
             }
-            let body = pb::content::Body::BlockChanged(pb::BlockChanged {
-                user_id: other.to_string(),
+            let body = Content::BlockChanged(BlockChanged {
+                user: other.clone(),
                 blocked: true,
             });
             Ok(SocialDecision {
@@ -851,8 +807,8 @@ pub fn decide(write: &SocialWrite, state: &SocialState) -> Result<SocialDecision
             if !state.actor_blocks {
                 return Ok(SocialDecision::nothing(state.friends));
             }
-            let body = pb::content::Body::BlockChanged(pb::BlockChanged {
-                user_id: other.to_string(),
+            let body = Content::BlockChanged(BlockChanged {
+                user: other.clone(),
                 blocked: false,
             });
             Ok(SocialDecision {

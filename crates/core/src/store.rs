@@ -11,9 +11,9 @@ use async_trait::async_trait;
 
 use crate::{
     Refusal, StoreError,
+    content::Content,
     groups::{GroupChangeRequest, GroupSettings, GroupState, Member, Members, NewGroup},
     ids::{ConversationId, DeviceId, GroupId, MessageId, Platform, UserId},
-    pb,
 };
 
 /// A message as stored in its conversation's history.
@@ -34,7 +34,7 @@ pub struct StoredMessage {
     /// The sender's inbox seq for this message (reported again when a retry is deduplicated).
     pub sender_inbox_seq: u64,
     /// What it says now: the edited content after an edit, empty after a recall.
-    pub content: pb::Content,
+    pub content: Content,
     /// Who recalled it, if it was recalled.
     pub recalled_by: Option<UserId>,
     /// When it was last edited (Unix ms), 0 if never.
@@ -69,7 +69,7 @@ pub struct NewMessage {
     /// The server's acceptance time.
     pub server_time_ms: i64,
     /// The validated content.
-    pub content: pb::Content,
+    pub content: Content,
     /// Who gets it.
     pub audience: Audience,
 }
@@ -128,7 +128,7 @@ pub enum Amendment {
     /// Withdraw it.
     Recall,
     /// Replace its content with this (validated) content.
-    Edit(pb::Content),
+    Edit(Content),
 }
 
 /// A recall or an edit, decided by [`crate::conversations::decide_amend`] in the writer.

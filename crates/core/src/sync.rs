@@ -157,10 +157,7 @@ impl Ring {
     /// `event` leaves them, so that a sync served from memory shows what one served from the
     /// store shows. Entries are shared, so the changed ones are replaced, not mutated.
     fn amend(&mut self, target: crate::ids::MessageId, event: &StoredMessage) {
-        let recall = matches!(
-            event.content.body,
-            Some(crate::pb::content::Body::Recall(_))
-        );
+        let recall = matches!(event.content, crate::content::Content::Recall(_));
         for slot in self.entries.iter_mut() {
             let InboxEvent::Message(m) = &slot.event;
             let mut changed = (**m).clone();
@@ -414,8 +411,8 @@ impl SyncService {
 mod tests {
     use super::*;
     use crate::{
+        content::{self, Content},
         ids::{ConversationId, MessageId},
-        pb,
         store::{InboxEvent, StoredMessage},
     };
 
@@ -431,7 +428,7 @@ mod tests {
                 client_msg_id: seq.to_string(),
                 server_time_ms: 0,
                 sender_inbox_seq: seq,
-                content: pb::Content::default(),
+                content: Content::Empty,
                 recalled_by: None,
                 edited_ms: 0,
             })),
@@ -519,17 +516,17 @@ mod tests {
             client_msg_id: String::new(),
             server_time_ms: 5,
             sender_inbox_seq: 0,
-            content: pb::Content { body: Some(body) },
+            content: body,
             recalled_by: None,
             edited_ms: 0,
         };
         let edit = event(
             4,
-            pb::content::Body::Edit(Box::new(pb::Edit {
-                message_id: 2,
+            Content::Edit(content::Edit {
+                message_id: MessageId(2),
                 seq: 2,
-                content: Some(Box::new(pb::Content::default())),
-            })),
+                content: Box::new(Content::text("new")),
+            }),
         );
         r.amend(MessageId(2), &edit);
         r.entries.push_back(Arc::new(InboxEntry {
@@ -540,8 +537,8 @@ mod tests {
         assert_eq!(m.edited_ms, 5);
         let recall = event(
             5,
-            pb::content::Body::Recall(pb::Recall {
-                message_id: 2,
+            Content::Recall(content::Recall {
+                message_id: MessageId(2),
                 seq: 2,
             }),
         );
@@ -549,7 +546,7 @@ mod tests {
         let InboxEvent::Message(m) = &r.entries[1].event;
         assert_eq!(m.recalled_by, Some(a.clone()));
         let InboxEvent::Message(e) = &r.entries[3].event;
-        assert!(matches!(&e.content.body, Some(pb::content::Body::Edit(e)) if e.content.is_none()));
+        assert!(matches!(&e.content, Content::Edit(e) if *e.content == Content::Empty));
         let InboxEvent::Message(other) = &r.entries[0].event;
         assert!(other.recalled_by.is_none(), "other messages are untouched");
     }

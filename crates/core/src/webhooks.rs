@@ -252,7 +252,7 @@ fn message_data(s: &Stored) -> Value {
         "sender": m.sender.as_str(),
         "client_msg_id": m.client_msg_id,
         "server_time_ms": m.server_time_ms,
-        "content": serde_json::to_value(&m.content).unwrap_or(Value::Null),
+        "content": serde_json::to_value(crate::wire::content(&m.content)).unwrap_or(Value::Null),
     })
 }
 

@@ -139,7 +139,7 @@ impl Presence {
             .into_iter()
             .map(|(_, device, platform)| pb::DevicePresence {
                 device_id: device.to_string(),
-                platform: platform.to_wire(),
+                platform: tern_core::wire::platform(platform),
             })
             .collect();
         if let Some(elsewhere) = self.remote().users.get(user) {
@@ -151,7 +151,7 @@ impl Presence {
                 }
                 devices.push(pb::DevicePresence {
                     device_id: device.to_string(),
-                    platform: platform.to_wire(),
+                    platform: tern_core::wire::platform(*platform),
                 });
             }
         }

@@ -56,7 +56,7 @@ impl BeforeSend for HttpBeforeSend {
             "to_user": draft.to_user.as_ref().map(|u| u.as_str()),
             "group_id": draft.group.map(|g| g.0.to_string()),
             "client_msg_id": draft.client_msg_id,
-            "content": draft.content,
+            "content": tern_core::wire::content(&draft.content),
         })
         .to_string();
         let id = format!("bs_{:016x}", rand::random::<u64>());
@@ -90,7 +90,9 @@ impl BeforeSend for HttpBeforeSend {
                     .message
                     .unwrap_or_else(|| "the app refused this message".to_owned()),
             }),
-            ("modify", Some(content)) => Ok(Verdict::Modify(content)),
+            ("modify", Some(content)) => tern_core::wire::sent_content(content)
+                .map(Verdict::Modify)
+                .map_err(|e| format!("the hook's content is not valid: {e}")),
             ("modify", None) => Err("a \"modify\" answer needs \"content\"".to_owned()),
             (other, _) => Err(format!(
                 "unknown action {other:?}: \"allow\", \"reject\" or \"modify\""

@@ -148,6 +148,7 @@ pub(crate) async fn send(
             "sends to many users at once take an admin key",
         ));
     }
+    let content = tern_core::wire::sent_content(new.content)?;
     let messages = &api.api.services().messages;
     let target = match (new.to_user, new.group_id, new.to_users) {
         (Some(to), None, None) => SendTarget::User(to),
@@ -176,7 +177,7 @@ pub(crate) async fn send(
                         SendInput {
                             target: SendTarget::User(to.clone()),
                             client_msg_id: recipient_key(&new.client_msg_id, to),
-                            content: Some(new.content.clone()),
+                            content: Some(content.clone()),
                         },
                     )
                 })
@@ -215,7 +216,7 @@ pub(crate) async fn send(
         SendInput {
             target,
             client_msg_id: new.client_msg_id,
-            content: Some(new.content),
+            content: Some(content),
         },
     )?;
     let ack = pending.await?;
@@ -284,7 +285,10 @@ impl From<&tern_core::store::StoredMessage> for MessageView {
             sender: m.sender.to_string(),
             client_msg_id: m.client_msg_id.clone(),
             server_time_ms: m.server_time_ms,
-            content: m.recalled_by.is_none().then(|| m.content.clone()),
+            content: m
+                .recalled_by
+                .is_none()
+                .then(|| tern_core::wire::content(&m.content)),
             recalled_by: m.recalled_by.as_ref().map(UserId::to_string),
             edited_ms: m.edited_ms,
         }

@@ -9,7 +9,7 @@ use axum::{
     extract::{Query, State},
 };
 use serde::{Deserialize, Serialize};
-use tern_core::{Platform, UserId};
+use tern_core::UserId;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{Admin, ApiError, ErrorBody, HttpApi};
@@ -92,7 +92,7 @@ pub(crate) async fn online(
                 .into_iter()
                 .map(|d| DeviceOnline {
                     device_id: d.device_id,
-                    platform: Platform::from_wire(d.platform).as_str().to_owned(),
+                    platform: tern_core::wire::platform_of(d.platform).as_str().to_owned(),
                 })
                 .collect(),
         });

@@ -18,9 +18,9 @@ use std::{
 };
 
 use deadpool_postgres::Transaction;
-use prost::Message as _;
 use tern_core::{
     ConversationId, ConversationKind, GroupId, Refusal, StoreError, UserId,
+    content::Content,
     conversations::{
         ConversationStanding, FlagsChange, MarkDecision, amend_role, decide_amend, decide_flags,
         decide_mark_read,
@@ -29,7 +29,6 @@ use tern_core::{
         self, Diffusion, GroupChange, GroupChangeRequest, GroupSettings, GroupState, Members,
         Mutation, NewGroup, Role,
     },
-    pb,
     store::{
         Amend, Amendment, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored,
         StoredMessage, Write,
@@ -140,7 +139,7 @@ struct Row<'a> {
     sender: UserId,
     client_msg_id: String,
     server_time_ms: i64,
-    content: pb::Content,
+    content: Content,
     inboxes: &'a [UserId],
 }
 
@@ -497,7 +496,7 @@ impl<'t> Batch<'t> {
         };
         let users: Vec<&str> = inbox_seqs.iter().map(|(u, _)| u.as_str()).collect();
         let seqs: Vec<i64> = inbox_seqs.iter().map(|(_, s)| *s as i64).collect();
-        let content = row.content.encode_to_vec();
+        let content = tern_core::codes::content::encode(&row.content);
         // A text or a file finds itself in the same statement; what amends another message
         // (an edit, a recall) changes that message's text below.
         let text = tern_core::search::text_of(&row.content);
@@ -728,7 +727,7 @@ impl<'t> Batch<'t> {
         &mut self,
         state: &GroupState,
         actor: &UserId,
-        event: pb::GroupEvent,
+        event: tern_core::content::GroupEvent,
         concerned: &[UserId],
         (now_ms, write_diffusion_max, expected_seq): (i64, usize, u64),
     ) -> Result<Stored, StoreError> {
@@ -743,9 +742,7 @@ impl<'t> Batch<'t> {
             // Events are never retried by a client, so they take no deduplication key.
             client_msg_id: String::new(),
             server_time_ms: now_ms,
-            content: pb::Content {
-                body: Some(pb::content::Body::GroupEvent(event)),
-            },
+            content: Content::GroupEvent(event),
             inboxes: &inboxes,
         };
         match self.insert(row).await? {
@@ -1063,7 +1060,7 @@ impl<'t> Batch<'t> {
         &mut self,
         user: &UserId,
         also: &[UserId],
-        body: pb::content::Body,
+        body: Content,
         now_ms: i64,
     ) -> Result<Result<Stored, Refusal>, StoreError> {
         let mut inboxes = vec![user.clone()];
@@ -1073,7 +1070,7 @@ impl<'t> Batch<'t> {
             sender: user.clone(),
             client_msg_id: String::new(),
             server_time_ms: now_ms,
-            content: pb::Content { body: Some(body) },
+            content: body,
             inboxes: &inboxes,
         };
         Ok(match self.insert(row).await? {
@@ -1311,7 +1308,7 @@ impl<'t> Batch<'t> {
                 (users, None)
             }
         };
-        let recall = matches!(event.body, Some(pb::content::Body::Recall(_)));
+        let recall = matches!(event, Content::Recall(_));
         let row = Row {
             conversation: conversation.clone(),
             sender: a.actor.clone(),

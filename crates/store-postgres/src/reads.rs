@@ -10,8 +10,8 @@ use std::{collections::HashMap, sync::Arc};
 use deadpool_postgres::GenericClient;
 use tern_core::{
     ConversationId, GroupId, MessageId, StoreError, UserId,
+    content::Content,
     groups::Member,
-    pb,
     social::{FriendRecord, FriendRequestRecord, Profile},
     store::{
         ConversationSummary, Direction, GroupRecord, HistoryPage, InboxEntry, InboxEvent,
@@ -63,8 +63,8 @@ pub(crate) async fn amend<C: GenericClient>(
     let ids: Vec<i64> = messages.iter().map(|m| m.id.0 as i64).collect();
     let edited: Vec<i64> = messages
         .iter()
-        .filter_map(|m| match &m.content.body {
-            Some(pb::content::Body::Edit(e)) => Some(big(e.message_id)),
+        .filter_map(|m| match &m.content {
+            Content::Edit(e) => Some(big(e.message_id.0)),
             _ => None,
         })
         .collect();
@@ -107,9 +107,9 @@ pub(crate) async fn amend<C: GenericClient>(
                 tern_core::conversations::apply_amendment(m, event);
             }
         }
-        if let Some(pb::content::Body::Edit(e)) = &m.content.body
+        if let Content::Edit(e) = &m.content
             && by_message
-                .get(&e.message_id)
+                .get(&e.message_id.0)
                 .is_some_and(|(recall, _)| recall.is_some())
         {
             tern_core::conversations::withdraw_edit(m);

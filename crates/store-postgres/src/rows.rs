@@ -1,11 +1,9 @@
 //! Rows to domain records and back: the column lists the queries share, the store's own numbers
 //! for domain enums, and small helpers that run a cached statement and map its error once.
 
-use prost::Message as _;
 use tern_core::{
     ConversationId, GroupId, MessageId, StoreError, UserId,
     groups::{GroupSettings, HistoryVisibility, Member, Role},
-    pb,
     social::{Profile, StrangerPolicy},
     store::StoredMessage,
 };
@@ -24,7 +22,7 @@ pub(crate) fn message_from_row(row: &Row, offset: usize) -> Result<StoredMessage
         StoreError::Corrupt(format!("message {id} has an invalid sender {sender:?}"))
     })?;
     let content: &[u8] = row.get(offset + 7);
-    let content = pb::Content::decode(content)
+    let content = tern_core::codes::content::decode(content)
         .map_err(|e| StoreError::Corrupt(format!("message {id} content does not decode: {e}")))?;
     Ok(StoredMessage {
         id: MessageId(id as u64),

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use tern_core::{
     ConversationId, GroupId,
+    content::Content,
     groups::Role,
-    pb,
     search::{SearchRequest, SearchStore},
     social::{SocialStore, StrangerPolicy},
     store::{CommitStore, ConversationStore, Direction, GroupStore, HistoryStore, InboxStore},
@@ -29,8 +29,8 @@ fn copy_fixture(to: &Path) {
 }
 
 fn text_of(m: &tern_core::store::StoredMessage) -> Option<&str> {
-    match &m.content.body {
-        Some(pb::content::Body::Text(t)) => Some(&t.text),
+    match &m.content {
+        Content::Text(t) => Some(&t.text),
         _ => None,
     }
 }

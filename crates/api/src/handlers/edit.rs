@@ -1,6 +1,6 @@
 //! EDIT: replaces a message's content and records the edit in its conversation.
 
-use tern_core::ServiceError;
+use tern_core::{ServiceError, wire};
 use tern_proto::pb;
 
 use crate::{Api, Caller, Handle};
@@ -14,7 +14,11 @@ impl Handle<pb::EditRequest> for Api {
         let services = &*self.services;
         let done = services
             .conversations
-            .edit(&caller.user, req.message_id, req.content)
+            .edit(
+                &caller.user,
+                req.message_id,
+                req.content.map(wire::sent_content).transpose()?,
+            )
             .await?;
         Ok(pb::EditResponse {
             conversation_id: done.conversation.to_string(),

@@ -1,6 +1,6 @@
 //! GROUP_CREATE: creates a group owned by the caller, with its first members.
 
-use tern_core::{ServiceError, group_service::CreateInput, groups::HistoryVisibility};
+use tern_core::{ServiceError, group_service::CreateInput, wire};
 use tern_proto::pb;
 
 use crate::{Api, Caller, Handle, wire::group_to_wire};
@@ -12,7 +12,7 @@ impl Handle<pb::GroupCreateRequest> for Api {
         req: pb::GroupCreateRequest,
     ) -> Result<pb::GroupInfoResponse, ServiceError> {
         let services = &*self.services;
-        let history = HistoryVisibility::from_wire(req.history_visibility).ok_or_else(|| {
+        let history = wire::history_of(req.history_visibility).ok_or_else(|| {
             ServiceError::InvalidArgument(format!(
                 "unknown history visibility {}",
                 req.history_visibility

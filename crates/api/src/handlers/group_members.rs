@@ -1,6 +1,6 @@
 //! GROUP_MEMBERS: a page of a group's members, ordered by user id.
 
-use tern_core::{ConversationId, GroupId, ServiceError};
+use tern_core::{ConversationId, GroupId, ServiceError, wire};
 use tern_proto::pb;
 
 use crate::{Api, Caller, Handle};
@@ -29,7 +29,7 @@ impl Handle<pb::GroupMembersRequest> for Api {
                 .zip(marks)
                 .map(|((user, m), read_seq)| pb::GroupMember {
                     user_id: user.to_string(),
-                    role: m.role.to_wire() as i32,
+                    role: wire::role(m.role) as i32,
                     joined_seq: m.joined_seq,
                     muted_until_ms: m.muted_until_ms,
                     read_seq,

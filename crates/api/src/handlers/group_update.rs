@@ -1,10 +1,6 @@
 //! GROUP_UPDATE: one change to a group, decided against its state when it commits.
 
-use tern_core::{
-    ServiceError, UserId,
-    group_service::parse_users,
-    groups::{GroupChange, HistoryVisibility, Role},
-};
+use tern_core::{ServiceError, UserId, group_service::parse_users, groups::GroupChange, wire};
 use tern_proto::pb::{self, group_update_request::Change};
 
 use crate::{Api, Caller, Handle, wire::group_to_wire};
@@ -25,7 +21,7 @@ fn change_of(change: Option<Change>) -> Result<GroupChange, ServiceError> {
         Change::SetAvatar(avatar) => GroupChange::SetAvatar(avatar),
         Change::SetAnnouncement(text) => GroupChange::SetAnnouncement(text),
         Change::SetRole(r) => {
-            let role = Role::from_wire(r.role).ok_or_else(|| {
+            let role = wire::role_of(r.role).ok_or_else(|| {
                 ServiceError::InvalidArgument(format!("unknown group role {}", r.role))
             })?;
             GroupChange::SetRole(user(&r.user_id)?, role)
@@ -34,7 +30,7 @@ fn change_of(change: Option<Change>) -> Result<GroupChange, ServiceError> {
         Change::MuteMember(m) => GroupChange::Mute(user(&m.user_id)?, m.until_ms),
         Change::MuteAll(on) => GroupChange::MuteAll(on),
         Change::SetHistoryVisibility(v) => {
-            GroupChange::SetHistoryVisibility(HistoryVisibility::from_wire(v).ok_or_else(|| {
+            GroupChange::SetHistoryVisibility(wire::history_of(v).ok_or_else(|| {
                 ServiceError::InvalidArgument(format!("unknown history visibility {v}"))
             })?)
         }

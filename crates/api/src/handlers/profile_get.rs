@@ -1,6 +1,6 @@
 //! PROFILE_GET: the profiles of some users.
 
-use tern_core::ServiceError;
+use tern_core::{ServiceError, wire};
 use tern_proto::pb;
 
 use crate::{Api, Caller, Handle};
@@ -14,7 +14,7 @@ impl Handle<pb::ProfileGetRequest> for Api {
         let services = &*self.services;
         let profiles = services.social.profiles(&req.user_ids).await?;
         Ok(pb::ProfileGetResponse {
-            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+            profiles: profiles.iter().map(wire::profile).collect(),
         })
     }
 }

@@ -1,9 +1,6 @@
 //! PROFILE_UPDATE: changes the caller's profile and settings.
 
-use tern_core::{
-    ServiceError,
-    social::{ProfilePatch, StrangerPolicy},
-};
+use tern_core::{ServiceError, social::ProfilePatch, wire};
 use tern_proto::pb;
 
 use crate::{Api, Caller, Handle};
@@ -20,12 +17,12 @@ impl Handle<pb::ProfileUpdateRequest> for Api {
             avatar: req.avatar,
             signature: req.signature,
             extra: req.extra,
-            stranger_policy: req.stranger_policy.map(StrangerPolicy::from_wire),
+            stranger_policy: req.stranger_policy.map(wire::policy_of),
         };
         let (profile, policy) = services.social.update_profile(&caller.user, patch).await?;
         Ok(pb::ProfileUpdateResponse {
-            profile: Some(profile.to_wire()),
-            stranger_policy: policy.to_wire() as i32,
+            profile: Some(wire::profile(&profile)),
+            stranger_policy: wire::policy(policy) as i32,
         })
     }
 }

@@ -3,6 +3,7 @@
 use tern_core::{
     ServiceError,
     messages::{PendingSend, SendAck, SendInput, SendTarget},
+    wire,
 };
 use tern_proto::pb;
 
@@ -31,7 +32,7 @@ impl Api {
             SendInput {
                 target,
                 client_msg_id: req.client_msg_id,
-                content: req.content,
+                content: req.content.map(wire::sent_content).transpose()?,
             },
         )
     }

@@ -1,6 +1,6 @@
 //! USER_SEARCH: users by id or nickname prefix.
 
-use tern_core::ServiceError;
+use tern_core::{ServiceError, wire};
 use tern_proto::pb;
 
 use crate::{Api, Caller, Handle};
@@ -14,7 +14,7 @@ impl Handle<pb::UserSearchRequest> for Api {
         let services = &*self.services;
         let profiles = services.social.search(&req.query, req.limit).await?;
         Ok(pb::UserSearchResponse {
-            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+            profiles: profiles.iter().map(wire::profile).collect(),
         })
     }
 }

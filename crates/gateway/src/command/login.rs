@@ -2,7 +2,7 @@
 //! completes, before the response is written, so that every entry stored after the client
 //! reads the response is either pushed or found by its next SYNC.
 
-use tern_core::{Platform, ServiceError, accounts::Credential, accounts::Login};
+use tern_core::{ServiceError, accounts::Credential, accounts::Login};
 use tern_proto::pb;
 
 use crate::Services;
@@ -36,7 +36,7 @@ pub(crate) async fn run(
             &req.user_id,
             credential,
             &req.device_id,
-            Platform::from_wire(req.platform),
+            tern_core::wire::platform_of(req.platform),
             source,
         )
         .await?;

@@ -71,11 +71,8 @@ pub async fn read_marks_and_unread_counts(store: &dyn Backend) {
     let inbox = store.read_inbox(&user("b"), 0, 100).await.unwrap();
     let InboxEvent::Message(last) = &inbox.entries.last().unwrap().event;
     assert!(matches!(
-        &last.content.body,
-        Some(pb::content::Body::ReadMark(pb::ReadMark {
-            read_seq: 4,
-            ..
-        }))
+        &last.content,
+        Content::ReadMark(content::ReadMark { read_seq: 4, .. })
     ));
     // Notices are not messages of the conversation: its head and unread count ignore them.
     assert_eq!(summary(store, "a", "b").await.max_seq, 4);
@@ -146,7 +143,7 @@ pub async fn recall_and_edit_amend_what_readers_see(store: &dyn Backend) {
     assert_eq!(page.messages[0].content, text_content("one!"));
     assert_eq!(page.messages[0].edited_ms, 1_700_000_001_000);
     assert_eq!(page.messages[1].recalled_by, Some(user("a")));
-    assert_eq!(page.messages[1].content, pb::Content::default());
+    assert_eq!(page.messages[1].content, Content::Empty);
     let inbox = store.read_inbox(&user("b"), 0, 10).await.unwrap();
     let InboxEvent::Message(synced) = &inbox.entries[1].event;
     assert_eq!(

@@ -20,8 +20,8 @@ pub async fn small_groups_write_every_inbox(store: &dyn Backend) {
     assert!(event.push_members.is_none());
     assert_eq!(inbox_users(event), users(&["a", "b", "c"]));
     assert!(matches!(
-        &event.message.content.body,
-        Some(pb::content::Body::GroupEvent(e)) if e.kind == pb::GroupEventKind::Created as i32
+        &event.message.content,
+        Content::GroupEvent(e) if e.kind == content::GroupEventKind::Created
     ));
     let out = store
         .commit(vec![group_text("b", g, "hello", 500)])

@@ -188,8 +188,8 @@ pub async fn history_pages_both_ways(store: &dyn Backend) {
         .unwrap();
     assert_eq!(seqs(&p), (21..=25).collect::<Vec<_>>());
     assert!(!p.has_more);
-    match &p.messages[0].content.body {
-        Some(pb::content::Body::Text(t)) => assert_eq!(t.text, "n21"),
+    match &p.messages[0].content {
+        Content::Text(t) => assert_eq!(t.text, "n21"),
         other => panic!("content lost: {other:?}"),
     }
 }

@@ -26,8 +26,8 @@ use std::{collections::HashSet, sync::Arc};
 use async_trait::async_trait;
 use tern_core::{
     ConversationId, DeviceId, GroupId, Platform, Refusal, UserId,
+    content::{self, Content},
     groups::{GroupChange, GroupChangeRequest, GroupLimits, HistoryVisibility, NewGroup, Role},
-    pb,
     social::{ProfilePatch, SocialChange, SocialStore, SocialWrite, StrangerPolicy},
     store::{
         AccountStore, AdminKeyRecord, AdminKeyStore, Amend, Amendment, AppendOutcome, Audience,
@@ -188,12 +188,8 @@ pub fn user(s: &str) -> UserId {
 }
 
 /// A text content.
-pub fn text_content(body: &str) -> pb::Content {
-    pb::Content {
-        body: Some(pb::content::Body::Text(pb::Text {
-            text: body.to_owned(),
-        })),
-    }
+pub fn text_content(body: &str) -> Content {
+    Content::text(body)
 }
 
 /// A text message from `from` to `to` with client message id `cmid`.

@@ -109,11 +109,7 @@ pub async fn search_finds_substrings_within_scope_newest_first(store: &dyn Backe
         .commit(vec![amend(
             "a",
             id(3),
-            Amendment::Edit(pb::Content {
-                body: Some(pb::content::Body::Text(pb::Text {
-                    text: "now about kites".into(),
-                })),
-            }),
+            Amendment::Edit(Content::text("now about kites")),
             0,
         )])
         .await

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use prost::Message as _;
 use rusqlite::params;
 use tern_core::{
     ConversationId, ConversationKind, MessageId, Refusal, UserId,
+    content::Content,
     conversations::{
         ConversationStanding, FlagsChange, MarkDecision, amend_role, decide_amend, decide_flags,
         decide_mark_read,
@@ -19,7 +19,6 @@ use tern_core::{
     groups::{
         self, Diffusion, GroupChangeRequest, GroupSettings, GroupState, Members, Mutation, NewGroup,
     },
-    pb,
     store::{
         Amend, Amendment, AppendOutcome, Audience, MarkRead, NewMessage, SetFlags, Stored,
         StoredMessage, Write,
@@ -64,7 +63,7 @@ struct Row<'a> {
     sender: UserId,
     client_msg_id: String,
     server_time_ms: i64,
-    content: pb::Content,
+    content: Content,
     inboxes: &'a [UserId],
 }
 
@@ -86,7 +85,7 @@ fn insert(batch: &mut Batch<'_>, row: Row<'_>) -> Result<Result<Inserted, UserId
         (Some(first), Some(head)) if *first == row.sender => head + 1,
         _ => 0,
     };
-    let content = row.content.encode_to_vec();
+    let content = tern_core::codes::content::encode(&row.content);
     batch
         .conn
         .prepare_cached(
@@ -207,7 +206,7 @@ fn append_message(batch: &mut Batch<'_>, m: NewMessage) -> Result<AppendOutcome,
 struct Event<'a> {
     /// Who made the change.
     actor: &'a UserId,
-    event: pb::GroupEvent,
+    event: tern_core::content::GroupEvent,
     /// Users added or removed.
     concerned: &'a [UserId],
     now_ms: i64,
@@ -241,9 +240,7 @@ fn record_event(
         // Events are never retried by a client, so they take no deduplication key.
         client_msg_id: String::new(),
         server_time_ms: now_ms,
-        content: pb::Content {
-            body: Some(pb::content::Body::GroupEvent(event)),
-        },
+        content: Content::GroupEvent(event),
         inboxes: &inboxes,
     };
     match insert(batch, row)? {
@@ -469,7 +466,7 @@ fn notice(
     batch: &mut Batch<'_>,
     user: &UserId,
     also: Option<UserId>,
-    body: pb::content::Body,
+    body: Content,
     now_ms: i64,
 ) -> Result<Result<Stored, Refusal>, JobError> {
     let also: Vec<UserId> = also.into_iter().collect();
@@ -482,7 +479,7 @@ pub(crate) fn notice_to(
     batch: &mut Batch<'_>,
     user: &UserId,
     also: &[UserId],
-    body: pb::content::Body,
+    body: Content,
     now_ms: i64,
 ) -> Result<Result<Stored, Refusal>, JobError> {
     let mut inboxes = vec![user.clone()];
@@ -492,7 +489,7 @@ pub(crate) fn notice_to(
         sender: user.clone(),
         client_msg_id: String::new(),
         server_time_ms: now_ms,
-        content: pb::Content { body: Some(body) },
+        content: body,
         inboxes: &inboxes,
     };
     Ok(match insert(batch, row)? {
@@ -648,7 +645,7 @@ fn amend(batch: &mut Batch<'_>, a: Amend) -> Result<AppendOutcome, JobError> {
             (users, None)
         }
     };
-    let recall = matches!(event.body, Some(pb::content::Body::Recall(_)));
+    let recall = matches!(event, Content::Recall(_));
     let row = Row {
         conversation: conversation.clone(),
         sender: a.actor.clone(),

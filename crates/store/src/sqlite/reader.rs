@@ -12,7 +12,8 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashMap;
 use tern_core::{
-    ConversationId, MessageId, StoreError, UserId, pb,
+    ConversationId, MessageId, StoreError, UserId,
+    content::Content,
     search::{Candidate, IndexChange, SearchRequest, index_change},
     store::{
         ConversationSummary, Direction, HistoryPage, InboxEntry, InboxEvent, InboxPage,
@@ -214,9 +215,9 @@ pub(crate) fn amend(conn: &Connection, messages: &mut [StoredMessage]) -> Result
         )
         .map_err(store_err)?;
     for m in messages.iter_mut() {
-        if let Some(pb::content::Body::Edit(e)) = &m.content.body
+        if let Content::Edit(e) = &m.content
             && recalled
-                .exists([e.message_id.min(i64::MAX as u64) as i64])
+                .exists([e.message_id.0.min(i64::MAX as u64) as i64])
                 .map_err(store_err)?
         {
             tern_core::conversations::withdraw_edit(m);
@@ -377,7 +378,7 @@ fn amend_entries(conn: &Connection, entries: &mut [InboxEntry]) -> Result<(), St
     };
     let has_edit = entries.iter().any(|e| {
         let InboxEvent::Message(m) = &e.event;
-        matches!(m.content.body, Some(pb::content::Body::Edit(_)))
+        matches!(m.content, Content::Edit(_))
     });
     let amended = conn
         .prepare_cached("SELECT 1 FROM amendments WHERE message_id BETWEEN ?1 AND ?2 LIMIT 1")

@@ -1,8 +1,7 @@
 //! Converting rows to the service's records, and SQLite errors to the store's.
 
-use prost::Message as _;
 use rusqlite::Row;
-use tern_core::{ConversationId, MessageId, StoreError, UserId, pb, store::StoredMessage};
+use tern_core::{ConversationId, MessageId, StoreError, UserId, store::StoredMessage};
 
 /// The columns [`message_from_row`] reads, in order, for the `messages` table aliased `m`.
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, m.seq, m.sender, m.client_msg_id, m.server_time_ms, m.sender_inbox_seq, m.content";
@@ -20,7 +19,7 @@ pub(crate) fn message_from_row(row: &Row<'_>, offset: usize) -> Result<StoredMes
         .get_ref(offset + 7)
         .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
         .map_err(store_err)?;
-    let content = pb::Content::decode(content)
+    let content = tern_core::codes::content::decode(content)
         .map_err(|e| StoreError::Corrupt(format!("message {id} content does not decode: {e}")))?;
     Ok(StoredMessage {
         id: MessageId(id),

@@ -4,6 +4,8 @@
 //! with it. The values happen to match version 1's wire numbers, which is what the columns held
 //! before they were defined here, so no migration was needed.
 
+pub mod content;
+
 use crate::{
     groups::{HistoryVisibility, Role},
     social::StrangerPolicy,
