@@ -493,9 +493,9 @@ struct SBlockChanged {
     blocked: bool,
 }
 
-/// One sample of every body, for the tests here and for the front doors' tests that check the
-/// wire and stored encodings agree.
-pub fn samples() -> Vec<Content> {
+/// One sample of every body, for the round trips of both encodings (here and in `wire`).
+#[cfg(test)]
+pub(crate) fn samples() -> Vec<Content> {
     let u = |s: &str| UserId::parse(s).expect("a valid user id");
     let (a, b) = (u("alice"), u("bob"));
     let direct = ConversationId::direct(&a, &b);
