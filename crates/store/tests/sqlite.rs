@@ -426,3 +426,95 @@ async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
     }
     store.close().await;
 }
+
+/// A send skips the dedupe index when its client message id is above the sender's bound. That
+/// bound must cover the messages that were in the tail, or earlier in the same batch, when it
+/// was computed: here the writer's caches hold one sender, so `a`'s bound is computed again
+/// after `b` evicted it, while `a`'s last message is in the tail (then in the batch); the
+/// indexer then moves that message into the index, and its retry (now in neither the batch
+/// nor the tail) must still be found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_above_a_recomputed_bound_is_still_found() {
+    use tern_core::store::{AccountStore, AppendOutcome, CommitStore};
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        head_cache: 1,
+        // A third message in the tail wakes the indexer; no timer does.
+        max_tail: 3,
+        index_interval: Duration::from_secs(3600),
+        ..SqliteConfig::default()
+    };
+    let store = SqliteStore::open(dir.path(), config).unwrap();
+    for u in ["a", "b"] {
+        store
+            .create_user(&conformance::user(u), "h", 0)
+            .await
+            .unwrap();
+    }
+    let index =
+        rusqlite::Connection::open(dir.path().join(tern_store::sqlite::INDEX_FILE)).unwrap();
+    // Waits for the indexer's pass to take `id`, and for the tail to let it go (the pass
+    // commits the index first and releases the tail right after).
+    let indexed = |id: &'static str| {
+        let index = &index;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let n: i64 = index
+                    .query_row(
+                        "SELECT count(*) FROM dedupe_index WHERE client_msg_id = ?1",
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                if n == 1 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{id} was never indexed"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let write = |from: &str, to: &str, id: &str| conformance::text(from, to, id, id);
+
+    // The bound recomputed while "z" is in the tail.
+    let mut out = Vec::new();
+    for w in [
+        write("a", "b", "z"),
+        write("b", "a", "b1"),
+        write("a", "b", "c"),
+    ] {
+        out.extend(store.commit(vec![w]).await.unwrap());
+    }
+    let AppendOutcome::Stored(z) = &out[0] else {
+        panic!("z is new: {:?}", out[0])
+    };
+    indexed("z").await;
+    match &store.commit(vec![write("a", "b", "z")]).await.unwrap()[0] {
+        AppendOutcome::Duplicate(m) => assert_eq!(**m, *z.message),
+        other => panic!("the retry of z was not recognised: {other:?}"),
+    }
+
+    // The bound recomputed while "zz" is earlier in the same batch.
+    let out = store
+        .commit(vec![
+            write("a", "b", "zz"),
+            write("b", "a", "b2"),
+            write("a", "b", "d"),
+        ])
+        .await
+        .unwrap();
+    let AppendOutcome::Stored(zz) = &out[0] else {
+        panic!("zz is new: {:?}", out[0])
+    };
+    indexed("zz").await;
+    match &store.commit(vec![write("a", "b", "zz")]).await.unwrap()[0] {
+        AppendOutcome::Duplicate(m) => assert_eq!(**m, *zz.message),
+        other => panic!("the retry of zz was not recognised: {other:?}"),
+    }
+    store.close().await;
+}

@@ -74,9 +74,18 @@ interface Outgoing {
   reject: (error: Error) => void;
 }
 
-/** A new client message id: unique per sender. */
+/**
+ * A new client message id, unique per sender: 48 bits of milliseconds since the Unix epoch,
+ * then 80 random bits, as 32 hex characters (the Rust SDK's format). Ids that increase over
+ * time are the cheapest for the server to deduplicate.
+ */
 export function newClientMsgId(): string {
-  return globalThis.crypto.randomUUID();
+  const ms = Date.now().toString(16).padStart(12, "0").slice(-12);
+  const random = new Uint8Array(10);
+  globalThis.crypto.getRandomValues(random);
+  let hex = "";
+  for (const b of random) hex += b.toString(16).padStart(2, "0");
+  return ms + hex;
 }
 
 function retryable(e: unknown): boolean {

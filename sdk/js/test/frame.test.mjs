@@ -48,3 +48,15 @@ test("a message that is not exactly one frame is refused", () => {
   longer.set(bytes);
   assert.throws(() => decodeFrame(longer));
 });
+
+test("client message ids are 32 hex characters that increase with time", async () => {
+  const { newClientMsgId } = await import("../dist/index.js");
+  const first = newClientMsgId();
+  await new Promise((r) => setTimeout(r, 5));
+  const second = newClientMsgId();
+  assert.match(first, /^[0-9a-f]{32}$/);
+  assert.match(second, /^[0-9a-f]{32}$/);
+  assert.ok(second > first, `${second} sorts after ${first}`);
+  assert.equal(parseInt(first.slice(0, 12), 16) <= Date.now(), true);
+  assert.notEqual(newClientMsgId(), newClientMsgId());
+});

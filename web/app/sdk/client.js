@@ -7,9 +7,19 @@ import { Connection } from "./connection.js";
 import { MemoryCursorStore } from "./cursor.js";
 import { MessageType, jsonPayload } from "./frame.js";
 import { ConnectionLost, TernError, toNumber, } from "./types.js";
-/** A new client message id: unique per sender. */
+/**
+ * A new client message id, unique per sender: 48 bits of milliseconds since the Unix epoch,
+ * then 80 random bits, as 32 hex characters (the Rust SDK's format). Ids that increase over
+ * time are the cheapest for the server to deduplicate.
+ */
 export function newClientMsgId() {
-    return globalThis.crypto.randomUUID();
+    const ms = Date.now().toString(16).padStart(12, "0").slice(-12);
+    const random = new Uint8Array(10);
+    globalThis.crypto.getRandomValues(random);
+    let hex = "";
+    for (const b of random)
+        hex += b.toString(16).padStart(2, "0");
+    return ms + hex;
 }
 function retryable(e) {
     return e instanceof ConnectionLost || (e instanceof TernError && e.retryable);

@@ -80,6 +80,45 @@ pub async fn retries_are_deduplicated(store: &dyn Backend) {
     assert_eq!(store.inbox_head(&user("b")).await.unwrap(), 3);
 }
 
+/// Retries are recognised whatever order a sender's client ids come in: ids below, between
+/// and above those stored before, retried one by one and all together, and a new id below all
+/// of them is still new.
+pub async fn retries_are_found_whatever_the_order_of_client_ids(store: &dyn Backend) {
+    register(store, &["a", "b"]).await;
+    let ids = ["m5", "m3", "m9", "m1", "m7", "x", "a"];
+    let mut originals = Vec::new();
+    for id in ids {
+        let out = store.commit(vec![text("a", "b", id, id)]).await.unwrap();
+        originals.push(stored(&out[0]).clone());
+    }
+    for (id, original) in ids.iter().zip(&originals).rev() {
+        let out = store.commit(vec![text("a", "b", id, id)]).await.unwrap();
+        match &out[0] {
+            AppendOutcome::Duplicate(m) => assert_eq!(**m, *original, "retry of {id}"),
+            other => panic!("expected the retry of {id} to be a duplicate, got {other:?}"),
+        }
+    }
+    let out = store
+        .commit(ids.iter().map(|id| text("a", "b", id, id)).collect())
+        .await
+        .unwrap();
+    for ((id, original), o) in ids.iter().zip(&originals).zip(&out) {
+        match o {
+            AppendOutcome::Duplicate(m) => assert_eq!(**m, *original, "retry of {id}"),
+            other => panic!("expected the retry of {id} to be a duplicate, got {other:?}"),
+        }
+    }
+    let out = store
+        .commit(vec![text("a", "b", "0", "below all")])
+        .await
+        .unwrap();
+    assert_eq!(stored(&out[0]).seq, ids.len() as u64 + 1);
+    assert_eq!(
+        store.inbox_head(&user("b")).await.unwrap(),
+        ids.len() as u64 + 1
+    );
+}
+
 /// A client message id reused for a different message (other content, or another receiver) is
 /// not a retry: it is refused and nothing is stored, whether the first is in this batch, in the
 /// tail, or indexed.

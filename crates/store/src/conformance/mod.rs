@@ -96,6 +96,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@store $harness;
             messages::appends_assign_gapless_seqs,
             messages::retries_are_deduplicated,
+            messages::retries_are_found_whatever_the_order_of_client_ids,
             messages::a_reused_client_id_for_another_message_is_refused,
             messages::unknown_users_store_nothing,
             messages::history_pages_both_ways,

@@ -38,6 +38,18 @@ pub(crate) struct Tail {
     pub(crate) inboxes: FxHashMap<UserId, Vec<TailEntry>>,
     /// `(sender, client_msg_id)` of unindexed messages.
     pub(crate) dedupe: FxHashMap<(UserId, String), Arc<StoredMessage>>,
+    /// Per sender with messages in `dedupe`, the greatest client message id pushed.
+    pub(crate) senders: FxHashMap<UserId, SenderIds>,
+}
+
+/// A sender's client message ids in the tail, as the writer's dedupe bound needs them.
+#[derive(Debug)]
+pub(crate) struct SenderIds {
+    /// The message with the greatest client message id pushed while the sender had messages
+    /// here. It may have left the tail since: an upper bound is all the writer needs.
+    greatest: Arc<StoredMessage>,
+    /// How many of the sender's messages are in `dedupe`; the entry goes at zero.
+    count: usize,
 }
 
 impl Tail {
@@ -48,10 +60,29 @@ impl Tail {
             .or_default()
             .push(message.clone());
         if !message.client_msg_id.is_empty() {
-            self.dedupe.insert(
+            let replaced = self.dedupe.insert(
                 (message.sender.clone(), message.client_msg_id.clone()),
                 message.clone(),
             );
+            match self.senders.get_mut(&message.sender) {
+                Some(ids) => {
+                    if replaced.is_none() {
+                        ids.count += 1;
+                    }
+                    if message.client_msg_id > ids.greatest.client_msg_id {
+                        ids.greatest = message.clone();
+                    }
+                }
+                None => {
+                    self.senders.insert(
+                        message.sender.clone(),
+                        SenderIds {
+                            greatest: message.clone(),
+                            count: 1,
+                        },
+                    );
+                }
+            }
         }
         self.messages.insert(message.id.0, message);
     }
@@ -79,7 +110,20 @@ impl Tail {
     pub(crate) fn indexed_upto(&mut self, upto: u64) -> BTreeMap<u64, Arc<StoredMessage>> {
         let keep = self.messages.split_off(&(upto + 1));
         let gone = std::mem::replace(&mut self.messages, keep);
-        self.dedupe.retain(|_, m| m.id.0 > upto);
+        let senders = &mut self.senders;
+        self.dedupe.retain(|(sender, _), m| {
+            let keep = m.id.0 > upto;
+            if !keep {
+                let last = senders.get_mut(sender).is_some_and(|ids| {
+                    ids.count -= 1;
+                    ids.count == 0
+                });
+                if last {
+                    senders.remove(sender);
+                }
+            }
+            keep
+        });
         // Within each list the oldest come first, so the indexed ones are a prefix.
         self.conversations.retain(|_, v| {
             let n = v.partition_point(|x| x.id.0 <= upto);
@@ -93,6 +137,14 @@ impl Tail {
         });
         self.watermark = self.watermark.max(upto);
         gone
+    }
+
+    /// An upper bound of the client message ids of `sender`'s messages in the tail: at least
+    /// the greatest of them (`None` when it has none here).
+    pub(crate) fn client_msg_id_bound(&self, sender: &UserId) -> Option<&str> {
+        self.senders
+            .get(sender)
+            .map(|ids| ids.greatest.client_msg_id.as_str())
     }
 
     /// The newest inbox seq of `user` in the tail.
