@@ -116,6 +116,8 @@ pub(crate) struct Batch<'a> {
     users: FxHashMap<UserId, u64>,
     conversations: FxHashMap<ConversationId, u64>,
     dedupe: FxHashMap<(UserId, String), Arc<StoredMessage>>,
+    /// Per sender, this batch's message with the greatest client message id.
+    greatest: FxHashMap<UserId, Arc<StoredMessage>>,
     appended: Vec<Appended>,
     pairs: Vec<(UserId, ConversationId)>,
     /// Users who block someone or take messages from friends only (loaded on first use).
@@ -245,12 +247,7 @@ impl Batch<'_> {
                 .index
                 .prepare_cached("SELECT max(client_msg_id) FROM dedupe_index WHERE sender = ?1")?
                 .query_row([sender.as_str()], |row| row.get(0))?;
-            let in_batch = self
-                .dedupe
-                .keys()
-                .filter(|(s, _)| s == sender)
-                .map(|(_, id)| id.as_str())
-                .max();
+            let in_batch = self.greatest.get(sender).map(|m| m.client_msg_id.as_str());
             let bound = [in_index.as_deref(), in_tail.as_deref(), in_batch]
                 .into_iter()
                 .flatten()
@@ -350,6 +347,13 @@ impl Batch<'_> {
             {
                 bound.clear();
                 bound.push_str(&m.client_msg_id);
+            }
+            match self.greatest.get_mut(&m.sender) {
+                Some(g) if g.client_msg_id >= m.client_msg_id => {}
+                Some(g) => *g = m.clone(),
+                None => {
+                    self.greatest.insert(m.sender.clone(), m.clone());
+                }
             }
             self.dedupe
                 .insert((m.sender.clone(), m.client_msg_id.clone()), m.clone());
@@ -560,6 +564,7 @@ impl Writer {
             users: FxHashMap::default(),
             conversations: FxHashMap::default(),
             dedupe: FxHashMap::default(),
+            greatest: FxHashMap::default(),
             appended: Vec::new(),
             pairs: Vec::new(),
             restrictive: &mut self.restrictive,
