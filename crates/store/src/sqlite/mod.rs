@@ -92,7 +92,8 @@ pub struct SqliteConfig {
     pub synchronous: Synchronous,
     /// Read connections (reads run beside the writer thanks to WAL).
     pub readers: usize,
-    /// Sequence heads the writer keeps in memory, per kind (users, conversations).
+    /// Entries the writer keeps in memory per kind: sequence heads (users, conversations),
+    /// known one-to-one pairs, and senders' dedupe bounds (about 130 bytes each).
     pub head_cache: usize,
     /// Group states (settings and members) the writer keeps in memory.
     pub group_cache: usize,
