@@ -5,7 +5,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { decodeFrame, encodeFrame, jsonPayload, Flags, MessageType } from "../dist/index.js";
+import {
+  decodeFrame,
+  encodeFrame,
+  jsonPayload,
+  newClientMsgId,
+  Flags,
+  MessageType,
+} from "../dist/index.js";
 
 // Node 18 has Web Crypto only under `node:crypto`; browsers and Node 19+ have it global.
 globalThis.crypto ??= webcrypto;
@@ -50,7 +57,6 @@ test("a message that is not exactly one frame is refused", () => {
 });
 
 test("client message ids are 32 hex characters that increase with time", async () => {
-  const { newClientMsgId } = await import("../dist/index.js");
   const first = newClientMsgId();
   await new Promise((r) => setTimeout(r, 5));
   const second = newClientMsgId();
