@@ -435,7 +435,7 @@ async fn a_data_dir_whose_inbox_log_reused_row_ids_keeps_every_entry() {
 /// nor the tail) must still be found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_above_a_recomputed_bound_is_still_found() {
-    use tern_core::store::{AccountStore, AppendOutcome, CommitStore};
+    use tern_core::store::{AppendOutcome, CommitStore};
     let dir = tempfile::tempdir().unwrap();
     let config = SqliteConfig {
         head_cache: 1,
@@ -445,12 +445,7 @@ async fn a_retry_above_a_recomputed_bound_is_still_found() {
         ..SqliteConfig::default()
     };
     let store = SqliteStore::open(dir.path(), config).unwrap();
-    for u in ["a", "b"] {
-        store
-            .create_user(&conformance::user(u), "h", 0)
-            .await
-            .unwrap();
-    }
+    conformance::register(&store, &["a", "b"]).await;
     let index =
         rusqlite::Connection::open(dir.path().join(tern_store::sqlite::INDEX_FILE)).unwrap();
     // Waits for the indexer's pass to take `id`, and for the tail to let it go (the pass
